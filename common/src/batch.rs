@@ -1,0 +1,267 @@
+//! RecordBatch (magic 2) headers: parse, validate, patch — never decode records.
+//!
+//! Batches are stored exactly as producers sent them, so duplicate header keys, unknown
+//! attribute bits and the producer's compression survive. Only the 61-byte header is read
+//! here. Layout (big-endian), from Kafka's `DefaultRecordBatch`:
+//!
+//! ```text
+//! 0  baseOffset i64        8  batchLength i32      12 partitionLeaderEpoch i32
+//! 16 magic i8              17 crc u32 (CRC32C of bytes 21..end)
+//! 21 attributes i16        23 lastOffsetDelta i32  27 baseTimestamp i64
+//! 35 maxTimestamp i64      43 producerId i64       51 producerEpoch i16
+//! 53 baseSequence i32      57 recordsCount i32     61 records…
+//! ```
+//!
+//! `baseOffset` sits outside the CRC, which is what lets the read path patch offsets on the
+//! way out without touching the producer's bytes.
+
+use bytes::Bytes;
+
+/// Size of the fixed batch header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before `batchLength`'s coverage starts (baseOffset + batchLength).
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_START: usize = 21;
+const ATTR_TRANSACTIONAL: i16 = 1 << 4;
+const ATTR_CONTROL: i16 = 1 << 5;
+
+/// What the write path needs to know about one valid batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// Offsets the batch occupies: `lastOffsetDelta + 1`.
+    pub offset_count: i64,
+    /// Records in the batch.
+    pub record_count: i32,
+    /// Largest record timestamp, from the header.
+    pub max_timestamp: i64,
+    /// First record timestamp, from the header.
+    pub base_timestamp: i64,
+    /// -1 for non-idempotent producers.
+    pub producer_id: i64,
+    /// Producer epoch, -1 without idempotence.
+    pub producer_epoch: i16,
+    /// First sequence number, -1 without idempotence.
+    pub base_sequence: i32,
+    /// Batch is part of a transaction.
+    pub is_transactional: bool,
+    /// Batch is a control batch (transaction marker).
+    pub is_control: bool,
+}
+
+/// Why a batch was refused; maps to a Kafka error code in the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Bytes that cannot be a batch: short, wrong length, wrong CRC, wrong magic.
+    #[error("corrupt batch: {0}")]
+    Corrupt(String),
+    /// A well-formed batch the broker refuses (several batches, control batch, bad counts).
+    #[error("invalid batch: {0}")]
+    Invalid(String),
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(raw)
+}
+
+/// Validates the records of one partition of a Produce request (v3+): exactly one batch, magic 2,
+/// length consistent, CRC32C correct, record count consistent with the offset delta.
+pub fn validate_produce_batch(records: &[u8]) -> Result<BatchInfo, BatchError> {
+    let info = header_info(records)?;
+    let expected_crc = u32::from_be_bytes([records[17], records[18], records[19], records[20]]);
+    let actual_crc = crc32c::crc32c(&records[CRC_START..]);
+    if expected_crc != actual_crc {
+        return Err(BatchError::Corrupt(format!(
+            "crc mismatch: header {expected_crc:#010x}, computed {actual_crc:#010x}"
+        )));
+    }
+    Ok(info)
+}
+
+/// Reads and checks the header of a single batch without computing its CRC: for callers
+/// behind the gateway, which already checked the CRC once.
+pub fn header_info(records: &[u8]) -> Result<BatchInfo, BatchError> {
+    if records.len() < HEADER_LEN {
+        return Err(BatchError::Corrupt(format!(
+            "{} bytes is shorter than a batch header",
+            records.len()
+        )));
+    }
+    let batch_length = i32_at(records, 8);
+    if batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+        return Err(BatchError::Corrupt(format!("batch length {batch_length} too small")));
+    }
+    let declared = batch_length as usize + LOG_OVERHEAD;
+    if declared > records.len() {
+        return Err(BatchError::Corrupt(format!(
+            "batch declares {declared} bytes but {} arrived",
+            records.len()
+        )));
+    }
+    if declared < records.len() {
+        return Err(BatchError::Invalid(
+            "produce requests v3+ must carry exactly one record batch per partition".into(),
+        ));
+    }
+    let magic = records[16] as i8;
+    if magic != 2 {
+        return Err(BatchError::Corrupt(format!("magic {magic}, only 2 is supported")));
+    }
+    let attributes = i16_at(records, 21);
+    let last_offset_delta = i32_at(records, 23);
+    let record_count = i32_at(records, 57);
+    if record_count <= 0 {
+        return Err(BatchError::Invalid(format!("record count {record_count}")));
+    }
+    if last_offset_delta != record_count - 1 {
+        return Err(BatchError::Invalid(format!(
+            "last offset delta {last_offset_delta} does not match {record_count} records"
+        )));
+    }
+    let info = BatchInfo {
+        offset_count: i64::from(last_offset_delta) + 1,
+        record_count,
+        base_timestamp: i64_at(records, 27),
+        max_timestamp: i64_at(records, 35),
+        producer_id: i64_at(records, 43),
+        producer_epoch: i16_at(records, 51),
+        base_sequence: i32_at(records, 53),
+        is_transactional: attributes & ATTR_TRANSACTIONAL != 0,
+        is_control: attributes & ATTR_CONTROL != 0,
+    };
+    if info.is_control {
+        return Err(BatchError::Invalid("producers may not send control batches".into()));
+    }
+    Ok(info)
+}
+
+/// Reads `baseOffset` of the batch starting at `batch`.
+pub fn base_offset(batch: &[u8]) -> Option<i64> {
+    (batch.len() >= 8).then(|| i64_at(batch, 0))
+}
+
+/// Splits concatenated batches into `(start, len)` spans, stopping at the first incomplete one.
+pub fn spans(bytes: &Bytes) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= LOG_OVERHEAD {
+        let len = i32_at(bytes, at + 8);
+        if len < 0 {
+            break;
+        }
+        let total = len as usize + LOG_OVERHEAD;
+        if bytes.len() - at < total {
+            break;
+        }
+        out.push((at, total));
+        at += total;
+    }
+    out
+}
+
+/// Test helpers that build real batches, shared by unit and end-to-end tests.
+pub mod testing {
+    /// Builds an uncompressed magic-2 batch holding `values` as records with no key and no
+    /// headers, with a correct CRC.
+    pub fn batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
+        let mut records = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let mut body = Vec::new();
+            body.push(0u8); // attributes
+            put_varlong(&mut body, 0); // timestamp delta
+            put_varlong(&mut body, i as i64); // offset delta
+            put_varlong(&mut body, -1); // key: null
+            put_varlong(&mut body, value.len() as i64);
+            body.extend_from_slice(value);
+            put_varlong(&mut body, 0); // headers
+            put_varlong(&mut records, body.len() as i64);
+            records.extend_from_slice(&body);
+        }
+        let count = values.len() as i32;
+        let mut after_crc = Vec::new();
+        after_crc.extend_from_slice(&0i16.to_be_bytes()); // attributes
+        after_crc.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
+        after_crc.extend_from_slice(&timestamp.to_be_bytes());
+        after_crc.extend_from_slice(&timestamp.to_be_bytes());
+        after_crc.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+        after_crc.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+        after_crc.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        after_crc.extend_from_slice(&count.to_be_bytes());
+        after_crc.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&after_crc);
+        let mut out = Vec::new();
+        out.extend_from_slice(&0i64.to_be_bytes());
+        out.extend_from_slice(&((after_crc.len() + 9) as i32).to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+        out.push(2);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out.extend_from_slice(&after_crc);
+        out
+    }
+
+    fn put_varlong(out: &mut Vec<u8>, value: i64) {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        while zigzag >= 0x80 {
+            out.push((zigzag as u8) | 0x80);
+            zigzag >>= 7;
+        }
+        out.push(zigzag as u8);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_good_batch_is_accepted() {
+        let raw = testing::batch(&[b"a", b"bb", b"ccc"], 1_700_000_000_000);
+        let info = validate_produce_batch(&raw).expect("valid");
+        assert_eq!(info.record_count, 3);
+        assert_eq!(info.offset_count, 3);
+        assert_eq!(info.max_timestamp, 1_700_000_000_000);
+        assert_eq!(info.producer_id, -1);
+    }
+
+    #[test]
+    fn a_flipped_bit_is_corrupt() {
+        let mut raw = testing::batch(&[b"payload"], 0);
+        let last = raw.len() - 2;
+        raw[last] ^= 1;
+        assert!(matches!(validate_produce_batch(&raw), Err(BatchError::Corrupt(_))));
+    }
+
+    #[test]
+    fn truncated_and_short_batches_are_corrupt() {
+        let raw = testing::batch(&[b"payload"], 0);
+        assert!(matches!(
+            validate_produce_batch(&raw[..raw.len() - 1]),
+            Err(BatchError::Corrupt(_))
+        ));
+        assert!(matches!(validate_produce_batch(&raw[..10]), Err(BatchError::Corrupt(_))));
+    }
+
+    #[test]
+    fn two_batches_are_refused() {
+        let mut raw = testing::batch(&[b"one"], 0);
+        raw.extend(testing::batch(&[b"two"], 0));
+        assert!(matches!(validate_produce_batch(&raw), Err(BatchError::Invalid(_))));
+        assert_eq!(spans(&Bytes::from(raw)).len(), 2);
+    }
+
+    #[test]
+    fn old_magic_is_corrupt() {
+        let mut raw = testing::batch(&[b"x"], 0);
+        raw[16] = 1;
+        assert!(matches!(validate_produce_batch(&raw), Err(BatchError::Corrupt(_))));
+    }
+}

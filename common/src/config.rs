@@ -1,0 +1,374 @@
+//! Settings for every role, loaded with figment.
+//!
+//! Precedence, lowest first: built-in defaults, a TOML file (`--config yaks.toml`), then
+//! `YAKS_*` environment variables with `__` between nested keys (`YAKS_S3__BUCKET=b`).
+//! Unknown keys in the file and invalid values stop start-up with a message naming the key,
+//! because a typo silently ignored is worse than a refusal to start.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Sections accepted at the top level, also used to filter `YAKS_*` variables so that
+/// unrelated variables such as `YAKS_DATA_DIR` in a script do not count as typos.
+const SECTIONS: &[&str] = &["gateway", "writer", "postgres", "s3", "registry", "log"];
+
+/// The whole settings tree.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Kafka front door.
+    pub gateway: GatewayConfig,
+    /// Produce buffering and commit.
+    pub writer: WriterConfig,
+    /// The metastore.
+    pub postgres: PostgresConfig,
+    /// The object store.
+    pub s3: S3Config,
+    /// Service registry leases.
+    pub registry: RegistryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Settings of the gateway role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address the Kafka listener binds.
+    pub listen_addr: String,
+    /// `host:port` clients are told to connect to; defaults to the bound address.
+    pub advertised_addr: Option<String>,
+    /// Largest request frame accepted, checked before any allocation.
+    pub max_frame_bytes: u32,
+    /// Writer base URLs (`http://host:port`). Empty: discover live writers in the registry.
+    pub writer_urls: Vec<String>,
+    /// Create unknown topics on Metadata/Produce, as Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// Partition count of auto-created topics (Kafka's `num.partitions`).
+    pub default_partitions: i32,
+    /// Upper bound on partitions per topic accepted by CreateTopics.
+    pub max_partitions_per_topic: i32,
+    /// How long the gateway waits for a writer to answer a produce.
+    pub writer_timeout_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: "0.0.0.0:9092".into(),
+            advertised_addr: None,
+            max_frame_bytes: 100 * 1024 * 1024,
+            writer_urls: Vec::new(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_partitions_per_topic: 10_000,
+            writer_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Settings of the writer role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterConfig {
+    /// Address the internal HTTP listener binds.
+    pub listen_addr: String,
+    /// URL gateways use to reach this writer; defaults to `http://` + the bound address.
+    pub advertised_url: Option<String>,
+    /// A buffer holding this many bytes is flushed at once.
+    pub flush_bytes: u64,
+    /// A non-empty buffer is flushed at the latest this long after its first batch.
+    pub flush_interval_ms: u64,
+    /// Produce requests wait (back-pressure) while this many bytes are buffered or uploading.
+    pub max_buffered_bytes: u64,
+    /// Flushes whose upload may overlap; commits still happen in flush order.
+    pub max_uploads_in_flight: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: "0.0.0.0:9094".into(),
+            advertised_url: None,
+            flush_bytes: 8 * 1024 * 1024,
+            flush_interval_ms: 250,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            max_uploads_in_flight: 4,
+        }
+    }
+}
+
+/// Settings of the PostgreSQL metastore.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://user:pass@host:port/db`. `yaks dev` starts a private server when unset.
+    pub url: Option<String>,
+    /// Connections in each process's pool.
+    pub pool_size: usize,
+    /// Time allowed to open one connection.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Settings of the S3 object store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Bucket holding every object.
+    pub bucket: String,
+    /// Custom endpoint (MinIO, LocalStack, moto). `yaks dev` starts one on loopback when unset.
+    pub endpoint: Option<String>,
+    /// Signing region.
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3 emulators.
+    pub force_path_style: bool,
+    /// Static credentials; when unset the AWS default chain (env, profile, ECS, IMDS) is used.
+    pub access_key_id: Option<String>,
+    /// Static credentials, with `access_key_id`.
+    pub secret_access_key: Option<String>,
+    /// Prefix in front of every key, to share a bucket between clusters.
+    pub key_prefix: String,
+    /// Attempts per request, including the first, on 5xx/SlowDown/timeouts.
+    pub max_attempts: u32,
+    /// First retry delay; later ones back off exponentially with jitter.
+    pub initial_backoff_ms: u64,
+    /// Time allowed for one attempt.
+    pub attempt_timeout_ms: u64,
+    /// Create the bucket at start-up when it does not exist (on in `yaks dev`).
+    pub create_bucket: bool,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: "yaks".into(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            force_path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            key_prefix: String::new(),
+            max_attempts: 8,
+            initial_backoff_ms: 100,
+            attempt_timeout_ms: 30_000,
+            create_bucket: false,
+        }
+    }
+}
+
+/// Settings of the service registry (who is alive).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// A registration not renewed for this long counts as dead.
+    pub lease_ms: u64,
+    /// How often each process renews its lease.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            lease_ms: 10_000,
+            heartbeat_ms: 2_000,
+        }
+    }
+}
+
+/// Settings of logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter (`info`, `yaks_writer=debug,info`); `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Figment's message names the key and the source.
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value that parses but makes no sense.
+    #[error("invalid configuration: `{key}` {problem}")]
+    Invalid {
+        /// Dotted key.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `file` when given, then `YAKS_*` variables, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::figment(file).extract::<Config>().map_err(Box::new)?.validated()
+    }
+
+    /// The figment behind [`Config::load`], exposed so callers can layer overrides on top.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("YAKS_")
+            .split("__")
+            .filter(|key| SECTIONS.iter().any(|s| key.as_str().starts_with(&format!("{s}."))));
+        figment.merge(env)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validated(self) -> Result<Config, ConfigError> {
+        fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            }
+        }
+        if self.gateway.listen_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "gateway.listen_addr",
+                "must be an ip:port such as 0.0.0.0:9092",
+            ));
+        }
+        if self.writer.listen_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "writer.listen_addr",
+                "must be an ip:port such as 0.0.0.0:9094",
+            ));
+        }
+        if self.gateway.max_frame_bytes < 1024 {
+            return Err(invalid("gateway.max_frame_bytes", "must be at least 1024"));
+        }
+        if self.gateway.default_partitions < 1 {
+            return Err(invalid("gateway.default_partitions", "must be at least 1"));
+        }
+        if self.gateway.max_partitions_per_topic < 1 {
+            return Err(invalid("gateway.max_partitions_per_topic", "must be at least 1"));
+        }
+        for url in &self.gateway.writer_urls {
+            if !url.starts_with("http://") {
+                return Err(invalid(
+                    "gateway.writer_urls",
+                    format!("entries must start with http:// (got {url:?})"),
+                ));
+            }
+        }
+        if self.writer.flush_bytes == 0 {
+            return Err(invalid("writer.flush_bytes", "must be greater than 0"));
+        }
+        if self.writer.flush_interval_ms == 0 {
+            return Err(invalid("writer.flush_interval_ms", "must be greater than 0"));
+        }
+        if self.writer.max_buffered_bytes < self.writer.flush_bytes {
+            return Err(invalid(
+                "writer.max_buffered_bytes",
+                "must be at least writer.flush_bytes",
+            ));
+        }
+        if self.writer.max_uploads_in_flight == 0 {
+            return Err(invalid("writer.max_uploads_in_flight", "must be at least 1"));
+        }
+        if self.postgres.pool_size == 0 {
+            return Err(invalid("postgres.pool_size", "must be at least 1"));
+        }
+        if self.s3.bucket.is_empty() {
+            return Err(invalid("s3.bucket", "must not be empty"));
+        }
+        if self.s3.max_attempts == 0 {
+            return Err(invalid("s3.max_attempts", "must be at least 1"));
+        }
+        if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
+            return Err(invalid(
+                "s3.access_key_id",
+                "and s3.secret_access_key must be set together",
+            ));
+        }
+        if self.registry.heartbeat_ms == 0 || self.registry.heartbeat_ms * 2 > self.registry.lease_ms {
+            return Err(invalid(
+                "registry.heartbeat_ms",
+                "must be positive and at most half of registry.lease_ms",
+            ));
+        }
+        if self.log.format != "text" && self.log.format != "json" {
+            return Err(invalid("log.format", "must be `text` or `json`"));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validated().is_ok());
+    }
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "yaks.toml",
+                "[s3]\nbucket = \"from-file\"\nregion = \"eu-west-1\"\n",
+            )?;
+            jail.set_env("YAKS_S3__BUCKET", "from-env");
+            jail.set_env("YAKS_DATA_DIR", "/ignored");
+            let config = Config::load(Some(Path::new("yaks.toml"))).expect("loads");
+            assert_eq!(config.s3.bucket, "from-env");
+            assert_eq!(config.s3.region, "eu-west-1");
+            assert_eq!(config.writer, WriterConfig::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("YAKS_WRITER__FLUSH_BYTES", "lots");
+            let err = Config::load(None).expect_err("rejects");
+            assert!(err.to_string().contains("flush_bytes"), "{err}");
+
+            jail.set_env("YAKS_WRITER__FLUSH_BYTES", "0");
+            let err = Config::load(None).expect_err("rejects");
+            assert!(err.to_string().contains("writer.flush_bytes"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("yaks.toml", "[writer]\nflush_byte = 5\n")?;
+            let err = Config::load(Some(Path::new("yaks.toml"))).expect_err("rejects");
+            assert!(err.to_string().contains("flush_byte"), "{err}");
+            Ok(())
+        });
+    }
+}

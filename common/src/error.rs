@@ -1,0 +1,47 @@
+//! Error kinds at the boundaries between roles and backends.
+//!
+//! The kinds say what the caller should do, not what broke: retry, fix the input, give up.
+//! "Commit outcome unknown" is its own case because the only safe reaction to it differs
+//! from both success and failure. Kafka error codes are mapped from these in one place
+//! ([`StoreError::kafka_code`]).
+
+use kafka_protocol::ResponseError;
+
+/// Failure of a metastore or object-store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A passing fault (network, throttling, 5xx, pool exhausted): the same call may succeed.
+    #[error("retriable: {0}")]
+    Retriable(String),
+    /// The request cannot succeed as made (bad name, invalid config).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The thing named does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The commit was sent but its outcome was never heard; it may or may not have happened.
+    #[error("commit outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// A bug or broken invariant.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// The Kafka error code a client should see for this failure.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            StoreError::Retriable(_) => ResponseError::KafkaStorageError.code(),
+            StoreError::Invalid(_) => ResponseError::InvalidRequest.code(),
+            StoreError::NotFound(_) => ResponseError::UnknownTopicOrPartition.code(),
+            // Retriable for the client; idempotent-producer sequences make the retry safe.
+            StoreError::OutcomeUnknown(_) => ResponseError::RequestTimedOut.code(),
+            StoreError::Internal(_) => ResponseError::UnknownServerError.code(),
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Retriable(_) | StoreError::OutcomeUnknown(_))
+    }
+}

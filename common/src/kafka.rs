@@ -1,0 +1,44 @@
+//! Helpers for encoding and decoding Kafka messages with the `kafka-protocol` crate.
+//!
+//! The crate's message structs carry every version's fields; these helpers always take the
+//! version explicitly so that only that version's fields are written.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// A message that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(pub String);
+
+/// Encodes `message` at `version` into a fresh buffer.
+pub fn encode<T: Encodable>(message: &T, version: i16) -> Result<Bytes, CodecError> {
+    let mut buf = BytesMut::new();
+    message
+        .encode(&mut buf, version)
+        .map_err(|e| CodecError(format!("{e:#}")))?;
+    Ok(buf.freeze())
+}
+
+/// Decodes a `T` at `version` from `bytes`, which must hold exactly one message.
+pub fn decode<T: Decodable>(mut bytes: Bytes, version: i16) -> Result<T, CodecError> {
+    let message = T::decode(&mut bytes, version).map_err(|e| CodecError(format!("{e:#}")))?;
+    if !bytes.is_empty() {
+        return Err(CodecError(format!(
+            "{} trailing bytes after the message",
+            bytes.len()
+        )));
+    }
+    Ok(message)
+}
+
+/// A topic name from a `&str`.
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(str_bytes(name))
+}
+
+/// A `StrBytes` from a `&str`.
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}

@@ -1,0 +1,30 @@
+//! The vocabulary every yaks role speaks.
+//!
+//! Each role crate (gateway, writer, reader, compactor) depends on this one and on nothing of
+//! each other, so the seams between roles are the types defined here:
+//!
+//! - [`config`]: the settings tree loaded by figment (defaults < TOML file < `YAKS_*` env).
+//! - [`ids`]: object ids and the one path resolver that turns them into S3 keys.
+//! - [`clock`]: injected time, so tests can control it.
+//! - [`batch`]: RecordBatch (magic 2) header parsing and validation, without decoding records.
+//! - [`metastore`]: PostgreSQL state: topics, partitions, the object index, the service registry.
+//! - [`objstore`]: the object-store seam, with the S3 implementation and an in-memory one.
+//! - [`rpc`]: the internal HTTP contract between roles (paths, headers, a small client).
+//! - [`kafka`]: helpers shared by everything that encodes Kafka messages.
+//! - [`telemetry`]: logging set-up.
+//! - [`error`]: error kinds that say what the caller should do.
+//! - [`hashing`]: stable rendezvous hashing, so processes agree on owners without talking.
+//! - [`shutdown`]: a cloneable shutdown signal.
+
+pub mod batch;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod hashing;
+pub mod ids;
+pub mod kafka;
+pub mod metastore;
+pub mod objstore;
+pub mod rpc;
+pub mod shutdown;
+pub mod telemetry;

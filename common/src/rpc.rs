@@ -1,0 +1,178 @@
+//! The internal HTTP contract between roles.
+//!
+//! Roles talk HTTP/1.1 (hyper) with Kafka-encoded bodies where a Kafka message already says
+//! what is needed, so there is one encoding, not two. `yaks dev` uses the same loopback HTTP
+//! as a split deployment: one code path.
+//!
+//! Produce (`POST /v1/produce`): the body is a `ProduceRequest` at [`INTERNAL_PRODUCE_VERSION`]
+//! (topic ids, no names). The writer answers with the status line and headers as soon as
+//! the request is *accepted* into its buffer, and streams the `ProduceResponse` body once the
+//! flush holding it has committed. The gateway sends a connection's next produce only after
+//! the previous one was accepted, which keeps a connection's batches in order across the
+//! HTTP hop while still letting many be in flight.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::shutdown::Shutdown;
+
+/// Produce path on writers.
+pub const PRODUCE_PATH: &str = "/v1/produce";
+/// Liveness and readiness on every role.
+pub const HEALTH_PATH: &str = "/health";
+/// Version of the `ProduceRequest`/`ProduceResponse` bodies on [`PRODUCE_PATH`].
+pub const INTERNAL_PRODUCE_VERSION: i16 = 13;
+
+/// Failure of an internal call.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The peer did not accept the request: nothing happened, try another peer or later.
+    #[error("peer unavailable: {0}")]
+    Unavailable(String),
+    /// The peer accepted the request but the answer was lost: the outcome is unknown.
+    #[error("answer lost: {0}")]
+    AnswerLost(String),
+}
+
+/// A pooled HTTP/1.1 client for internal calls.
+#[derive(Clone, Debug)]
+pub struct RpcClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for RpcClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RpcClient {
+    /// A client with keep-alive connections.
+    pub fn new() -> RpcClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        RpcClient { client }
+    }
+
+    /// POSTs `body` to `base_url` + `path` and returns once the peer answered with its
+    /// status and headers. A non-2xx status is [`RpcError::Unavailable`].
+    pub async fn post(
+        &self,
+        base_url: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, RpcError> {
+        let request = Request::post(format!("{base_url}{path}"))
+            .header(http::header::CONTENT_TYPE, "application/x-kafka")
+            .body(Full::new(body))
+            .map_err(|e| RpcError::Unavailable(format!("bad url {base_url}: {e}")))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| RpcError::Unavailable(format!("{base_url}: {e}")))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let detail = read_body(response).await.unwrap_or_default();
+            return Err(RpcError::Unavailable(format!(
+                "{base_url} answered {status}: {}",
+                String::from_utf8_lossy(&detail)
+            )));
+        }
+        Ok(response)
+    }
+
+    /// GETs `base_url` + `path`; true on a 2xx answer.
+    pub async fn healthy(&self, base_url: &str) -> bool {
+        let Ok(request) = Request::get(format!("{base_url}{HEALTH_PATH}")).body(Full::default())
+        else {
+            return false;
+        };
+        match self.client.request(request).await {
+            Ok(response) => response.status().is_success(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Reads a whole response body. Failing here means the answer was lost.
+pub async fn read_body(response: Response<Incoming>) -> Result<Bytes, RpcError> {
+    response
+        .into_body()
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| RpcError::AnswerLost(e.to_string()))
+}
+
+/// A plain-text response.
+pub fn text_response<B>(status: StatusCode, text: impl Into<String>) -> Response<B>
+where
+    B: From<Bytes>,
+{
+    let mut response = Response::new(B::from(Bytes::from(text.into())));
+    *response.status_mut() = status;
+    response
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown`, then lets open requests finish.
+pub async fn serve<S, F, B>(listener: TcpListener, handler: S, mut shutdown: Shutdown)
+where
+    S: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = service_fn(move |request| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler(request).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("http connections still open after 30 s, closing them");
+    }
+}

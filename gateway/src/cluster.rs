@@ -1,0 +1,169 @@
+//! This gateway's place in the cluster.
+//!
+//! Each gateway registers in the service registry with a lease and renews it; its registry
+//! node id is its Kafka broker id. Metadata answers list the live gateways as brokers and
+//! give each partition a leader chosen by rendezvous hashing over them, so every gateway
+//! tells clients the same thing and connections spread evenly. Any gateway can serve any
+//! partition; "leader" only steers where clients connect.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tracing::{debug, warn};
+use uuid::Uuid;
+use yaks_common::config::RegistryConfig;
+use yaks_common::error::StoreError;
+use yaks_common::hashing::rendezvous;
+use yaks_common::metastore::{Metastore, Role, ServiceMember};
+use yaks_common::shutdown::Shutdown;
+
+/// A gateway as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    /// Broker id.
+    pub node_id: i32,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: i32,
+}
+
+struct Inner {
+    metastore: Metastore,
+    registry: RegistryConfig,
+    instance_id: String,
+    address: String,
+    node_id: i32,
+    cluster_id: String,
+    brokers: RwLock<Vec<Broker>>,
+}
+
+/// Shared view of the live gateways, refreshed with every lease renewal.
+#[derive(Clone)]
+pub struct ClusterView {
+    inner: Arc<Inner>,
+}
+
+impl ClusterView {
+    /// Registers this gateway and reads the current members.
+    pub async fn register(
+        metastore: Metastore,
+        registry: RegistryConfig,
+        advertised: (String, u16),
+    ) -> Result<ClusterView, StoreError> {
+        let instance_id = Uuid::new_v4().to_string();
+        let address = format!("{}:{}", advertised.0, advertised.1);
+        let node_id = metastore
+            .renew_lease(Role::Gateway, &instance_id, &address, registry.lease_ms as i64)
+            .await?;
+        let cluster_id = metastore.cluster_id().await?;
+        let view = ClusterView {
+            inner: Arc::new(Inner {
+                metastore,
+                registry,
+                instance_id,
+                address,
+                node_id,
+                cluster_id,
+                brokers: RwLock::new(Vec::new()),
+            }),
+        };
+        let members = view.inner.metastore.live_members(Role::Gateway).await?;
+        view.set_members(members);
+        Ok(view)
+    }
+
+    /// This gateway's broker id.
+    pub fn node_id(&self) -> i32 {
+        self.inner.node_id
+    }
+
+    /// The cluster id stored in PostgreSQL.
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+
+    /// Live gateways, always including this one, by node id.
+    pub fn brokers(&self) -> Vec<Broker> {
+        self.inner
+            .brokers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The broker clients should send a partition's requests to.
+    pub fn leader_of(brokers: &[Broker], topic_id: Uuid, partition: i32) -> i32 {
+        let mut key = [0u8; 20];
+        key[..16].copy_from_slice(topic_id.as_bytes());
+        key[16..].copy_from_slice(&partition.to_be_bytes());
+        rendezvous(&key, brokers, |b| i64::from(b.node_id))
+            .map(|b| b.node_id)
+            .unwrap_or(-1)
+    }
+
+    fn set_members(&self, members: Vec<ServiceMember>) {
+        let mut brokers: Vec<Broker> = members
+            .into_iter()
+            .filter_map(|m| {
+                let (host, port) = m.address.rsplit_once(':')?;
+                Some(Broker {
+                    node_id: m.node_id,
+                    host: host.to_owned(),
+                    port: port.parse().ok()?,
+                })
+            })
+            .collect();
+        if !brokers.iter().any(|b| b.node_id == self.inner.node_id) {
+            // Our own lease may have lapsed in the registry's eyes; we are alive regardless.
+            if let Some((host, port)) = self.inner.address.rsplit_once(':') {
+                brokers.push(Broker {
+                    node_id: self.inner.node_id,
+                    host: host.to_owned(),
+                    port: port.parse().unwrap_or(9092),
+                });
+                brokers.sort_by_key(|b| b.node_id);
+            }
+        }
+        *self.inner.brokers.write().unwrap_or_else(|p| p.into_inner()) = brokers;
+    }
+
+    /// Renews the lease and refreshes members every `heartbeat_ms` until `shutdown`.
+    pub async fn heartbeat(self, mut shutdown: Shutdown) {
+        let period = Duration::from_millis(self.inner.registry.heartbeat_ms);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.wait() => return,
+            }
+            let inner = &self.inner;
+            let renewed = inner
+                .metastore
+                .renew_lease(
+                    Role::Gateway,
+                    &inner.instance_id,
+                    &inner.address,
+                    inner.registry.lease_ms as i64,
+                )
+                .await;
+            if let Err(e) = renewed {
+                warn!(error = %e, "renewing gateway lease failed");
+                continue;
+            }
+            match inner.metastore.live_members(Role::Gateway).await {
+                Ok(members) => {
+                    debug!(count = members.len(), "live gateways");
+                    self.set_members(members);
+                }
+                Err(e) => warn!(error = %e, "reading live gateways failed"),
+            }
+        }
+    }
+
+    /// Leaves the registry at clean shutdown so clients stop being sent here at once.
+    pub async fn deregister(&self) {
+        if let Err(e) = self.inner.metastore.deregister(&self.inner.instance_id).await {
+            warn!(error = %e, "leaving the registry failed; the lease will expire");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! One client connection: frames in, frames out, in order.
+//!
+//! Check, then parse: the 4-byte length is checked against `gateway.max_frame_bytes` before
+//! a buffer is allocated. The fixed header prefix (api key, version, correlation id) is read
+//! next; an unknown key or an unsupported version closes the connection with a log line,
+//! except ApiVersions, which answers UNSUPPORTED_VERSION in a v0-shaped response so that a
+//! newer client can retry with a version we speak (as Kafka does).
+//!
+//! Clients pipeline requests. Each request runs in its own task; a writer task awaits them
+//! in arrival order, so responses leave in the order requests came. Produce requests are
+//! additionally chained: each waits until the previous one was accepted by a writer, which
+//! keeps one connection's batches in order across the HTTP hop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info_span, warn};
+use yaks_common::shutdown::Shutdown;
+
+use crate::GatewayState;
+use crate::handlers::{self, Outcome, ProduceTurn, RequestContext};
+use crate::writers::Sticky;
+
+/// Requests of one connection being processed at once; more wait in the socket.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// What a connection's handlers share.
+#[derive(Debug)]
+pub struct ConnectionState {
+    /// Gateway-unique connection id.
+    pub id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The writer this connection's produce requests go to.
+    pub writer: Sticky,
+}
+
+/// A response in the making: the task computing it, and its correlation id.
+struct Pending {
+    task: JoinHandle<Option<Bytes>>,
+    api_key: ApiKey,
+}
+
+/// Serves one connection until the client closes it, it misbehaves, or shutdown.
+pub async fn serve(
+    state: Arc<GatewayState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    shutdown: Shutdown,
+) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let connection = Arc::new(ConnectionState {
+        id,
+        peer,
+        writer: Sticky::new(id, state.writers.len()),
+    });
+    let span = info_span!("connection", id, %peer);
+    let write_task = tokio::spawn(write_responses(writer, rx).instrument(span.clone()));
+    read_requests(state, connection, reader, tx, shutdown)
+        .instrument(span.clone())
+        .await;
+    // The reader dropped its sender: the writer task flushes what is pending and ends.
+    let _ = write_task.await;
+    debug!(parent: &span, "connection closed");
+}
+
+async fn read_requests(
+    state: Arc<GatewayState>,
+    connection: Arc<ConnectionState>,
+    mut reader: OwnedReadHalf,
+    tx: mpsc::Sender<Pending>,
+    mut shutdown: Shutdown,
+) {
+    let max_frame = state.config.max_frame_bytes;
+    let mut previous_produce: Option<oneshot::Receiver<()>> = None;
+    loop {
+        let length = tokio::select! {
+            length = reader.read_i32() => match length {
+                Ok(length) => length,
+                Err(_) => return, // closed by the client, normally between frames
+            },
+            _ = shutdown.wait() => return,
+        };
+        if length < 8 || length as u32 > max_frame {
+            warn!(length, max_frame, "frame size out of bounds; closing connection");
+            return;
+        }
+        let mut frame = BytesMut::zeroed(length as usize);
+        if let Err(e) = reader.read_exact(&mut frame).await {
+            warn!(error = %e, "connection closed inside a frame");
+            return;
+        }
+        let mut frame = frame.freeze();
+        let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+
+        let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
+            warn!(api_key = api_key_raw, "unknown api key; closing connection");
+            return;
+        };
+        let Some(supported) = handlers::supported_versions(api_key) else {
+            warn!(?api_key, "api not supported; closing connection");
+            return;
+        };
+        if api_key == ApiKey::ApiVersions && version > supported.max {
+            // Answered before the header is parsed: a newer header may not parse.
+            let body = handlers::api_versions::unsupported_version_body();
+            let task = tokio::spawn(async move { Some(frame_response(correlation_id, 0, body)) });
+            if tx.send(Pending { task, api_key }).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if version < supported.min || version > supported.max {
+            warn!(?api_key, version, "unsupported api version; closing connection");
+            return;
+        }
+        let header = match RequestHeader::decode(&mut frame, api_key.request_header_version(version)) {
+            Ok(header) => header,
+            Err(e) => {
+                warn!(?api_key, version, error = %e, "malformed request header; closing connection");
+                return;
+            }
+        };
+
+        let turn = if api_key == ApiKey::Produce {
+            let (done, next) = oneshot::channel();
+            let wait_for = previous_produce.replace(next);
+            Some(ProduceTurn { wait_for, done })
+        } else {
+            None
+        };
+        let span = info_span!(
+            "request",
+            api = ?api_key,
+            version,
+            correlation_id,
+            client_id = header.client_id.as_deref().unwrap_or(""),
+        );
+        let context = RequestContext {
+            state: state.clone(),
+            connection: connection.clone(),
+            api_key,
+            version,
+            header,
+            turn,
+        };
+        let task = tokio::spawn(
+            async move {
+                match handlers::dispatch(context, frame).await {
+                    Outcome::Respond(body) => Some(frame_response(
+                        correlation_id,
+                        api_key.response_header_version(version),
+                        body,
+                    )),
+                    Outcome::NoResponse => Some(Bytes::new()),
+                    Outcome::Close(reason) => {
+                        warn!(%reason, "closing connection");
+                        None
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        if tx.send(Pending { task, api_key }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes responses in request order. A handler that asked to close (or panicked) ends the
+/// connection after the responses before it.
+async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>) {
+    let mut writer = BufWriter::new(writer);
+    while let Some(pending) = rx.recv().await {
+        let frame = match pending.task.await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                warn!(api = ?pending.api_key, error = %e, "request handler failed; closing connection");
+                break;
+            }
+        };
+        if frame.is_empty() {
+            continue; // acks=0 produce: no response
+        }
+        if let Err(e) = writer.write_all(&frame).await {
+            debug!(error = %e, "client went away");
+            return;
+        }
+        // Flush when nothing else is ready, so pipelined responses share a syscall.
+        if rx.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.into_inner().shutdown().await;
+}
+
+/// Size prefix + response header + body.
+fn frame_response(correlation_id: i32, header_version: i16, body: Bytes) -> Bytes {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let mut out = BytesMut::with_capacity(body.len() + 16);
+    out.extend_from_slice(&[0u8; 4]);
+    if let Err(e) = header.encode(&mut out, header_version) {
+        // Cannot happen for a plain correlation id; answer nothing rather than garbage.
+        warn!(error = %e, "encoding response header");
+        return Bytes::new();
+    }
+    out.extend_from_slice(&body);
+    let length = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&length.to_be_bytes());
+    out.freeze()
+}

@@ -1,0 +1,127 @@
+//! One file per Kafka API, each with the versions it supports beside its code.
+//!
+//! [`HANDLERS`] is the table of supported APIs; the ApiVersions answer is generated from it
+//! and the connection checks versions against it, so a version range is written once.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod metadata;
+pub mod produce;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::sync::oneshot;
+use tracing::warn;
+use yaks_common::kafka;
+
+use crate::GatewayState;
+use crate::connection::ConnectionState;
+
+/// An inclusive version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    /// Oldest supported version.
+    pub min: i16,
+    /// Newest supported version.
+    pub max: i16,
+}
+
+/// The supported APIs. Order is the order of the ApiVersions answer.
+pub const HANDLERS: &[(ApiKey, Versions)] = &[
+    (ApiKey::Produce, produce::VERSIONS),
+    (ApiKey::Fetch, fetch::VERSIONS),
+    (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::ApiVersions, api_versions::VERSIONS),
+    (ApiKey::CreateTopics, create_topics::VERSIONS),
+    (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+];
+
+/// The versions of `api_key` this gateway speaks, if any.
+pub fn supported_versions(api_key: ApiKey) -> Option<Versions> {
+    HANDLERS
+        .iter()
+        .find(|(key, _)| *key == api_key)
+        .map(|(_, versions)| *versions)
+}
+
+/// Everything a handler may need about its request.
+pub struct RequestContext {
+    /// Gateway-wide state.
+    pub state: Arc<GatewayState>,
+    /// Connection-wide state.
+    pub connection: Arc<ConnectionState>,
+    /// The API.
+    pub api_key: ApiKey,
+    /// The negotiated version.
+    pub version: i16,
+    /// The parsed request header.
+    pub header: RequestHeader,
+    /// For Produce: the place in the connection's produce order.
+    pub turn: Option<ProduceTurn>,
+}
+
+/// A produce request's place in its connection's order.
+pub struct ProduceTurn {
+    /// Fires when the previous produce of the connection was accepted by a writer.
+    pub wait_for: Option<oneshot::Receiver<()>>,
+    /// Fire when this one was accepted (dropping it counts too).
+    pub done: oneshot::Sender<()>,
+}
+
+/// What the connection should do with a request's result.
+pub enum Outcome {
+    /// Send this response body.
+    Respond(Bytes),
+    /// Send nothing (acks=0 produce).
+    NoResponse,
+    /// Close the connection, logging why.
+    Close(String),
+}
+
+/// Runs the handler for `context.api_key` on the request body.
+pub async fn dispatch(context: RequestContext, body: Bytes) -> Outcome {
+    match context.api_key {
+        ApiKey::ApiVersions => run(context, body, api_versions::handle).await,
+        ApiKey::Metadata => run(context, body, metadata::handle).await,
+        ApiKey::CreateTopics => run(context, body, create_topics::handle).await,
+        ApiKey::DeleteTopics => run(context, body, delete_topics::handle).await,
+        ApiKey::Fetch => run(context, body, fetch::handle).await,
+        ApiKey::Produce => produce::handle_raw(context, body).await,
+        other => Outcome::Close(format!("no handler for {other:?}")),
+    }
+}
+
+/// Decodes the request at the negotiated version, runs `handler`, encodes its response at
+/// the same version. A body that does not decode closes the connection, as in Kafka.
+async fn run<Req, Resp, F, Fut>(context: RequestContext, body: Bytes, handler: F) -> Outcome
+where
+    Req: Decodable,
+    Resp: Encodable,
+    F: FnOnce(RequestContext, Req) -> Fut,
+    Fut: std::future::Future<Output = Resp>,
+{
+    let version = context.version;
+    let request: Req = match kafka::decode(body, version) {
+        Ok(request) => request,
+        Err(e) => return Outcome::Close(format!("malformed request body: {e}")),
+    };
+    let response = handler(context, request).await;
+    encode_response(&response, version)
+}
+
+/// Encodes a response, or closes the connection if the handler built one that the version
+/// cannot carry (a bug, logged).
+pub fn encode_response<T: Encodable>(response: &T, version: i16) -> Outcome {
+    match kafka::encode(response, version) {
+        Ok(bytes) => Outcome::Respond(bytes),
+        Err(e) => {
+            warn!(error = %e, version, "encoding response failed");
+            Outcome::Close(format!("response encoding failed: {e}"))
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Produce (key 0), v3–v11.
+//!
+//! Each partition's records must be exactly one valid magic-2 RecordBatch (length, CRC32C,
+//! counts): a bad one is answered CORRUPT_MESSAGE or INVALID_RECORD for that partition only,
+//! an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION, a batch over the topic's
+//! `max.message.bytes` MESSAGE_TOO_LARGE. The valid batches go, byte for byte, to the
+//! connection's writer in one internal `ProduceRequest` (topic ids); the answer comes back
+//! once their object is in S3 and their offsets are committed. acks=0 gets no response, but
+//! its batches take the same path. acks=1 and acks=all both wait for the commit: S3 is the
+//! only copy to wait for.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use tracing::{debug, warn};
+use uuid::Uuid;
+use yaks_common::batch::{BatchError, validate_produce_batch};
+use yaks_common::kafka::{self, str_bytes};
+use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, read_body};
+
+use super::{Outcome, ProduceTurn, RequestContext, Versions, encode_response};
+use crate::topics::config_i64;
+
+/// Supported versions. Clients pick their message format from this range: librdkafka
+/// writes magic-2 batches only when Produce ≥ 3 and Fetch ≥ 4 are both advertised.
+pub const VERSIONS: Versions = Versions { min: 3, max: 11 };
+
+/// One partition's answer before it is shaped for the client's version.
+#[derive(Debug, Clone)]
+struct Slot {
+    topic: String,
+    partition: i32,
+    result: Result<(i64, i64), (i16, Option<String>)>,
+}
+
+/// Decodes, answers, encodes. Kept raw (not through `run`) because acks=0 sends nothing.
+pub async fn handle_raw(mut context: RequestContext, body: Bytes) -> Outcome {
+    let turn = context.turn.take();
+    let version = context.version;
+    let request: ProduceRequest = match kafka::decode(body, version) {
+        Ok(request) => request,
+        Err(e) => return Outcome::Close(format!("malformed produce request: {e}")),
+    };
+    let acks = request.acks;
+    let response = produce(&context, request, turn).await;
+    if acks == 0 {
+        return Outcome::NoResponse;
+    }
+    encode_response(&response, version)
+}
+
+async fn produce(context: &RequestContext, request: ProduceRequest, turn: Option<ProduceTurn>) -> ProduceResponse {
+    let state = &context.state;
+    let acks = request.acks;
+    let names: Vec<String> = request.topic_data.iter().map(|t| t.name.0.to_string()).collect();
+    let topics = match state.topics.get_many(&names).await {
+        Ok(topics) => topics,
+        Err(e) => {
+            warn!(error = %e, "reading topics for produce failed");
+            release(turn).await;
+            return shape(context.version, fail_all(&request, ResponseError::KafkaStorageError.code()));
+        }
+    };
+
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut forward: Vec<TopicProduceData> = Vec::new();
+    // Which slot each forwarded partition fills.
+    let mut forwarded: HashMap<(Uuid, i32), Vec<usize>> = HashMap::new();
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let meta = topics.get(&name);
+        let mut valid = Vec::new();
+        for partition in topic.partition_data {
+            let slot_index = slots.len();
+            let refusal = refuse(acks, meta.map(|m| (m.partition_count, &m.configs)), &partition);
+            slots.push(Slot {
+                topic: name.clone(),
+                partition: partition.index,
+                result: match &refusal {
+                    Some(refusal) => Err(refusal.clone()),
+                    None => Ok((-1, -1)),
+                },
+            });
+            if refusal.is_some() {
+                continue;
+            }
+            if let Some(meta) = meta {
+                forwarded.entry((meta.topic_id, partition.index)).or_default().push(slot_index);
+                valid.push(partition);
+            }
+        }
+        if let (Some(meta), false) = (meta, valid.is_empty()) {
+            forward.push(TopicProduceData::default().with_topic_id(meta.topic_id).with_partition_data(valid));
+        }
+    }
+
+    if forward.is_empty() {
+        release(turn).await;
+        return shape(context.version, slots);
+    }
+    let internal = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(request.timeout_ms)
+        .with_topic_data(forward);
+    let body = match kafka::encode(&internal, INTERNAL_PRODUCE_VERSION) {
+        Ok(body) => body,
+        Err(e) => {
+            warn!(error = %e, "encoding internal produce failed");
+            release(turn).await;
+            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::UnknownServerError.code(), None)));
+            return shape(context.version, slots);
+        }
+    };
+
+    // Wait for the connection's previous produce to be accepted, then send and wait for
+    // ours to be accepted, then let the next one go.
+    let accepted = match turn {
+        Some(ProduceTurn { wait_for, done }) => {
+            if let Some(previous) = wait_for {
+                let _ = previous.await;
+            }
+            let accepted = state.writers.produce(&context.connection.writer, body).await;
+            drop(done);
+            accepted
+        }
+        None => state.writers.produce(&context.connection.writer, body).await,
+    };
+    let answer = match accepted {
+        Ok(answer) => answer,
+        Err(e) => {
+            warn!(error = %e, "no writer accepted the produce");
+            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::KafkaStorageError.code(), Some(e.to_string()))));
+            return shape(context.version, slots);
+        }
+    };
+    if acks == 0 {
+        // Nobody waits for the answer, but reading it keeps the HTTP connection reusable.
+        tokio::spawn(async move {
+            let _ = read_body(answer).await;
+        });
+        return shape(context.version, slots);
+    }
+
+    let timeout = Duration::from_millis(state.config.writer_timeout_ms);
+    let body = match tokio::time::timeout(timeout, read_body(answer)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(RpcError::AnswerLost(e))) | Ok(Err(RpcError::Unavailable(e))) => {
+            warn!(error = %e, "writer accepted a produce but its answer was lost");
+            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::RequestTimedOut.code(), Some(e))));
+            return shape(context.version, slots);
+        }
+        Err(_) => {
+            warn!("writer did not answer a produce in time");
+            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::RequestTimedOut.code(), None)));
+            return shape(context.version, slots);
+        }
+    };
+    let answered: ProduceResponse = match kafka::decode(body, INTERNAL_PRODUCE_VERSION) {
+        Ok(answered) => answered,
+        Err(e) => {
+            warn!(error = %e, "undecodable answer from writer");
+            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::RequestTimedOut.code(), None)));
+            return shape(context.version, slots);
+        }
+    };
+    for topic in answered.responses {
+        for partition in topic.partition_responses {
+            let Some(indexes) = forwarded.get(&(topic.topic_id, partition.index)) else {
+                continue;
+            };
+            for &index in indexes {
+                slots[index].result = if partition.error_code == 0 {
+                    Ok((partition.base_offset, partition.log_start_offset))
+                } else {
+                    Err((partition.error_code, None))
+                };
+            }
+        }
+    }
+    debug!(partitions = slots.len(), "produce answered");
+    shape(context.version, slots)
+}
+
+/// Why a partition is refused before it reaches a writer, if it is.
+fn refuse(
+    acks: i16,
+    topic: Option<(i32, &std::collections::BTreeMap<String, Option<String>>)>,
+    partition: &PartitionProduceData,
+) -> Option<(i16, Option<String>)> {
+    if !matches!(acks, -1..=1) {
+        return Some((ResponseError::InvalidRequiredAcks.code(), None));
+    }
+    let Some((partition_count, configs)) = topic else {
+        return Some((ResponseError::UnknownTopicOrPartition.code(), None));
+    };
+    if partition.index < 0 || partition.index >= partition_count {
+        return Some((ResponseError::UnknownTopicOrPartition.code(), None));
+    }
+    let Some(records) = &partition.records else {
+        return Some((ResponseError::CorruptMessage.code(), Some("records are null".into())));
+    };
+    let info = match validate_produce_batch(records) {
+        Ok(info) => info,
+        Err(BatchError::Corrupt(reason)) => {
+            warn!(partition = partition.index, %reason, "corrupt batch refused");
+            return Some((ResponseError::CorruptMessage.code(), Some(reason)));
+        }
+        Err(BatchError::Invalid(reason)) => {
+            warn!(partition = partition.index, %reason, "invalid batch refused");
+            return Some((ResponseError::InvalidRecord.code(), Some(reason)));
+        }
+    };
+    if info.is_transactional {
+        return Some((
+            ResponseError::InvalidRecord.code(),
+            Some("transactional batches are not supported yet".into()),
+        ));
+    }
+    let limit = config_i64(configs, "max.message.bytes").unwrap_or(i64::MAX);
+    if records.len() as i64 > limit {
+        return Some((
+            ResponseError::MessageTooLarge.code(),
+            Some(format!("batch of {} bytes exceeds max.message.bytes {limit}", records.len())),
+        ));
+    }
+    None
+}
+
+fn fill_forwarded(slots: &mut [Slot], forwarded: &HashMap<(Uuid, i32), Vec<usize>>, result: Result<(i64, i64), (i16, Option<String>)>) {
+    for indexes in forwarded.values() {
+        for &index in indexes {
+            slots[index].result = result.clone();
+        }
+    }
+}
+
+fn fail_all(request: &ProduceRequest, code: i16) -> Vec<Slot> {
+    let mut slots = Vec::new();
+    for topic in &request.topic_data {
+        for partition in &topic.partition_data {
+            slots.push(Slot {
+                topic: topic.name.0.to_string(),
+                partition: partition.index,
+                result: Err((code, None)),
+            });
+        }
+    }
+    slots
+}
+
+/// Gives up this request's place in the produce order.
+async fn release(turn: Option<ProduceTurn>) {
+    // Order still matters for what follows: wait for the previous one before letting the
+    // next one go, so a later produce never overtakes an earlier accepted one.
+    if let Some(ProduceTurn { wait_for, done }) = turn {
+        if let Some(previous) = wait_for {
+            let _ = previous.await;
+        }
+        drop(done);
+    }
+}
+
+/// Builds the client response for its version, topics in request order.
+fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
+    let mut topics: Vec<TopicProduceResponse> = Vec::new();
+    for slot in slots {
+        let mut partition = PartitionProduceResponse::default().with_index(slot.partition);
+        match slot.result {
+            Ok((base_offset, log_start_offset)) => {
+                partition.base_offset = base_offset;
+                if version >= 5 {
+                    partition.log_start_offset = log_start_offset;
+                }
+            }
+            Err((code, message)) => {
+                partition.error_code = code;
+                partition.base_offset = -1;
+                if version >= 8 {
+                    partition.error_message = message.map(|m| str_bytes(&m));
+                }
+            }
+        }
+        match topics.last_mut() {
+            Some(last) if last.name.0.as_str() == slot.topic => last.partition_responses.push(partition),
+            _ => topics.push(
+                TopicProduceResponse::default()
+                    .with_name(kafka::topic_name(&slot.topic))
+                    .with_partition_responses(vec![partition]),
+            ),
+        }
+    }
+    ProduceResponse::default().with_responses(topics)
+}

@@ -1,0 +1,183 @@
+//! The gateway role: the Kafka wire-protocol front door.
+//!
+//! A gateway owns client connections and nothing else that must survive it: topics and
+//! offsets live in PostgreSQL, records in S3. Modules, outside in:
+//! - [`connection`]: framing (size cap before allocation), header decoding, pipelined
+//!   requests answered in order, a span per request.
+//! - [`handlers`]: one file per Kafka API with the versions it supports beside its code;
+//!   the ApiVersions answer is generated from their table.
+//! - [`cluster`]: this gateway's registration and the live gateways it reports as brokers.
+//! - [`topics`]: a short-lived cache of topic metadata, topic-name and config validation.
+//! - [`writers`]: which writer a connection's produce requests go to, with failover.
+
+pub mod cluster;
+pub mod connection;
+pub mod handlers;
+pub mod topics;
+pub mod writers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+use yaks_common::config::{GatewayConfig, RegistryConfig};
+use yaks_common::error::StoreError;
+use yaks_common::metastore::Metastore;
+use yaks_common::objstore::SharedObjectStore;
+use yaks_common::shutdown::Shutdown;
+
+use crate::cluster::ClusterView;
+use crate::topics::TopicCache;
+use crate::writers::WriterPool;
+
+/// What every request handler can reach.
+pub struct GatewayState {
+    /// Gateway settings.
+    pub config: GatewayConfig,
+    /// Topics, offsets, registry.
+    pub metastore: Metastore,
+    /// Record data, read by Fetch.
+    pub objects: SharedObjectStore,
+    /// Who we are and who else is alive.
+    pub cluster: ClusterView,
+    /// Topic metadata cache.
+    pub topics: TopicCache,
+    /// Produce routing.
+    pub writers: WriterPool,
+    next_connection_id: AtomicU64,
+}
+
+/// A bound, not yet serving gateway.
+pub struct Gateway {
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the listener failed.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The metastore did not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Gateway {
+    /// Binds the Kafka listener and registers this gateway in the service registry.
+    pub async fn bind(
+        config: GatewayConfig,
+        registry: RegistryConfig,
+        metastore: Metastore,
+        objects: SharedObjectStore,
+    ) -> Result<Gateway, StartError> {
+        if config.writer_urls.is_empty() {
+            return Err(StartError::Config(
+                "`gateway.writer_urls` must name at least one writer (http://host:port)".into(),
+            ));
+        }
+        let listener =
+            TcpListener::bind(&config.listen_addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen_addr.clone(),
+                    source,
+                })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen_addr.clone(),
+            source,
+        })?;
+        let advertised = advertised_addr(&config, local)?;
+        let cluster = ClusterView::register(metastore.clone(), registry, advertised).await?;
+        let state = Arc::new(GatewayState {
+            topics: TopicCache::new(metastore.clone()),
+            writers: WriterPool::new(config.writer_urls.clone()),
+            config,
+            metastore,
+            objects,
+            cluster,
+            next_connection_id: AtomicU64::new(1),
+        });
+        Ok(Gateway { listener, state })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Shared state, for tests and the dev harness.
+    pub fn state(&self) -> Arc<GatewayState> {
+        self.state.clone()
+    }
+
+    /// Serves clients until `shutdown`; then stops accepting, lets in-flight requests
+    /// finish, and leaves the registry.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let Gateway { listener, state } = self;
+        info!(addr = ?listener.local_addr().ok(), node_id = state.cluster.node_id(), "gateway listening");
+        let heartbeat = tokio::spawn(state.cluster.clone().heartbeat(shutdown.clone()));
+        let mut connections = JoinSet::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.wait() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let id = state.next_connection_id.fetch_add(1, Ordering::Relaxed);
+            connections.spawn(connection::serve(state.clone(), stream, peer, id, shutdown.clone()));
+        }
+        drop(listener);
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(30), drain)
+            .await
+            .is_err()
+        {
+            warn!("connections still open after 30 s; closing them");
+        }
+        let _ = heartbeat.await;
+        state.cluster.deregister().await;
+        info!("gateway stopped");
+    }
+}
+
+fn advertised_addr(config: &GatewayConfig, local: SocketAddr) -> Result<(String, u16), StartError> {
+    let text = match &config.advertised_addr {
+        Some(addr) => addr.clone(),
+        None if local.ip().is_unspecified() => {
+            return Err(StartError::Config(
+                "`gateway.advertised_addr` must be set when listening on all interfaces \
+                 (clients need an address to connect to)"
+                    .into(),
+            ));
+        }
+        None => local.to_string(),
+    };
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| StartError::Config(format!("`gateway.advertised_addr` {text:?} is not host:port")))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| StartError::Config(format!("`gateway.advertised_addr` {text:?} has a bad port")))?;
+    let port = if port == 0 { local.port() } else { port };
+    Ok((host.trim_matches(['[', ']']).to_owned(), port))
+}

@@ -1,0 +1,221 @@
+//! Topic metadata as the gateway needs it on every request.
+//!
+//! [`TopicCache`] keeps topics (and the absence of topics) for a short time so that the
+//! produce path does not query PostgreSQL per request; creates and deletes through this
+//! gateway invalidate at once, other gateways' changes are seen within [`CACHE_TTL`].
+//! Also here: Kafka's rules for topic names and the topic configs yaks accepts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use yaks_common::error::StoreError;
+use yaks_common::metastore::{Metastore, TopicMeta};
+
+/// How long a cached answer (topic or no topic) is trusted.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Kafka's limit on topic name length.
+const MAX_NAME_LEN: usize = 249;
+
+/// Short-lived cache of topics by name.
+pub struct TopicCache {
+    metastore: Metastore,
+    entries: RwLock<HashMap<String, (Instant, Option<TopicMeta>)>>,
+}
+
+impl TopicCache {
+    /// An empty cache over `metastore`.
+    pub fn new(metastore: Metastore) -> TopicCache {
+        TopicCache {
+            metastore,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Topics by name; absent names are not in the map. One metastore query for all misses.
+    pub async fn get_many(&self, names: &[String]) -> Result<HashMap<String, TopicMeta>, StoreError> {
+        let now = Instant::now();
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            for name in names {
+                match entries.get(name) {
+                    Some((at, entry)) if now.duration_since(*at) < CACHE_TTL => {
+                        if let Some(topic) = entry {
+                            found.insert(name.clone(), topic.clone());
+                        }
+                    }
+                    _ => missing.push(name.clone()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        missing.sort();
+        missing.dedup();
+        let loaded = self.metastore.topics(Some(&missing)).await?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        for name in &missing {
+            entries.insert(name.clone(), (now, None));
+        }
+        for topic in loaded {
+            entries.insert(topic.name.clone(), (now, Some(topic.clone())));
+            found.insert(topic.name.clone(), topic);
+        }
+        Ok(found)
+    }
+
+    /// Forgets what is known about `name`.
+    pub fn invalidate(&self, name: &str) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Records a topic this gateway just created.
+    pub fn insert(&self, topic: TopicMeta) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.name.clone(), (Instant::now(), Some(topic)));
+    }
+}
+
+/// Checks a topic name against Kafka's rules; the error says what is wrong.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be {name:?}"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("topic name is longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} contains {bad:?}; only ASCII alphanumerics, '.', '_' and '-' are legal"
+        ));
+    }
+    Ok(())
+}
+
+/// The kind of value a topic config takes.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A 64-bit integer at least this large.
+    Long(i64),
+    /// A 32-bit integer at least this large.
+    Int(i32),
+    /// `true` or `false`.
+    Bool,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// A comma-separated list of these words.
+    ListOf(&'static [&'static str]),
+    /// A fraction between 0 and 1.
+    Ratio,
+}
+
+/// Topic configs accepted by CreateTopics, with Kafka's defaults (reported in responses).
+const TOPIC_CONFIGS: &[(&str, Kind, &str)] = &[
+    ("cleanup.policy", Kind::ListOf(&["delete", "compact"]), "delete"),
+    ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]), "producer"),
+    ("delete.retention.ms", Kind::Long(0), "86400000"),
+    ("file.delete.delay.ms", Kind::Long(0), "60000"),
+    ("flush.messages", Kind::Long(1), "9223372036854775807"),
+    ("flush.ms", Kind::Long(0), "9223372036854775807"),
+    ("max.compaction.lag.ms", Kind::Long(1), "9223372036854775807"),
+    ("max.message.bytes", Kind::Int(0), "1048588"),
+    ("message.timestamp.after.max.ms", Kind::Long(0), "9223372036854775807"),
+    ("message.timestamp.before.max.ms", Kind::Long(0), "9223372036854775807"),
+    ("message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"]), "CreateTime"),
+    ("min.cleanable.dirty.ratio", Kind::Ratio, "0.5"),
+    ("min.compaction.lag.ms", Kind::Long(0), "0"),
+    ("min.insync.replicas", Kind::Int(1), "1"),
+    ("retention.bytes", Kind::Long(-1), "-1"),
+    ("retention.ms", Kind::Long(-1), "604800000"),
+    ("segment.bytes", Kind::Int(14), "1073741824"),
+    ("segment.ms", Kind::Long(1), "604800000"),
+    ("unclean.leader.election.enable", Kind::Bool, "false"),
+];
+
+/// Validates one config; the error is the message for INVALID_CONFIG.
+pub fn validate_config(name: &str, value: Option<&str>) -> Result<(), String> {
+    let Some((_, kind, _)) = TOPIC_CONFIGS.iter().find(|(n, _, _)| *n == name) else {
+        return Err(format!("unknown topic config name: {name}"));
+    };
+    let Some(value) = value else {
+        // A null value means "use the default", as in Kafka.
+        return Ok(());
+    };
+    let ok = match kind {
+        Kind::Long(min) => value.trim().parse::<i64>().is_ok_and(|v| v >= *min),
+        Kind::Int(min) => value.trim().parse::<i32>().is_ok_and(|v| v >= *min),
+        Kind::Bool => matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "false"),
+        Kind::OneOf(words) => words.contains(&value.trim()),
+        Kind::ListOf(words) => value.split(',').all(|w| words.contains(&w.trim())),
+        Kind::Ratio => value.trim().parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid value {value:?} for topic config {name} (expected {kind:?})"))
+    }
+}
+
+/// Every accepted config with its effective value for a topic, and whether it was set.
+pub fn effective_configs(set: &BTreeMap<String, Option<String>>) -> Vec<(&'static str, String, bool)> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|(name, _, default)| match set.get(*name) {
+            Some(Some(value)) => (*name, value.clone(), true),
+            _ => (*name, (*default).to_owned(), false),
+        })
+        .collect()
+}
+
+/// The effective integer value of a config, for limits checked on the produce path.
+pub fn config_i64(set: &BTreeMap<String, Option<String>>, name: &str) -> Option<i64> {
+    let explicit = set.get(name).and_then(|v| v.as_deref());
+    let default = TOPIC_CONFIGS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, d)| *d);
+    explicit.or(default)?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert!(validate_name("orders.v1_eu-west").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name("has space").is_err());
+        assert!(validate_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn configs_are_checked_by_kind() {
+        assert!(validate_config("retention.ms", Some("-1")).is_ok());
+        assert!(validate_config("retention.ms", Some("soon")).is_err());
+        assert!(validate_config("cleanup.policy", Some("compact,delete")).is_ok());
+        assert!(validate_config("cleanup.policy", Some("shred")).is_err());
+        assert!(validate_config("no.such.config", Some("1")).is_err());
+        assert!(validate_config("max.message.bytes", None).is_ok());
+        let mut set = BTreeMap::new();
+        set.insert("max.message.bytes".to_owned(), Some("2000000".to_owned()));
+        assert_eq!(config_i64(&set, "max.message.bytes"), Some(2_000_000));
+        assert_eq!(config_i64(&BTreeMap::new(), "max.message.bytes"), Some(1_048_588));
+    }
+}

@@ -1,0 +1,82 @@
+//! `yaks dev`: every role in one process, with embedded infrastructure.
+//!
+//! Unless `postgres.url` / `s3.endpoint` are set, a private PostgreSQL is started in
+//! `DIR/postgres` and a loopback S3 endpoint serves `DIR/s3`; both keep their data across
+//! restarts. The gateway reaches the writer over loopback HTTP exactly as in a split
+//! deployment. Shutdown order: the gateway stops taking requests and finishes those in
+//! flight, then the writer flushes and commits, then the infrastructure stops.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tracing::info;
+use yaks_common::config::Config;
+use yaks_common::shutdown::Shutdown;
+
+use crate::dev::postgres::EmbeddedPostgres;
+use crate::dev::s3::DevS3;
+use crate::roles;
+
+/// Options of `yaks dev`.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Where the embedded PostgreSQL and S3 keep their data.
+    pub data_dir: PathBuf,
+    /// Kafka listener address.
+    pub kafka_addr: String,
+}
+
+/// Runs everything until `stop` resolves.
+pub async fn run(mut config: Config, options: DevOptions, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("creating {}", options.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&options.data_dir)?;
+
+    let mut postgres = None;
+    if config.postgres.url.is_none() {
+        let dir = data_dir.join("postgres");
+        let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir)).await??;
+        config.postgres.url = Some(pg.url());
+        postgres = Some(pg);
+    }
+    let mut s3 = None;
+    if config.s3.endpoint.is_none() {
+        let server = DevS3::start(&data_dir.join("s3"), 0).await?;
+        let bucket = config.s3.bucket.clone();
+        config.s3 = DevS3::s3_config(&server, &bucket);
+        s3 = Some(server);
+    }
+
+    let backends = roles::connect(&config).await?;
+    if config.writer.listen_addr == yaks_common::config::WriterConfig::default().listen_addr {
+        config.writer.listen_addr = "127.0.0.1:0".into();
+    }
+    let writer = roles::bind_writer(&config, &backends).await?;
+    let writer_url = format!("http://{}", writer.local_addr()?);
+    config.gateway.listen_addr = options.kafka_addr.clone();
+    config.gateway.writer_urls = vec![writer_url];
+    let gateway = roles::bind_gateway(&config, &backends).await?;
+    let kafka_addr = gateway.local_addr()?;
+
+    let (writer_trigger, writer_shutdown) = Shutdown::new();
+    let (gateway_trigger, gateway_shutdown) = Shutdown::new();
+    let writer_task = tokio::spawn(writer.run(writer_shutdown));
+    let gateway_task = tokio::spawn(gateway.run(gateway_shutdown));
+    info!(%kafka_addr, data_dir = %data_dir.display(), "yaks dev is ready; produce with: kcat -b {kafka_addr} -t test -P");
+
+    stop.await;
+    info!("stopping: gateway first, then writer (flush and commit), then infrastructure");
+    gateway_trigger.trigger();
+    let _ = gateway_task.await;
+    writer_trigger.trigger();
+    let _ = writer_task.await;
+    if let Some(server) = s3 {
+        server.stop().await;
+    }
+    if let Some(mut pg) = postgres {
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    info!("stopped");
+    Ok(())
+}

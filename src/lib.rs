@@ -1,0 +1,12 @@
+//! The `yaks` binary's library: start any subset of roles, or everything at once.
+//!
+//! - [`roles`]: connect to the metastore and object store, then run a gateway or a writer.
+//! - [`dev`]: the embedded infrastructure (private PostgreSQL, loopback S3) of `yaks dev`.
+//! - [`devmode`]: `yaks dev` itself — all roles in one process over loopback HTTP.
+//!
+//! The role logic lives in the role crates (`yaks-gateway`, `yaks-writer`, …); this crate
+//! only wires them to configuration, signals and each other.
+
+pub mod dev;
+pub mod devmode;
+pub mod roles;

@@ -1,0 +1,118 @@
+//! `yaks`: one binary that starts any subset of roles.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+use yaks::devmode::{self, DevOptions};
+use yaks::roles;
+use yaks_common::config::Config;
+use yaks_common::shutdown::Shutdown;
+
+/// Kafka-compatible streaming on S3 and PostgreSQL.
+#[derive(Parser, Debug)]
+#[command(name = "yaks", version)]
+struct Cli {
+    /// Settings file (TOML); `YAKS_*` environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the Kafka front door.
+    Gateway,
+    /// Run a writer (produce buffering, S3 upload, offset commit).
+    Writer,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Run everything in one process with a private PostgreSQL and a loopback S3.
+    Dev {
+        /// Where the private PostgreSQL and S3 data live.
+        #[arg(long, default_value = ".yaks")]
+        data_dir: PathBuf,
+        /// Kafka listener address.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        kafka_addr: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("yaks: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    yaks_common::telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("yaks: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("yaks: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate => {
+            roles::connect(&config).await?;
+            info!("migrations applied");
+            Ok(())
+        }
+        Command::Writer => {
+            let backends = roles::connect(&config).await?;
+            let writer = roles::bind_writer(&config, &backends).await?;
+            let (trigger, shutdown) = Shutdown::new();
+            let task = tokio::spawn(writer.run(shutdown));
+            stop_signal().await;
+            trigger.trigger();
+            task.await?;
+            Ok(())
+        }
+        Command::Gateway => {
+            let backends = roles::connect(&config).await?;
+            let gateway = roles::bind_gateway(&config, &backends).await?;
+            let (trigger, shutdown) = Shutdown::new();
+            let task = tokio::spawn(gateway.run(shutdown));
+            stop_signal().await;
+            trigger.trigger();
+            task.await?;
+            Ok(())
+        }
+        Command::Dev { data_dir, kafka_addr } => {
+            devmode::run(config, DevOptions { data_dir, kafka_addr }, stop_signal()).await
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    info!("stop signal received");
+}

@@ -1,0 +1,66 @@
+//! Wiring of roles to configuration.
+//!
+//! Every role starts the same way: connect the metastore (applying migrations under the
+//! advisory lock), connect the object store, then bind and run. Binding is separate from
+//! running so callers (tests, `yaks dev`) can learn the bound addresses first.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use yaks_common::clock::system_clock;
+use yaks_common::config::Config;
+use yaks_common::metastore::Metastore;
+use yaks_common::objstore::{S3ObjectStore, SharedObjectStore};
+use yaks_gateway::Gateway;
+use yaks_writer::{Writer, WriterContext};
+
+/// The two backends every role needs.
+#[derive(Clone)]
+pub struct Backends {
+    /// PostgreSQL.
+    pub metastore: Metastore,
+    /// S3.
+    pub objects: SharedObjectStore,
+}
+
+/// Connects to PostgreSQL (migrating it) and S3.
+pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
+    let metastore = Metastore::connect(&config.postgres).context("postgres settings")?;
+    metastore
+        .migrate()
+        .await
+        .context("applying migrations to postgres")?;
+    let objects = S3ObjectStore::connect(&config.s3)
+        .await
+        .with_context(|| format!("connecting to s3 bucket {}", config.s3.bucket))?;
+    Ok(Backends {
+        metastore,
+        objects: Arc::new(objects),
+    })
+}
+
+/// Binds a writer.
+pub async fn bind_writer(config: &Config, backends: &Backends) -> anyhow::Result<Writer> {
+    let context = WriterContext {
+        config: config.writer.clone(),
+        s3: config.s3.clone(),
+        metastore: backends.metastore.clone(),
+        objects: backends.objects.clone(),
+        clock: system_clock(),
+    };
+    Writer::bind(context)
+        .await
+        .with_context(|| format!("binding writer on {}", config.writer.listen_addr))
+}
+
+/// Binds a gateway and registers it.
+pub async fn bind_gateway(config: &Config, backends: &Backends) -> anyhow::Result<Gateway> {
+    Gateway::bind(
+        config.gateway.clone(),
+        config.registry.clone(),
+        backends.metastore.clone(),
+        backends.objects.clone(),
+    )
+    .await
+    .context("starting gateway")
+}

@@ -1,0 +1,168 @@
+//! Upload, then commit in flush order, then answer.
+//!
+//! Durability stages of a flush, in order:
+//! 1. *sealed*: the body exists only in memory; nothing is promised.
+//! 2. *uploaded-not-committed*: the object is in S3 but no index row points at it. A crash
+//!    here leaves an orphan object, collected later; the client never heard an ack.
+//! 3. *committed-not-acked*: offsets are assigned in PostgreSQL. A crash here loses only the
+//!    answer; the idempotent-producer sequence check makes the client's retry safe.
+//! 4. *acked*: every waiting request has its real base offsets.
+//!
+//! Uploads of several flushes may overlap; commits never reorder, because the commit loop
+//! takes flushes in the order the batcher sealed them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, warn};
+use uuid::Uuid;
+use yaks_common::error::StoreError;
+use yaks_common::ids::ObjectId;
+use yaks_common::metastore::AppendResult;
+
+use crate::WriterContext;
+use crate::batcher::{PartitionOutcome, SealedFlush, Waiter};
+
+/// Commit attempts when PostgreSQL reports a passing fault before COMMIT was sent.
+const COMMIT_ATTEMPTS: u32 = 5;
+
+struct InFlight {
+    object: ObjectId,
+    key: String,
+    size: i64,
+    flush: SealedFlush,
+    upload: JoinHandle<Result<(), StoreError>>,
+}
+
+/// Handle that takes sealed flushes.
+pub struct Committer {
+    tx: mpsc::Sender<InFlight>,
+    context: WriterContext,
+}
+
+impl Committer {
+    /// Starts the commit loop.
+    pub fn start(context: WriterContext) -> (Committer, JoinHandle<()>) {
+        // The loop holds one flush; the channel the rest of those allowed to upload at once.
+        let capacity = context.config.max_uploads_in_flight.saturating_sub(1).max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let task = tokio::spawn(commit_loop(context.clone(), rx));
+        (Committer { tx, context }, task)
+    }
+
+    /// Starts uploading `flush` and queues it for commit; waits while too many are in flight.
+    pub(crate) async fn submit(&self, flush: SealedFlush) {
+        let object = ObjectId::new(self.context.clock.now_ms());
+        let key = object.key(&self.context.s3.key_prefix);
+        let size = flush.body.len() as i64;
+        let objects = self.context.objects.clone();
+        let upload = tokio::spawn({
+            let key = key.clone();
+            let body = flush.body.clone();
+            async move { objects.put(key, body).await }
+        });
+        let in_flight = InFlight {
+            object,
+            key,
+            size,
+            flush,
+            upload,
+        };
+        if let Err(mpsc::error::SendError(lost)) = self.tx.send(in_flight).await {
+            // Only possible if the commit loop died; its requests get a retriable error.
+            error!("commit loop is gone; failing a flush");
+            fail_all(lost.flush.waiters, ResponseError::KafkaStorageError.code());
+        }
+    }
+}
+
+async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
+    while let Some(in_flight) = rx.recv().await {
+        let InFlight {
+            object,
+            key,
+            size,
+            flush,
+            upload,
+        } = in_flight;
+        let uploaded = match upload.await {
+            Ok(result) => result,
+            Err(join) => Err(StoreError::Internal(format!("upload task failed: {join}"))),
+        };
+        if let Err(e) = uploaded {
+            warn!(%object, error = %e, "upload failed; answering the flush with a retriable error");
+            fail_all(flush.waiters, ResponseError::KafkaStorageError.code());
+            continue;
+        }
+        // Stage: uploaded-not-committed.
+        let mut attempt = 0;
+        let committed = loop {
+            attempt += 1;
+            match context
+                .metastore
+                .commit_object(object, &key, size, &flush.appends)
+                .await
+            {
+                Err(StoreError::Retriable(detail)) if attempt < COMMIT_ATTEMPTS => {
+                    warn!(%object, attempt, %detail, "commit failed before COMMIT; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                other => break other,
+            }
+        };
+        match committed {
+            Ok(results) => {
+                // Stage: committed-not-acked.
+                debug!(%object, size, partitions = results.len(), "flush committed");
+                answer(flush.waiters, &results);
+            }
+            Err(e) => {
+                error!(%object, error = %e, "commit failed");
+                fail_all(flush.waiters, e.kafka_code());
+            }
+        }
+    }
+}
+
+/// Answers every waiter from the commit results.
+fn answer(waiters: Vec<Waiter>, results: &[AppendResult]) {
+    let by_partition: HashMap<(Uuid, i32), &AppendResult> = results
+        .iter()
+        .map(|r| ((r.topic_id, r.partition_index), r))
+        .collect();
+    for waiter in waiters {
+        let mut outcomes = Vec::with_capacity(waiter.placements.len());
+        for placement in &waiter.placements {
+            let result = match by_partition.get(&(placement.topic_id, placement.partition_index)) {
+                Some(r) => Ok((r.base_offset + placement.relative_offset, r.log_start_offset)),
+                // The partition vanished (topic deleted) between accept and commit.
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+            };
+            outcomes.push(PartitionOutcome {
+                topic_id: placement.topic_id,
+                partition_index: placement.partition_index,
+                result,
+            });
+        }
+        // The requester may have gone away; nothing to do then.
+        let _ = waiter.reply.send(outcomes);
+    }
+}
+
+fn fail_all(waiters: Vec<Waiter>, code: i16) {
+    for waiter in waiters {
+        let outcomes = waiter
+            .placements
+            .iter()
+            .map(|p| PartitionOutcome {
+                topic_id: p.topic_id,
+                partition_index: p.partition_index,
+                result: Err(code),
+            })
+            .collect();
+        let _ = waiter.reply.send(outcomes);
+    }
+}

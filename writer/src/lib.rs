@@ -1,0 +1,84 @@
+//! The writer role: produce buffering, one S3 object per flush, one commit per object.
+//!
+//! The write path of DESIGN.md, in the order bytes travel:
+//! - [`server`]: the internal HTTP endpoint; decodes a `ProduceRequest` from a gateway,
+//!   waits for buffer room (back-pressure), accepts it, and streams the answer after commit.
+//! - [`batcher`]: the open buffer, flushed at `flush_bytes` or `flush_interval`; each flush
+//!   becomes one object in which each partition's batches form one contiguous byte range.
+//! - [`committer`]: uploads flushes (several may overlap), then commits them to PostgreSQL
+//!   strictly in flush order, then answers every request with its real base offsets.
+//!
+//! A produce is answered only after its object is uploaded and its offsets are committed.
+
+pub mod batcher;
+pub mod committer;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::info;
+use yaks_common::clock::SharedClock;
+use yaks_common::config::{S3Config, WriterConfig};
+use yaks_common::metastore::Metastore;
+use yaks_common::objstore::SharedObjectStore;
+use yaks_common::shutdown::Shutdown;
+
+/// What a writer needs to run.
+#[derive(Clone)]
+pub struct WriterContext {
+    /// Writer settings.
+    pub config: WriterConfig,
+    /// For the key prefix.
+    pub s3: S3Config,
+    /// Offsets and the index.
+    pub metastore: Metastore,
+    /// Where flushed objects go.
+    pub objects: SharedObjectStore,
+    /// Stamps object ids.
+    pub clock: SharedClock,
+}
+
+/// A bound, not yet running writer; binding first lets callers learn the port.
+pub struct Writer {
+    listener: TcpListener,
+    context: WriterContext,
+}
+
+impl Writer {
+    /// Binds the internal HTTP listener.
+    pub async fn bind(context: WriterContext) -> std::io::Result<Writer> {
+        let listener = TcpListener::bind(&context.config.listen_addr).await?;
+        Ok(Writer { listener, context })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown`, then stops accepting, flushes, commits, answers and returns.
+    pub async fn run(self, shutdown: Shutdown) {
+        let addr = self.listener.local_addr().ok();
+        info!(?addr, "writer listening");
+        let (committer, committer_task) = committer::Committer::start(self.context.clone());
+        let (batcher, batcher_task) =
+            batcher::Batcher::start(self.context.clone(), committer, shutdown.clone());
+        let handler = server::Handler::new(Arc::new(batcher), self.context.config.clone());
+        yaks_common::rpc::serve(
+            self.listener,
+            move |request| {
+                let handler = handler.clone();
+                async move { handler.handle(request).await }
+            },
+            shutdown,
+        )
+        .await;
+        // Every sender is gone once the server returned: the batcher drains and ends, then
+        // the committer commits what is left and ends.
+        let _ = batcher_task.await;
+        let _ = committer_task.await;
+        info!("writer stopped");
+    }
+}

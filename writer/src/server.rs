@@ -1,0 +1,184 @@
+//! The writer's internal HTTP endpoint.
+//!
+//! `POST /v1/produce` takes a Kafka-encoded `ProduceRequest` (topic ids, batches already
+//! validated by a gateway), waits for buffer room, accepts it — the status line goes out at
+//! that moment — and streams the `ProduceResponse` once the flush holding it has committed.
+//! See `yaks_common::rpc` for why acceptance and answer are separate.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use tracing::warn;
+use uuid::Uuid;
+use yaks_common::batch::header_info;
+use yaks_common::config::WriterConfig;
+use yaks_common::kafka;
+use yaks_common::rpc::{HEALTH_PATH, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH, text_response};
+
+use crate::batcher::{Batcher, PartitionBatch, PartitionOutcome};
+
+/// Response body type of the writer's endpoints.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest internal request body; gateways cap client frames well below this.
+const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
+
+/// Routes internal HTTP requests to the batcher.
+#[derive(Clone)]
+pub struct Handler {
+    batcher: Arc<Batcher>,
+}
+
+impl Handler {
+    /// A handler feeding `batcher`.
+    pub fn new(batcher: Arc<Batcher>, _config: WriterConfig) -> Handler {
+        Handler { batcher }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        match (request.method(), request.uri().path()) {
+            (&Method::POST, PRODUCE_PATH) => self.produce(request).await,
+            (&Method::GET, HEALTH_PATH) => plain(StatusCode::OK, "ok"),
+            _ => plain(StatusCode::NOT_FOUND, "no such endpoint"),
+        }
+    }
+
+    async fn produce(&self, request: Request<Incoming>) -> Response<Body> {
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) => return plain(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
+        };
+        let produce: ProduceRequest = match kafka::decode(body, INTERNAL_PRODUCE_VERSION) {
+            Ok(produce) => produce,
+            Err(e) => {
+                warn!(error = %e, "undecodable internal produce request");
+                return plain(StatusCode::BAD_REQUEST, format!("decoding: {e}"));
+            }
+        };
+
+        let mut order = Vec::new();
+        let mut refused = Vec::new();
+        let mut batches = Vec::new();
+        for topic in produce.topic_data {
+            for partition in topic.partition_data {
+                order.push((topic.topic_id, partition.index));
+                let records = partition.records.unwrap_or_default();
+                match header_info(&records) {
+                    Ok(info) => batches.push(PartitionBatch {
+                        topic_id: topic.topic_id,
+                        partition_index: partition.index,
+                        records,
+                        info,
+                    }),
+                    Err(e) => {
+                        warn!(topic_id = %topic.topic_id, partition = partition.index, error = %e,
+                              "gateway sent an invalid batch");
+                        refused.push(PartitionOutcome {
+                            topic_id: topic.topic_id,
+                            partition_index: partition.index,
+                            result: Err(ResponseError::CorruptMessage.code()),
+                        });
+                    }
+                }
+            }
+        }
+
+        let answer = if batches.is_empty() {
+            None
+        } else {
+            match self.batcher.append(batches).await {
+                Ok(answer) => Some(answer),
+                Err(closed) => return plain(StatusCode::SERVICE_UNAVAILABLE, closed.to_string()),
+            }
+        };
+        // Accepted: the status line leaves now, the body after commit.
+        let body = futures::stream::once(async move {
+            let mut outcomes = refused;
+            if let Some(answer) = answer {
+                match answer.await {
+                    Ok(committed) => outcomes.extend(committed),
+                    Err(_) => {
+                        // The flush was dropped without an answer (cannot happen short of a bug).
+                        outcomes = order
+                            .iter()
+                            .map(|&(topic_id, partition_index)| PartitionOutcome {
+                                topic_id,
+                                partition_index,
+                                result: Err(ResponseError::UnknownServerError.code()),
+                            })
+                            .collect();
+                    }
+                }
+            }
+            let response = produce_response(&order, &outcomes);
+            let encoded = kafka::encode(&response, INTERNAL_PRODUCE_VERSION).unwrap_or_else(|e| {
+                warn!(error = %e, "encoding internal produce response");
+                Bytes::new()
+            });
+            Ok::<_, Infallible>(Frame::data(encoded))
+        });
+        let mut response = Response::new(StreamBody::new(body).boxed());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-kafka"),
+        );
+        response
+    }
+}
+
+fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
+    let response: Response<Full<Bytes>> = text_response(status, text);
+    response.map(|b| b.boxed())
+}
+
+/// Builds the response in the request's topic and partition order.
+fn produce_response(order: &[(Uuid, i32)], outcomes: &[PartitionOutcome]) -> ProduceResponse {
+    let mut topics: Vec<TopicProduceResponse> = Vec::new();
+    for &(topic_id, partition_index) in order {
+        let outcome = outcomes
+            .iter()
+            .find(|o| o.topic_id == topic_id && o.partition_index == partition_index);
+        let mut partition = PartitionProduceResponse::default()
+            .with_index(partition_index)
+            .with_log_append_time_ms(-1);
+        match outcome.map(|o| o.result) {
+            Some(Ok((base_offset, log_start_offset))) => {
+                partition = partition
+                    .with_base_offset(base_offset)
+                    .with_log_start_offset(log_start_offset);
+            }
+            Some(Err(code)) => {
+                partition = partition
+                    .with_error_code(code)
+                    .with_base_offset(-1)
+                    .with_log_start_offset(-1);
+            }
+            None => {
+                partition = partition
+                    .with_error_code(ResponseError::UnknownServerError.code())
+                    .with_base_offset(-1)
+                    .with_log_start_offset(-1);
+            }
+        }
+        match topics.last_mut() {
+            Some(last) if last.topic_id == topic_id => last.partition_responses.push(partition),
+            _ => topics.push(
+                TopicProduceResponse::default()
+                    .with_topic_id(topic_id)
+                    .with_partition_responses(vec![partition]),
+            ),
+        }
+    }
+    ProduceResponse::default().with_responses(topics)
+}
