@@ -238,7 +238,10 @@ impl Config {
         }
         let env = Env::prefixed("YAKS_")
             .split("__")
-            .filter(|key| SECTIONS.iter().any(|s| key.as_str().starts_with(&format!("{s}."))));
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                SECTIONS.iter().any(|s| key.starts_with(&format!("{s}.")))
+            });
         figment.merge(env)
     }
 
@@ -353,7 +356,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("YAKS_WRITER__FLUSH_BYTES", "lots");
             let err = Config::load(None).expect_err("rejects");
-            assert!(err.to_string().contains("flush_bytes"), "{err}");
+            assert!(err.to_string().to_lowercase().contains("writer.flush_bytes"), "{err}");
 
             jail.set_env("YAKS_WRITER__FLUSH_BYTES", "0");
             let err = Config::load(None).expect_err("rejects");

@@ -21,14 +21,14 @@ pub fn encode<T: Encodable>(message: &T, version: i16) -> Result<Bytes, CodecErr
     Ok(buf.freeze())
 }
 
-/// Decodes a `T` at `version` from `bytes`, which must hold exactly one message.
+/// Decodes a `T` at `version` from `bytes`.
+///
+/// Bytes after the message are ignored, as Apache Kafka's parser does: some clients send
+/// fields of neighbouring versions (librdkafka adds three to its Metadata v12 request).
 pub fn decode<T: Decodable>(mut bytes: Bytes, version: i16) -> Result<T, CodecError> {
     let message = T::decode(&mut bytes, version).map_err(|e| CodecError(format!("{e:#}")))?;
     if !bytes.is_empty() {
-        return Err(CodecError(format!(
-            "{} trailing bytes after the message",
-            bytes.len()
-        )));
+        tracing::debug!(trailing = bytes.len(), version, "ignoring bytes after a message");
     }
     Ok(message)
 }

@@ -21,3 +21,12 @@ pub fn init(config: &LogConfig) {
         builder.try_init()
     };
 }
+
+/// Installs a subscriber whose output the test harness captures (shown for failing tests).
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,116 @@
+//! Topic administration through a real client: CreateTopics, DeleteTopics, Metadata.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::producer::FutureRecord;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_delete_topics_answer_like_kafka() {
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let admin = admin(&roles.bootstrap());
+    let options = AdminOptions::new();
+
+    let results = admin
+        .create_topics(
+            &[
+                NewTopic::new("fine", 4, TopicReplication::Fixed(3)).set("retention.ms", "60000"),
+                NewTopic::new("bad name!", 1, TopicReplication::Fixed(1)),
+                NewTopic::new("bad-config", 1, TopicReplication::Fixed(1)).set("retention.ms", "soon"),
+                NewTopic::new("unknown-config", 1, TopicReplication::Fixed(1)).set("no.such", "1"),
+                NewTopic::new("zero-partitions", 0, TopicReplication::Fixed(1)),
+            ],
+            &options,
+        )
+        .await
+        .expect("request");
+    let codes: Vec<_> = results
+        .iter()
+        .map(|r| match r {
+            Ok(_) => None,
+            Err((_, code)) => Some(*code),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            None,
+            Some(RDKafkaErrorCode::InvalidTopic),
+            Some(RDKafkaErrorCode::InvalidConfig),
+            Some(RDKafkaErrorCode::InvalidConfig),
+            Some(RDKafkaErrorCode::InvalidPartitions),
+        ]
+    );
+
+    let again = admin
+        .create_topics(&[NewTopic::new("fine", 4, TopicReplication::Fixed(1))], &options)
+        .await
+        .expect("request");
+    assert_eq!(again[0], Err(("fine".to_owned(), RDKafkaErrorCode::TopicAlreadyExists)));
+
+    let validate_only = AdminOptions::new().validate_only(true);
+    let checked = admin
+        .create_topics(&[NewTopic::new("only-checked", 2, TopicReplication::Fixed(1))], &validate_only)
+        .await
+        .expect("request");
+    assert!(checked[0].is_ok());
+
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let names: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+    assert_eq!(names, vec!["fine"], "validate_only created nothing");
+    assert_eq!(metadata.topics()[0].partitions().len(), 4);
+    assert_eq!(metadata.brokers().len(), 1);
+
+    let deleted = admin.delete_topics(&["fine", "never-was"], &options).await.expect("request");
+    assert!(deleted[0].is_ok());
+    assert_eq!(
+        deleted[1],
+        Err(("never-was".to_owned(), RDKafkaErrorCode::UnknownTopicOrPartition))
+    );
+    roles.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topics_are_auto_created_or_refused_per_setting() {
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let producer = producer(&roles.bootstrap(), &[]);
+    let delivery = producer
+        .send(FutureRecord::<(), _>::to("auto-made").payload("x"), Duration::from_secs(30))
+        .await
+        .expect("auto-created and delivered");
+    assert_eq!(delivery.offset, 0);
+    roles.stop().await;
+
+    let mut config = infra.config();
+    config.gateway.auto_create_topics = false;
+    let roles = Roles::start(config).await;
+    let strict = crate::harness::producer(&roles.bootstrap(), &[("message.timeout.ms", "3000")]);
+    let refused = strict
+        .send(FutureRecord::<(), _>::to("not-made").payload("x"), Duration::from_secs(10))
+        .await;
+    let (error, _) = refused.expect_err("unknown topic refused");
+    assert!(
+        matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+                | Some(RDKafkaErrorCode::UnknownTopic)
+                | Some(RDKafkaErrorCode::MessageTimedOut)
+        ),
+        "{error}"
+    );
+    let sql = infra.sql().await;
+    let rows = sql
+        .query("SELECT 1 FROM topics WHERE name = 'not-made'", &[])
+        .await
+        .expect("query");
+    assert!(rows.is_empty(), "the topic was not created");
+    roles.stop().await;
+}

@@ -1,0 +1,284 @@
+//! Test infrastructure: a private PostgreSQL and a loopback S3 per test, roles started
+//! in-process or as separate `yaks` processes, and client helpers.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use futures::future::join_all;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use yaks::dev::postgres::{EmbeddedPostgres, free_port};
+use yaks::dev::s3::DevS3;
+use yaks::roles;
+use yaks_common::config::Config;
+use yaks_common::shutdown::{Shutdown, ShutdownTrigger};
+
+/// A private PostgreSQL and S3 endpoint in a temporary directory.
+pub struct Infra {
+    pub postgres: EmbeddedPostgres,
+    pub s3: DevS3,
+    pub dir: TempDir,
+}
+
+impl Infra {
+    pub async fn start() -> Infra {
+        yaks_common::telemetry::init_for_tests();
+        let dir = tempfile::Builder::new()
+            .prefix("yaks-test-")
+            .tempdir()
+            .expect("temp dir");
+        // The postgres user (when running as root) must be able to walk in.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let pg_dir = dir.path().join("postgres");
+        let postgres = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&pg_dir))
+            .await
+            .expect("join")
+            .expect("private postgresql starts");
+        let s3 = DevS3::start(&dir.path().join("s3"), 0).await.expect("s3 endpoint starts");
+        Infra { postgres, s3, dir }
+    }
+
+    /// Settings for roles using this infrastructure, with a short flush interval.
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.postgres.url = Some(self.postgres.url());
+        config.s3 = self.s3.s3_config("yaks-test");
+        config.writer.listen_addr = "127.0.0.1:0".into();
+        config.writer.flush_interval_ms = 50;
+        config.gateway.listen_addr = "127.0.0.1:0".into();
+        config.registry.heartbeat_ms = 500;
+        config.registry.lease_ms = 3_000;
+        config
+    }
+
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect to test postgres");
+        tokio::spawn(connection);
+        client
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A gateway and a writer running in this process.
+pub struct Roles {
+    pub kafka: SocketAddr,
+    pub writer_url: String,
+    gateway_trigger: ShutdownTrigger,
+    writer_trigger: ShutdownTrigger,
+    gateway_task: JoinHandle<()>,
+    writer_task: JoinHandle<()>,
+}
+
+impl Roles {
+    pub async fn start(mut config: Config) -> Roles {
+        let backends = roles::connect(&config).await.expect("backends");
+        let writer = roles::bind_writer(&config, &backends).await.expect("writer binds");
+        let writer_url = format!("http://{}", writer.local_addr().expect("addr"));
+        config.gateway.writer_urls = vec![writer_url.clone()];
+        let gateway = roles::bind_gateway(&config, &backends).await.expect("gateway binds");
+        let kafka = gateway.local_addr().expect("addr");
+        let (writer_trigger, writer_shutdown) = Shutdown::new();
+        let (gateway_trigger, gateway_shutdown) = Shutdown::new();
+        let writer_task = tokio::spawn(writer.run(writer_shutdown));
+        let gateway_task = tokio::spawn(gateway.run(gateway_shutdown));
+        Roles {
+            kafka,
+            writer_url,
+            gateway_trigger,
+            writer_trigger,
+            gateway_task,
+            writer_task,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.kafka.to_string()
+    }
+
+    pub async fn stop(self) {
+        self.gateway_trigger.trigger();
+        let _ = self.gateway_task.await;
+        self.writer_trigger.trigger();
+        let _ = self.writer_task.await;
+    }
+}
+
+/// A `yaks` child process, killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, args: &[&str], env: &[(String, String)], log_dir: &Path) -> Process {
+        let log = log_dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_yaks"));
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("spawn yaks");
+        Process {
+            child,
+            name: name.to_owned(),
+            log,
+        }
+    }
+
+    /// SIGINT, as Ctrl-C would, then waits for a clean exit.
+    pub fn interrupt(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} did not stop", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub async fn wait_for_port(addr: &str, process: Option<&Process>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let log = process.map(Process::log_text).unwrap_or_default();
+            panic!("nothing listens on {addr}\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn port() -> u16 {
+    free_port().expect("free port")
+}
+
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "60000")
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "false");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config.create().expect("producer")
+}
+
+/// Waits for every delivery; panics with the client's error on any failure.
+pub async fn deliveries(futures: Vec<DeliveryFuture>) -> Vec<(i32, i64)> {
+    let mut out = Vec::with_capacity(futures.len());
+    for result in join_all(futures).await {
+        match result.expect("delivery report") {
+            Ok(delivery) => out.push((delivery.partition, delivery.offset)),
+            Err((e, _)) => panic!("delivery failed: {e}"),
+        }
+    }
+    out
+}
+
+/// Queues a record, returning its delivery future.
+pub fn enqueue(producer: &FutureProducer, record: FutureRecord<'_, str, str>) -> DeliveryFuture {
+    match producer.send_result(record) {
+        Ok(future) => future,
+        Err((e, _)) => panic!("queueing failed: {e}"),
+    }
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client")
+}
+
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let results = admin(bootstrap)
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topics request");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// `(base_offset, last_offset)` of every index row of a partition, in offset order.
+pub async fn index_rows(sql: &tokio_postgres::Client, topic: &str, partition: i32) -> Vec<(i64, i64)> {
+    sql.query(
+        "SELECT i.base_offset, i.last_offset FROM object_index i JOIN topics t USING (topic_id)
+         WHERE t.name = $1 AND i.partition_index = $2 ORDER BY i.base_offset",
+        &[&topic, &partition],
+    )
+    .await
+    .expect("index rows")
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// The high watermark of a partition.
+pub async fn next_offset(sql: &tokio_postgres::Client, topic: &str, partition: i32) -> i64 {
+    sql.query_one(
+        "SELECT p.next_offset FROM partitions p JOIN topics t USING (topic_id)
+         WHERE t.name = $1 AND p.partition_index = $2",
+        &[&topic, &partition],
+    )
+    .await
+    .expect("partition row")
+    .get(0)
+}
+
+/// Asserts index rows of a partition tile 0..next_offset with no gap or overlap.
+pub async fn assert_index_contiguous(sql: &tokio_postgres::Client, topic: &str, partition: i32) {
+    let rows = index_rows(sql, topic, partition).await;
+    let mut expected = 0;
+    for (base, last) in &rows {
+        assert_eq!(*base, expected, "index of {topic}/{partition} has a gap or overlap: {rows:?}");
+        expected = last + 1;
+    }
+    assert_eq!(expected, next_offset(sql, topic, partition).await);
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the product driven by a real Kafka client (librdkafka through the
+//! `rdkafka` crate) and raw protocol frames, against a private PostgreSQL and a real S3
+//! protocol endpoint started per test, so tests pass on a fresh machine and in parallel.
+
+mod harness;
+
+mod admin;
+mod failures;
+mod processes;
+mod produce;
+mod protocol;

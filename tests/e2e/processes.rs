@@ -1,0 +1,143 @@
+//! The binary as users run it: separate processes, and `yaks dev` restarts.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::producer::FutureRecord;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
+    let infra = Infra::start().await;
+    let config = infra.config();
+    let s3 = &config.s3;
+    let common: Vec<(String, String)> = vec![
+        ("YAKS_POSTGRES__URL".into(), infra.postgres.url()),
+        ("YAKS_S3__ENDPOINT".into(), s3.endpoint.clone().expect("endpoint")),
+        ("YAKS_S3__BUCKET".into(), "split".into()),
+        ("YAKS_S3__FORCE_PATH_STYLE".into(), "true".into()),
+        ("YAKS_S3__CREATE_BUCKET".into(), "true".into()),
+        ("YAKS_S3__ACCESS_KEY_ID".into(), s3.access_key_id.clone().expect("key")),
+        ("YAKS_S3__SECRET_ACCESS_KEY".into(), s3.secret_access_key.clone().expect("secret")),
+        ("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "20".into()),
+        ("YAKS_REGISTRY__HEARTBEAT_MS".into(), "500".into()),
+        ("YAKS_REGISTRY__LEASE_MS".into(), "3000".into()),
+        ("RUST_LOG".into(), "info".into()),
+    ];
+    let writer_ports = [port(), port()];
+    let gateway_ports = [port(), port()];
+    let mut processes = Vec::new();
+    for (i, writer_port) in writer_ports.iter().enumerate() {
+        let mut env = common.clone();
+        env.push(("YAKS_WRITER__LISTEN_ADDR".into(), format!("127.0.0.1:{writer_port}")));
+        let process = Process::spawn(&format!("writer-{i}"), &["writer"], &env, infra.path());
+        wait_for_port(&format!("127.0.0.1:{writer_port}"), Some(&process)).await;
+        processes.push(process);
+    }
+    for (i, gateway_port) in gateway_ports.iter().enumerate() {
+        let mut env = common.clone();
+        env.push(("YAKS_GATEWAY__LISTEN_ADDR".into(), format!("127.0.0.1:{gateway_port}")));
+        // Each gateway lists both writers, in a different order.
+        let (a, b) = if i == 0 { (0, 1) } else { (1, 0) };
+        env.push((
+            "YAKS_GATEWAY__WRITER_URLS".into(),
+            format!(
+                "[\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]",
+                writer_ports[a], writer_ports[b]
+            ),
+        ));
+        let process = Process::spawn(&format!("gateway-{i}"), &["gateway"], &env, infra.path());
+        wait_for_port(&format!("127.0.0.1:{gateway_port}"), Some(&process)).await;
+        processes.push(process);
+    }
+    let bootstraps: Vec<String> = gateway_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    create_topic(&bootstraps[0], "shared", 3).await;
+    // Both gateways must be registered before producers ask for metadata.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    const PER_PARTITION: i64 = 300;
+    let producers = (0..4).map(|p| {
+        let bootstrap = bootstraps[p % 2].clone();
+        async move {
+            let producer = producer(&bootstrap, &[("compression.type", "zstd")]);
+            let mut sends = Vec::new();
+            for i in 0..PER_PARTITION * 3 {
+                let partition = (i % 3) as i32;
+                let value = format!("producer {p} record {i}");
+                sends.push(enqueue(
+                    &producer,
+                    FutureRecord::to("shared").partition(partition).payload(value.as_str()),
+                ));
+            }
+            deliveries(sends).await
+        }
+    });
+    let per_producer = join_all(producers).await;
+
+    let mut by_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for offsets in &per_producer {
+        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+        for &(partition, offset) in offsets {
+            // A producer's records to a partition are stored in the order it sent them.
+            if let Some(previous) = last.insert(partition, offset) {
+                assert!(offset > previous, "partition {partition}: {offset} after {previous}");
+            }
+            by_partition.entry(partition).or_default().push(offset);
+        }
+    }
+    for (partition, mut offsets) in by_partition {
+        offsets.sort_unstable();
+        let expected: Vec<i64> = (0..PER_PARTITION * 4).collect();
+        assert_eq!(offsets, expected, "partition {partition}: unique and contiguous from 0");
+    }
+    let sql = infra.sql().await;
+    for partition in 0..3 {
+        assert_index_contiguous(&sql, "shared", partition).await;
+    }
+    for process in processes {
+        let status = process.interrupt();
+        assert!(status.success(), "clean exit");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaks_dev_restarted_on_the_same_dir_continues_offsets() {
+    let dir = tempfile::Builder::new().prefix("yaks-dev-").tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data_dir = dir.path().join("data");
+    let data_dir = data_dir.to_str().expect("utf-8 path");
+    let kafka_port = port();
+    let kafka = format!("127.0.0.1:{kafka_port}");
+    let env = vec![
+        ("RUST_LOG".to_owned(), "info".to_owned()),
+        ("YAKS_WRITER__FLUSH_INTERVAL_MS".to_owned(), "20".to_owned()),
+    ];
+
+    for round in 0..2i64 {
+        let process = Process::spawn(
+            &format!("dev-{round}"),
+            &["dev", "--data-dir", data_dir, "--kafka-addr", &kafka],
+            &env,
+            dir.path(),
+        );
+        wait_for_port(&kafka, Some(&process)).await;
+        let producer = producer(&kafka, &[]);
+        for i in 0..5i64 {
+            let delivery = producer
+                .send(
+                    FutureRecord::<(), _>::to("restart").payload(&format!("round {round} record {i}")),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("delivery failed: {e}\n{}", process.log_text()));
+            assert_eq!(delivery.offset, round * 5 + i);
+        }
+        drop(producer);
+        let log = process.log_text();
+        let status = process.interrupt();
+        assert!(status.success(), "yaks dev exits cleanly on Ctrl-C\n{log}");
+    }
+}

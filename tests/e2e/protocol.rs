@@ -1,0 +1,145 @@
+//! Byte-level protocol tests: what a client library would never send.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use yaks_common::batch::testing;
+use yaks_common::kafka::topic_name;
+
+use crate::harness::*;
+
+fn frame<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, api_key.request_header_version(version))
+        .expect("header");
+    body.encode(&mut buf, version).expect("body");
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Reads one response frame; `None` when the server closed the connection.
+async fn read_frame(stream: &mut TcpStream) -> Option<Bytes> {
+    let length = tokio::time::timeout(Duration::from_secs(30), stream.read_i32())
+        .await
+        .expect("server answered or closed in time")
+        .ok()?;
+    let mut body = vec![0u8; length as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(Bytes::from(body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_crc_is_corrupt_message_for_that_partition_only() {
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    create_topic(&roles.bootstrap(), "crc", 2).await;
+
+    let good = testing::batch(&[b"good record"], 1_700_000_000_000);
+    let mut bad = testing::batch(&[b"bad record"], 1_700_000_000_000);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name("crc"))
+            .with_partition_data(vec![
+                PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(bad))),
+                PartitionProduceData::default().with_index(1).with_records(Some(Bytes::from(good))),
+            ])]);
+    let version = 9;
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    stream
+        .write_all(&frame(ApiKey::Produce, version, 7, &request))
+        .await
+        .expect("send");
+    let mut response = read_frame(&mut stream).await.expect("a response");
+    let header = ResponseHeader::decode(&mut response, ApiKey::Produce.response_header_version(version))
+        .expect("header");
+    assert_eq!(header.correlation_id, 7);
+    let response = ProduceResponse::decode(&mut response, version).expect("body");
+    let partitions = &response.responses[0].partition_responses;
+    assert_eq!(partitions[0].index, 0);
+    assert_eq!(partitions[0].error_code, ResponseError::CorruptMessage.code());
+    assert_eq!(partitions[1].index, 1);
+    assert_eq!(partitions[1].error_code, 0);
+    assert_eq!(partitions[1].base_offset, 0);
+
+    let sql = infra.sql().await;
+    assert_eq!(next_offset(&sql, "crc", 0).await, 0, "nothing stored for the corrupt batch");
+    assert!(index_rows(&sql, "crc", 0).await.is_empty());
+    assert_eq!(next_offset(&sql, "crc", 1).await, 1);
+    roles.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_get_an_error_or_a_clean_close() {
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+
+    // ApiVersions newer than we speak: UNSUPPORTED_VERSION in a v0-shaped answer.
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    let request = kafka_protocol::messages::ApiVersionsRequest::default();
+    let mut raw = frame(ApiKey::ApiVersions, 3, 1, &request);
+    raw[6..8].copy_from_slice(&99i16.to_be_bytes());
+    stream.write_all(&raw).await.expect("send");
+    let mut response = read_frame(&mut stream).await.expect("a response");
+    let header = ResponseHeader::decode(&mut response, 0).expect("header");
+    assert_eq!(header.correlation_id, 1);
+    let versions = ApiVersionsResponse::decode(&mut response, 0).expect("v0 body");
+    assert_eq!(versions.error_code, ResponseError::UnsupportedVersion.code());
+    assert!(versions.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+
+    // A frame larger than the cap: closed before anything is allocated.
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    stream.write_all(&i32::MAX.to_be_bytes()).await.expect("send");
+    assert!(read_frame(&mut stream).await.is_none(), "oversized frame closes the connection");
+
+    // An unknown API key: closed.
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    let mut raw = frame(ApiKey::ApiVersions, 0, 2, &request);
+    raw[4..6].copy_from_slice(&31_000i16.to_be_bytes());
+    stream.write_all(&raw).await.expect("send");
+    assert!(read_frame(&mut stream).await.is_none(), "unknown api key closes the connection");
+
+    // A valid header with a truncated body: closed.
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_topic_data(vec![TopicProduceData::default().with_name(topic_name("x"))]);
+    let mut raw = frame(ApiKey::Produce, 9, 3, &produce);
+    raw.truncate(raw.len() - 3);
+    let new_len = (raw.len() - 4) as i32;
+    raw[..4].copy_from_slice(&new_len.to_be_bytes());
+    stream.write_all(&raw).await.expect("send");
+    assert!(read_frame(&mut stream).await.is_none(), "truncated body closes the connection");
+
+    // The gateway still serves others.
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    stream
+        .write_all(&frame(ApiKey::ApiVersions, 3, 4, &request))
+        .await
+        .expect("send");
+    let mut response = read_frame(&mut stream).await.expect("still serving");
+    let header = ResponseHeader::decode(&mut response, 0).expect("header");
+    assert_eq!(header.correlation_id, 4);
+    let versions = ApiVersionsResponse::decode(&mut response, 3).expect("v3 body");
+    assert_eq!(versions.error_code, 0);
+    assert!(response.is_empty(), "nothing after the v3 body");
+    roles.stop().await;
+}
