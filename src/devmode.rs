@@ -28,7 +28,11 @@ pub struct DevOptions {
 }
 
 /// Runs everything until `stop` resolves.
-pub async fn run(mut config: Config, options: DevOptions, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    mut config: Config,
+    options: DevOptions,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("creating {}", options.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&options.data_dir)?;

@@ -50,7 +50,10 @@ fn main() -> ExitCode {
         }
     };
     yaks_common::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("yaks: starting the runtime: {e}");
@@ -94,8 +97,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             task.await?;
             Ok(())
         }
-        Command::Dev { data_dir, kafka_addr } => {
-            devmode::run(config, DevOptions { data_dir, kafka_addr }, stop_signal()).await
+        Command::Dev {
+            data_dir,
+            kafka_addr,
+        } => {
+            devmode::run(
+                config,
+                DevOptions {
+                    data_dir,
+                    kafka_addr,
+                },
+                stop_signal(),
+            )
+            .await
         }
     }
 }

@@ -98,7 +98,9 @@ pub fn header_info(records: &[u8]) -> Result<BatchInfo, BatchError> {
     }
     let batch_length = i32_at(records, 8);
     if batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
-        return Err(BatchError::Corrupt(format!("batch length {batch_length} too small")));
+        return Err(BatchError::Corrupt(format!(
+            "batch length {batch_length} too small"
+        )));
     }
     let declared = batch_length as usize + LOG_OVERHEAD;
     if declared > records.len() {
@@ -114,7 +116,9 @@ pub fn header_info(records: &[u8]) -> Result<BatchInfo, BatchError> {
     }
     let magic = records[16] as i8;
     if magic != 2 {
-        return Err(BatchError::Corrupt(format!("magic {magic}, only 2 is supported")));
+        return Err(BatchError::Corrupt(format!(
+            "magic {magic}, only 2 is supported"
+        )));
     }
     let attributes = i16_at(records, 21);
     let last_offset_delta = i32_at(records, 23);
@@ -139,7 +143,9 @@ pub fn header_info(records: &[u8]) -> Result<BatchInfo, BatchError> {
         is_control: attributes & ATTR_CONTROL != 0,
     };
     if info.is_control {
-        return Err(BatchError::Invalid("producers may not send control batches".into()));
+        return Err(BatchError::Invalid(
+            "producers may not send control batches".into(),
+        ));
     }
     Ok(info)
 }
@@ -237,7 +243,10 @@ mod tests {
         let mut raw = testing::batch(&[b"payload"], 0);
         let last = raw.len() - 2;
         raw[last] ^= 1;
-        assert!(matches!(validate_produce_batch(&raw), Err(BatchError::Corrupt(_))));
+        assert!(matches!(
+            validate_produce_batch(&raw),
+            Err(BatchError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -247,14 +256,20 @@ mod tests {
             validate_produce_batch(&raw[..raw.len() - 1]),
             Err(BatchError::Corrupt(_))
         ));
-        assert!(matches!(validate_produce_batch(&raw[..10]), Err(BatchError::Corrupt(_))));
+        assert!(matches!(
+            validate_produce_batch(&raw[..10]),
+            Err(BatchError::Corrupt(_))
+        ));
     }
 
     #[test]
     fn two_batches_are_refused() {
         let mut raw = testing::batch(&[b"one"], 0);
         raw.extend(testing::batch(&[b"two"], 0));
-        assert!(matches!(validate_produce_batch(&raw), Err(BatchError::Invalid(_))));
+        assert!(matches!(
+            validate_produce_batch(&raw),
+            Err(BatchError::Invalid(_))
+        ));
         assert_eq!(spans(&Bytes::from(raw)).len(), 2);
     }
 
@@ -262,6 +277,9 @@ mod tests {
     fn old_magic_is_corrupt() {
         let mut raw = testing::batch(&[b"x"], 0);
         raw[16] = 1;
-        assert!(matches!(validate_produce_batch(&raw), Err(BatchError::Corrupt(_))));
+        assert!(matches!(
+            validate_produce_batch(&raw),
+            Err(BatchError::Corrupt(_))
+        ));
     }
 }

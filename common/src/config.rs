@@ -77,8 +77,6 @@ impl Default for GatewayConfig {
 pub struct WriterConfig {
     /// Address the internal HTTP listener binds.
     pub listen_addr: String,
-    /// URL gateways use to reach this writer; defaults to `http://` + the bound address.
-    pub advertised_url: Option<String>,
     /// A buffer holding this many bytes is flushed at once.
     pub flush_bytes: u64,
     /// A non-empty buffer is flushed at the latest this long after its first batch.
@@ -93,7 +91,6 @@ impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             listen_addr: "0.0.0.0:9094".into(),
-            advertised_url: None,
             flush_bytes: 8 * 1024 * 1024,
             flush_interval_ms: 250,
             max_buffered_bytes: 256 * 1024 * 1024,
@@ -227,7 +224,10 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults, then `file` when given, then `YAKS_*` variables, then validates.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::figment(file).extract::<Config>().map_err(Box::new)?.validated()
+        Self::figment(file)
+            .extract::<Config>()
+            .map_err(Box::new)?
+            .validated()
     }
 
     /// The figment behind [`Config::load`], exposed so callers can layer overrides on top.
@@ -236,12 +236,10 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        let env = Env::prefixed("YAKS_")
-            .split("__")
-            .filter(|key| {
-                let key = key.as_str().to_ascii_lowercase();
-                SECTIONS.iter().any(|s| key.starts_with(&format!("{s}.")))
-            });
+        let env = Env::prefixed("YAKS_").split("__").filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            SECTIONS.iter().any(|s| key.starts_with(&format!("{s}.")))
+        });
         figment.merge(env)
     }
 
@@ -272,7 +270,10 @@ impl Config {
             return Err(invalid("gateway.default_partitions", "must be at least 1"));
         }
         if self.gateway.max_partitions_per_topic < 1 {
-            return Err(invalid("gateway.max_partitions_per_topic", "must be at least 1"));
+            return Err(invalid(
+                "gateway.max_partitions_per_topic",
+                "must be at least 1",
+            ));
         }
         for url in &self.gateway.writer_urls {
             if !url.starts_with("http://") {
@@ -286,7 +287,10 @@ impl Config {
             return Err(invalid("writer.flush_bytes", "must be greater than 0"));
         }
         if self.writer.flush_interval_ms == 0 {
-            return Err(invalid("writer.flush_interval_ms", "must be greater than 0"));
+            return Err(invalid(
+                "writer.flush_interval_ms",
+                "must be greater than 0",
+            ));
         }
         if self.writer.max_buffered_bytes < self.writer.flush_bytes {
             return Err(invalid(
@@ -295,7 +299,10 @@ impl Config {
             ));
         }
         if self.writer.max_uploads_in_flight == 0 {
-            return Err(invalid("writer.max_uploads_in_flight", "must be at least 1"));
+            return Err(invalid(
+                "writer.max_uploads_in_flight",
+                "must be at least 1",
+            ));
         }
         if self.postgres.pool_size == 0 {
             return Err(invalid("postgres.pool_size", "must be at least 1"));
@@ -312,7 +319,9 @@ impl Config {
                 "and s3.secret_access_key must be set together",
             ));
         }
-        if self.registry.heartbeat_ms == 0 || self.registry.heartbeat_ms * 2 > self.registry.lease_ms {
+        if self.registry.heartbeat_ms == 0
+            || self.registry.heartbeat_ms * 2 > self.registry.lease_ms
+        {
             return Err(invalid(
                 "registry.heartbeat_ms",
                 "must be positive and at most half of registry.lease_ms",
@@ -326,6 +335,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's Jail closures return its large error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -356,7 +367,12 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("YAKS_WRITER__FLUSH_BYTES", "lots");
             let err = Config::load(None).expect_err("rejects");
-            assert!(err.to_string().to_lowercase().contains("writer.flush_bytes"), "{err}");
+            assert!(
+                err.to_string()
+                    .to_lowercase()
+                    .contains("writer.flush_bytes"),
+                "{err}"
+            );
 
             jail.set_env("YAKS_WRITER__FLUSH_BYTES", "0");
             let err = Config::load(None).expect_err("rejects");

@@ -42,6 +42,9 @@ impl StoreError {
 
     /// Whether trying again later may succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, StoreError::Retriable(_) | StoreError::OutcomeUnknown(_))
+        matches!(
+            self,
+            StoreError::Retriable(_) | StoreError::OutcomeUnknown(_)
+        )
     }
 }

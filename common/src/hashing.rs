@@ -48,6 +48,9 @@ mod tests {
                 moved += 1;
             }
         }
-        assert!((150..350).contains(&moved), "about a quarter of keys moved: {moved}");
+        assert!(
+            (150..350).contains(&moved),
+            "about a quarter of keys moved: {moved}"
+        );
     }
 }

@@ -28,7 +28,11 @@ pub fn encode<T: Encodable>(message: &T, version: i16) -> Result<Bytes, CodecErr
 pub fn decode<T: Decodable>(mut bytes: Bytes, version: i16) -> Result<T, CodecError> {
     let message = T::decode(&mut bytes, version).map_err(|e| CodecError(format!("{e:#}")))?;
     if !bytes.is_empty() {
-        tracing::debug!(trailing = bytes.len(), version, "ignoring bytes after a message");
+        tracing::debug!(
+            trailing = bytes.len(),
+            version,
+            "ignoring bytes after a message"
+        );
     }
     Ok(message)
 }

@@ -27,7 +27,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Stores `body` under `key`. Retried inside on passing faults.
     fn put(&self, key: String, body: Bytes) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Reads `range` of the object at `key`.
-    fn get_range(&self, key: String, range: Range<u64>) -> BoxFuture<'_, Result<Bytes, StoreError>>;
+    fn get_range(&self, key: String, range: Range<u64>)
+    -> BoxFuture<'_, Result<Bytes, StoreError>>;
     /// Deletes the object at `key`; deleting a missing object succeeds.
     fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Keys under `prefix`, in lexical order.
@@ -67,7 +68,11 @@ impl S3ObjectStore {
         }
         if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                id, secret, None, None, "yaks-config",
+                id,
+                secret,
+                None,
+                None,
+                "yaks-config",
             ));
         }
         let shared = loader.load().await;
@@ -92,7 +97,13 @@ impl S3ObjectStore {
             Err(err) => return Err(classify(err, "head bucket")),
         }
         info!(bucket = %self.bucket, "creating bucket");
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err)
                 if matches!(
@@ -158,7 +169,11 @@ impl ObjectStore for S3ObjectStore {
         })
     }
 
-    fn get_range(&self, key: String, range: Range<u64>) -> BoxFuture<'_, Result<Bytes, StoreError>> {
+    fn get_range(
+        &self,
+        key: String,
+        range: Range<u64>,
+    ) -> BoxFuture<'_, Result<Bytes, StoreError>> {
         Box::pin(async move {
             if range.is_empty() {
                 return Ok(Bytes::new());
@@ -236,7 +251,11 @@ impl ObjectStore for MemoryObjectStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn get_range(&self, key: String, range: Range<u64>) -> BoxFuture<'_, Result<Bytes, StoreError>> {
+    fn get_range(
+        &self,
+        key: String,
+        range: Range<u64>,
+    ) -> BoxFuture<'_, Result<Bytes, StoreError>> {
         let result = match self.objects().get(&key) {
             None => Err(StoreError::NotFound(key)),
             Some(body) if range.end as usize > body.len() || range.start > range.end => Err(
@@ -278,7 +297,10 @@ pub async fn conformance_suite(store: &dyn ObjectStore, prefix: &str) {
         .expect("put b");
     let middle = store.get_range(a.clone(), 6..11).await.expect("range");
     assert_eq!(&middle[..], b"world");
-    assert_eq!(store.list(prefix.to_owned()).await.expect("list"), vec![a.clone(), b.clone()]);
+    assert_eq!(
+        store.list(prefix.to_owned()).await.expect("list"),
+        vec![a.clone(), b.clone()]
+    );
     store.delete(a.clone()).await.expect("delete");
     store.delete(a.clone()).await.expect("delete twice");
     assert!(matches!(

@@ -54,7 +54,12 @@ impl ClusterView {
         let instance_id = Uuid::new_v4().to_string();
         let address = format!("{}:{}", advertised.0, advertised.1);
         let node_id = metastore
-            .renew_lease(Role::Gateway, &instance_id, &address, registry.lease_ms as i64)
+            .renew_lease(
+                Role::Gateway,
+                &instance_id,
+                &address,
+                registry.lease_ms as i64,
+            )
             .await?;
         let cluster_id = metastore.cluster_id().await?;
         let view = ClusterView {
@@ -125,7 +130,11 @@ impl ClusterView {
                 brokers.sort_by_key(|b| b.node_id);
             }
         }
-        *self.inner.brokers.write().unwrap_or_else(|p| p.into_inner()) = brokers;
+        *self
+            .inner
+            .brokers
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = brokers;
     }
 
     /// Renews the lease and refreshes members every `heartbeat_ms` until `shutdown`.
@@ -162,7 +171,12 @@ impl ClusterView {
 
     /// Leaves the registry at clean shutdown so clients stop being sent here at once.
     pub async fn deregister(&self) {
-        if let Err(e) = self.inner.metastore.deregister(&self.inner.instance_id).await {
+        if let Err(e) = self
+            .inner
+            .metastore
+            .deregister(&self.inner.instance_id)
+            .await
+        {
             warn!(error = %e, "leaving the registry failed; the lease will expire");
         }
     }

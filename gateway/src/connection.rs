@@ -93,7 +93,10 @@ async fn read_requests(
             _ = shutdown.wait() => return,
         };
         if length < 8 || length as u32 > max_frame {
-            warn!(length, max_frame, "frame size out of bounds; closing connection");
+            warn!(
+                length,
+                max_frame, "frame size out of bounds; closing connection"
+            );
             return;
         }
         let mut frame = BytesMut::zeroed(length as usize);
@@ -124,10 +127,16 @@ async fn read_requests(
             continue;
         }
         if version < supported.min || version > supported.max {
-            warn!(?api_key, version, "unsupported api version; closing connection");
+            warn!(
+                ?api_key,
+                version, "unsupported api version; closing connection"
+            );
             return;
         }
-        let header = match RequestHeader::decode(&mut frame, api_key.request_header_version(version)) {
+        let header = match RequestHeader::decode(
+            &mut frame,
+            api_key.request_header_version(version),
+        ) {
             Ok(header) => header,
             Err(e) => {
                 warn!(?api_key, version, error = %e, "malformed request header; closing connection");

@@ -88,13 +88,12 @@ impl Gateway {
                 "`gateway.writer_urls` must name at least one writer (http://host:port)".into(),
             ));
         }
-        let listener =
-            TcpListener::bind(&config.listen_addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen_addr.clone(),
-                    source,
-                })?;
+        let listener = TcpListener::bind(&config.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen_addr.clone(),
+                source,
+            })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen_addr.clone(),
             source,
@@ -144,7 +143,13 @@ impl Gateway {
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let id = state.next_connection_id.fetch_add(1, Ordering::Relaxed);
-            connections.spawn(connection::serve(state.clone(), stream, peer, id, shutdown.clone()));
+            connections.spawn(connection::serve(
+                state.clone(),
+                stream,
+                peer,
+                id,
+                shutdown.clone(),
+            ));
         }
         drop(listener);
         let drain = async { while connections.join_next().await.is_some() {} };
@@ -172,12 +177,14 @@ fn advertised_addr(config: &GatewayConfig, local: SocketAddr) -> Result<(String,
         }
         None => local.to_string(),
     };
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| StartError::Config(format!("`gateway.advertised_addr` {text:?} is not host:port")))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| StartError::Config(format!("`gateway.advertised_addr` {text:?} has a bad port")))?;
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| {
+        StartError::Config(format!(
+            "`gateway.advertised_addr` {text:?} is not host:port"
+        ))
+    })?;
+    let port = port.parse::<u16>().map_err(|_| {
+        StartError::Config(format!("`gateway.advertised_addr` {text:?} has a bad port"))
+    })?;
     let port = if port == 0 { local.port() } else { port };
     Ok((host.trim_matches(['[', ']']).to_owned(), port))
 }

@@ -34,7 +34,10 @@ impl TopicCache {
     }
 
     /// Topics by name; absent names are not in the map. One metastore query for all misses.
-    pub async fn get_many(&self, names: &[String]) -> Result<HashMap<String, TopicMeta>, StoreError> {
+    pub async fn get_many(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, TopicMeta>, StoreError> {
         let now = Instant::now();
         let mut found = HashMap::new();
         let mut missing = Vec::new();
@@ -94,7 +97,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err(format!("topic name cannot be {name:?}"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("topic name is longer than {MAX_NAME_LEN} characters"));
+        return Err(format!(
+            "topic name is longer than {MAX_NAME_LEN} characters"
+        ));
     }
     if let Some(bad) = name
         .chars()
@@ -126,17 +131,41 @@ enum Kind {
 
 /// Topic configs accepted by CreateTopics, with Kafka's defaults (reported in responses).
 const TOPIC_CONFIGS: &[(&str, Kind, &str)] = &[
-    ("cleanup.policy", Kind::ListOf(&["delete", "compact"]), "delete"),
-    ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]), "producer"),
+    (
+        "cleanup.policy",
+        Kind::ListOf(&["delete", "compact"]),
+        "delete",
+    ),
+    (
+        "compression.type",
+        Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+        "producer",
+    ),
     ("delete.retention.ms", Kind::Long(0), "86400000"),
     ("file.delete.delay.ms", Kind::Long(0), "60000"),
     ("flush.messages", Kind::Long(1), "9223372036854775807"),
     ("flush.ms", Kind::Long(0), "9223372036854775807"),
-    ("max.compaction.lag.ms", Kind::Long(1), "9223372036854775807"),
+    (
+        "max.compaction.lag.ms",
+        Kind::Long(1),
+        "9223372036854775807",
+    ),
     ("max.message.bytes", Kind::Int(0), "1048588"),
-    ("message.timestamp.after.max.ms", Kind::Long(0), "9223372036854775807"),
-    ("message.timestamp.before.max.ms", Kind::Long(0), "9223372036854775807"),
-    ("message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"]), "CreateTime"),
+    (
+        "message.timestamp.after.max.ms",
+        Kind::Long(0),
+        "9223372036854775807",
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        Kind::Long(0),
+        "9223372036854775807",
+    ),
+    (
+        "message.timestamp.type",
+        Kind::OneOf(&["CreateTime", "LogAppendTime"]),
+        "CreateTime",
+    ),
     ("min.cleanable.dirty.ratio", Kind::Ratio, "0.5"),
     ("min.compaction.lag.ms", Kind::Long(0), "0"),
     ("min.insync.replicas", Kind::Int(1), "1"),
@@ -162,17 +191,24 @@ pub fn validate_config(name: &str, value: Option<&str>) -> Result<(), String> {
         Kind::Bool => matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "false"),
         Kind::OneOf(words) => words.contains(&value.trim()),
         Kind::ListOf(words) => value.split(',').all(|w| words.contains(&w.trim())),
-        Kind::Ratio => value.trim().parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
+        Kind::Ratio => value
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|v| (0.0..=1.0).contains(&v)),
     };
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid value {value:?} for topic config {name} (expected {kind:?})"))
+        Err(format!(
+            "invalid value {value:?} for topic config {name} (expected {kind:?})"
+        ))
     }
 }
 
 /// Every accepted config with its effective value for a topic, and whether it was set.
-pub fn effective_configs(set: &BTreeMap<String, Option<String>>) -> Vec<(&'static str, String, bool)> {
+pub fn effective_configs(
+    set: &BTreeMap<String, Option<String>>,
+) -> Vec<(&'static str, String, bool)> {
     TOPIC_CONFIGS
         .iter()
         .map(|(name, _, default)| match set.get(*name) {
@@ -216,6 +252,9 @@ mod tests {
         let mut set = BTreeMap::new();
         set.insert("max.message.bytes".to_owned(), Some("2000000".to_owned()));
         assert_eq!(config_i64(&set, "max.message.bytes"), Some(2_000_000));
-        assert_eq!(config_i64(&BTreeMap::new(), "max.message.bytes"), Some(1_048_588));
+        assert_eq!(
+            config_i64(&BTreeMap::new(), "max.message.bytes"),
+            Some(1_048_588)
+        );
     }
 }

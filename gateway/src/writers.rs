@@ -64,7 +64,11 @@ impl WriterPool {
     /// Sends an internal produce body and returns once a writer *accepted* it. Tries the
     /// connection's writer first, then the others; only writers that did not accept are
     /// retried, so nothing is ever appended twice by this loop.
-    pub async fn produce(&self, sticky: &Sticky, body: Bytes) -> Result<Response<Incoming>, RpcError> {
+    pub async fn produce(
+        &self,
+        sticky: &Sticky,
+        body: Bytes,
+    ) -> Result<Response<Incoming>, RpcError> {
         let count = self.urls.len();
         let start = sticky.0.load(Ordering::Relaxed);
         let mut last_error = RpcError::Unavailable("no writer configured".into());
@@ -75,7 +79,11 @@ impl WriterPool {
                 if pass == 0 && self.is_down(index) {
                     continue;
                 }
-                match self.rpc.post(&self.urls[index], PRODUCE_PATH, body.clone()).await {
+                match self
+                    .rpc
+                    .post(&self.urls[index], PRODUCE_PATH, body.clone())
+                    .await
+                {
                     Ok(response) => {
                         if index != start {
                             sticky.0.store(index, Ordering::Relaxed);

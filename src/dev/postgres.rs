@@ -30,7 +30,11 @@ impl EmbeddedPostgres {
     pub fn start(dir: &Path) -> anyhow::Result<EmbeddedPostgres> {
         let bin_dir = find_bin_dir()?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let run_as = if is_root()? { Some(postgres_user()?) } else { None };
+        let run_as = if is_root()? {
+            Some(postgres_user()?)
+        } else {
+            None
+        };
         if let Some((uid, gid)) = run_as {
             check_reachable(dir, uid)?;
             std::os::unix::fs::chown(dir, Some(uid), Some(gid))
@@ -71,14 +75,20 @@ impl EmbeddedPostgres {
         }
         self.stopped = true;
         let data_dir = self.data_dir.display().to_string();
-        self.run("pg_ctl", &["-D", &data_dir, "-m", "fast", "-w", "-t", "60", "stop"])
+        self.run(
+            "pg_ctl",
+            &["-D", &data_dir, "-m", "fast", "-w", "-t", "60", "stop"],
+        )
     }
 
     /// Stops without waiting for clients, as a crash would (immediate shutdown).
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.stopped = true;
         let data_dir = self.data_dir.display().to_string();
-        self.run("pg_ctl", &["-D", &data_dir, "-m", "immediate", "-w", "stop"])
+        self.run(
+            "pg_ctl",
+            &["-D", &data_dir, "-m", "immediate", "-w", "stop"],
+        )
     }
 
     fn initdb(&self) -> anyhow::Result<()> {
@@ -108,7 +118,9 @@ impl EmbeddedPostgres {
         );
         self.run(
             "pg_ctl",
-            &["-D", &data_dir, "-l", &log, "-o", &options, "-w", "-t", "60", "start"],
+            &[
+                "-D", &data_dir, "-l", &log, "-o", &options, "-w", "-t", "60", "start",
+            ],
         )
         .with_context(|| format!("starting postgresql (log: {log})"))
     }

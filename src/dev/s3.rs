@@ -38,7 +38,9 @@ impl DevS3 {
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.context("binding the s3 endpoint")?;
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .context("binding the s3 endpoint")?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let (trigger, shutdown) = Shutdown::new();
@@ -90,7 +92,12 @@ impl Drop for DevS3 {
     }
 }
 
-async fn serve(listener: TcpListener, service: s3s::service::S3Service, counter: Arc<AtomicU64>, shutdown: Shutdown) {
+async fn serve(
+    listener: TcpListener,
+    service: s3s::service::S3Service,
+    counter: Arc<AtomicU64>,
+    shutdown: Shutdown,
+) {
     yaks_common::rpc::serve(
         listener,
         move |request: http::Request<hyper::body::Incoming>| {
@@ -100,8 +107,9 @@ async fn serve(listener: TcpListener, service: s3s::service::S3Service, counter:
                 match hyper::service::Service::call(&service, request).await {
                     Ok(response) => response,
                     Err(e) => {
-                        let mut response =
-                            http::Response::new(s3s::Body::from(format!("s3 endpoint error: {e:?}")));
+                        let mut response = http::Response::new(s3s::Body::from(format!(
+                            "s3 endpoint error: {e:?}"
+                        )));
                         *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
                         response
                     }

@@ -20,7 +20,8 @@ async fn create_and_delete_topics_answer_like_kafka() {
             &[
                 NewTopic::new("fine", 4, TopicReplication::Fixed(3)).set("retention.ms", "60000"),
                 NewTopic::new("bad name!", 1, TopicReplication::Fixed(1)),
-                NewTopic::new("bad-config", 1, TopicReplication::Fixed(1)).set("retention.ms", "soon"),
+                NewTopic::new("bad-config", 1, TopicReplication::Fixed(1))
+                    .set("retention.ms", "soon"),
                 NewTopic::new("unknown-config", 1, TopicReplication::Fixed(1)).set("no.such", "1"),
                 NewTopic::new("zero-partitions", 0, TopicReplication::Fixed(1)),
             ],
@@ -47,14 +48,23 @@ async fn create_and_delete_topics_answer_like_kafka() {
     );
 
     let again = admin
-        .create_topics(&[NewTopic::new("fine", 4, TopicReplication::Fixed(1))], &options)
+        .create_topics(
+            &[NewTopic::new("fine", 4, TopicReplication::Fixed(1))],
+            &options,
+        )
         .await
         .expect("request");
-    assert_eq!(again[0], Err(("fine".to_owned(), RDKafkaErrorCode::TopicAlreadyExists)));
+    assert_eq!(
+        again[0],
+        Err(("fine".to_owned(), RDKafkaErrorCode::TopicAlreadyExists))
+    );
 
     let validate_only = AdminOptions::new().validate_only(true);
     let checked = admin
-        .create_topics(&[NewTopic::new("only-checked", 2, TopicReplication::Fixed(1))], &validate_only)
+        .create_topics(
+            &[NewTopic::new("only-checked", 2, TopicReplication::Fixed(1))],
+            &validate_only,
+        )
         .await
         .expect("request");
     assert!(checked[0].is_ok());
@@ -68,11 +78,17 @@ async fn create_and_delete_topics_answer_like_kafka() {
     assert_eq!(metadata.topics()[0].partitions().len(), 4);
     assert_eq!(metadata.brokers().len(), 1);
 
-    let deleted = admin.delete_topics(&["fine", "never-was"], &options).await.expect("request");
+    let deleted = admin
+        .delete_topics(&["fine", "never-was"], &options)
+        .await
+        .expect("request");
     assert!(deleted[0].is_ok());
     assert_eq!(
         deleted[1],
-        Err(("never-was".to_owned(), RDKafkaErrorCode::UnknownTopicOrPartition))
+        Err((
+            "never-was".to_owned(),
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        ))
     );
     roles.stop().await;
 }
@@ -83,7 +99,10 @@ async fn unknown_topics_are_auto_created_or_refused_per_setting() {
     let roles = Roles::start(infra.config()).await;
     let producer = producer(&roles.bootstrap(), &[]);
     let delivery = producer
-        .send(FutureRecord::<(), _>::to("auto-made").payload("x"), Duration::from_secs(30))
+        .send(
+            FutureRecord::<(), _>::to("auto-made").payload("x"),
+            Duration::from_secs(30),
+        )
         .await
         .expect("auto-created and delivered");
     assert_eq!(delivery.offset, 0);
@@ -94,7 +113,10 @@ async fn unknown_topics_are_auto_created_or_refused_per_setting() {
     let roles = Roles::start(config).await;
     let strict = crate::harness::producer(&roles.bootstrap(), &[("message.timeout.ms", "3000")]);
     let refused = strict
-        .send(FutureRecord::<(), _>::to("not-made").payload("x"), Duration::from_secs(10))
+        .send(
+            FutureRecord::<(), _>::to("not-made").payload("x"),
+            Duration::from_secs(10),
+        )
         .await;
     let (error, _) = refused.expect_err("unknown topic refused");
     assert!(

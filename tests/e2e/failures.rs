@@ -69,7 +69,10 @@ async fn s3_errors_delay_the_ack_until_the_data_is_durable() {
     loop {
         let seen = puts(&s3).await.len();
         if send.is_finished() {
-            assert!(seen >= 6, "acknowledged after only {seen} PUTs, before the data was durable");
+            assert!(
+                seen >= 6,
+                "acknowledged after only {seen} PUTs, before the data was durable"
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -82,7 +85,11 @@ async fn s3_errors_delay_the_ack_until_the_data_is_durable() {
     let stored = String::from_utf8_lossy(&all[5].body);
     assert_eq!(stored.matches("payload-landing-once").count(), 1);
     let sql = infra.sql().await;
-    assert_eq!(next_offset(&sql, "flaky", 0).await, 1, "the record landed once");
+    assert_eq!(
+        next_offset(&sql, "flaky", 0).await,
+        1,
+        "the record landed once"
+    );
     assert_index_contiguous(&sql, "flaky", 0).await;
     let objects: i64 = sql
         .query_one("SELECT count(*) FROM objects", &[])

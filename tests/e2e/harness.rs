@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use futures::future::join_all;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use futures::future::join_all;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -37,13 +37,16 @@ impl Infra {
             .tempdir()
             .expect("temp dir");
         // The postgres user (when running as root) must be able to walk in.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let pg_dir = dir.path().join("postgres");
         let postgres = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&pg_dir))
             .await
             .expect("join")
             .expect("private postgresql starts");
-        let s3 = DevS3::start(&dir.path().join("s3"), 0).await.expect("s3 endpoint starts");
+        let s3 = DevS3::start(&dir.path().join("s3"), 0)
+            .await
+            .expect("s3 endpoint starts");
         Infra { postgres, s3, dir }
     }
 
@@ -61,9 +64,10 @@ impl Infra {
     }
 
     pub async fn sql(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls)
-            .await
-            .expect("connect to test postgres");
+        let (client, connection) =
+            tokio_postgres::connect(&self.postgres.url(), tokio_postgres::NoTls)
+                .await
+                .expect("connect to test postgres");
         tokio::spawn(connection);
         client
     }
@@ -86,10 +90,14 @@ pub struct Roles {
 impl Roles {
     pub async fn start(mut config: Config) -> Roles {
         let backends = roles::connect(&config).await.expect("backends");
-        let writer = roles::bind_writer(&config, &backends).await.expect("writer binds");
+        let writer = roles::bind_writer(&config, &backends)
+            .await
+            .expect("writer binds");
         let writer_url = format!("http://{}", writer.local_addr().expect("addr"));
         config.gateway.writer_urls = vec![writer_url.clone()];
-        let gateway = roles::bind_gateway(&config, &backends).await.expect("gateway binds");
+        let gateway = roles::bind_gateway(&config, &backends)
+            .await
+            .expect("gateway binds");
         let kafka = gateway.local_addr().expect("addr");
         let (writer_trigger, writer_shutdown) = Shutdown::new();
         let (gateway_trigger, gateway_shutdown) = Shutdown::new();
@@ -157,7 +165,11 @@ impl Process {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "{} did not stop", self.name);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -247,7 +259,11 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
 }
 
 /// `(base_offset, last_offset)` of every index row of a partition, in offset order.
-pub async fn index_rows(sql: &tokio_postgres::Client, topic: &str, partition: i32) -> Vec<(i64, i64)> {
+pub async fn index_rows(
+    sql: &tokio_postgres::Client,
+    topic: &str,
+    partition: i32,
+) -> Vec<(i64, i64)> {
     sql.query(
         "SELECT i.base_offset, i.last_offset FROM object_index i JOIN topics t USING (topic_id)
          WHERE t.name = $1 AND i.partition_index = $2 ORDER BY i.base_offset",
@@ -277,7 +293,10 @@ pub async fn assert_index_contiguous(sql: &tokio_postgres::Client, topic: &str, 
     let rows = index_rows(sql, topic, partition).await;
     let mut expected = 0;
     for (base, last) in &rows {
-        assert_eq!(*base, expected, "index of {topic}/{partition} has a gap or overlap: {rows:?}");
+        assert_eq!(
+            *base, expected,
+            "index of {topic}/{partition} has a gap or overlap: {rows:?}"
+        );
         expected = last + 1;
     }
     assert_eq!(expected, next_offset(sql, topic, partition).await);

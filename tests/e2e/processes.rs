@@ -16,12 +16,21 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
     let s3 = &config.s3;
     let common: Vec<(String, String)> = vec![
         ("YAKS_POSTGRES__URL".into(), infra.postgres.url()),
-        ("YAKS_S3__ENDPOINT".into(), s3.endpoint.clone().expect("endpoint")),
+        (
+            "YAKS_S3__ENDPOINT".into(),
+            s3.endpoint.clone().expect("endpoint"),
+        ),
         ("YAKS_S3__BUCKET".into(), "split".into()),
         ("YAKS_S3__FORCE_PATH_STYLE".into(), "true".into()),
         ("YAKS_S3__CREATE_BUCKET".into(), "true".into()),
-        ("YAKS_S3__ACCESS_KEY_ID".into(), s3.access_key_id.clone().expect("key")),
-        ("YAKS_S3__SECRET_ACCESS_KEY".into(), s3.secret_access_key.clone().expect("secret")),
+        (
+            "YAKS_S3__ACCESS_KEY_ID".into(),
+            s3.access_key_id.clone().expect("key"),
+        ),
+        (
+            "YAKS_S3__SECRET_ACCESS_KEY".into(),
+            s3.secret_access_key.clone().expect("secret"),
+        ),
         ("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "20".into()),
         ("YAKS_REGISTRY__HEARTBEAT_MS".into(), "500".into()),
         ("YAKS_REGISTRY__LEASE_MS".into(), "3000".into()),
@@ -32,14 +41,20 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
     let mut processes = Vec::new();
     for (i, writer_port) in writer_ports.iter().enumerate() {
         let mut env = common.clone();
-        env.push(("YAKS_WRITER__LISTEN_ADDR".into(), format!("127.0.0.1:{writer_port}")));
+        env.push((
+            "YAKS_WRITER__LISTEN_ADDR".into(),
+            format!("127.0.0.1:{writer_port}"),
+        ));
         let process = Process::spawn(&format!("writer-{i}"), &["writer"], &env, infra.path());
         wait_for_port(&format!("127.0.0.1:{writer_port}"), Some(&process)).await;
         processes.push(process);
     }
     for (i, gateway_port) in gateway_ports.iter().enumerate() {
         let mut env = common.clone();
-        env.push(("YAKS_GATEWAY__LISTEN_ADDR".into(), format!("127.0.0.1:{gateway_port}")));
+        env.push((
+            "YAKS_GATEWAY__LISTEN_ADDR".into(),
+            format!("127.0.0.1:{gateway_port}"),
+        ));
         // Each gateway lists both writers, in a different order.
         let (a, b) = if i == 0 { (0, 1) } else { (1, 0) };
         env.push((
@@ -53,7 +68,10 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
         wait_for_port(&format!("127.0.0.1:{gateway_port}"), Some(&process)).await;
         processes.push(process);
     }
-    let bootstraps: Vec<String> = gateway_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let bootstraps: Vec<String> = gateway_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
     create_topic(&bootstraps[0], "shared", 3).await;
     // Both gateways must be registered before producers ask for metadata.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -69,7 +87,9 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
                 let value = format!("producer {p} record {i}");
                 sends.push(enqueue(
                     &producer,
-                    FutureRecord::to("shared").partition(partition).payload(value.as_str()),
+                    FutureRecord::to("shared")
+                        .partition(partition)
+                        .payload(value.as_str()),
                 ));
             }
             deliveries(sends).await
@@ -83,7 +103,10 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
         for &(partition, offset) in offsets {
             // A producer's records to a partition are stored in the order it sent them.
             if let Some(previous) = last.insert(partition, offset) {
-                assert!(offset > previous, "partition {partition}: {offset} after {previous}");
+                assert!(
+                    offset > previous,
+                    "partition {partition}: {offset} after {previous}"
+                );
             }
             by_partition.entry(partition).or_default().push(offset);
         }
@@ -91,7 +114,10 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
     for (partition, mut offsets) in by_partition {
         offsets.sort_unstable();
         let expected: Vec<i64> = (0..PER_PARTITION * 4).collect();
-        assert_eq!(offsets, expected, "partition {partition}: unique and contiguous from 0");
+        assert_eq!(
+            offsets, expected,
+            "partition {partition}: unique and contiguous from 0"
+        );
     }
     let sql = infra.sql().await;
     for partition in 0..3 {
@@ -105,7 +131,10 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yaks_dev_restarted_on_the_same_dir_continues_offsets() {
-    let dir = tempfile::Builder::new().prefix("yaks-dev-").tempdir().expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("yaks-dev-")
+        .tempdir()
+        .expect("temp dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let data_dir = dir.path().join("data");
     let data_dir = data_dir.to_str().expect("utf-8 path");
@@ -128,7 +157,8 @@ async fn yaks_dev_restarted_on_the_same_dir_continues_offsets() {
         for i in 0..5i64 {
             let delivery = producer
                 .send(
-                    FutureRecord::<(), _>::to("restart").payload(&format!("round {round} record {i}")),
+                    FutureRecord::<(), _>::to("restart")
+                        .payload(&format!("round {round} record {i}")),
                     Duration::from_secs(30),
                 )
                 .await

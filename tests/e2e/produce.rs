@@ -22,7 +22,10 @@ async fn three_partitions_get_offsets_in_send_order() {
                 let value = format!("{codec} value {i} for partition {partition}");
                 sends.push(enqueue(
                     &producer,
-                    FutureRecord::to("orders").partition(partition).key(key.as_str()).payload(value.as_str()),
+                    FutureRecord::to("orders")
+                        .partition(partition)
+                        .key(key.as_str())
+                        .payload(value.as_str()),
                 ));
             }
         }
@@ -30,7 +33,11 @@ async fn three_partitions_get_offsets_in_send_order() {
         for (n, (partition, offset)) in deliveries(sends).await.into_iter().enumerate() {
             let i = (n % 500) as i64;
             assert_eq!(partition, (n / 500) as i32);
-            assert_eq!(offset, base + i, "record {i} of partition {partition} ({codec})");
+            assert_eq!(
+                offset,
+                base + i,
+                "record {i} of partition {partition} ({codec})"
+            );
         }
     }
 
@@ -50,7 +57,10 @@ async fn an_idle_writer_makes_no_s3_requests() {
     create_topic(&roles.bootstrap(), "idle", 1).await;
     let producer = producer(&roles.bootstrap(), &[]);
     producer
-        .send(FutureRecord::<(), _>::to("idle").payload("one"), Duration::from_secs(30))
+        .send(
+            FutureRecord::<(), _>::to("idle").payload("one"),
+            Duration::from_secs(30),
+        )
         .await
         .expect("delivered");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -70,13 +80,21 @@ async fn acks_zero_is_stored_without_a_response() {
     create_topic(&roles.bootstrap(), "fire-and-forget", 1).await;
     let producer = producer(&roles.bootstrap(), &[("acks", "0")]);
     let sends = (0..100)
-        .map(|i| enqueue(&producer, FutureRecord::to("fire-and-forget").payload(format!("v{i}").as_str())))
+        .map(|i| {
+            enqueue(
+                &producer,
+                FutureRecord::to("fire-and-forget").payload(format!("v{i}").as_str()),
+            )
+        })
         .collect();
     deliveries(sends).await;
     let sql = infra.sql().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while next_offset(&sql, "fire-and-forget", 0).await < 100 {
-        assert!(tokio::time::Instant::now() < deadline, "acks=0 records were not stored");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acks=0 records were not stored"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_index_contiguous(&sql, "fire-and-forget", 0).await;

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use yaks_common::batch::testing;
@@ -56,12 +56,18 @@ async fn a_bad_crc_is_corrupt_message_for_that_partition_only() {
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name("crc"))
-            .with_partition_data(vec![
-                PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(bad))),
-                PartitionProduceData::default().with_index(1).with_records(Some(Bytes::from(good))),
-            ])]);
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name("crc"))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(bad))),
+                    PartitionProduceData::default()
+                        .with_index(1)
+                        .with_records(Some(Bytes::from(good))),
+                ]),
+        ]);
     let version = 9;
     let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
     stream
@@ -69,19 +75,29 @@ async fn a_bad_crc_is_corrupt_message_for_that_partition_only() {
         .await
         .expect("send");
     let mut response = read_frame(&mut stream).await.expect("a response");
-    let header = ResponseHeader::decode(&mut response, ApiKey::Produce.response_header_version(version))
-        .expect("header");
+    let header = ResponseHeader::decode(
+        &mut response,
+        ApiKey::Produce.response_header_version(version),
+    )
+    .expect("header");
     assert_eq!(header.correlation_id, 7);
     let response = ProduceResponse::decode(&mut response, version).expect("body");
     let partitions = &response.responses[0].partition_responses;
     assert_eq!(partitions[0].index, 0);
-    assert_eq!(partitions[0].error_code, ResponseError::CorruptMessage.code());
+    assert_eq!(
+        partitions[0].error_code,
+        ResponseError::CorruptMessage.code()
+    );
     assert_eq!(partitions[1].index, 1);
     assert_eq!(partitions[1].error_code, 0);
     assert_eq!(partitions[1].base_offset, 0);
 
     let sql = infra.sql().await;
-    assert_eq!(next_offset(&sql, "crc", 0).await, 0, "nothing stored for the corrupt batch");
+    assert_eq!(
+        next_offset(&sql, "crc", 0).await,
+        0,
+        "nothing stored for the corrupt batch"
+    );
     assert!(index_rows(&sql, "crc", 0).await.is_empty());
     assert_eq!(next_offset(&sql, "crc", 1).await, 1);
     roles.stop().await;
@@ -102,20 +118,37 @@ async fn hostile_frames_get_an_error_or_a_clean_close() {
     let header = ResponseHeader::decode(&mut response, 0).expect("header");
     assert_eq!(header.correlation_id, 1);
     let versions = ApiVersionsResponse::decode(&mut response, 0).expect("v0 body");
-    assert_eq!(versions.error_code, ResponseError::UnsupportedVersion.code());
-    assert!(versions.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+    assert_eq!(
+        versions.error_code,
+        ResponseError::UnsupportedVersion.code()
+    );
+    assert!(
+        versions
+            .api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::Produce as i16)
+    );
 
     // A frame larger than the cap: closed before anything is allocated.
     let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
-    stream.write_all(&i32::MAX.to_be_bytes()).await.expect("send");
-    assert!(read_frame(&mut stream).await.is_none(), "oversized frame closes the connection");
+    stream
+        .write_all(&i32::MAX.to_be_bytes())
+        .await
+        .expect("send");
+    assert!(
+        read_frame(&mut stream).await.is_none(),
+        "oversized frame closes the connection"
+    );
 
     // An unknown API key: closed.
     let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
     let mut raw = frame(ApiKey::ApiVersions, 0, 2, &request);
     raw[4..6].copy_from_slice(&31_000i16.to_be_bytes());
     stream.write_all(&raw).await.expect("send");
-    assert!(read_frame(&mut stream).await.is_none(), "unknown api key closes the connection");
+    assert!(
+        read_frame(&mut stream).await.is_none(),
+        "unknown api key closes the connection"
+    );
 
     // A valid header with a truncated body: closed.
     let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
@@ -127,7 +160,10 @@ async fn hostile_frames_get_an_error_or_a_clean_close() {
     let new_len = (raw.len() - 4) as i32;
     raw[..4].copy_from_slice(&new_len.to_be_bytes());
     stream.write_all(&raw).await.expect("send");
-    assert!(read_frame(&mut stream).await.is_none(), "truncated body closes the connection");
+    assert!(
+        read_frame(&mut stream).await.is_none(),
+        "truncated body closes the connection"
+    );
 
     // The gateway still serves others.
     let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");

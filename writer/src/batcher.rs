@@ -300,7 +300,10 @@ mod tests {
         assert_eq!(sealed.appends.len(), 2);
         let p0 = &sealed.appends[0];
         let p1 = &sealed.appends[1];
-        assert_eq!((p0.partition_index, p0.byte_offset, p0.offset_count), (0, 0, 1));
+        assert_eq!(
+            (p0.partition_index, p0.byte_offset, p0.offset_count),
+            (0, 0, 1)
+        );
         assert_eq!((p1.partition_index, p1.byte_offset), (1, first_len));
         assert_eq!((p1.offset_count, p1.batch_count), (3, 2));
         assert_eq!(p1.byte_offset + p1.byte_length, sealed.body.len() as i64);

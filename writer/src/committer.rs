@@ -47,7 +47,11 @@ impl Committer {
     /// Starts the commit loop.
     pub fn start(context: WriterContext) -> (Committer, JoinHandle<()>) {
         // The loop holds one flush; the channel the rest of those allowed to upload at once.
-        let capacity = context.config.max_uploads_in_flight.saturating_sub(1).max(1);
+        let capacity = context
+            .config
+            .max_uploads_in_flight
+            .saturating_sub(1)
+            .max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let task = tokio::spawn(commit_loop(context.clone(), rx));
         (Committer { tx, context }, task)
@@ -137,7 +141,10 @@ fn answer(waiters: Vec<Waiter>, results: &[AppendResult]) {
         let mut outcomes = Vec::with_capacity(waiter.placements.len());
         for placement in &waiter.placements {
             let result = match by_partition.get(&(placement.topic_id, placement.partition_index)) {
-                Some(r) => Ok((r.base_offset + placement.relative_offset, r.log_start_offset)),
+                Some(r) => Ok((
+                    r.base_offset + placement.relative_offset,
+                    r.log_start_offset,
+                )),
                 // The partition vanished (topic deleted) between accept and commit.
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
             };

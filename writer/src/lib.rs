@@ -65,7 +65,7 @@ impl Writer {
         let (committer, committer_task) = committer::Committer::start(self.context.clone());
         let (batcher, batcher_task) =
             batcher::Batcher::start(self.context.clone(), committer, shutdown.clone());
-        let handler = server::Handler::new(Arc::new(batcher), self.context.config.clone());
+        let handler = server::Handler::new(Arc::new(batcher));
         yaks_common::rpc::serve(
             self.listener,
             move |request| {

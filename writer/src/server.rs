@@ -21,7 +21,6 @@ use kafka_protocol::messages::produce_response::{
 use tracing::warn;
 use uuid::Uuid;
 use yaks_common::batch::header_info;
-use yaks_common::config::WriterConfig;
 use yaks_common::kafka;
 use yaks_common::rpc::{HEALTH_PATH, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH, text_response};
 
@@ -41,7 +40,7 @@ pub struct Handler {
 
 impl Handler {
     /// A handler feeding `batcher`.
-    pub fn new(batcher: Arc<Batcher>, _config: WriterConfig) -> Handler {
+    pub fn new(batcher: Arc<Batcher>) -> Handler {
         Handler { batcher }
     }
 
@@ -55,7 +54,10 @@ impl Handler {
     }
 
     async fn produce(&self, request: Request<Incoming>) -> Response<Body> {
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
             Ok(body) => body.to_bytes(),
             Err(e) => return plain(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
         };

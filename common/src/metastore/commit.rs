@@ -63,8 +63,10 @@ impl Metastore {
     ) -> Result<Vec<AppendResult>, StoreError> {
         debug_assert!(
             {
-                let mut keys: Vec<_> =
-                    appends.iter().map(|a| (a.topic_id, a.partition_index)).collect();
+                let mut keys: Vec<_> = appends
+                    .iter()
+                    .map(|a| (a.topic_id, a.partition_index))
+                    .collect();
                 keys.sort();
                 keys.windows(2).all(|w| w[0] != w[1])
             },

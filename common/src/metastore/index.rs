@@ -90,7 +90,10 @@ impl Metastore {
             .await
             .map_err(pg_error)?;
         let rows = client
-            .query(&statement, &[&topic_id, &partition_index, &from_offset, &limit])
+            .query(
+                &statement,
+                &[&topic_id, &partition_index, &from_offset, &limit],
+            )
             .await
             .map_err(pg_error)?;
         Ok(rows

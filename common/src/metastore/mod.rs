@@ -100,7 +100,11 @@ impl Metastore {
         let report = report.map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
         unlock.map_err(pg_error)?;
         for migration in report.applied_migrations() {
-            info!(version = migration.version(), name = migration.name(), "applied migration");
+            info!(
+                version = migration.version(),
+                name = migration.name(),
+                "applied migration"
+            );
         }
         Ok(())
     }

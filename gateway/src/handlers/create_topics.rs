@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -37,7 +39,11 @@ pub async fn handle(context: RequestContext, request: CreateTopicsRequest) -> Cr
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         let result = if seen[&name] > 1 {
-            failure(topic, ResponseError::InvalidRequest, format!("topic {name} appears more than once in the request"))
+            failure(
+                topic,
+                ResponseError::InvalidRequest,
+                format!("topic {name} appears more than once in the request"),
+            )
         } else {
             create_one(&context, topic, request.validate_only).await
         };
@@ -46,7 +52,11 @@ pub async fn handle(context: RequestContext, request: CreateTopicsRequest) -> Cr
     CreateTopicsResponse::default().with_topics(results)
 }
 
-async fn create_one(context: &RequestContext, topic: &CreatableTopic, validate_only: bool) -> CreatableTopicResult {
+async fn create_one(
+    context: &RequestContext,
+    topic: &CreatableTopic,
+    validate_only: bool,
+) -> CreatableTopicResult {
     let state = &context.state;
     let name = topic.name.0.as_str();
     if let Err(reason) = validate_name(name) {
@@ -60,7 +70,11 @@ async fn create_one(context: &RequestContext, topic: &CreatableTopic, validate_o
                 "with replica assignments, numPartitions and replicationFactor must be -1".into(),
             );
         }
-        let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+        let mut indexes: Vec<i32> = topic
+            .assignments
+            .iter()
+            .map(|a| a.partition_index)
+            .collect();
         indexes.sort_unstable();
         if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
             return failure(
@@ -107,20 +121,32 @@ async fn create_one(context: &RequestContext, topic: &CreatableTopic, validate_o
     if validate_only {
         match state.metastore.topics(Some(&[name.to_owned()])).await {
             Ok(existing) if !existing.is_empty() => {
-                return failure(topic, ResponseError::TopicAlreadyExists, format!("topic {name} already exists"));
+                return failure(
+                    topic,
+                    ResponseError::TopicAlreadyExists,
+                    format!("topic {name} already exists"),
+                );
             }
             Ok(_) => {}
             Err(e) => return failure(topic, ResponseError::UnknownServerError, e.to_string()),
         }
         return success(topic, Uuid::nil(), partitions, &configs);
     }
-    match state.metastore.create_topic(name, partitions, &configs).await {
+    match state
+        .metastore
+        .create_topic(name, partitions, &configs)
+        .await
+    {
         Ok(Some(created)) => {
             info!(topic = %name, partitions, "created topic");
             state.topics.insert(created.clone());
             success(topic, created.topic_id, partitions, &configs)
         }
-        Ok(None) => failure(topic, ResponseError::TopicAlreadyExists, format!("topic {name} already exists")),
+        Ok(None) => failure(
+            topic,
+            ResponseError::TopicAlreadyExists,
+            format!("topic {name} already exists"),
+        ),
         Err(e) => {
             warn!(topic = %name, error = %e, "creating topic failed");
             failure(topic, ResponseError::UnknownServerError, e.to_string())
@@ -140,10 +166,18 @@ fn success(
             CreatableTopicConfigs::default()
                 .with_name(str_bytes(name))
                 .with_value(Some(str_bytes(&value)))
-                .with_config_source(if explicit { SOURCE_DYNAMIC_TOPIC } else { SOURCE_DEFAULT })
+                .with_config_source(if explicit {
+                    SOURCE_DYNAMIC_TOPIC
+                } else {
+                    SOURCE_DEFAULT
+                })
         })
         .collect();
-    let replication = if topic.replication_factor == -1 { 1 } else { topic.replication_factor };
+    let replication = if topic.replication_factor == -1 {
+        1
+    } else {
+        topic.replication_factor
+    };
     CreatableTopicResult::default()
         .with_name(topic.name.clone())
         .with_topic_id(topic_id)

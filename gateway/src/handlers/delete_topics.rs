@@ -55,7 +55,12 @@ async fn delete_one(
 ) -> (Option<String>, Uuid, i16, Option<String>) {
     let state = &context.state;
     let found = match &name {
-        Some(name) => state.metastore.topics(Some(std::slice::from_ref(name))).await,
+        Some(name) => {
+            state
+                .metastore
+                .topics(Some(std::slice::from_ref(name)))
+                .await
+        }
         None => state.metastore.topics_by_id(&[id]).await,
     };
     let topic = match found {
@@ -70,7 +75,12 @@ async fn delete_one(
         }
         Err(e) => {
             warn!(error = %e, "reading topic failed");
-            return (name, id, ResponseError::UnknownServerError.code(), Some(e.to_string()));
+            return (
+                name,
+                id,
+                ResponseError::UnknownServerError.code(),
+                Some(e.to_string()),
+            );
         }
     };
     match state.metastore.delete_topic(topic.topic_id).await {
@@ -87,7 +97,12 @@ async fn delete_one(
         ),
         Err(e) => {
             warn!(topic = %topic.name, error = %e, "deleting topic failed");
-            (Some(topic.name), topic.topic_id, ResponseError::UnknownServerError.code(), Some(e.to_string()))
+            (
+                Some(topic.name),
+                topic.topic_id,
+                ResponseError::UnknownServerError.code(),
+                Some(e.to_string()),
+            )
         }
     }
 }

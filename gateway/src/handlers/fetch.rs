@@ -50,7 +50,11 @@ struct Wanted {
 /// Answers Fetch.
 pub async fn handle(context: RequestContext, request: FetchRequest) -> FetchResponse {
     let state = &context.state;
-    let names: Vec<String> = request.topics.iter().map(|t| t.topic.0.to_string()).collect();
+    let names: Vec<String> = request
+        .topics
+        .iter()
+        .map(|t| t.topic.0.to_string())
+        .collect();
     let topics = state.topics.get_many(&names).await.unwrap_or_default();
     let mut wanted = Vec::new();
     for topic in &request.topics {
@@ -72,7 +76,11 @@ pub async fn handle(context: RequestContext, request: FetchRequest) -> FetchResp
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
     loop {
         let (partitions, total) = read_once(state, &wanted, max_bytes).await;
         let any_error = partitions.iter().any(|p| p.error_code != 0);
@@ -83,7 +91,11 @@ pub async fn handle(context: RequestContext, request: FetchRequest) -> FetchResp
     }
 }
 
-async fn read_once(state: &GatewayState, wanted: &[Wanted], max_bytes: usize) -> (Vec<PartitionData>, usize) {
+async fn read_once(
+    state: &GatewayState,
+    wanted: &[Wanted],
+    max_bytes: usize,
+) -> (Vec<PartitionData>, usize) {
     let keys: Vec<(Uuid, i32)> = wanted
         .iter()
         .filter_map(|w| w.topic_id.map(|id| (id, w.partition)))
@@ -103,14 +115,20 @@ async fn read_once(state: &GatewayState, wanted: &[Wanted], max_bytes: usize) ->
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
         let Some(topic_id) = w.topic_id else {
-            out.push(error_partition(w.partition, ResponseError::UnknownTopicOrPartition.code()));
+            out.push(error_partition(
+                w.partition,
+                ResponseError::UnknownTopicOrPartition.code(),
+            ));
             continue;
         };
         let Some(ps) = states
             .iter()
             .find(|s| s.topic_id == topic_id && s.partition_index == w.partition)
         else {
-            out.push(error_partition(w.partition, ResponseError::UnknownTopicOrPartition.code()));
+            out.push(error_partition(
+                w.partition,
+                ResponseError::UnknownTopicOrPartition.code(),
+            ));
             continue;
         };
         let mut data = PartitionData::default()
@@ -164,13 +182,18 @@ async fn read_records(
         let start = entry.byte_offset as u64;
         let range = state
             .objects
-            .get_range(entry.object_key.clone(), start..start + entry.byte_length as u64)
+            .get_range(
+                entry.object_key.clone(),
+                start..start + entry.byte_length as u64,
+            )
             .await?;
         let mut base = entry.base_offset;
         for (at, len) in spans(&range) {
             let batch = &range[at..at + len];
             let offset_count = if len >= 27 {
-                i64::from(i32::from_be_bytes([batch[23], batch[24], batch[25], batch[26]])) + 1
+                i64::from(i32::from_be_bytes([
+                    batch[23], batch[24], batch[25], batch[26],
+                ])) + 1
             } else {
                 1
             };

@@ -78,7 +78,8 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
             return response;
         }
     };
-    let allow_create = state.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let allow_create =
+        state.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     for name in &names {
         if known.contains_key(name) {
             continue;
@@ -103,10 +104,10 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
             Ok(None) => {
                 // Created concurrently by someone else: read it back.
                 state.topics.invalidate(name);
-                if let Ok(mut again) = state.topics.get_many(std::slice::from_ref(name)).await {
-                    if let Some(topic) = again.remove(name) {
-                        known.insert(name.clone(), topic);
-                    }
+                if let Ok(mut again) = state.topics.get_many(std::slice::from_ref(name)).await
+                    && let Some(topic) = again.remove(name)
+                {
+                    known.insert(name.clone(), topic);
                 }
             }
             Err(e) => warn!(topic = %name, error = %e, "auto-creating topic failed"),
@@ -131,7 +132,11 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
         response.topics.push(entry);
     }
     if !by_id.is_empty() {
-        let found = state.metastore.topics_by_id(&by_id).await.unwrap_or_default();
+        let found = state
+            .metastore
+            .topics_by_id(&by_id)
+            .await
+            .unwrap_or_default();
         for id in by_id {
             match found.iter().find(|t| t.topic_id == id) {
                 Some(topic) => response.topics.push(topic_entry(topic, &brokers, version)),
@@ -178,7 +183,12 @@ fn topic_entry(topic: &TopicMeta, brokers: &[Broker], version: i16) -> MetadataR
     entry
 }
 
-fn error_entry(name: Option<&str>, topic_id: Uuid, code: i16, version: i16) -> MetadataResponseTopic {
+fn error_entry(
+    name: Option<&str>,
+    topic_id: Uuid,
+    code: i16,
+    version: i16,
+) -> MetadataResponseTopic {
     let mut entry = MetadataResponseTopic::default()
         .with_error_code(code)
         .with_name(name.map(topic_name));

@@ -54,16 +54,27 @@ pub async fn handle_raw(mut context: RequestContext, body: Bytes) -> Outcome {
     encode_response(&response, version)
 }
 
-async fn produce(context: &RequestContext, request: ProduceRequest, turn: Option<ProduceTurn>) -> ProduceResponse {
+async fn produce(
+    context: &RequestContext,
+    request: ProduceRequest,
+    turn: Option<ProduceTurn>,
+) -> ProduceResponse {
     let state = &context.state;
     let acks = request.acks;
-    let names: Vec<String> = request.topic_data.iter().map(|t| t.name.0.to_string()).collect();
+    let names: Vec<String> = request
+        .topic_data
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .collect();
     let topics = match state.topics.get_many(&names).await {
         Ok(topics) => topics,
         Err(e) => {
             warn!(error = %e, "reading topics for produce failed");
             release(turn).await;
-            return shape(context.version, fail_all(&request, ResponseError::KafkaStorageError.code()));
+            return shape(
+                context.version,
+                fail_all(&request, ResponseError::KafkaStorageError.code()),
+            );
         }
     };
 
@@ -77,7 +88,11 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Option
         let mut valid = Vec::new();
         for partition in topic.partition_data {
             let slot_index = slots.len();
-            let refusal = refuse(acks, meta.map(|m| (m.partition_count, &m.configs)), &partition);
+            let refusal = refuse(
+                acks,
+                meta.map(|m| (m.partition_count, &m.configs)),
+                &partition,
+            );
             slots.push(Slot {
                 topic: name.clone(),
                 partition: partition.index,
@@ -90,12 +105,19 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Option
                 continue;
             }
             if let Some(meta) = meta {
-                forwarded.entry((meta.topic_id, partition.index)).or_default().push(slot_index);
+                forwarded
+                    .entry((meta.topic_id, partition.index))
+                    .or_default()
+                    .push(slot_index);
                 valid.push(partition);
             }
         }
         if let (Some(meta), false) = (meta, valid.is_empty()) {
-            forward.push(TopicProduceData::default().with_topic_id(meta.topic_id).with_partition_data(valid));
+            forward.push(
+                TopicProduceData::default()
+                    .with_topic_id(meta.topic_id)
+                    .with_partition_data(valid),
+            );
         }
     }
 
@@ -112,7 +134,11 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Option
         Err(e) => {
             warn!(error = %e, "encoding internal produce failed");
             release(turn).await;
-            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::UnknownServerError.code(), None)));
+            fill_forwarded(
+                &mut slots,
+                &forwarded,
+                Err((ResponseError::UnknownServerError.code(), None)),
+            );
             return shape(context.version, slots);
         }
     };
@@ -124,17 +150,29 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Option
             if let Some(previous) = wait_for {
                 let _ = previous.await;
             }
-            let accepted = state.writers.produce(&context.connection.writer, body).await;
+            let accepted = state
+                .writers
+                .produce(&context.connection.writer, body)
+                .await;
             drop(done);
             accepted
         }
-        None => state.writers.produce(&context.connection.writer, body).await,
+        None => {
+            state
+                .writers
+                .produce(&context.connection.writer, body)
+                .await
+        }
     };
     let answer = match accepted {
         Ok(answer) => answer,
         Err(e) => {
             warn!(error = %e, "no writer accepted the produce");
-            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::KafkaStorageError.code(), Some(e.to_string()))));
+            fill_forwarded(
+                &mut slots,
+                &forwarded,
+                Err((ResponseError::KafkaStorageError.code(), Some(e.to_string()))),
+            );
             return shape(context.version, slots);
         }
     };
@@ -151,12 +189,20 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Option
         Ok(Ok(body)) => body,
         Ok(Err(RpcError::AnswerLost(e))) | Ok(Err(RpcError::Unavailable(e))) => {
             warn!(error = %e, "writer accepted a produce but its answer was lost");
-            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::RequestTimedOut.code(), Some(e))));
+            fill_forwarded(
+                &mut slots,
+                &forwarded,
+                Err((ResponseError::RequestTimedOut.code(), Some(e))),
+            );
             return shape(context.version, slots);
         }
         Err(_) => {
             warn!("writer did not answer a produce in time");
-            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::RequestTimedOut.code(), None)));
+            fill_forwarded(
+                &mut slots,
+                &forwarded,
+                Err((ResponseError::RequestTimedOut.code(), None)),
+            );
             return shape(context.version, slots);
         }
     };
@@ -164,7 +210,11 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Option
         Ok(answered) => answered,
         Err(e) => {
             warn!(error = %e, "undecodable answer from writer");
-            fill_forwarded(&mut slots, &forwarded, Err((ResponseError::RequestTimedOut.code(), None)));
+            fill_forwarded(
+                &mut slots,
+                &forwarded,
+                Err((ResponseError::RequestTimedOut.code(), None)),
+            );
             return shape(context.version, slots);
         }
     };
@@ -202,7 +252,10 @@ fn refuse(
         return Some((ResponseError::UnknownTopicOrPartition.code(), None));
     }
     let Some(records) = &partition.records else {
-        return Some((ResponseError::CorruptMessage.code(), Some("records are null".into())));
+        return Some((
+            ResponseError::CorruptMessage.code(),
+            Some("records are null".into()),
+        ));
     };
     let info = match validate_produce_batch(records) {
         Ok(info) => info,
@@ -225,13 +278,20 @@ fn refuse(
     if records.len() as i64 > limit {
         return Some((
             ResponseError::MessageTooLarge.code(),
-            Some(format!("batch of {} bytes exceeds max.message.bytes {limit}", records.len())),
+            Some(format!(
+                "batch of {} bytes exceeds max.message.bytes {limit}",
+                records.len()
+            )),
         ));
     }
     None
 }
 
-fn fill_forwarded(slots: &mut [Slot], forwarded: &HashMap<(Uuid, i32), Vec<usize>>, result: Result<(i64, i64), (i16, Option<String>)>) {
+fn fill_forwarded(
+    slots: &mut [Slot],
+    forwarded: &HashMap<(Uuid, i32), Vec<usize>>,
+    result: Result<(i64, i64), (i16, Option<String>)>,
+) {
     for indexes in forwarded.values() {
         for &index in indexes {
             slots[index].result = result.clone();
@@ -286,7 +346,9 @@ fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
             }
         }
         match topics.last_mut() {
-            Some(last) if last.name.0.as_str() == slot.topic => last.partition_responses.push(partition),
+            Some(last) if last.name.0.as_str() == slot.topic => {
+                last.partition_responses.push(partition)
+            }
             _ => topics.push(
                 TopicProduceResponse::default()
                     .with_name(kafka::topic_name(&slot.topic))
