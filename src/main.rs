@@ -80,22 +80,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Writer => {
             let backends = roles::connect(&config).await?;
             let writer = roles::bind_writer(&config, &backends).await?;
-            let (trigger, shutdown) = Shutdown::new();
-            let task = tokio::spawn(writer.run(shutdown));
-            stop_signal().await;
-            trigger.trigger();
-            task.await?;
-            Ok(())
+            run_until_signal(|shutdown| writer.run(shutdown)).await
         }
         Command::Gateway => {
             let backends = roles::connect(&config).await?;
             let gateway = roles::bind_gateway(&config, &backends).await?;
-            let (trigger, shutdown) = Shutdown::new();
-            let task = tokio::spawn(gateway.run(shutdown));
-            stop_signal().await;
-            trigger.trigger();
-            task.await?;
-            Ok(())
+            run_until_signal(|shutdown| gateway.run(shutdown)).await
         }
         Command::Dev {
             data_dir,
@@ -112,6 +102,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             .await
         }
     }
+}
+
+/// Runs a role until Ctrl-C or SIGTERM, then lets it shut down cleanly.
+async fn run_until_signal<F, Fut>(role: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Shutdown) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(role(shutdown));
+    stop_signal().await;
+    trigger.trigger();
+    task.await?;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

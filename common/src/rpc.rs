@@ -132,6 +132,20 @@ where
     response
 }
 
+/// Accepts the next connection. Accept errors (out of file descriptors, a connection reset
+/// before it was accepted) are logged and waited out briefly instead of ending the server.
+pub async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Serves HTTP/1.1 on `listener` until `shutdown`, then lets open requests finish.
 pub async fn serve<S, F, B>(listener: TcpListener, handler: S, mut shutdown: Shutdown)
 where
@@ -144,14 +158,7 @@ where
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             _ = shutdown.wait() => break,
         };
         let _ = stream.set_nodelay(true);

@@ -131,14 +131,7 @@ impl Gateway {
         let mut connections = JoinSet::new();
         loop {
             let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = yaks_common::rpc::accept(&listener) => accepted,
                 _ = shutdown.wait() => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };

@@ -5,6 +5,7 @@
 //! that moment — and streams the `ProduceResponse` once the flush holding it has committed.
 //! See `yaks_common::rpc` for why acceptance and answer are separate.
 
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -70,10 +71,15 @@ impl Handler {
         };
 
         let mut order = Vec::new();
+        let mut seen = HashSet::new();
         let mut refused = Vec::new();
         let mut batches = Vec::new();
         for topic in produce.topic_data {
             for partition in topic.partition_data {
+                if !seen.insert((topic.topic_id, partition.index)) {
+                    // Gateways never send a partition twice; answers are keyed by partition.
+                    return plain(StatusCode::BAD_REQUEST, "a partition appears twice");
+                }
                 order.push((topic.topic_id, partition.index));
                 let records = partition.records.unwrap_or_default();
                 match header_info(&records) {
@@ -146,11 +152,13 @@ fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
 
 /// Builds the response in the request's topic and partition order.
 fn produce_response(order: &[(Uuid, i32)], outcomes: &[PartitionOutcome]) -> ProduceResponse {
+    let by_partition: HashMap<(Uuid, i32), &PartitionOutcome> = outcomes
+        .iter()
+        .map(|o| ((o.topic_id, o.partition_index), o))
+        .collect();
     let mut topics: Vec<TopicProduceResponse> = Vec::new();
     for &(topic_id, partition_index) in order {
-        let outcome = outcomes
-            .iter()
-            .find(|o| o.topic_id == topic_id && o.partition_index == partition_index);
+        let outcome = by_partition.get(&(topic_id, partition_index));
         let mut partition = PartitionProduceResponse::default()
             .with_index(partition_index)
             .with_log_append_time_ms(-1);

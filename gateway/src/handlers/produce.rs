@@ -81,34 +81,38 @@ async fn produce(
     let mut slots: Vec<Slot> = Vec::new();
     let mut forward: Vec<TopicProduceData> = Vec::new();
     // Which slot each forwarded partition fills.
-    let mut forwarded: HashMap<(Uuid, i32), Vec<usize>> = HashMap::new();
+    let mut forwarded: HashMap<(Uuid, i32), usize> = HashMap::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let meta = topics.get(&name);
         let mut valid = Vec::new();
         for partition in topic.partition_data {
             let slot_index = slots.len();
-            let refusal = refuse(
+            let mut refusal = refuse(
                 acks,
                 meta.map(|m| (m.partition_count, &m.configs)),
                 &partition,
             );
+            if let (None, Some(meta)) = (&refusal, meta)
+                && forwarded.contains_key(&(meta.topic_id, partition.index))
+            {
+                refusal = Some((
+                    ResponseError::InvalidRequest.code(),
+                    Some("partition appears twice in one produce request".into()),
+                ));
+            }
+            // Until the writer answers, a forwarded partition counts as unanswered.
+            let unanswered = (ResponseError::UnknownServerError.code(), None);
             slots.push(Slot {
                 topic: name.clone(),
                 partition: partition.index,
-                result: match &refusal {
-                    Some(refusal) => Err(refusal.clone()),
-                    None => Ok((-1, -1)),
-                },
+                result: Err(refusal.clone().unwrap_or(unanswered)),
             });
             if refusal.is_some() {
                 continue;
             }
             if let Some(meta) = meta {
-                forwarded
-                    .entry((meta.topic_id, partition.index))
-                    .or_default()
-                    .push(slot_index);
+                forwarded.insert((meta.topic_id, partition.index), slot_index);
                 valid.push(partition);
             }
         }
@@ -220,16 +224,14 @@ async fn produce(
     };
     for topic in answered.responses {
         for partition in topic.partition_responses {
-            let Some(indexes) = forwarded.get(&(topic.topic_id, partition.index)) else {
+            let Some(&index) = forwarded.get(&(topic.topic_id, partition.index)) else {
                 continue;
             };
-            for &index in indexes {
-                slots[index].result = if partition.error_code == 0 {
-                    Ok((partition.base_offset, partition.log_start_offset))
-                } else {
-                    Err((partition.error_code, None))
-                };
-            }
+            slots[index].result = if partition.error_code == 0 {
+                Ok((partition.base_offset, partition.log_start_offset))
+            } else {
+                Err((partition.error_code, None))
+            };
         }
     }
     debug!(partitions = slots.len(), "produce answered");
@@ -289,13 +291,11 @@ fn refuse(
 
 fn fill_forwarded(
     slots: &mut [Slot],
-    forwarded: &HashMap<(Uuid, i32), Vec<usize>>,
+    forwarded: &HashMap<(Uuid, i32), usize>,
     result: Result<(i64, i64), (i16, Option<String>)>,
 ) {
-    for indexes in forwarded.values() {
-        for &index in indexes {
-            slots[index].result = result.clone();
-        }
+    for &index in forwarded.values() {
+        slots[index].result = result.clone();
     }
 }
 
