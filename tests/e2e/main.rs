@@ -5,6 +5,7 @@
 mod harness;
 
 mod admin;
+mod clients;
 mod failures;
 mod processes;
 mod produce;

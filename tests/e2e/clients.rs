@@ -1,0 +1,114 @@
+//! The clients users have: Debian's kcat (librdkafka 2.0.2) and Python's confluent-kafka,
+//! producing to `yaks dev` as the README tells them to. Read back with rdkafka.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::harness::*;
+
+const PYTHON_PRODUCER: &str = r#"
+import sys
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1], "compression.type": "zstd"})
+offsets = []
+def delivered(err, msg):
+    if err is not None:
+        raise SystemExit(f"delivery failed: {err}")
+    offsets.append(msg.offset())
+for i in range(10):
+    p.produce("from-clients", f"python {i}".encode(), key=b"py", on_delivery=delivered)
+p.flush(30)
+print(" ".join(map(str, offsets)))
+"#;
+
+fn consume_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i64, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Offset(0))
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut records = Vec::new();
+    while records.len() < expected && std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            let message = message.expect("fetch");
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
+            records.push((message.offset(), value));
+        }
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_and_confluent_kafka_produce_to_yaks_dev() {
+    let dir = tempfile::Builder::new().prefix("yaks-clients-").tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data_dir = dir.path().join("data");
+    let kafka = format!("127.0.0.1:{}", port());
+    let process = Process::spawn(
+        "dev",
+        &["dev", "--data-dir", data_dir.to_str().expect("utf-8"), "--kafka-addr", &kafka],
+        &[("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "20".into())],
+        dir.path(),
+    );
+    wait_for_port(&kafka, Some(&process)).await;
+
+    // kcat as in the README; the topic is auto-created.
+    let mut kcat = Command::new("kcat")
+        .args(["-b", &kafka, "-t", "from-clients", "-P", "-z", "gzip"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed (scripts/setup installs Debian's kcat)");
+    let mut stdin = kcat.stdin.take().expect("stdin");
+    for i in 0..5 {
+        writeln!(stdin, "kcat {i}").expect("write");
+    }
+    drop(stdin);
+    let output = tokio::task::spawn_blocking(move || kcat.wait_with_output())
+        .await
+        .expect("join")
+        .expect("kcat ran");
+    assert!(
+        output.status.success(),
+        "kcat failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        process.log_text()
+    );
+
+    let script = dir.path().join("produce.py");
+    std::fs::write(&script, PYTHON_PRODUCER).expect("script");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(&kafka)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "confluent-kafka producer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let offsets = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert_eq!(offsets, "5 6 7 8 9 10 11 12 13 14", "python deliveries follow kcat's five");
+
+    let bootstrap = kafka.clone();
+    let records = tokio::task::spawn_blocking(move || consume_all(&bootstrap, "from-clients", 15))
+        .await
+        .expect("join");
+    let mut expected: Vec<(i64, String)> = (0..5).map(|i| (i, format!("kcat {i}"))).collect();
+    expected.extend((0..10).map(|i| (5 + i, format!("python {i}"))));
+    assert_eq!(records, expected);
+    assert!(process.interrupt().success());
+}
