@@ -52,13 +52,22 @@ fn consume_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i64, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcat_and_confluent_kafka_produce_to_yaks_dev() {
-    let dir = tempfile::Builder::new().prefix("yaks-clients-").tempdir().expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("yaks-clients-")
+        .tempdir()
+        .expect("temp dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let data_dir = dir.path().join("data");
     let kafka = format!("127.0.0.1:{}", port());
     let process = Process::spawn(
         "dev",
-        &["dev", "--data-dir", data_dir.to_str().expect("utf-8"), "--kafka-addr", &kafka],
+        &[
+            "dev",
+            "--data-dir",
+            data_dir.to_str().expect("utf-8"),
+            "--kafka-addr",
+            &kafka,
+        ],
         &[("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "20".into())],
         dir.path(),
     );
@@ -101,7 +110,10 @@ async fn kcat_and_confluent_kafka_produce_to_yaks_dev() {
         String::from_utf8_lossy(&output.stderr)
     );
     let offsets = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    assert_eq!(offsets, "5 6 7 8 9 10 11 12 13 14", "python deliveries follow kcat's five");
+    assert_eq!(
+        offsets, "5 6 7 8 9 10 11 12 13 14",
+        "python deliveries follow kcat's five"
+    );
 
     let bootstrap = kafka.clone();
     let records = tokio::task::spawn_blocking(move || consume_all(&bootstrap, "from-clients", 15))

@@ -209,3 +209,48 @@ fn shape_for_version(mut result: CreatableTopicResult, version: i16) -> Creatabl
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    use yaks_common::kafka::{self, topic_name};
+
+    #[test]
+    fn every_version_encodes_successes_and_failures() {
+        let topic = CreatableTopic::default()
+            .with_name(topic_name("t"))
+            .with_num_partitions(3)
+            .with_replication_factor(-1)
+            .with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(str_bytes("retention.ms"))
+                    .with_value(Some(str_bytes("1000"))),
+            ]);
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_owned(), Some("1000".to_owned()));
+        for version in VERSIONS.min..=VERSIONS.max {
+            let results = vec![
+                shape_for_version(success(&topic, Uuid::from_u128(9), 3, &configs), version),
+                shape_for_version(
+                    failure(&topic, ResponseError::TopicAlreadyExists, "exists".into()),
+                    version,
+                ),
+            ];
+            let response = CreateTopicsResponse::default().with_topics(results);
+            let bytes = kafka::encode(&response, version).expect("encodes");
+            let decoded: CreateTopicsResponse = kafka::decode(bytes, version).expect("decodes");
+            assert_eq!(
+                decoded.topics[1].error_code,
+                ResponseError::TopicAlreadyExists.code()
+            );
+            if version >= 5 {
+                assert_eq!(decoded.topics[0].num_partitions, 3, "v{version}");
+                let described = decoded.topics[0].configs.as_ref().expect("configs");
+                assert!(described.iter().any(|c| c.name.as_str() == "retention.ms"
+                    && c.value.as_deref() == Some("1000")
+                    && c.config_source == SOURCE_DYNAMIC_TOPIC));
+            }
+        }
+    }
+}

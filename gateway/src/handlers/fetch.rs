@@ -239,3 +239,51 @@ fn build(version: i16, wanted: &[Wanted], partitions: Vec<PartitionData>) -> Fet
     let _ = version;
     FetchResponse::default().with_responses(responses)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yaks_common::kafka;
+
+    #[test]
+    fn every_version_encodes_records_and_errors() {
+        let wanted = vec![
+            Wanted {
+                topic: "t".into(),
+                topic_id: Some(Uuid::from_u128(1)),
+                partition: 0,
+                fetch_offset: 0,
+                max_bytes: 1024,
+            },
+            Wanted {
+                topic: "t".into(),
+                topic_id: None,
+                partition: 9,
+                fetch_offset: 0,
+                max_bytes: 1024,
+            },
+        ];
+        let records = Bytes::from(yaks_common::batch::testing::batch(&[b"x"], 0));
+        for version in VERSIONS.min..=VERSIONS.max {
+            let partitions = vec![
+                PartitionData::default()
+                    .with_partition_index(0)
+                    .with_high_watermark(1)
+                    .with_last_stable_offset(1)
+                    .with_log_start_offset(0)
+                    .with_aborted_transactions(Some(Vec::new()))
+                    .with_records(Some(records.clone())),
+                error_partition(9, ResponseError::UnknownTopicOrPartition.code()),
+            ];
+            let response = build(version, &wanted, partitions);
+            let bytes = kafka::encode(&response, version).expect("encodes");
+            let decoded: FetchResponse = kafka::decode(bytes, version).expect("decodes");
+            let got = &decoded.responses[0].partitions;
+            assert_eq!(got[0].records.as_deref(), Some(&records[..]), "v{version}");
+            assert_eq!(
+                got[1].error_code,
+                ResponseError::UnknownTopicOrPartition.code()
+            );
+        }
+    }
+}

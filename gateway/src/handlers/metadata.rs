@@ -197,3 +197,47 @@ fn error_entry(
     }
     entry
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yaks_common::kafka;
+
+    #[test]
+    fn every_version_encodes_what_it_carries() {
+        let brokers = vec![Broker {
+            node_id: 3,
+            host: "127.0.0.1".into(),
+            port: 9092,
+        }];
+        let topic = TopicMeta {
+            topic_id: Uuid::from_u128(7),
+            name: "t".into(),
+            partition_count: 2,
+            configs: Default::default(),
+        };
+        for version in VERSIONS.min..=VERSIONS.max {
+            let mut response = MetadataResponse::default()
+                .with_brokers(brokers.iter().map(broker_entry).collect())
+                .with_controller_id(BrokerId(3))
+                .with_topics(vec![
+                    topic_entry(&topic, &brokers, version),
+                    error_entry(Some("gone"), Uuid::nil(), 3, version),
+                ]);
+            if version >= 2 {
+                response.cluster_id = Some(str_bytes("c"));
+            }
+            let bytes = kafka::encode(&response, version).expect("encodes");
+            let decoded: MetadataResponse = kafka::decode(bytes, version).expect("decodes");
+            assert_eq!(
+                decoded.topics[0].partitions[1].leader_id,
+                BrokerId(3),
+                "v{version}"
+            );
+            assert_eq!(decoded.topics[1].error_code, 3);
+            if version >= 10 {
+                assert_eq!(decoded.topics[0].topic_id, topic.topic_id);
+            }
+        }
+    }
+}

@@ -358,3 +358,39 @@ fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
     }
     ProduceResponse::default().with_responses(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_encodes_offsets_and_errors() {
+        for version in VERSIONS.min..=VERSIONS.max {
+            let slots = vec![
+                Slot {
+                    topic: "a".into(),
+                    partition: 0,
+                    result: Ok((42, 0)),
+                },
+                Slot {
+                    topic: "a".into(),
+                    partition: 1,
+                    result: Err((ResponseError::CorruptMessage.code(), Some("crc".into()))),
+                },
+                Slot {
+                    topic: "b".into(),
+                    partition: 0,
+                    result: Ok((7, 0)),
+                },
+            ];
+            let response = shape(version, slots);
+            assert_eq!(response.responses.len(), 2, "grouped by topic");
+            let bytes = kafka::encode(&response, version).expect("encodes");
+            let decoded: ProduceResponse = kafka::decode(bytes, version).expect("decodes");
+            let a = &decoded.responses[0].partition_responses;
+            assert_eq!((a[0].error_code, a[0].base_offset), (0, 42), "v{version}");
+            assert_eq!(a[1].error_code, ResponseError::CorruptMessage.code());
+            assert_eq!(decoded.responses[1].partition_responses[0].base_offset, 7);
+        }
+    }
+}
