@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use yaks_common::clock::system_clock;
 use yaks_common::config::Config;
-use yaks_common::metastore::Metastore;
+use yaks_common::metastore::{PgMetastore, SharedMetastore};
 use yaks_common::objstore::{S3ObjectStore, SharedObjectStore};
 use yaks_gateway::Gateway;
 use yaks_writer::{Writer, WriterContext};
@@ -18,14 +18,14 @@ use yaks_writer::{Writer, WriterContext};
 #[derive(Clone)]
 pub struct Backends {
     /// PostgreSQL.
-    pub metastore: Metastore,
+    pub metastore: SharedMetastore,
     /// S3.
     pub objects: SharedObjectStore,
 }
 
 /// Connects to PostgreSQL (migrating it) and S3.
 pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
-    let metastore = Metastore::connect(&config.postgres).context("postgres settings")?;
+    let metastore = PgMetastore::connect(&config.postgres).context("postgres settings")?;
     metastore
         .migrate()
         .await
@@ -34,7 +34,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
         .await
         .with_context(|| format!("connecting to s3 bucket {}", config.s3.bucket))?;
     Ok(Backends {
-        metastore,
+        metastore: Arc::new(metastore),
         objects: Arc::new(objects),
     })
 }

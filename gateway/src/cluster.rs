@@ -14,7 +14,7 @@ use uuid::Uuid;
 use yaks_common::config::RegistryConfig;
 use yaks_common::error::StoreError;
 use yaks_common::hashing::rendezvous;
-use yaks_common::metastore::{Metastore, Role, ServiceMember};
+use yaks_common::metastore::{Role, ServiceMember, SharedMetastore};
 use yaks_common::shutdown::Shutdown;
 
 /// A gateway as clients see it.
@@ -29,7 +29,7 @@ pub struct Broker {
 }
 
 struct Inner {
-    metastore: Metastore,
+    metastore: SharedMetastore,
     registry: RegistryConfig,
     instance_id: String,
     address: String,
@@ -47,7 +47,7 @@ pub struct ClusterView {
 impl ClusterView {
     /// Registers this gateway and reads the current members.
     pub async fn register(
-        metastore: Metastore,
+        metastore: SharedMetastore,
         registry: RegistryConfig,
         advertised: (String, u16),
     ) -> Result<ClusterView, StoreError> {

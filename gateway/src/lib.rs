@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 use yaks_common::config::{GatewayConfig, RegistryConfig};
 use yaks_common::error::StoreError;
-use yaks_common::metastore::Metastore;
+use yaks_common::metastore::SharedMetastore;
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
 
@@ -38,7 +38,7 @@ pub struct GatewayState {
     /// Gateway settings.
     pub config: GatewayConfig,
     /// Topics, offsets, registry.
-    pub metastore: Metastore,
+    pub metastore: SharedMetastore,
     /// Record data, read by Fetch.
     pub objects: SharedObjectStore,
     /// Who we are and who else is alive.
@@ -80,7 +80,7 @@ impl Gateway {
     pub async fn bind(
         config: GatewayConfig,
         registry: RegistryConfig,
-        metastore: Metastore,
+        metastore: SharedMetastore,
         objects: SharedObjectStore,
     ) -> Result<Gateway, StartError> {
         if config.writer_urls.is_empty() {

@@ -10,7 +10,7 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use yaks_common::error::StoreError;
-use yaks_common::metastore::{Metastore, TopicMeta};
+use yaks_common::metastore::{SharedMetastore, TopicMeta};
 
 /// How long a cached answer (topic or no topic) is trusted.
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -20,13 +20,13 @@ const MAX_NAME_LEN: usize = 249;
 
 /// Short-lived cache of topics by name.
 pub struct TopicCache {
-    metastore: Metastore,
+    metastore: SharedMetastore,
     entries: RwLock<HashMap<String, (Instant, Option<TopicMeta>)>>,
 }
 
 impl TopicCache {
     /// An empty cache over `metastore`.
-    pub fn new(metastore: Metastore) -> TopicCache {
+    pub fn new(metastore: SharedMetastore) -> TopicCache {
         TopicCache {
             metastore,
             entries: RwLock::new(HashMap::new()),

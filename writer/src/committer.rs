@@ -173,3 +173,189 @@ fn fail_all(waiters: Vec<Waiter>, code: i16) {
         let _ = waiter.reply.send(outcomes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
+    use yaks_common::batch::{header_info, testing};
+    use yaks_common::clock::system_clock;
+    use yaks_common::config::{S3Config, WriterConfig};
+    use yaks_common::metastore::{MemoryMetastore, Metastore};
+    use yaks_common::objstore::{MemoryObjectStore, ObjectStore};
+    use yaks_common::shutdown::{Shutdown, ShutdownTrigger};
+
+    use super::*;
+    use crate::batcher::{Batcher, PartitionBatch};
+
+    /// Fails the first `failures` puts, then behaves like memory.
+    struct FlakyStore {
+        inner: MemoryObjectStore,
+        failures: AtomicU32,
+    }
+
+    impl ObjectStore for FlakyStore {
+        fn put(&self, key: String, body: Bytes) -> BoxFuture<'_, Result<(), StoreError>> {
+            let remaining = self.failures.load(Ordering::SeqCst);
+            if remaining > 0 {
+                self.failures.store(remaining - 1, Ordering::SeqCst);
+                return Box::pin(async { Err(StoreError::Retriable("injected".into())) });
+            }
+            self.inner.put(key, body)
+        }
+        fn get_range(
+            &self,
+            key: String,
+            range: std::ops::Range<u64>,
+        ) -> BoxFuture<'_, Result<Bytes, StoreError>> {
+            self.inner.get_range(key, range)
+        }
+        fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.inner.delete(key)
+        }
+        fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+            self.inner.list(prefix)
+        }
+    }
+
+    fn batch(topic_id: Uuid, partition_index: i32, value: &str) -> PartitionBatch {
+        let records = Bytes::from(testing::batch(&[value.as_bytes()], 0));
+        let info = header_info(&records).expect("valid");
+        PartitionBatch {
+            topic_id,
+            partition_index,
+            records,
+            info,
+        }
+    }
+
+    struct Harness {
+        batcher: Batcher,
+        metastore: Arc<MemoryMetastore>,
+        objects: MemoryObjectStore,
+        topic: Uuid,
+        // Dropping the trigger would start a shutdown.
+        _running: ShutdownTrigger,
+    }
+
+    async fn writer_with(failures: u32) -> Harness {
+        let metastore = Arc::new(MemoryMetastore::default());
+        let topic = metastore
+            .create_topic("t", 2, &Default::default())
+            .await
+            .expect("create")
+            .expect("new");
+        let objects = MemoryObjectStore::default();
+        let context = WriterContext {
+            config: WriterConfig {
+                flush_interval_ms: 5,
+                ..WriterConfig::default()
+            },
+            s3: S3Config::default(),
+            metastore: metastore.clone(),
+            objects: Arc::new(FlakyStore {
+                inner: objects.clone(),
+                failures: AtomicU32::new(failures),
+            }),
+            clock: system_clock(),
+        };
+        let (committer, _commit_task) = Committer::start(context.clone());
+        let (running, shutdown) = Shutdown::new();
+        let (batcher, _batch_task) = Batcher::start(context, committer, shutdown);
+        Harness {
+            batcher,
+            metastore,
+            objects,
+            topic: topic.topic_id,
+            _running: running,
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_are_answered_with_committed_offsets_in_order() {
+        let Harness {
+            batcher,
+            metastore,
+            objects,
+            topic,
+            _running,
+            ..
+        } = writer_with(0).await;
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            let batches = vec![
+                batch(topic, 0, &format!("p0-{i}")),
+                batch(topic, 1, &format!("p1-{i}")),
+            ];
+            answers.push(batcher.append(batches).await.expect("accepted"));
+        }
+        for (i, answer) in answers.into_iter().enumerate() {
+            let outcomes = answer.await.expect("answered");
+            assert_eq!(outcomes.len(), 2);
+            for outcome in outcomes {
+                assert_eq!(outcome.result.map(|r| r.0), Ok(i as i64), "{outcome:?}");
+            }
+        }
+        let entries = metastore
+            .index_entries(topic, 1, 0, 100)
+            .await
+            .expect("entries");
+        let covered: i64 = entries
+            .iter()
+            .map(|e| e.last_offset - e.base_offset + 1)
+            .sum();
+        assert_eq!(covered, 5);
+        // Each entry's byte range holds exactly the partition's batches.
+        for entry in entries {
+            let start = entry.byte_offset as u64;
+            let bytes = objects
+                .get_range(
+                    entry.object_key.clone(),
+                    start..start + entry.byte_length as u64,
+                )
+                .await
+                .expect("range");
+            assert!(String::from_utf8_lossy(&bytes).contains("p1-"));
+            assert!(!String::from_utf8_lossy(&bytes).contains("p0-"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_upload_commits_nothing_and_answers_retriable() {
+        let Harness {
+            batcher,
+            metastore,
+            topic,
+            _running,
+            ..
+        } = writer_with(1).await;
+        let answer = batcher
+            .append(vec![batch(topic, 0, "lost")])
+            .await
+            .expect("accepted");
+        let outcomes = answer.await.expect("answered");
+        assert_eq!(
+            outcomes[0].result,
+            Err(ResponseError::KafkaStorageError.code())
+        );
+        let states = metastore
+            .partition_states(&[(topic, 0)])
+            .await
+            .expect("states");
+        assert_eq!(states[0].next_offset, 0, "nothing committed");
+
+        let answer = batcher
+            .append(vec![batch(topic, 0, "kept")])
+            .await
+            .expect("accepted");
+        let outcomes = answer.await.expect("answered");
+        assert_eq!(
+            outcomes[0].result.map(|r| r.0),
+            Ok(0),
+            "the retry gets offset 0"
+        );
+    }
+}

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 use yaks_common::clock::SharedClock;
 use yaks_common::config::{S3Config, WriterConfig};
-use yaks_common::metastore::Metastore;
+use yaks_common::metastore::SharedMetastore;
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
 
@@ -33,7 +33,7 @@ pub struct WriterContext {
     /// For the key prefix.
     pub s3: S3Config,
     /// Offsets and the index.
-    pub metastore: Metastore,
+    pub metastore: SharedMetastore,
     /// Where flushed objects go.
     pub objects: SharedObjectStore,
     /// Stamps object ids.

@@ -1,155 +1,298 @@
-//! PostgreSQL metastore: everything that must be agreed on.
+//! The metastore seam: everything that must be agreed on.
 //!
 //! Topics and their configs, partitions (`next_offset` is the high watermark,
 //! `log_start_offset` moves with retention), committed objects, the object index (one row
-//! per partition per object) and the service registry. Kafka semantics are decided by the
-//! roles; the statements here only check the states they expect, as their comments say.
+//! per partition per object) and the service registry. Roles see it as the [`Metastore`]
+//! trait; Kafka semantics live in the roles, the backends stay dumb.
 //!
-//! - [`topics`]: create, list, delete topics.
-//! - [`commit`]: the writer's flush commit, one transaction whose statement count does not
-//!   grow with the number of partitions.
-//! - [`index`]: partition offsets and index entries, for the read path.
-//! - [`registry`]: leases of live processes.
+//! - [`postgres`]: [`PgMetastore`], what the product runs on.
+//! - [`memory`]: [`MemoryMetastore`], for unit tests of the roles' logic.
+//! - [`model`]: the types both speak.
+//! - [`conformance_suite`]: the behaviour every implementation must share, run against both.
 
-pub mod commit;
-pub mod index;
-pub mod registry;
-pub mod topics;
+pub mod memory;
+pub mod model;
+pub mod postgres;
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
-use tokio_postgres::error::SqlState;
-use tracing::info;
+use async_trait::async_trait;
+use uuid::Uuid;
 
-use crate::config::PostgresConfig;
 use crate::error::StoreError;
+use crate::ids::ObjectId;
 
-pub use commit::{AppendResult, PartitionAppend};
-pub use index::{IndexEntry, PartitionState};
-pub use registry::{Role, ServiceMember};
-pub use topics::TopicMeta;
+pub use memory::MemoryMetastore;
+pub use model::*;
+pub use postgres::PgMetastore;
 
-mod embedded {
-    refinery::embed_migrations!("../migrations");
+/// Agreed state of the cluster.
+#[async_trait]
+pub trait Metastore: Send + Sync + 'static {
+    /// The cluster's id, reported to clients.
+    async fn cluster_id(&self) -> Result<String, StoreError>;
+
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates a topic with partitions `0..partition_count` and its explicit configs.
+    /// `None` when a topic of that name exists.
+    async fn create_topic(
+        &self,
+        name: &str,
+        partition_count: i32,
+        configs: &BTreeMap<String, Option<String>>,
+    ) -> Result<Option<TopicMeta>, StoreError>;
+
+    /// Topics by name, in name order; `None` lists every topic; unknown names are absent.
+    async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError>;
+
+    /// Topics by id, in name order; unknown ids are absent.
+    async fn topics_by_id(&self, ids: &[Uuid]) -> Result<Vec<TopicMeta>, StoreError>;
+
+    /// Deletes a topic with its partitions and index entries; false when absent. Its
+    /// objects stay until the compactor collects them.
+    async fn delete_topic(&self, topic_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Offsets of the given partitions; missing partitions are absent.
+    async fn partition_states(
+        &self,
+        partitions: &[(Uuid, i32)],
+    ) -> Result<Vec<PartitionState>, StoreError>;
+
+    /// Index entries of a partition whose last offset is at least `from_offset`, in offset
+    /// order, at most `limit`.
+    async fn index_entries(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        from_offset: i64,
+        limit: i64,
+    ) -> Result<Vec<IndexEntry>, StoreError>;
+
+    /// Atomically records an uploaded object, assigns each partition's range the partition's
+    /// next offsets, and indexes it. Partitions that no longer exist are skipped (absent from
+    /// the result). Each partition appears at most once in `appends`.
+    async fn commit_object(
+        &self,
+        object: ObjectId,
+        object_key: &str,
+        size_bytes: i64,
+        appends: &[PartitionAppend],
+    ) -> Result<Vec<AppendResult>, StoreError>;
+
+    /// Registers or renews a process's lease; returns its node id, stable per instance.
+    async fn renew_lease(
+        &self,
+        role: Role,
+        instance_id: &str,
+        address: &str,
+        lease_ms: i64,
+    ) -> Result<i32, StoreError>;
+
+    /// Removes a registration.
+    async fn deregister(&self, instance_id: &str) -> Result<(), StoreError>;
+
+    /// Members of `role` whose lease has not run out, by node id.
+    async fn live_members(&self, role: Role) -> Result<Vec<ServiceMember>, StoreError>;
 }
 
-/// Key of the advisory lock that serialises migrations across processes ("yaks" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x7961_6b73;
+/// A shared metastore handle.
+pub type SharedMetastore = Arc<dyn Metastore>;
 
-/// Handle to the metastore: a connection pool and the statements that use it.
-#[derive(Clone)]
-pub struct Metastore {
-    pool: Pool,
-}
+/// The behaviour every [`Metastore`] must share. Expects an empty store.
+#[doc(hidden)]
+pub async fn conformance_suite(store: &dyn Metastore) {
+    assert!(!store.cluster_id().await.expect("cluster id").is_empty());
+    store.ping().await.expect("ping");
 
-impl std::fmt::Debug for Metastore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metastore").finish_non_exhaustive()
-    }
-}
-
-impl Metastore {
-    /// Builds the pool for `config.url`. No connection is opened until first use.
-    pub fn connect(config: &PostgresConfig) -> Result<Metastore, StoreError> {
-        let url = config
-            .url
-            .as_deref()
-            .ok_or_else(|| StoreError::Invalid("postgres.url is not set".into()))?;
-        let mut pg_config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Invalid(format!("postgres.url: {e}")))?;
-        pg_config.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
-        if pg_config.get_application_name().is_none() {
-            pg_config.application_name("yaks");
-        }
-        let manager = Manager::from_config(
-            pg_config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Internal(format!("postgres pool: {e}")))?;
-        Ok(Metastore { pool })
-    }
-
-    /// Applies pending migrations under an advisory lock, so concurrent starts apply each
-    /// migration exactly once.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+    // Topics.
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_owned(), Some("1000".to_owned()));
+    let orders = store
+        .create_topic("orders", 2, &configs)
+        .await
+        .expect("create")
+        .expect("new topic");
+    assert_eq!(orders.partition_count, 2);
+    assert_eq!(orders.configs, configs);
+    assert!(
+        store
+            .create_topic("orders", 5, &BTreeMap::new())
             .await
-            .map_err(pg_error)?;
-        let report = embedded::migrations::runner()
-            .set_abort_divergent(true)
-            .run_async(&mut **client)
-            .await;
-        // Unlock even when the migration failed; the session ends with the connection anyway.
-        let unlock = client
-            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-            .await;
-        let report = report.map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
-        unlock.map_err(pg_error)?;
-        for migration in report.applied_migrations() {
-            info!(
-                version = migration.version(),
-                name = migration.name(),
-                "applied migration"
-            );
-        }
-        Ok(())
-    }
+            .expect("create")
+            .is_none()
+    );
+    let audit = store
+        .create_topic("audit", 1, &BTreeMap::new())
+        .await
+        .expect("create")
+        .expect("new topic");
+    let all = store.topics(None).await.expect("list");
+    assert_eq!(all, vec![audit.clone(), orders.clone()], "name order");
+    let some = store
+        .topics(Some(&["orders".to_owned(), "missing".to_owned()]))
+        .await
+        .expect("by name");
+    assert_eq!(some, vec![orders.clone()]);
+    let by_id = store
+        .topics_by_id(&[orders.topic_id, Uuid::nil()])
+        .await
+        .expect("by id");
+    assert_eq!(by_id, vec![orders.clone()]);
 
-    /// The cluster id created by the first migration.
-    pub async fn cluster_id(&self) -> Result<String, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one("SELECT cluster_id FROM cluster", &[])
-            .await
-            .map_err(pg_error)?;
-        Ok(row.get(0))
-    }
-
-    /// Checks the database answers, for health endpoints.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(pg_error)?;
-        Ok(())
-    }
-
-    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Retriable(format!("postgres connection: {e}")))
-    }
-}
-
-/// Maps a PostgreSQL error to what the caller should do about it.
-pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
-    let Some(code) = err.code() else {
-        // No SQLSTATE: the connection broke or timed out.
-        return StoreError::Retriable(format!("postgres: {err}"));
+    // Commits assign contiguous offsets per partition, in commit order.
+    let append = |topic_id, partition_index, offset_count, byte_offset| PartitionAppend {
+        topic_id,
+        partition_index,
+        offset_count,
+        max_timestamp: 1_000 + offset_count,
+        byte_offset,
+        byte_length: 10,
+        batch_count: 1,
     };
-    let class = &code.code()[..2];
-    let detail = format!("postgres: {err} ({})", code.code());
-    if *code == SqlState::T_R_SERIALIZATION_FAILURE
-        || *code == SqlState::T_R_DEADLOCK_DETECTED
-        || matches!(class, "08" | "53" | "57" | "40")
-    {
-        StoreError::Retriable(detail)
-    } else if matches!(class, "22" | "23") {
-        StoreError::Invalid(detail)
-    } else {
-        StoreError::Internal(detail)
-    }
+    let first = ObjectId::new(1);
+    let results = store
+        .commit_object(
+            first,
+            "k/first",
+            20,
+            &[
+                append(orders.topic_id, 0, 3, 0),
+                append(orders.topic_id, 1, 5, 10),
+            ],
+        )
+        .await
+        .expect("commit");
+    let mut bases: Vec<(i32, i64)> = results
+        .iter()
+        .map(|r| (r.partition_index, r.base_offset))
+        .collect();
+    bases.sort();
+    assert_eq!(bases, vec![(0, 0), (1, 0)]);
+    let second = ObjectId::new(2);
+    let results = store
+        .commit_object(
+            second,
+            "k/second",
+            20,
+            &[
+                append(orders.topic_id, 1, 2, 0),
+                append(Uuid::from_u128(99), 0, 1, 10),
+            ],
+        )
+        .await
+        .expect("commit");
+    assert_eq!(results.len(), 1, "the unknown partition is skipped");
+    assert_eq!((results[0].partition_index, results[0].base_offset), (1, 5));
+
+    let mut states = store
+        .partition_states(&[
+            (orders.topic_id, 0),
+            (orders.topic_id, 1),
+            (orders.topic_id, 7),
+        ])
+        .await
+        .expect("states");
+    states.sort_by_key(|s| s.partition_index);
+    assert_eq!(
+        states
+            .iter()
+            .map(|s| (s.partition_index, s.next_offset, s.log_start_offset))
+            .collect::<Vec<_>>(),
+        vec![(0, 3, 0), (1, 7, 0)]
+    );
+    let entries = store
+        .index_entries(orders.topic_id, 1, 5, 10)
+        .await
+        .expect("entries");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (
+            entries[0].base_offset,
+            entries[0].last_offset,
+            entries[0].object_key.as_str()
+        ),
+        (5, 6, "k/second")
+    );
+    let entries = store
+        .index_entries(orders.topic_id, 1, 0, 10)
+        .await
+        .expect("entries");
+    assert_eq!(
+        entries.iter().map(|e| e.base_offset).collect::<Vec<_>>(),
+        vec![0, 5]
+    );
+    assert_eq!((entries[0].byte_offset, entries[0].byte_length), (10, 10));
+    assert_eq!(entries[0].max_timestamp, 1_005);
+
+    // Deleting a topic takes its partitions and index with it.
+    assert!(store.delete_topic(orders.topic_id).await.expect("delete"));
+    assert!(
+        !store
+            .delete_topic(orders.topic_id)
+            .await
+            .expect("delete again")
+    );
+    assert!(
+        store
+            .partition_states(&[(orders.topic_id, 0)])
+            .await
+            .expect("states")
+            .is_empty()
+    );
+    assert!(
+        store
+            .index_entries(orders.topic_id, 1, 0, 10)
+            .await
+            .expect("entries")
+            .is_empty()
+    );
+    assert_eq!(store.topics(None).await.expect("list"), vec![audit]);
+
+    // Registry.
+    let node = store
+        .renew_lease(Role::Gateway, "g-1", "h:1", 10_000)
+        .await
+        .expect("lease");
+    assert_eq!(
+        store
+            .renew_lease(Role::Gateway, "g-1", "h:2", 10_000)
+            .await
+            .expect("renew"),
+        node
+    );
+    let other = store
+        .renew_lease(Role::Gateway, "g-2", "h:3", 10_000)
+        .await
+        .expect("lease");
+    assert_ne!(node, other);
+    store
+        .renew_lease(Role::Writer, "w-1", "http://w", 10_000)
+        .await
+        .expect("lease");
+    store
+        .renew_lease(Role::Gateway, "g-dead", "h:4", -1)
+        .await
+        .expect("expired lease");
+    let live = store.live_members(Role::Gateway).await.expect("live");
+    assert_eq!(
+        live,
+        vec![
+            ServiceMember {
+                node_id: node,
+                address: "h:2".into()
+            },
+            ServiceMember {
+                node_id: other,
+                address: "h:3".into()
+            },
+        ]
+    );
+    store.deregister("g-1").await.expect("deregister");
+    assert_eq!(
+        store.live_members(Role::Gateway).await.expect("live").len(),
+        1
+    );
 }

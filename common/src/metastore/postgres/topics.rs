@@ -4,26 +4,14 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::{Metastore, pg_error};
+use super::{PgMetastore, pg_error};
 use crate::error::StoreError;
+use crate::metastore::model::*;
 
-/// What every role needs to know about a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicMeta {
-    /// Kafka topic id.
-    pub topic_id: Uuid,
-    /// Topic name.
-    pub name: String,
-    /// Partitions `0..partition_count`.
-    pub partition_count: i32,
-    /// Configs the creator set explicitly.
-    pub configs: BTreeMap<String, Option<String>>,
-}
-
-impl Metastore {
+impl PgMetastore {
     /// Creates a topic with its partitions and configs in one transaction.
     /// Returns `None` when a topic with that name already exists.
-    pub async fn create_topic(
+    pub(super) async fn insert_topic(
         &self,
         name: &str,
         partition_count: i32,
@@ -69,17 +57,8 @@ impl Metastore {
         }))
     }
 
-    /// Topics by name; `None` lists every topic. Unknown names are simply absent.
-    pub async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError> {
-        self.query_topics(names, None).await
-    }
-
-    /// Topics by id; unknown ids are absent.
-    pub async fn topics_by_id(&self, ids: &[Uuid]) -> Result<Vec<TopicMeta>, StoreError> {
-        self.query_topics(None, Some(ids)).await
-    }
-
-    async fn query_topics(
+    /// Topics by name and/or id; `None` for both lists every topic.
+    pub(super) async fn query_topics(
         &self,
         names: Option<&[String]>,
         ids: Option<&[Uuid]>,
@@ -114,7 +93,7 @@ impl Metastore {
 
     /// Deletes a topic, its partitions and index rows. Its objects become unreferenced and
     /// are collected by the compactor after the grace period. Returns false when absent.
-    pub async fn delete_topic(&self, topic_id: Uuid) -> Result<bool, StoreError> {
+    pub(super) async fn remove_topic(&self, topic_id: Uuid) -> Result<bool, StoreError> {
         let client = self.client().await?;
         // Expects: the topic exists; partitions and index rows go with it (ON DELETE CASCADE).
         let deleted = client
@@ -122,23 +101,5 @@ impl Metastore {
             .await
             .map_err(pg_error)?;
         Ok(deleted > 0)
-    }
-
-    /// `(next_offset, log_start_offset)` of one partition.
-    pub async fn partition_offsets(
-        &self,
-        topic_id: Uuid,
-        partition_index: i32,
-    ) -> Result<Option<(i64, i64)>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT next_offset, log_start_offset FROM partitions
-                 WHERE topic_id = $1 AND partition_index = $2",
-                &[&topic_id, &partition_index],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 }

@@ -11,50 +11,18 @@
 //! deleted while the flush was in flight) are simply absent from the result.
 
 use tokio_postgres::types::ToSql;
-use uuid::Uuid;
 
-use super::{Metastore, pg_error};
+use super::{PgMetastore, pg_error};
 use crate::error::StoreError;
 use crate::ids::ObjectId;
+use crate::metastore::model::*;
 
-/// One partition's contiguous byte range in a flushed object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionAppend {
-    /// Topic.
-    pub topic_id: Uuid,
-    /// Partition.
-    pub partition_index: i32,
-    /// Offsets the batches occupy together.
-    pub offset_count: i64,
-    /// Largest batch max timestamp.
-    pub max_timestamp: i64,
-    /// Where the range starts in the object.
-    pub byte_offset: i64,
-    /// Length of the range.
-    pub byte_length: i64,
-    /// Batches in the range.
-    pub batch_count: i32,
-}
-
-/// The offsets a committed range received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppendResult {
-    /// Topic.
-    pub topic_id: Uuid,
-    /// Partition.
-    pub partition_index: i32,
-    /// Offset of the first record of the range.
-    pub base_offset: i64,
-    /// Log start offset at commit time, reported back in Produce responses.
-    pub log_start_offset: i64,
-}
-
-impl Metastore {
+impl PgMetastore {
     /// Commits one uploaded object. Each partition must appear at most once in `appends`.
     ///
     /// A failure before COMMIT was sent is [`StoreError::Retriable`] (nothing happened); a
     /// failure of the COMMIT itself is [`StoreError::OutcomeUnknown`].
-    pub async fn commit_object(
+    pub(super) async fn commit_object_tx(
         &self,
         object: ObjectId,
         object_key: &str,

@@ -2,42 +2,13 @@
 
 use uuid::Uuid;
 
-use super::{Metastore, pg_error};
+use super::{PgMetastore, pg_error};
 use crate::error::StoreError;
+use crate::metastore::model::*;
 
-/// One partition's contiguous byte range in one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexEntry {
-    /// First offset in the range.
-    pub base_offset: i64,
-    /// Last offset in the range.
-    pub last_offset: i64,
-    /// Largest record timestamp in the range.
-    pub max_timestamp: i64,
-    /// S3 key of the object.
-    pub object_key: String,
-    /// Where the range starts in the object.
-    pub byte_offset: i64,
-    /// Length of the range.
-    pub byte_length: i64,
-}
-
-/// A partition's offsets as the read path reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionState {
-    /// Topic.
-    pub topic_id: Uuid,
-    /// Partition.
-    pub partition_index: i32,
-    /// High watermark.
-    pub next_offset: i64,
-    /// Log start offset.
-    pub log_start_offset: i64,
-}
-
-impl Metastore {
+impl PgMetastore {
     /// Offsets of many partitions in one query; missing partitions are absent.
-    pub async fn partition_states(
+    pub(super) async fn query_partition_states(
         &self,
         partitions: &[(Uuid, i32)],
     ) -> Result<Vec<PartitionState>, StoreError> {
@@ -70,7 +41,7 @@ impl Metastore {
 
     /// Index entries of a partition holding offsets from `from_offset` on, in offset order,
     /// at most `limit` of them.
-    pub async fn index_entries(
+    pub(super) async fn query_index_entries(
         &self,
         topic_id: Uuid,
         partition_index: i32,

@@ -4,51 +4,13 @@
 //! an entry whose lease ran out is dead to everyone. Lease times use the database's clock,
 //! so processes with skewed clocks still agree. A gateway's `node_id` is its Kafka broker id.
 
-use std::fmt;
-
-use super::{Metastore, pg_error};
+use super::{PgMetastore, pg_error};
 use crate::error::StoreError;
+use crate::metastore::model::*;
 
-/// The roles that register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Kafka front door; address is `host:port` for Kafka clients.
-    Gateway,
-    /// Produce path; address is the internal HTTP base URL.
-    Writer,
-    /// Fetch path; address is the internal HTTP base URL.
-    Reader,
-}
-
-impl Role {
-    /// The role's name in the registry.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Gateway => "gateway",
-            Role::Writer => "writer",
-            Role::Reader => "reader",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A live process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceMember {
-    /// Registry id; a gateway's broker id.
-    pub node_id: i32,
-    /// Where to reach it.
-    pub address: String,
-}
-
-impl Metastore {
+impl PgMetastore {
     /// Registers or renews `instance_id`; returns its node id.
-    pub async fn renew_lease(
+    pub(super) async fn upsert_lease(
         &self,
         role: Role,
         instance_id: &str,
@@ -71,7 +33,7 @@ impl Metastore {
     }
 
     /// Removes a registration at clean shutdown, and long-dead ones of any instance.
-    pub async fn deregister(&self, instance_id: &str) -> Result<(), StoreError> {
+    pub(super) async fn delete_lease(&self, instance_id: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
@@ -85,7 +47,10 @@ impl Metastore {
     }
 
     /// Live members of `role`, by node id.
-    pub async fn live_members(&self, role: Role) -> Result<Vec<ServiceMember>, StoreError> {
+    pub(super) async fn query_live_members(
+        &self,
+        role: Role,
+    ) -> Result<Vec<ServiceMember>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(

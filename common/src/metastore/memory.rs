@@ -1,0 +1,293 @@
+//! An in-memory [`Metastore`], for unit tests of the roles' logic.
+//!
+//! Same contract as the PostgreSQL one (both pass [`super::conformance_suite`]); state lives
+//! behind one mutex, so every call is atomic like a transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::Metastore;
+use super::model::*;
+use crate::error::StoreError;
+use crate::ids::ObjectId;
+
+#[derive(Debug)]
+struct IndexRow {
+    last_offset: i64,
+    max_timestamp: i64,
+    object_key: String,
+    byte_offset: i64,
+    byte_length: i64,
+}
+
+#[derive(Debug)]
+struct Service {
+    node_id: i32,
+    role: Role,
+    address: String,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    topics: BTreeMap<String, TopicMeta>,
+    /// (next_offset, log_start_offset)
+    partitions: BTreeMap<(Uuid, i32), (i64, i64)>,
+    objects: BTreeMap<String, (String, i64)>,
+    index: BTreeMap<(Uuid, i32, i64), IndexRow>,
+    services: HashMap<String, Service>,
+    next_node_id: i32,
+}
+
+/// Metastore state in memory.
+#[derive(Debug)]
+pub struct MemoryMetastore {
+    cluster_id: String,
+    state: Mutex<State>,
+}
+
+impl Default for MemoryMetastore {
+    fn default() -> Self {
+        MemoryMetastore {
+            cluster_id: Uuid::new_v4().simple().to_string(),
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+impl MemoryMetastore {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Metastore for MemoryMetastore {
+    async fn cluster_id(&self) -> Result<String, StoreError> {
+        Ok(self.cluster_id.clone())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn create_topic(
+        &self,
+        name: &str,
+        partition_count: i32,
+        configs: &BTreeMap<String, Option<String>>,
+    ) -> Result<Option<TopicMeta>, StoreError> {
+        if partition_count <= 0 {
+            return Err(StoreError::Invalid(format!("{partition_count} partitions")));
+        }
+        let mut state = self.state();
+        if state.topics.contains_key(name) {
+            return Ok(None);
+        }
+        let topic = TopicMeta {
+            topic_id: Uuid::new_v4(),
+            name: name.to_owned(),
+            partition_count,
+            configs: configs.clone(),
+        };
+        for partition in 0..partition_count {
+            state.partitions.insert((topic.topic_id, partition), (0, 0));
+        }
+        state.topics.insert(name.to_owned(), topic.clone());
+        Ok(Some(topic))
+    }
+
+    async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .topics
+            .values()
+            .filter(|t| names.is_none_or(|names| names.contains(&t.name)))
+            .cloned()
+            .collect())
+    }
+
+    async fn topics_by_id(&self, ids: &[Uuid]) -> Result<Vec<TopicMeta>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .topics
+            .values()
+            .filter(|t| ids.contains(&t.topic_id))
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_topic(&self, topic_id: Uuid) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let Some(name) = state
+            .topics
+            .values()
+            .find(|t| t.topic_id == topic_id)
+            .map(|t| t.name.clone())
+        else {
+            return Ok(false);
+        };
+        state.topics.remove(&name);
+        state.partitions.retain(|(t, _), _| *t != topic_id);
+        state.index.retain(|(t, _, _), _| *t != topic_id);
+        Ok(true)
+    }
+
+    async fn partition_states(
+        &self,
+        partitions: &[(Uuid, i32)],
+    ) -> Result<Vec<PartitionState>, StoreError> {
+        let state = self.state();
+        Ok(partitions
+            .iter()
+            .filter_map(|&(topic_id, partition_index)| {
+                let (next_offset, log_start_offset) =
+                    *state.partitions.get(&(topic_id, partition_index))?;
+                Some(PartitionState {
+                    topic_id,
+                    partition_index,
+                    next_offset,
+                    log_start_offset,
+                })
+            })
+            .collect())
+    }
+
+    async fn index_entries(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        from_offset: i64,
+        limit: i64,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .index
+            .range((topic_id, partition_index, i64::MIN)..=(topic_id, partition_index, i64::MAX))
+            .filter(|(_, row)| row.last_offset >= from_offset)
+            .take(limit.max(0) as usize)
+            .map(|(&(_, _, base_offset), row)| IndexEntry {
+                base_offset,
+                last_offset: row.last_offset,
+                max_timestamp: row.max_timestamp,
+                object_key: row.object_key.clone(),
+                byte_offset: row.byte_offset,
+                byte_length: row.byte_length,
+            })
+            .collect())
+    }
+
+    async fn commit_object(
+        &self,
+        object: ObjectId,
+        object_key: &str,
+        size_bytes: i64,
+        appends: &[PartitionAppend],
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let mut state = self.state();
+        let object_id = object.to_string();
+        if state.objects.contains_key(&object_id) {
+            return Err(StoreError::Invalid(format!(
+                "object {object_id} committed twice"
+            )));
+        }
+        state
+            .objects
+            .insert(object_id, (object_key.to_owned(), size_bytes));
+        let mut results = Vec::with_capacity(appends.len());
+        for append in appends {
+            let key = (append.topic_id, append.partition_index);
+            let Some((next_offset, log_start_offset)) = state.partitions.get_mut(&key) else {
+                continue;
+            };
+            let base_offset = *next_offset;
+            *next_offset += append.offset_count;
+            let log_start_offset = *log_start_offset;
+            state.index.insert(
+                (append.topic_id, append.partition_index, base_offset),
+                IndexRow {
+                    last_offset: base_offset + append.offset_count - 1,
+                    max_timestamp: append.max_timestamp,
+                    object_key: object_key.to_owned(),
+                    byte_offset: append.byte_offset,
+                    byte_length: append.byte_length,
+                },
+            );
+            results.push(AppendResult {
+                topic_id: append.topic_id,
+                partition_index: append.partition_index,
+                base_offset,
+                log_start_offset,
+            });
+        }
+        Ok(results)
+    }
+
+    async fn renew_lease(
+        &self,
+        role: Role,
+        instance_id: &str,
+        address: &str,
+        lease_ms: i64,
+    ) -> Result<i32, StoreError> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let expires = if lease_ms > 0 {
+            now + Duration::from_millis(lease_ms as u64)
+        } else {
+            now.checked_sub(Duration::from_millis(1)).unwrap_or(now)
+        };
+        if let Some(service) = state.services.get_mut(instance_id) {
+            service.address = address.to_owned();
+            service.expires = expires;
+            return Ok(service.node_id);
+        }
+        state.next_node_id += 1;
+        let node_id = state.next_node_id;
+        state.services.insert(
+            instance_id.to_owned(),
+            Service {
+                node_id,
+                role,
+                address: address.to_owned(),
+                expires,
+            },
+        );
+        Ok(node_id)
+    }
+
+    async fn deregister(&self, instance_id: &str) -> Result<(), StoreError> {
+        self.state().services.remove(instance_id);
+        Ok(())
+    }
+
+    async fn live_members(&self, role: Role) -> Result<Vec<ServiceMember>, StoreError> {
+        let state = self.state();
+        let now = Instant::now();
+        let mut members: Vec<ServiceMember> = state
+            .services
+            .values()
+            .filter(|s| s.role == role && s.expires > now)
+            .map(|s| ServiceMember {
+                node_id: s.node_id,
+                address: s.address.clone(),
+            })
+            .collect();
+        members.sort_by_key(|m| m.node_id);
+        Ok(members)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_metastore_conforms() {
+        super::super::conformance_suite(&MemoryMetastore::default()).await;
+    }
+}
