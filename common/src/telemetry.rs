@@ -3,6 +3,8 @@
 //! One call at start-up; `RUST_LOG` overrides the configured filter so an operator can turn
 //! up one module without editing the config.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
@@ -14,6 +16,7 @@ pub fn init(config: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if config.format == "json" {
         builder.json().try_init()
