@@ -3,8 +3,8 @@
 //! Unless `postgres.url` / `s3.endpoint` are set, a private PostgreSQL is started in
 //! `DIR/postgres` and a loopback S3 endpoint serves `DIR/s3`; both keep their data across
 //! restarts. The gateway reaches the writer over loopback HTTP exactly as in a split
-//! deployment. Shutdown order: the gateway stops taking requests and finishes those in
-//! flight, then the writer flushes and commits, then the infrastructure stops.
+//! deployment. On stop, the gateway stops taking requests and finishes those in flight
+//! while the writer flushes and commits at once; then the infrastructure stops.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -70,10 +70,13 @@ pub async fn run(
     info!(%kafka_addr, data_dir = %data_dir.display(), "yaks dev is ready; produce with: kcat -b {kafka_addr} -t test -P");
 
     stop.await;
-    info!("stopping: gateway first, then writer (flush and commit), then infrastructure");
+    // Both at once: the gateway stops reading requests and finishes those in flight while
+    // the writer flushes its buffer at once, so in-flight produces are committed and
+    // answered instead of waiting out the flush interval.
+    info!("stopping: gateway and writer drain (flush, commit, answer), then infrastructure");
     gateway_trigger.trigger();
-    let _ = gateway_task.await;
     writer_trigger.trigger();
+    let _ = gateway_task.await;
     let _ = writer_task.await;
     if let Some(server) = s3 {
         server.stop().await;

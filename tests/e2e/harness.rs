@@ -119,8 +119,8 @@ impl Roles {
 
     pub async fn stop(self) {
         self.gateway_trigger.trigger();
-        let _ = self.gateway_task.await;
         self.writer_trigger.trigger();
+        let _ = self.gateway_task.await;
         let _ = self.writer_task.await;
     }
 }
