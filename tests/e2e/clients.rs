@@ -1,5 +1,5 @@
-//! The clients users have: Debian's kcat (librdkafka 2.0.2) and Python's confluent-kafka,
-//! producing to `yaks dev` as the README tells them to. Read back with rdkafka.
+//! The clients users have — Debian's kcat (librdkafka 2.0.2), confluent-kafka, kafka-python
+//! and kafkajs — producing to `yaks dev` as the README tells them to. Read back with rdkafka.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -11,20 +11,31 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::harness::*;
 
-const PYTHON_PRODUCER: &str = r#"
-import sys
-from confluent_kafka import Producer
-p = Producer({"bootstrap.servers": sys.argv[1], "compression.type": "zstd"})
-offsets = []
-def delivered(err, msg):
-    if err is not None:
-        raise SystemExit(f"delivery failed: {err}")
-    offsets.append(msg.offset())
-for i in range(10):
-    p.produce("from-clients", f"python {i}".encode(), key=b"py", on_delivery=delivered)
-p.flush(30)
-print(" ".join(map(str, offsets)))
-"#;
+/// Runs a client script from `tests/clients/` that produces ten records to `topic` and
+/// prints their offsets.
+fn run_client(program: &str, script: &str, bootstrap: &str, topic: &str) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    let output = Command::new(program)
+        .arg(format!("{dir}/{script}"))
+        .args([bootstrap, topic])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/setup installs it): {e}"));
+    assert!(
+        output.status.success(),
+        "{script} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn expected_offsets(from: i64) -> String {
+    (from..from + 10)
+        .map(|o| o.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 fn consume_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i64, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -51,7 +62,7 @@ fn consume_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i64, Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kcat_and_confluent_kafka_produce_to_yaks_dev() {
+async fn kcat_confluent_kafka_python_and_kafkajs_produce_to_yaks_dev() {
     let dir = tempfile::Builder::new()
         .prefix("yaks-clients-")
         .tempdir()
@@ -97,30 +108,36 @@ async fn kcat_and_confluent_kafka_produce_to_yaks_dev() {
         process.log_text()
     );
 
-    let script = dir.path().join("produce.py");
-    std::fs::write(&script, PYTHON_PRODUCER).expect("script");
-    let output = Command::new("python3")
-        .arg(&script)
-        .arg(&kafka)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "confluent-kafka producer failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let offsets = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    assert_eq!(
-        offsets, "5 6 7 8 9 10 11 12 13 14",
-        "python deliveries follow kcat's five"
-    );
+    let clients = [
+        ("python3", "confluent_produce.py", "confluent"),
+        ("python3", "kafka_python_produce.py", "kafka-python"),
+        ("node", "kafkajs_produce.js", "kafkajs"),
+    ];
+    let mut next = 5;
+    for (program, script, _) in clients {
+        let bootstrap = kafka.clone();
+        let offsets = tokio::task::spawn_blocking(move || {
+            run_client(program, script, &bootstrap, "from-clients")
+        })
+        .await
+        .expect("join");
+        assert_eq!(
+            offsets,
+            expected_offsets(next),
+            "{script} deliveries follow the earlier ones"
+        );
+        next += 10;
+    }
 
     let bootstrap = kafka.clone();
-    let records = tokio::task::spawn_blocking(move || consume_all(&bootstrap, "from-clients", 15))
+    let records = tokio::task::spawn_blocking(move || consume_all(&bootstrap, "from-clients", 35))
         .await
         .expect("join");
     let mut expected: Vec<(i64, String)> = (0..5).map(|i| (i, format!("kcat {i}"))).collect();
-    expected.extend((0..10).map(|i| (5 + i, format!("python {i}"))));
+    for (n, (_, _, label)) in clients.iter().enumerate() {
+        let base = 5 + 10 * n as i64;
+        expected.extend((0..10).map(|i| (base + i, format!("{label} {i}"))));
+    }
     assert_eq!(records, expected);
     assert!(process.interrupt().success());
 }
