@@ -2,7 +2,6 @@
 //! and kafkajs — producing to `yaks dev` as the README tells them to. Read back with rdkafka.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -63,26 +62,10 @@ fn consume_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i64, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcat_confluent_kafka_python_and_kafkajs_produce_to_yaks_dev() {
-    let dir = tempfile::Builder::new()
-        .prefix("yaks-clients-")
-        .tempdir()
-        .expect("temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let data_dir = dir.path().join("data");
+    let dir = reachable_temp_dir("yaks-clients-");
     let kafka = format!("127.0.0.1:{}", port());
-    let process = Process::spawn(
-        "dev",
-        &[
-            "dev",
-            "--data-dir",
-            data_dir.to_str().expect("utf-8"),
-            "--kafka-addr",
-            &kafka,
-        ],
-        &[("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "20".into())],
-        dir.path(),
-    );
-    wait_for_port(&kafka, Some(&process)).await;
+    let env = [("YAKS_WRITER__FLUSH_INTERVAL_MS".to_owned(), "20".to_owned())];
+    let process = start_dev(dir.path(), "dev", &kafka, &env).await;
 
     // kcat as in the README; the topic is auto-created.
     let mut kcat = Command::new("kcat")

@@ -186,6 +186,32 @@ impl Drop for Process {
     }
 }
 
+/// A temporary directory the `postgres` user can walk into (PostgreSQL runs as that user
+/// when the tests run as root).
+pub fn reachable_temp_dir(prefix: &str) -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// Starts `yaks dev` keeping its data in `dir/data`, logging to `dir/{name}.log`, and waits
+/// until it listens on `kafka`.
+pub async fn start_dev(dir: &Path, name: &str, kafka: &str, env: &[(String, String)]) -> Process {
+    let data_dir = dir.join("data");
+    let data_dir = data_dir.to_str().expect("utf-8 path");
+    let process = Process::spawn(
+        name,
+        &["dev", "--data-dir", data_dir, "--kafka-addr", kafka],
+        env,
+        dir,
+    );
+    wait_for_port(kafka, Some(&process)).await;
+    process
+}
+
 /// Waits until something accepts TCP connections on `addr`.
 pub async fn wait_for_port(addr: &str, process: Option<&Process>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

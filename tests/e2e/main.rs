@@ -10,3 +10,4 @@ mod failures;
 mod processes;
 mod produce;
 mod protocol;
+mod seams;

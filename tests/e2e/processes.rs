@@ -1,11 +1,10 @@
 //! The binary as users run it: separate processes, and `yaks dev` restarts.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use futures::future::join_all;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::harness::*;
 
@@ -131,85 +130,53 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn yaks_dev_flushes_on_ctrl_c_and_continues_offsets_after_restart() {
-    let dir = tempfile::Builder::new()
-        .prefix("yaks-dev-")
-        .tempdir()
-        .expect("temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let data_dir = dir.path().join("data");
-    let data_dir = data_dir.to_str().expect("utf-8 path");
+    let dir = reachable_temp_dir("yaks-dev-");
     let kafka = format!("127.0.0.1:{}", port());
+    let flush_interval =
+        |ms: &str| vec![("YAKS_WRITER__FLUSH_INTERVAL_MS".to_owned(), ms.to_owned())];
 
     // Round 0: a flush interval far longer than the test, so the records are still in the
     // writer's buffer when Ctrl-C arrives; they must be committed and acknowledged anyway.
-    let env = vec![(
-        "YAKS_WRITER__FLUSH_INTERVAL_MS".to_owned(),
-        "600000".to_owned(),
-    )];
-    let process = Process::spawn(
-        "dev-0",
-        &["dev", "--data-dir", data_dir, "--kafka-addr", &kafka],
-        &env,
-        dir.path(),
-    );
-    wait_for_port(&kafka, Some(&process)).await;
+    let process = start_dev(dir.path(), "dev-0", &kafka, &flush_interval("600000")).await;
     create_topic(&kafka, "restart", 1).await;
-    let before = producer(&kafka, &[]);
-    let sends: Vec<_> = (0..5)
-        .map(|i| {
-            enqueue(
-                &before,
-                FutureRecord::to("restart").payload(format!("before {i}").as_str()),
-            )
-        })
-        .collect();
+    let (_before, sends) = send_five(&kafka, "before");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stopping = tokio::task::spawn_blocking(move || {
         let log = process.log_text();
         (process.interrupt(), log)
     });
-    let offsets: Vec<i64> = deliveries(sends)
-        .await
-        .into_iter()
-        .map(|(_, o)| o)
-        .collect();
     assert_eq!(
-        offsets,
-        vec![0, 1, 2, 3, 4],
+        deliveries(sends).await,
+        offsets(0..5),
         "buffered records were flushed on Ctrl-C"
     );
     let (status, log) = stopping.await.expect("join");
     assert!(status.success(), "yaks dev exits cleanly on Ctrl-C\n{log}");
-    drop(before);
 
     // Round 1: same directory, offsets continue.
-    let env = vec![("YAKS_WRITER__FLUSH_INTERVAL_MS".to_owned(), "20".to_owned())];
-    let process = Process::spawn(
-        "dev-1",
-        &["dev", "--data-dir", data_dir, "--kafka-addr", &kafka],
-        &env,
-        dir.path(),
-    );
-    wait_for_port(&kafka, Some(&process)).await;
-    let after = producer(&kafka, &[]);
-    let sends: Vec<_> = (0..5)
+    let process = start_dev(dir.path(), "dev-1", &kafka, &flush_interval("20")).await;
+    let (_after, sends) = send_five(&kafka, "after");
+    assert_eq!(deliveries(sends).await, offsets(5..10), "offsets continue");
+    assert!(process.interrupt().success());
+}
+
+/// Queues five records to partition 0 of `restart`. Keep the producer until the futures
+/// resolve: dropping it purges what it has not delivered.
+fn send_five(kafka: &str, label: &str) -> (FutureProducer, Vec<DeliveryFuture>) {
+    let producer = producer(kafka, &[]);
+    let sends = (0..5)
         .map(|i| {
             enqueue(
-                &after,
-                FutureRecord::to("restart").payload(format!("after {i}").as_str()),
+                &producer,
+                FutureRecord::to("restart")
+                    .partition(0)
+                    .payload(format!("{label} {i}").as_str()),
             )
         })
         .collect();
-    let offsets: Vec<i64> = deliveries(sends)
-        .await
-        .into_iter()
-        .map(|(_, o)| o)
-        .collect();
-    assert_eq!(
-        offsets,
-        vec![5, 6, 7, 8, 9],
-        "offsets continue after a restart"
-    );
-    drop(after);
-    assert!(process.interrupt().success());
+    (producer, sends)
+}
+
+fn offsets(range: std::ops::Range<i64>) -> Vec<(i32, i64)> {
+    range.map(|o| (0, o)).collect()
 }

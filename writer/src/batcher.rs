@@ -263,19 +263,30 @@ async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use yaks_common::batch::{header_info, testing};
-
-    fn batch(topic_id: Uuid, partition_index: i32, values: &[&[u8]]) -> PartitionBatch {
-        let records = Bytes::from(testing::batch(values, 7));
-        let info = header_info(&records).expect("valid");
+impl PartitionBatch {
+    /// A valid batch of `values`, for tests.
+    pub(crate) fn for_test(
+        topic_id: Uuid,
+        partition_index: i32,
+        values: &[&[u8]],
+    ) -> PartitionBatch {
+        let records = Bytes::from(yaks_common::batch::testing::batch(values, 7));
+        let info = yaks_common::batch::header_info(&records).expect("valid");
         PartitionBatch {
             topic_id,
             partition_index,
             records,
             info,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(topic_id: Uuid, partition_index: i32, values: &[&[u8]]) -> PartitionBatch {
+        PartitionBatch::for_test(topic_id, partition_index, values)
     }
 
     #[test]

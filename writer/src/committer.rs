@@ -181,7 +181,6 @@ mod tests {
 
     use bytes::Bytes;
     use futures::future::BoxFuture;
-    use yaks_common::batch::{header_info, testing};
     use yaks_common::clock::system_clock;
     use yaks_common::config::{S3Config, WriterConfig};
     use yaks_common::metastore::{MemoryMetastore, Metastore};
@@ -222,14 +221,7 @@ mod tests {
     }
 
     fn batch(topic_id: Uuid, partition_index: i32, value: &str) -> PartitionBatch {
-        let records = Bytes::from(testing::batch(&[value.as_bytes()], 0));
-        let info = header_info(&records).expect("valid");
-        PartitionBatch {
-            topic_id,
-            partition_index,
-            records,
-            info,
-        }
+        PartitionBatch::for_test(topic_id, partition_index, &[value.as_bytes()])
     }
 
     struct Harness {
