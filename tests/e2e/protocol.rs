@@ -165,6 +165,17 @@ async fn hostile_frames_get_an_error_or_a_clean_close() {
         "truncated body closes the connection"
     );
 
+    // A small Produce frame whose topic array claims two billion entries: refused without
+    // reserving memory for them.
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    let produce = ProduceRequest::default().with_acks(1).with_timeout_ms(1000);
+    let mut raw = frame(ApiKey::Produce, 8, 5, &produce);
+    // v8 body: transactional_id (i16 -1), acks (i16), timeout (i32), then the array count.
+    let count_at = raw.len() - 4;
+    raw[count_at..].copy_from_slice(&2_000_000_000i32.to_be_bytes());
+    stream.write_all(&raw).await.expect("send");
+    assert!(read_frame(&mut stream).await.is_none(), "forged count closes the connection");
+
     // The gateway still serves others.
     let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
     stream
