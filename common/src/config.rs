@@ -147,6 +147,9 @@ pub struct S3Config {
     pub attempt_timeout_ms: u64,
     /// Create the bucket at start-up when it does not exist (on in `yaks dev`).
     pub create_bucket: bool,
+    /// Sign the SHA-256 of uploaded bodies. Off: bodies are protected by the CRC32 checksum
+    /// S3 verifies; turn on for S3-compatible stores that refuse unsigned payloads.
+    pub sign_payload: bool,
 }
 
 impl Default for S3Config {
@@ -163,6 +166,7 @@ impl Default for S3Config {
             initial_backoff_ms: 100,
             attempt_timeout_ms: 30_000,
             create_bucket: false,
+            sign_payload: false,
         }
     }
 }

@@ -82,6 +82,11 @@ async fn s3_errors_delay_the_ack_until_the_data_is_durable() {
 
     let all = puts(&s3).await;
     assert_eq!(all.len(), 6, "2 × 500, 3 × SlowDown, 1 success");
+    // Integrity of the unsigned body rests on the checksum S3 verifies.
+    assert!(
+        all[5].headers.contains_key("x-amz-checksum-crc32"),
+        "uploads carry a CRC32 checksum"
+    );
     let stored = String::from_utf8_lossy(&all[5].body);
     assert_eq!(stored.matches("payload-landing-once").count(), 1);
     let sql = infra.sql().await;

@@ -174,7 +174,10 @@ async fn hostile_frames_get_an_error_or_a_clean_close() {
     let count_at = raw.len() - 4;
     raw[count_at..].copy_from_slice(&2_000_000_000i32.to_be_bytes());
     stream.write_all(&raw).await.expect("send");
-    assert!(read_frame(&mut stream).await.is_none(), "forged count closes the connection");
+    assert!(
+        read_frame(&mut stream).await.is_none(),
+        "forged count closes the connection"
+    );
 
     // The gateway still serves others.
     let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
