@@ -150,9 +150,10 @@ pub fn header_info(records: &[u8]) -> Result<BatchInfo, BatchError> {
     Ok(info)
 }
 
-/// Reads `baseOffset` of the batch starting at `batch`.
-pub fn base_offset(batch: &[u8]) -> Option<i64> {
-    (batch.len() >= 8).then(|| i64_at(batch, 0))
+/// Offsets the batch starting at `batch` occupies (`lastOffsetDelta + 1`), if its header is
+/// there.
+pub fn offset_count(batch: &[u8]) -> Option<i64> {
+    (batch.len() >= HEADER_LEN).then(|| i64::from(i32_at(batch, 23)) + 1)
 }
 
 /// Splits concatenated batches into `(start, len)` spans, stopping at the first incomplete one.

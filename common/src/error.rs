@@ -39,12 +39,4 @@ impl StoreError {
             StoreError::Internal(_) => ResponseError::UnknownServerError.code(),
         }
     }
-
-    /// Whether trying again later may succeed.
-    pub fn is_retriable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Retriable(_) | StoreError::OutcomeUnknown(_)
-        )
-    }
 }

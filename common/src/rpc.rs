@@ -98,18 +98,6 @@ impl RpcClient {
         }
         Ok(response)
     }
-
-    /// GETs `base_url` + `path`; true on a 2xx answer.
-    pub async fn healthy(&self, base_url: &str) -> bool {
-        let Ok(request) = Request::get(format!("{base_url}{HEALTH_PATH}")).body(Full::default())
-        else {
-            return false;
-        };
-        match self.client.request(request).await {
-            Ok(response) => response.status().is_success(),
-            Err(_) => false,
-        }
-    }
 }
 
 /// Reads a whole response body. Failing here means the answer was lost.

@@ -81,16 +81,6 @@ impl EmbeddedPostgres {
         )
     }
 
-    /// Stops without waiting for clients, as a crash would (immediate shutdown).
-    pub fn kill(&mut self) -> anyhow::Result<()> {
-        self.stopped = true;
-        let data_dir = self.data_dir.display().to_string();
-        self.run(
-            "pg_ctl",
-            &["-D", &data_dir, "-m", "immediate", "-w", "stop"],
-        )
-    }
-
     fn initdb(&self) -> anyhow::Result<()> {
         let data_dir = self.data_dir.display().to_string();
         self.run(

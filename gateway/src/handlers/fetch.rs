@@ -19,7 +19,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tracing::warn;
 use uuid::Uuid;
-use yaks_common::batch::{LOG_OVERHEAD, spans};
+use yaks_common::batch::{LOG_OVERHEAD, offset_count, spans};
 use yaks_common::error::StoreError;
 use yaks_common::kafka::topic_name;
 
@@ -190,12 +190,8 @@ async fn read_records(
         let mut base = entry.base_offset;
         for (at, len) in spans(&range) {
             let batch = &range[at..at + len];
-            let offset_count = if len >= 27 {
-                i64::from(i32::from_be_bytes([
-                    batch[23], batch[24], batch[25], batch[26],
-                ])) + 1
-            } else {
-                1
+            let Some(offset_count) = offset_count(batch) else {
+                break;
             };
             let batch_base = base;
             base += offset_count;
