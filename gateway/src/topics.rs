@@ -127,6 +127,8 @@ enum Kind {
     ListOf(&'static [&'static str]),
     /// A fraction between 0 and 1.
     Ratio,
+    /// Only this value is supported, for the reason given.
+    Only(&'static str, &'static str),
 }
 
 /// Topic configs accepted by CreateTopics, with Kafka's defaults (reported in responses).
@@ -138,7 +140,10 @@ const TOPIC_CONFIGS: &[(&str, Kind, &str)] = &[
     ),
     (
         "compression.type",
-        Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+        Kind::Only(
+            "producer",
+            "batches are stored exactly as producers compressed them",
+        ),
         "producer",
     ),
     ("delete.retention.ms", Kind::Long(0), "86400000"),
@@ -163,7 +168,7 @@ const TOPIC_CONFIGS: &[(&str, Kind, &str)] = &[
     ),
     (
         "message.timestamp.type",
-        Kind::OneOf(&["CreateTime", "LogAppendTime"]),
+        Kind::Only("CreateTime", "LogAppendTime is not supported yet"),
         "CreateTime",
     ),
     ("min.cleanable.dirty.ratio", Kind::Ratio, "0.5"),
@@ -185,7 +190,14 @@ pub fn validate_config(name: &str, value: Option<&str>) -> Result<(), String> {
         // A null value means "use the default", as in Kafka.
         return Ok(());
     };
+    if let Kind::Only(only, reason) = kind {
+        if value.trim() == *only {
+            return Ok(());
+        }
+        return Err(format!("{name} must be {only}: {reason}"));
+    }
     let ok = match kind {
+        Kind::Only(..) => true,
         Kind::Long(min) => value.trim().parse::<i64>().is_ok_and(|v| v >= *min),
         Kind::Int(min) => value.trim().parse::<i32>().is_ok_and(|v| v >= *min),
         Kind::Bool => matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "false"),
@@ -249,6 +261,9 @@ mod tests {
         assert!(validate_config("cleanup.policy", Some("shred")).is_err());
         assert!(validate_config("no.such.config", Some("1")).is_err());
         assert!(validate_config("max.message.bytes", None).is_ok());
+        assert!(validate_config("compression.type", Some("producer")).is_ok());
+        let refused = validate_config("message.timestamp.type", Some("LogAppendTime"));
+        assert!(refused.expect_err("unsupported").contains("not supported"));
         let mut set = BTreeMap::new();
         set.insert("max.message.bytes".to_owned(), Some("2000000".to_owned()));
         assert_eq!(config_i64(&set, "max.message.bytes"), Some(2_000_000));
