@@ -121,8 +121,6 @@ enum Kind {
     Int(i32),
     /// `true` or `false`.
     Bool,
-    /// One of these words.
-    OneOf(&'static [&'static str]),
     /// A comma-separated list of these words.
     ListOf(&'static [&'static str]),
     /// A fraction between 0 and 1.
@@ -201,7 +199,6 @@ pub fn validate_config(name: &str, value: Option<&str>) -> Result<(), String> {
         Kind::Long(min) => value.trim().parse::<i64>().is_ok_and(|v| v >= *min),
         Kind::Int(min) => value.trim().parse::<i32>().is_ok_and(|v| v >= *min),
         Kind::Bool => matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "false"),
-        Kind::OneOf(words) => words.contains(&value.trim()),
         Kind::ListOf(words) => value.split(',').all(|w| words.contains(&w.trim())),
         Kind::Ratio => value
             .trim()
