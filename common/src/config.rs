@@ -145,6 +145,9 @@ pub struct S3Config {
     pub initial_backoff_ms: u64,
     /// Time allowed for one attempt.
     pub attempt_timeout_ms: u64,
+    /// Time allowed for a request including all its retries; kept below
+    /// `gateway.writer_timeout_ms` so a flush fails before the gateway gives up on it.
+    pub operation_timeout_ms: u64,
     /// Create the bucket at start-up when it does not exist (on in `yaks dev`).
     pub create_bucket: bool,
     /// Sign the SHA-256 of uploaded bodies. Off: bodies are protected by the CRC32 checksum
@@ -164,7 +167,8 @@ impl Default for S3Config {
             key_prefix: String::new(),
             max_attempts: 8,
             initial_backoff_ms: 100,
-            attempt_timeout_ms: 30_000,
+            attempt_timeout_ms: 10_000,
+            operation_timeout_ms: 20_000,
             create_bucket: false,
             sign_payload: false,
         }
@@ -316,6 +320,21 @@ impl Config {
         }
         if self.s3.max_attempts == 0 {
             return Err(invalid("s3.max_attempts", "must be at least 1"));
+        }
+        if self.s3.attempt_timeout_ms == 0
+            || self.s3.attempt_timeout_ms > self.s3.operation_timeout_ms
+        {
+            return Err(invalid(
+                "s3.attempt_timeout_ms",
+                "must be positive and at most s3.operation_timeout_ms",
+            ));
+        }
+        if self.gateway.writer_timeout_ms <= self.s3.operation_timeout_ms {
+            return Err(invalid(
+                "gateway.writer_timeout_ms",
+                "must exceed s3.operation_timeout_ms, so a writer's failed upload is reported \
+                 before the gateway stops waiting for it",
+            ));
         }
         if self.s3.access_key_id.is_some() != self.s3.secret_access_key.is_some() {
             return Err(invalid(

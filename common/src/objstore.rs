@@ -58,6 +58,7 @@ impl S3ObjectStore {
             .with_max_backoff(Duration::from_secs(5));
         let timeouts = TimeoutConfig::builder()
             .operation_attempt_timeout(Duration::from_millis(config.attempt_timeout_ms))
+            .operation_timeout(Duration::from_millis(config.operation_timeout_ms))
             .connect_timeout(Duration::from_secs(5))
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
