@@ -1,0 +1,527 @@
+//! The PostgreSQL metastore, what the product runs on.
+//!
+//! Schema in `migrations/`, applied by refinery under an advisory lock. The statements only
+//! check the states they expect, as their comments say; Kafka semantics stay in the roles.
+//! The writer's flush commit (`commit_object`) is one transaction whose statement count does
+//! not grow with the number of partitions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tracing::info;
+use uuid::Uuid;
+
+use super::Metastore;
+use super::model::*;
+use crate::config::PostgresConfig;
+use crate::error::StoreError;
+use crate::ids::ObjectId;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Key of the advisory lock that serialises migrations across processes ("yaks" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x7961_6b73;
+
+/// Handle to the PostgreSQL metastore: a connection pool and the statements that use it.
+#[derive(Clone)]
+pub struct PgMetastore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgMetastore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgMetastore").finish_non_exhaustive()
+    }
+}
+
+impl PgMetastore {
+    /// Builds the pool for `config.url`. No connection is opened until first use.
+    pub fn connect(config: &PostgresConfig) -> Result<PgMetastore, StoreError> {
+        let url = config
+            .url
+            .as_deref()
+            .ok_or_else(|| StoreError::Invalid("postgres.url is not set".into()))?;
+        let mut pg_config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("postgres.url: {e}")))?;
+        pg_config.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
+        if pg_config.get_application_name().is_none() {
+            pg_config.application_name("yaks");
+        }
+        let manager = Manager::from_config(
+            pg_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Internal(format!("postgres pool: {e}")))?;
+        Ok(PgMetastore { pool })
+    }
+
+    /// Applies pending migrations under an advisory lock, so concurrent starts apply each
+    /// migration exactly once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await
+            .map_err(pg_error)?;
+        let report = embedded::migrations::runner()
+            .set_abort_divergent(true)
+            .run_async(&mut **client)
+            .await;
+        // Unlock even when the migration failed; the session ends with the connection anyway.
+        let unlock = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+            .await;
+        let report = report.map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        unlock.map_err(pg_error)?;
+        for migration in report.applied_migrations() {
+            info!(
+                version = migration.version(),
+                name = migration.name(),
+                "applied migration"
+            );
+        }
+        Ok(())
+    }
+
+    /// Topics by name and/or id; `None` for both lists every topic.
+    async fn query_topics(
+        &self,
+        names: Option<&[String]>,
+        ids: Option<&[Uuid]>,
+    ) -> Result<Vec<TopicMeta>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT t.topic_id, t.name, t.partition_count,
+                        coalesce(array_agg(c.key) FILTER (WHERE c.key IS NOT NULL), '{}'),
+                        coalesce(array_agg(c.value) FILTER (WHERE c.key IS NOT NULL), '{}')
+                 FROM topics t LEFT JOIN topic_configs c USING (topic_id)
+                 WHERE ($1::text[] IS NULL OR t.name = ANY($1))
+                   AND ($2::uuid[] IS NULL OR t.topic_id = ANY($2))
+                 GROUP BY t.topic_id ORDER BY t.name",
+                &[&names, &ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut topics = Vec::with_capacity(rows.len());
+        for row in rows {
+            let keys: Vec<String> = row.get(3);
+            let values: Vec<Option<String>> = row.get(4);
+            topics.push(TopicMeta {
+                topic_id: row.get(0),
+                name: row.get(1),
+                partition_count: row.get(2),
+                configs: keys.into_iter().zip(values).collect(),
+            });
+        }
+        Ok(topics)
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Retriable(format!("postgres connection: {e}")))
+    }
+}
+
+#[async_trait]
+impl Metastore for PgMetastore {
+    /// The cluster id created by the first migration.
+    async fn cluster_id(&self) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT cluster_id FROM cluster", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
+    }
+
+    /// Checks the database answers, for health endpoints.
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(pg_error)?;
+        Ok(())
+    }
+
+    /// Creates a topic with its partitions and configs in one transaction.
+    /// Returns `None` when a topic with that name already exists.
+    async fn create_topic(
+        &self,
+        name: &str,
+        partition_count: i32,
+        configs: &BTreeMap<String, Option<String>>,
+    ) -> Result<Option<TopicMeta>, StoreError> {
+        let topic_id = Uuid::new_v4();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // Expects: no topic of that name (the unique name makes a racing create a no-op).
+        let inserted = tx
+            .execute(
+                "INSERT INTO topics (topic_id, name, partition_count) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&topic_id, &name, &partition_count],
+            )
+            .await
+            .map_err(pg_error)?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO partitions (topic_id, partition_index)
+             SELECT $1, generate_series(0, $2 - 1)",
+            &[&topic_id, &partition_count],
+        )
+        .await
+        .map_err(pg_error)?;
+        let keys: Vec<&str> = configs.keys().map(String::as_str).collect();
+        let values: Vec<Option<&str>> = configs.values().map(|v| v.as_deref()).collect();
+        tx.execute(
+            "INSERT INTO topic_configs (topic_id, key, value)
+             SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS c(k, v)",
+            &[&topic_id, &keys, &values],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(Some(TopicMeta {
+            topic_id,
+            name: name.to_owned(),
+            partition_count,
+            configs: configs.clone(),
+        }))
+    }
+
+    async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError> {
+        self.query_topics(names, None).await
+    }
+
+    async fn topics_by_id(&self, ids: &[Uuid]) -> Result<Vec<TopicMeta>, StoreError> {
+        self.query_topics(None, Some(ids)).await
+    }
+
+    /// Deletes a topic, its partitions and index rows. Its objects become unreferenced and
+    /// are collected by the compactor after the grace period. Returns false when absent.
+    async fn delete_topic(&self, topic_id: Uuid) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        // Expects: the topic exists; partitions and index rows go with it (ON DELETE CASCADE).
+        let deleted = client
+            .execute("DELETE FROM topics WHERE topic_id = $1", &[&topic_id])
+            .await
+            .map_err(pg_error)?;
+        Ok(deleted > 0)
+    }
+
+    /// Offsets of many partitions in one query; missing partitions are absent.
+    async fn partition_states(
+        &self,
+        partitions: &[(Uuid, i32)],
+    ) -> Result<Vec<PartitionState>, StoreError> {
+        let topic_ids: Vec<Uuid> = partitions.iter().map(|p| p.0).collect();
+        let indexes: Vec<i32> = partitions.iter().map(|p| p.1).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT p.topic_id, p.partition_index, p.next_offset, p.log_start_offset
+                 FROM partitions p
+                 JOIN unnest($1::uuid[], $2::int[]) AS i(topic_id, partition_index)
+                   USING (topic_id, partition_index)",
+            )
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(&statement, &[&topic_ids, &indexes])
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| PartitionState {
+                topic_id: r.get(0),
+                partition_index: r.get(1),
+                next_offset: r.get(2),
+                log_start_offset: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Index entries of a partition holding offsets from `from_offset` on, in offset order,
+    /// at most `limit` of them.
+    async fn index_entries(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        from_offset: i64,
+        limit: i64,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT i.base_offset, i.last_offset, i.max_timestamp, o.object_key,
+                        i.byte_offset, i.byte_length
+                 FROM object_index i JOIN objects o USING (object_id)
+                 WHERE i.topic_id = $1 AND i.partition_index = $2 AND i.last_offset >= $3
+                 ORDER BY i.base_offset
+                 LIMIT $4",
+            )
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(
+                &statement,
+                &[&topic_id, &partition_index, &from_offset, &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| IndexEntry {
+                base_offset: r.get(0),
+                last_offset: r.get(1),
+                max_timestamp: r.get(2),
+                object_key: r.get(3),
+                byte_offset: r.get(4),
+                byte_length: r.get(5),
+            })
+            .collect())
+    }
+
+    // The writer's flush commit: offsets are assigned here and nowhere else.
+    //
+    // One transaction per flushed object, whatever the number of partitions in it:
+    // 1. insert the object row;
+    // 2. lock the touched partition rows in (topic_id, partition_index) order, so two writers
+    // committing overlapping partitions queue instead of deadlocking;
+    // 3. one statement advances every partition's `next_offset` by the offsets its batches
+    // occupy and inserts one index row per partition, returning the base offsets.
+    //
+    // The three statements are pipelined on one connection. Partitions that vanished (topic
+    // deleted while the flush was in flight) are simply absent from the result.
+    /// Commits one uploaded object. Each partition must appear at most once in `appends`.
+    ///
+    /// A failure before COMMIT was sent is [`StoreError::Retriable`] (nothing happened); a
+    /// failure of the COMMIT itself is [`StoreError::OutcomeUnknown`].
+    async fn commit_object(
+        &self,
+        object: ObjectId,
+        object_key: &str,
+        size_bytes: i64,
+        appends: &[PartitionAppend],
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        debug_assert!(
+            {
+                let mut keys: Vec<_> = appends
+                    .iter()
+                    .map(|a| (a.topic_id, a.partition_index))
+                    .collect();
+                keys.sort();
+                keys.windows(2).all(|w| w[0] != w[1])
+            },
+            "a partition appears twice in one commit"
+        );
+        let object_id = object.to_string();
+        let mut topic_ids = Vec::with_capacity(appends.len());
+        let mut partitions = Vec::with_capacity(appends.len());
+        let mut offset_counts = Vec::with_capacity(appends.len());
+        let mut max_timestamps = Vec::with_capacity(appends.len());
+        let mut byte_offsets = Vec::with_capacity(appends.len());
+        let mut byte_lengths = Vec::with_capacity(appends.len());
+        let mut batch_counts = Vec::with_capacity(appends.len());
+        for append in appends {
+            topic_ids.push(append.topic_id);
+            partitions.push(append.partition_index);
+            offset_counts.push(append.offset_count);
+            max_timestamps.push(append.max_timestamp);
+            byte_offsets.push(append.byte_offset);
+            byte_lengths.push(append.byte_length);
+            batch_counts.push(append.batch_count);
+        }
+
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let insert_object = tx
+            .prepare_cached(
+                "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
+            )
+            .await
+            .map_err(pg_error)?;
+        // Expects: the partitions exist; missing ones (deleted topics) are skipped.
+        let lock = tx
+            .prepare_cached(
+                "SELECT 1 FROM partitions
+                 WHERE (topic_id, partition_index) IN
+                       (SELECT * FROM unnest($1::uuid[], $2::int[]))
+                 ORDER BY topic_id, partition_index
+                 FOR UPDATE",
+            )
+            .await
+            .map_err(pg_error)?;
+        // Expects: rows locked above; advances next_offset and indexes the ranges at the
+        // offsets it had, in one statement for all partitions.
+        let advance = tx
+            .prepare_cached(
+                "WITH input AS (
+                     SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[],
+                                          $5::bigint[], $6::bigint[], $7::int[])
+                         AS i(topic_id, partition_index, offset_count, max_timestamp,
+                              byte_offset, byte_length, batch_count)
+                 ), advanced AS (
+                     UPDATE partitions p SET next_offset = p.next_offset + i.offset_count
+                     FROM input i
+                     WHERE p.topic_id = i.topic_id AND p.partition_index = i.partition_index
+                     RETURNING p.topic_id, p.partition_index,
+                               p.next_offset - i.offset_count AS base_offset,
+                               p.log_start_offset, i.offset_count, i.max_timestamp,
+                               i.byte_offset, i.byte_length, i.batch_count
+                 ), indexed AS (
+                     INSERT INTO object_index (topic_id, partition_index, base_offset,
+                         last_offset, max_timestamp, object_id, byte_offset, byte_length,
+                         batch_count)
+                     SELECT topic_id, partition_index, base_offset,
+                            base_offset + offset_count - 1, max_timestamp, $8, byte_offset,
+                            byte_length, batch_count
+                     FROM advanced
+                 )
+                 SELECT topic_id, partition_index, base_offset, log_start_offset FROM advanced",
+            )
+            .await
+            .map_err(pg_error)?;
+
+        let size = size_bytes;
+        let object_params: [&(dyn ToSql + Sync); 3] = [&object_id, &object_key, &size];
+        let lock_params: [&(dyn ToSql + Sync); 2] = [&topic_ids, &partitions];
+        let advance_params: [&(dyn ToSql + Sync); 8] = [
+            &topic_ids,
+            &partitions,
+            &offset_counts,
+            &max_timestamps,
+            &byte_offsets,
+            &byte_lengths,
+            &batch_counts,
+            &object_id,
+        ];
+        // Pipelined: sent together, executed by the server in this order.
+        let (inserted, _locked, rows) = futures::try_join!(
+            tx.execute(&insert_object, &object_params),
+            tx.query(&lock, &lock_params),
+            tx.query(&advance, &advance_params),
+        )
+        .map_err(pg_error)?;
+        debug_assert_eq!(inserted, 1);
+
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            results.push(AppendResult {
+                topic_id: row.get(0),
+                partition_index: row.get(1),
+                base_offset: row.get(2),
+                log_start_offset: row.get(3),
+            });
+        }
+        tx.commit().await.map_err(|e| match pg_error(e) {
+            StoreError::Retriable(detail) | StoreError::Internal(detail) => {
+                StoreError::OutcomeUnknown(detail)
+            }
+            other => other,
+        })?;
+        Ok(results)
+    }
+
+    // The service registry: which processes are alive, with leases.
+    //
+    // Each process registers under its role with a random instance id and renews a lease;
+    // an entry whose lease ran out is dead to everyone. Lease times use the database's clock,
+    // so processes with skewed clocks still agree. A gateway's `node_id` is its Kafka broker id.
+    /// Registers or renews `instance_id`; returns its node id.
+    async fn renew_lease(
+        &self,
+        role: Role,
+        instance_id: &str,
+        address: &str,
+        lease_ms: i64,
+    ) -> Result<i32, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "INSERT INTO services (role, instance_id, address, lease_expires_at)
+                 VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')
+                 ON CONFLICT (instance_id) DO UPDATE
+                 SET address = EXCLUDED.address, lease_expires_at = EXCLUDED.lease_expires_at
+                 RETURNING node_id",
+                &[&role.as_str(), &instance_id, &address, &(lease_ms as f64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
+    }
+
+    /// Removes a registration at clean shutdown, and long-dead ones of any instance.
+    async fn deregister(&self, instance_id: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM services
+                 WHERE instance_id = $1 OR lease_expires_at < now() - interval '1 hour'",
+                &[&instance_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    /// Live members of `role`, by node id.
+    async fn live_members(&self, role: Role) -> Result<Vec<ServiceMember>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT node_id, address FROM services
+                 WHERE role = $1 AND lease_expires_at > now() ORDER BY node_id",
+                &[&role.as_str()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| ServiceMember {
+                node_id: r.get(0),
+                address: r.get(1),
+            })
+            .collect())
+    }
+}
+
+/// Maps a PostgreSQL error to what the caller should do about it.
+pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
+    let Some(code) = err.code() else {
+        // No SQLSTATE: the connection broke or timed out.
+        return StoreError::Retriable(format!("postgres: {err}"));
+    };
+    let class = &code.code()[..2];
+    let detail = format!("postgres: {err} ({})", code.code());
+    if *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || matches!(class, "08" | "53" | "57" | "40")
+    {
+        StoreError::Retriable(detail)
+    } else if matches!(class, "22" | "23") {
+        StoreError::Invalid(detail)
+    } else {
+        StoreError::Internal(detail)
+    }
+}
