@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 /// Sections accepted at the top level, also used to filter `YAKS_*` variables so that
 /// unrelated variables such as `YAKS_DATA_DIR` in a script do not count as typos.
-const SECTIONS: &[&str] = &["gateway", "writer", "postgres", "s3", "registry", "log"];
+const SECTIONS: &[&str] = &[
+    "gateway", "writer", "reader", "postgres", "s3", "registry", "log",
+];
 
 /// The whole settings tree.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -24,6 +26,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Produce buffering and commit.
     pub writer: WriterConfig,
+    /// Fetch serving and the object cache.
+    pub reader: ReaderConfig,
     /// The metastore.
     pub postgres: PostgresConfig,
     /// The object store.
@@ -54,6 +58,8 @@ pub struct GatewayConfig {
     pub max_partitions_per_topic: i32,
     /// How long the gateway waits for a writer to answer a produce.
     pub writer_timeout_ms: u64,
+    /// Reader base URLs (`http://host:port`). Empty: the live readers in the registry.
+    pub reader_urls: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +73,7 @@ impl Default for GatewayConfig {
             default_partitions: 1,
             max_partitions_per_topic: 10_000,
             writer_timeout_ms: 30_000,
+            reader_urls: Vec::new(),
         }
     }
 }
@@ -98,6 +105,42 @@ impl Default for WriterConfig {
         }
     }
 }
+
+/// Settings of the reader role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// Address the internal HTTP listener binds.
+    pub listen_addr: String,
+    /// Base URL gateways reach this reader at (`http://host:port`), published in the
+    /// registry; defaults to the bound address.
+    pub advertised_url: Option<String>,
+    /// Memory tier of the object cache.
+    pub cache_memory_bytes: u64,
+    /// Disk tier of the object cache; 0 turns it off.
+    pub cache_disk_bytes: u64,
+    /// Directory of the disk tier. Unset: no disk tier (`yaks dev` uses `DIR/cache`).
+    pub cache_dir: Option<String>,
+    /// Objects are read from S3 and cached in aligned blocks of this size.
+    pub cache_block_bytes: u64,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: "0.0.0.0:9095".into(),
+            advertised_url: None,
+            cache_memory_bytes: 512 * 1024 * 1024,
+            cache_disk_bytes: 8 * 1024 * 1024 * 1024,
+            cache_dir: None,
+            cache_block_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Largest `reader.cache_block_bytes`: a quarter of the disk tier's 16 MiB eviction block,
+/// because foyer silently drops disk entries that do not fit one.
+pub const MAX_CACHE_BLOCK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Settings of the PostgreSQL metastore.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -290,6 +333,48 @@ impl Config {
                     format!("entries must start with http:// (got {url:?})"),
                 ));
             }
+        }
+        for url in &self.gateway.reader_urls {
+            if !url.starts_with("http://") {
+                return Err(invalid(
+                    "gateway.reader_urls",
+                    format!("entries must start with http:// (got {url:?})"),
+                ));
+            }
+        }
+        if self.reader.listen_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "reader.listen_addr",
+                "must be an ip:port such as 0.0.0.0:9095",
+            ));
+        }
+        if let Some(url) = &self.reader.advertised_url {
+            if !url.starts_with("http://") {
+                return Err(invalid(
+                    "reader.advertised_url",
+                    format!("must start with http:// (got {url:?})"),
+                ));
+            }
+        }
+        if self.reader.cache_block_bytes < 64 * 1024
+            || self.reader.cache_block_bytes > MAX_CACHE_BLOCK_BYTES
+        {
+            return Err(invalid(
+                "reader.cache_block_bytes",
+                format!("must be between 64 KiB and {MAX_CACHE_BLOCK_BYTES} bytes"),
+            ));
+        }
+        if self.reader.cache_memory_bytes < self.reader.cache_block_bytes {
+            return Err(invalid(
+                "reader.cache_memory_bytes",
+                "must hold at least one block (reader.cache_block_bytes)",
+            ));
+        }
+        if self.reader.cache_disk_bytes > 0 && self.reader.cache_disk_bytes < 64 * 1024 * 1024 {
+            return Err(invalid(
+                "reader.cache_disk_bytes",
+                "must be 0 (no disk tier) or at least 64 MiB",
+            ));
         }
         if self.writer.flush_bytes == 0 {
             return Err(invalid("writer.flush_bytes", "must be greater than 0"));

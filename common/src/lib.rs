@@ -9,6 +9,7 @@
 //! - [`batch`]: RecordBatch (magic 2) header parsing and validation, without decoding records.
 //! - [`metastore`]: PostgreSQL state: topics, partitions, the object index, the service registry.
 //! - [`objstore`]: the object-store seam, with the S3 implementation and an in-memory one.
+//! - [`registry`]: a process's lease in the service registry.
 //! - [`rpc`]: the internal HTTP contract between roles (paths, headers, a small client).
 //! - [`kafka`]: helpers shared by everything that encodes Kafka messages.
 //! - [`telemetry`]: logging set-up.
@@ -25,6 +26,7 @@ pub mod ids;
 pub mod kafka;
 pub mod metastore;
 pub mod objstore;
+pub mod registry;
 pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;

@@ -10,6 +10,10 @@
 //! flush holding it has committed. The gateway sends a connection's next produce only after
 //! the previous one was accepted, which keeps a connection's batches in order across the
 //! HTTP hop while still letting many be in flight.
+//!
+//! Fetch (`POST /v1/fetch`): the body is a `FetchRequest` at [`INTERNAL_FETCH_VERSION`] holding
+//! the partitions the gateway routed to that reader; the answer is the `FetchResponse` at the
+//! same version, sent when `min_bytes` are available or `max_wait_ms` ran out.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,10 +35,16 @@ use crate::shutdown::Shutdown;
 
 /// Produce path on writers.
 pub const PRODUCE_PATH: &str = "/v1/produce";
+/// Fetch path on readers.
+pub const FETCH_PATH: &str = "/v1/fetch";
 /// Liveness and readiness on every role.
 pub const HEALTH_PATH: &str = "/health";
 /// Version of the `ProduceRequest`/`ProduceResponse` bodies on [`PRODUCE_PATH`].
 pub const INTERNAL_PRODUCE_VERSION: i16 = 13;
+
+/// Version of the `FetchRequest`/`FetchResponse` bodies on [`FETCH_PATH`]: topic ids, no
+/// names, every field a reader needs.
+pub const INTERNAL_FETCH_VERSION: i16 = 16;
 
 /// Failure of an internal call.
 #[derive(Debug, thiserror::Error)]

@@ -4,10 +4,10 @@
 //! node id is its Kafka broker id. Metadata answers list the live gateways as brokers and
 //! give each partition a leader chosen by rendezvous hashing over them, so every gateway
 //! tells clients the same thing and connections spread evenly. Any gateway can serve any
-//! partition; "leader" only steers where clients connect.
+//! partition; "leader" only steers where clients connect. The same refresh reads the live
+//! readers, which Fetch is routed to when `gateway.reader_urls` is empty.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use tracing::{debug, warn};
 use uuid::Uuid;
@@ -15,6 +15,7 @@ use yaks_common::config::RegistryConfig;
 use yaks_common::error::StoreError;
 use yaks_common::hashing::rendezvous;
 use yaks_common::metastore::{Role, ServiceMember, SharedMetastore};
+use yaks_common::registry::Lease;
 use yaks_common::shutdown::Shutdown;
 
 /// A gateway as clients see it.
@@ -29,16 +30,13 @@ pub struct Broker {
 }
 
 struct Inner {
-    metastore: SharedMetastore,
-    registry: RegistryConfig,
-    instance_id: String,
-    address: String,
-    node_id: i32,
+    lease: Lease,
     cluster_id: String,
     brokers: RwLock<Vec<Broker>>,
+    readers: RwLock<Vec<ServiceMember>>,
 }
 
-/// Shared view of the live gateways, refreshed with every lease renewal.
+/// Shared view of the live gateways and readers, refreshed with every lease renewal.
 #[derive(Clone)]
 pub struct ClusterView {
     inner: Arc<Inner>,
@@ -51,36 +49,24 @@ impl ClusterView {
         registry: RegistryConfig,
         advertised: (String, u16),
     ) -> Result<ClusterView, StoreError> {
-        let instance_id = Uuid::new_v4().to_string();
         let address = format!("{}:{}", advertised.0, advertised.1);
-        let node_id = metastore
-            .renew_lease(
-                Role::Gateway,
-                &instance_id,
-                &address,
-                registry.lease_ms as i64,
-            )
-            .await?;
+        let lease = Lease::acquire(metastore.clone(), registry, Role::Gateway, address).await?;
         let cluster_id = metastore.cluster_id().await?;
         let view = ClusterView {
             inner: Arc::new(Inner {
-                metastore,
-                registry,
-                instance_id,
-                address,
-                node_id,
+                lease,
                 cluster_id,
                 brokers: RwLock::new(Vec::new()),
+                readers: RwLock::new(Vec::new()),
             }),
         };
-        let members = view.inner.metastore.live_members(Role::Gateway).await?;
-        view.set_members(members);
+        view.refresh_members().await?;
         Ok(view)
     }
 
     /// This gateway's broker id.
     pub fn node_id(&self) -> i32 {
-        self.inner.node_id
+        self.inner.lease.node_id()
     }
 
     /// The cluster id stored in PostgreSQL.
@@ -119,11 +105,12 @@ impl ClusterView {
                 })
             })
             .collect();
-        if !brokers.iter().any(|b| b.node_id == self.inner.node_id) {
+        let node_id = self.node_id();
+        if !brokers.iter().any(|b| b.node_id == node_id) {
             // Our own lease may have lapsed in the registry's eyes; we are alive regardless.
-            if let Some((host, port)) = self.inner.address.rsplit_once(':') {
+            if let Some((host, port)) = self.inner.lease.address().rsplit_once(':') {
                 brokers.push(Broker {
-                    node_id: self.inner.node_id,
+                    node_id,
                     host: host.to_owned(),
                     port: port.parse().unwrap_or(9092),
                 });
@@ -137,47 +124,44 @@ impl ClusterView {
             .unwrap_or_else(|p| p.into_inner()) = brokers;
     }
 
+    /// Live readers in the registry, by node id.
+    pub fn live_readers(&self) -> Vec<ServiceMember> {
+        self.inner
+            .readers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn refresh_members(&self) -> Result<(), StoreError> {
+        let metastore = self.inner.lease.metastore();
+        let gateways = metastore.live_members(Role::Gateway).await?;
+        debug!(count = gateways.len(), "live gateways");
+        self.set_members(gateways);
+        let readers = metastore.live_members(Role::Reader).await?;
+        *self
+            .inner
+            .readers
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = readers;
+        Ok(())
+    }
+
     /// Renews the lease and refreshes members every `heartbeat_ms` until `shutdown`.
     pub async fn heartbeat(self, mut shutdown: Shutdown) {
-        let period = Duration::from_millis(self.inner.registry.heartbeat_ms);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(period) => {}
-                _ = shutdown.wait() => return,
-            }
-            let inner = &self.inner;
-            let renewed = inner
-                .metastore
-                .renew_lease(
-                    Role::Gateway,
-                    &inner.instance_id,
-                    &inner.address,
-                    inner.registry.lease_ms as i64,
-                )
-                .await;
-            if let Err(e) = renewed {
+        while self.inner.lease.wait_heartbeat(&mut shutdown).await {
+            if let Err(e) = self.inner.lease.renew().await {
                 warn!(error = %e, "renewing gateway lease failed");
                 continue;
             }
-            match inner.metastore.live_members(Role::Gateway).await {
-                Ok(members) => {
-                    debug!(count = members.len(), "live gateways");
-                    self.set_members(members);
-                }
-                Err(e) => warn!(error = %e, "reading live gateways failed"),
+            if let Err(e) = self.refresh_members().await {
+                warn!(error = %e, "reading live members failed");
             }
         }
     }
 
     /// Leaves the registry at clean shutdown so clients stop being sent here at once.
     pub async fn deregister(&self) {
-        if let Err(e) = self
-            .inner
-            .metastore
-            .deregister(&self.inner.instance_id)
-            .await
-        {
-            warn!(error = %e, "leaving the registry failed; the lease will expire");
-        }
+        self.inner.lease.release().await;
     }
 }

@@ -1,8 +1,204 @@
 //! The reader role: serves Fetch from S3 through a hybrid memory/disk cache.
 //!
-//! Not built yet (issue "The read path"). Until then the gateway serves Fetch itself,
-//! straight from the index and S3 (`yaks_gateway::handlers::fetch`). Planned modules:
-//! - `planner`: which index entries and byte ranges answer a fetch;
-//! - `cache`: foyer hybrid cache keyed by (object, aligned block), one GET per miss;
-//! - `tail`: in-memory index of recent commits, fed by PostgreSQL NOTIFY;
-//! - `server`: the internal HTTP endpoint gateways call, with long-polling.
+//! Gateways route each fetched partition to one reader (rendezvous hashing of the partition
+//! over the live readers), so an object tends to be cached by one reader. Modules, in the
+//! order a fetch uses them:
+//! - [`fetch`]: plans a fetch from the index, reads the byte ranges, patches base offsets,
+//!   honours the byte limits and long-polls on commit notifications;
+//! - [`tail`]: the in-memory index of recent commits, fed by PostgreSQL NOTIFY, so tailing
+//!   consumers cost no query per fetch;
+//! - [`cache`]: the foyer hybrid cache of aligned object blocks, one ranged GET per miss.
+//!
+//! The internal HTTP endpoint (`POST /v1/fetch`, `GET /health`) is in this file; a reader
+//! registers in the service registry with a lease so gateways find it.
+
+pub mod cache;
+pub mod fetch;
+pub mod tail;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use kafka_protocol::messages::FetchRequest;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use yaks_common::config::{ReaderConfig, RegistryConfig};
+use yaks_common::error::StoreError;
+use yaks_common::kafka;
+use yaks_common::metastore::{Role, SharedMetastore};
+use yaks_common::objstore::SharedObjectStore;
+use yaks_common::registry::Lease;
+use yaks_common::rpc::{FETCH_PATH, HEALTH_PATH, INTERNAL_FETCH_VERSION, text_response};
+use yaks_common::shutdown::Shutdown;
+
+use crate::cache::BlockCache;
+use crate::fetch::FetchService;
+use crate::tail::TailIndex;
+
+/// Largest internal fetch request body: partitions and offsets only, never records.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a reader could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the listener failed.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The metastore or the cache did not open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A bound, registered, not yet serving reader.
+pub struct Reader {
+    listener: TcpListener,
+    service: FetchService,
+    cache: BlockCache,
+    tail: Arc<TailIndex>,
+    metastore: SharedMetastore,
+    feed: tokio::sync::mpsc::Receiver<yaks_common::metastore::CommitEvent>,
+    lease: Lease,
+}
+
+impl Reader {
+    /// Binds the internal listener, opens the cache, subscribes to commits and registers.
+    pub async fn bind(
+        config: ReaderConfig,
+        registry: RegistryConfig,
+        metastore: SharedMetastore,
+        objects: SharedObjectStore,
+    ) -> Result<Reader, StartError> {
+        let listener = TcpListener::bind(&config.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen_addr.clone(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen_addr.clone(),
+            source,
+        })?;
+        let url = match &config.advertised_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None if local.ip().is_unspecified() => {
+                return Err(StartError::Config(
+                    "`reader.advertised_url` must be set when listening on all interfaces \
+                     (gateways need an address to reach this reader)"
+                        .into(),
+                ));
+            }
+            None => format!("http://{local}"),
+        };
+        let cache = BlockCache::open(&config, objects).await?;
+        let tail = Arc::new(TailIndex::default());
+        // Subscribe before serving: every commit after this point reaches the tail index.
+        let feed = metastore.commit_feed().await?;
+        let service = FetchService::new(metastore.clone(), cache.clone(), tail.clone());
+        let lease = Lease::acquire(metastore.clone(), registry, Role::Reader, url).await?;
+        Ok(Reader {
+            listener,
+            service,
+            cache,
+            tail,
+            metastore,
+            feed,
+            lease,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The URL this reader registered.
+    pub fn url(&self) -> &str {
+        self.lease.address()
+    }
+
+    /// The cache, for its counters.
+    pub fn cache(&self) -> &BlockCache {
+        &self.cache
+    }
+
+    /// Serves until `shutdown`: leaves the registry first so gateways stop routing here,
+    /// lets open fetches finish, then closes the cache.
+    pub async fn run(self, shutdown: Shutdown) {
+        let Reader {
+            listener,
+            service,
+            cache,
+            tail,
+            metastore,
+            feed,
+            lease,
+        } = self;
+        info!(addr = ?listener.local_addr().ok(), url = lease.address(), "reader listening");
+        let follower = tokio::spawn(tail::follow(metastore, feed, tail, shutdown.clone()));
+        let lease = Arc::new(lease);
+        let keeper = {
+            let lease = lease.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { lease.keep(shutdown).await })
+        };
+        let server = yaks_common::rpc::serve(
+            listener,
+            move |request| {
+                let service = service.clone();
+                async move { handle(&service, request).await }
+            },
+            shutdown,
+        );
+        server.await;
+        let _ = keeper.await;
+        lease.release().await;
+        let _ = follower.await;
+        cache.close().await;
+        info!("reader stopped");
+    }
+}
+
+async fn handle(service: &FetchService, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (request.method(), request.uri().path()) {
+        (&Method::POST, FETCH_PATH) => fetch(service, request).await,
+        (&Method::GET, HEALTH_PATH) => text_response(StatusCode::OK, "ok"),
+        _ => text_response(StatusCode::NOT_FOUND, "no such endpoint"),
+    }
+}
+
+async fn fetch(service: &FetchService, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return text_response(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
+    };
+    let request: FetchRequest = match kafka::decode(body, INTERNAL_FETCH_VERSION) {
+        Ok(request) => request,
+        Err(e) => {
+            warn!(error = %e, "undecodable internal fetch request");
+            return text_response(StatusCode::BAD_REQUEST, format!("decoding: {e}"));
+        }
+    };
+    let response = service.fetch(request).await;
+    match kafka::encode(&response, INTERNAL_FETCH_VERSION) {
+        Ok(bytes) => Response::new(Full::new(bytes)),
+        Err(e) => {
+            warn!(error = %e, "encoding an internal fetch response failed");
+            text_response(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding: {e}"))
+        }
+    }
+}

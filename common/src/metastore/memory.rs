@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::Metastore;
@@ -19,9 +20,33 @@ use crate::ids::ObjectId;
 struct IndexRow {
     last_offset: i64,
     max_timestamp: i64,
+    object_id: String,
     object_key: String,
+    object_size: i64,
     byte_offset: i64,
     byte_length: i64,
+}
+
+impl IndexRow {
+    fn entry(&self, base_offset: i64) -> IndexEntry {
+        IndexEntry {
+            base_offset,
+            last_offset: self.last_offset,
+            max_timestamp: self.max_timestamp,
+            object_key: self.object_key.clone(),
+            byte_offset: self.byte_offset,
+            byte_length: self.byte_length,
+            object_size: self.object_size,
+        }
+    }
+}
+
+/// A commit feed subscriber; `lagged` when an event could not be queued, so the next one
+/// is preceded by a gap.
+#[derive(Debug)]
+struct Feed {
+    sender: mpsc::Sender<CommitEvent>,
+    lagged: bool,
 }
 
 #[derive(Debug)]
@@ -41,6 +66,7 @@ struct State {
     index: BTreeMap<(Uuid, i32, i64), IndexRow>,
     services: HashMap<String, Service>,
     next_node_id: i32,
+    feeds: Vec<Feed>,
 }
 
 /// Metastore state in memory.
@@ -170,15 +196,68 @@ impl Metastore for MemoryMetastore {
             .range((topic_id, partition_index, i64::MIN)..=(topic_id, partition_index, i64::MAX))
             .filter(|(_, row)| row.last_offset >= from_offset)
             .take(limit.max(0) as usize)
-            .map(|(&(_, _, base_offset), row)| IndexEntry {
-                base_offset,
-                last_offset: row.last_offset,
-                max_timestamp: row.max_timestamp,
-                object_key: row.object_key.clone(),
-                byte_offset: row.byte_offset,
-                byte_length: row.byte_length,
-            })
+            .map(|(&(_, _, base_offset), row)| row.entry(base_offset))
             .collect())
+    }
+
+    async fn object_entries(&self, object_id: &str) -> Result<Vec<PartitionEntry>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .index
+            .iter()
+            .filter(|(_, row)| row.object_id == object_id)
+            .map(
+                |(&(topic_id, partition_index, base_offset), row)| PartitionEntry {
+                    topic_id,
+                    partition_index,
+                    entry: row.entry(base_offset),
+                },
+            )
+            .collect())
+    }
+
+    async fn entry_at_time(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        timestamp: i64,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .index
+            .range((topic_id, partition_index, i64::MIN)..=(topic_id, partition_index, i64::MAX))
+            .find(|(_, row)| row.max_timestamp >= timestamp)
+            .map(|(&(_, _, base_offset), row)| row.entry(base_offset)))
+    }
+
+    async fn entry_with_max_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        let state = self.state();
+        let mut best: Option<IndexEntry> = None;
+        let rows = state
+            .index
+            .range((topic_id, partition_index, i64::MIN)..=(topic_id, partition_index, i64::MAX));
+        for (&(_, _, base_offset), row) in rows {
+            if best
+                .as_ref()
+                .is_none_or(|b| row.max_timestamp > b.max_timestamp)
+            {
+                best = Some(row.entry(base_offset));
+            }
+        }
+        Ok(best)
+    }
+
+    async fn commit_feed(&self) -> Result<mpsc::Receiver<CommitEvent>, StoreError> {
+        let (sender, receiver) = mpsc::channel(1024);
+        self.state().feeds.push(Feed {
+            sender,
+            lagged: false,
+        });
+        Ok(receiver)
     }
 
     async fn commit_object(
@@ -197,7 +276,7 @@ impl Metastore for MemoryMetastore {
         }
         state
             .objects
-            .insert(object_id, (object_key.to_owned(), size_bytes));
+            .insert(object_id.clone(), (object_key.to_owned(), size_bytes));
         let mut results = Vec::with_capacity(appends.len());
         for append in appends {
             let key = (append.topic_id, append.partition_index);
@@ -212,7 +291,9 @@ impl Metastore for MemoryMetastore {
                 IndexRow {
                     last_offset: base_offset + append.offset_count - 1,
                     max_timestamp: append.max_timestamp,
+                    object_id: object_id.clone(),
                     object_key: object_key.to_owned(),
+                    object_size: size_bytes,
                     byte_offset: append.byte_offset,
                     byte_length: append.byte_length,
                 },
@@ -224,6 +305,7 @@ impl Metastore for MemoryMetastore {
                 log_start_offset,
             });
         }
+        notify(&mut state.feeds, &object_id);
         Ok(results)
     }
 
@@ -279,6 +361,25 @@ impl Metastore for MemoryMetastore {
             .collect();
         members.sort_by_key(|m| m.node_id);
         Ok(members)
+    }
+}
+
+/// Queues a commit event on every live feed, preceded by a gap where one was missed.
+fn notify(feeds: &mut Vec<Feed>, object_id: &str) {
+    feeds.retain(|feed| !feed.sender.is_closed());
+    for feed in feeds.iter_mut() {
+        if feed.lagged {
+            if feed.sender.try_send(CommitEvent::Gap).is_err() {
+                continue;
+            }
+            feed.lagged = false;
+        }
+        let event = CommitEvent::Committed {
+            object_id: object_id.to_owned(),
+        };
+        if feed.sender.try_send(event).is_err() {
+            feed.lagged = true;
+        }
     }
 }
 

@@ -71,6 +71,30 @@ pub trait Metastore: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<IndexEntry>, StoreError>;
 
+    /// Index entries of one object, for readers following the commit feed.
+    async fn object_entries(&self, object_id: &str) -> Result<Vec<PartitionEntry>, StoreError>;
+
+    /// The first index entry of a partition (in offset order) holding a record whose
+    /// timestamp is at least `timestamp`, judged by the entries' max timestamps.
+    async fn entry_at_time(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        timestamp: i64,
+    ) -> Result<Option<IndexEntry>, StoreError>;
+
+    /// The index entry holding a partition's largest timestamp (the earliest such entry).
+    async fn entry_with_max_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<Option<IndexEntry>, StoreError>;
+
+    /// Subscribes to commits: every object committed after this call returns is reported,
+    /// in commit order, or a [`CommitEvent::Gap`] says some may have been missed. The feed
+    /// ends when the receiver is dropped.
+    async fn commit_feed(&self) -> Result<tokio::sync::mpsc::Receiver<CommitEvent>, StoreError>;
+
     /// Atomically records an uploaded object, assigns each partition's range the partition's
     /// next offsets, and indexes it. Partitions that no longer exist are skipped (absent from
     /// the result). Each partition appears at most once in `appends`.
@@ -142,7 +166,9 @@ pub async fn conformance_suite(store: &dyn Metastore) {
         .expect("by id");
     assert_eq!(by_id, vec![orders.clone()]);
 
-    // Commits assign contiguous offsets per partition, in commit order.
+    // Commits assign contiguous offsets per partition, in commit order, and are announced
+    // on the commit feed in that order.
+    let mut feed = store.commit_feed().await.expect("commit feed");
     let append = |topic_id, partition_index, offset_count, byte_offset| PartitionAppend {
         topic_id,
         partition_index,
@@ -226,6 +252,40 @@ pub async fn conformance_suite(store: &dyn Metastore) {
     );
     assert_eq!((entries[0].byte_offset, entries[0].byte_length), (10, 10));
     assert_eq!(entries[0].max_timestamp, 1_005);
+    assert_eq!(entries[0].object_size, 20);
+
+    for expected in [first, second] {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), feed.recv())
+            .await
+            .expect("commit announced in time");
+        assert_eq!(
+            event,
+            Some(CommitEvent::Committed {
+                object_id: expected.to_string()
+            })
+        );
+    }
+    let of_first = store
+        .object_entries(&first.to_string())
+        .await
+        .expect("object entries");
+    assert_eq!(
+        of_first
+            .iter()
+            .map(|e| (e.partition_index, e.entry.base_offset, e.entry.last_offset))
+            .collect::<Vec<_>>(),
+        vec![(0, 0, 2), (1, 0, 4)]
+    );
+
+    // Time lookups: partition 1 holds max timestamps 1_005 (offsets 0..=4), 1_002 (5..=6).
+    let at = |t| store.entry_at_time(orders.topic_id, 1, t);
+    assert_eq!(at(1_003).await.expect("at").map(|e| e.base_offset), Some(0));
+    assert_eq!(at(1_006).await.expect("at"), None);
+    let latest = store
+        .entry_with_max_timestamp(orders.topic_id, 1)
+        .await
+        .expect("max");
+    assert_eq!(latest.map(|e| e.max_timestamp), Some(1_005));
 
     // Deleting a topic takes its partitions and index with it.
     assert!(store.delete_topic(orders.topic_id).await.expect("delete"));

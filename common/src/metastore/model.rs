@@ -65,6 +65,32 @@ pub struct IndexEntry {
     pub byte_offset: i64,
     /// Length of the range.
     pub byte_length: i64,
+    /// Size of the whole object, so readers can cache it in aligned blocks.
+    pub object_size: i64,
+}
+
+/// An index entry with the partition it belongs to, as a commit notification delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionEntry {
+    /// Topic.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition_index: i32,
+    /// The range.
+    pub entry: IndexEntry,
+}
+
+/// What the commit feed reports to readers, in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitEvent {
+    /// An object was committed; its index entries follow from [`super::Metastore::object_entries`].
+    Committed {
+        /// Id of the committed object.
+        object_id: String,
+    },
+    /// Events may have been missed (the listening connection was lost and re-established):
+    /// anything derived from earlier events must be re-read.
+    Gap,
 }
 
 /// A partition's offsets as the read path reports them.

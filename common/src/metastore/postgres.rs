@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tracing::info;
+use tokio_postgres::{AsyncMessage, NoTls};
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::Metastore;
@@ -29,10 +31,31 @@ mod embedded {
 /// Key of the advisory lock that serialises migrations across processes ("yaks" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x7961_6b73;
 
+/// Channel on which every flush commit announces its object id (DESIGN.md, write path 6).
+const COMMIT_CHANNEL: &str = "yaks_commits";
+
+/// The columns of an [`IndexEntry`], for queries joining `object_index i` and `objects o`.
+const ENTRY_COLUMNS: &str = "i.base_offset, i.last_offset, i.max_timestamp, o.object_key, \
+                             i.byte_offset, i.byte_length, o.size_bytes";
+
+fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> IndexEntry {
+    IndexEntry {
+        base_offset: row.get(first),
+        last_offset: row.get(first + 1),
+        max_timestamp: row.get(first + 2),
+        object_key: row.get(first + 3),
+        byte_offset: row.get(first + 4),
+        byte_length: row.get(first + 5),
+        object_size: row.get(first + 6),
+    }
+}
+
 /// Handle to the PostgreSQL metastore: a connection pool and the statements that use it.
 #[derive(Clone)]
 pub struct PgMetastore {
     pool: Pool,
+    /// For the commit feed's dedicated LISTEN connection, which cannot be pooled.
+    pg_config: tokio_postgres::Config,
 }
 
 impl std::fmt::Debug for PgMetastore {
@@ -56,7 +79,7 @@ impl PgMetastore {
             pg_config.application_name("yaks");
         }
         let manager = Manager::from_config(
-            pg_config,
+            pg_config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -69,7 +92,7 @@ impl PgMetastore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("postgres pool: {e}")))?;
-        Ok(PgMetastore { pool })
+        Ok(PgMetastore { pool, pg_config })
     }
 
     /// Applies pending migrations under an advisory lock, so concurrent starts apply each
@@ -272,14 +295,13 @@ impl Metastore for PgMetastore {
     ) -> Result<Vec<IndexEntry>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(
-                "SELECT i.base_offset, i.last_offset, i.max_timestamp, o.object_key,
-                        i.byte_offset, i.byte_length
+            .prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS}
                  FROM object_index i JOIN objects o USING (object_id)
                  WHERE i.topic_id = $1 AND i.partition_index = $2 AND i.last_offset >= $3
                  ORDER BY i.base_offset
-                 LIMIT $4",
-            )
+                 LIMIT $4"
+            ))
             .await
             .map_err(pg_error)?;
         let rows = client
@@ -289,17 +311,90 @@ impl Metastore for PgMetastore {
             )
             .await
             .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| entry_from_row(r, 0)).collect())
+    }
+
+    /// Index entries of one object, in (topic, partition) order.
+    async fn object_entries(&self, object_id: &str) -> Result<Vec<PartitionEntry>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT i.topic_id, i.partition_index, {ENTRY_COLUMNS}
+                 FROM object_index i JOIN objects o USING (object_id)
+                 WHERE i.object_id = $1
+                 ORDER BY i.topic_id, i.partition_index"
+            ))
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(&statement, &[&object_id])
+            .await
+            .map_err(pg_error)?;
         Ok(rows
             .iter()
-            .map(|r| IndexEntry {
-                base_offset: r.get(0),
-                last_offset: r.get(1),
-                max_timestamp: r.get(2),
-                object_key: r.get(3),
-                byte_offset: r.get(4),
-                byte_length: r.get(5),
+            .map(|r| PartitionEntry {
+                topic_id: r.get(0),
+                partition_index: r.get(1),
+                entry: entry_from_row(r, 2),
             })
             .collect())
+    }
+
+    /// Scans the partition's entries in offset order for the first whose max timestamp
+    /// reaches `timestamp` (timestamps are not monotonic in offsets, so no index helps).
+    async fn entry_at_time(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        timestamp: i64,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS}
+                     FROM object_index i JOIN objects o USING (object_id)
+                     WHERE i.topic_id = $1 AND i.partition_index = $2
+                       AND i.max_timestamp >= $3
+                     ORDER BY i.base_offset
+                     LIMIT 1"
+                ),
+                &[&topic_id, &partition_index, &timestamp],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| entry_from_row(&r, 0)))
+    }
+
+    async fn entry_with_max_timestamp(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS}
+                     FROM object_index i JOIN objects o USING (object_id)
+                     WHERE i.topic_id = $1 AND i.partition_index = $2
+                     ORDER BY i.max_timestamp DESC, i.base_offset
+                     LIMIT 1"
+                ),
+                &[&topic_id, &partition_index],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| entry_from_row(&r, 0)))
+    }
+
+    /// LISTENs on a dedicated connection (re-opened when lost, reporting a gap). The
+    /// connection is established before this returns.
+    async fn commit_feed(&self) -> Result<mpsc::Receiver<CommitEvent>, StoreError> {
+        let (sender, receiver) = mpsc::channel(4096);
+        let listening = listen(&self.pg_config).await?;
+        tokio::spawn(follow_commits(self.pg_config.clone(), listening, sender));
+        Ok(receiver)
     }
 
     // The writer's flush commit: offsets are assigned here and nowhere else.
@@ -416,11 +511,18 @@ impl Metastore for PgMetastore {
             &batch_counts,
             &object_id,
         ];
+        // Delivered to listening readers at COMMIT, in commit order, or not at all.
+        let notify = tx
+            .prepare_cached("SELECT pg_notify($1, $2)")
+            .await
+            .map_err(pg_error)?;
+        let notify_params: [&(dyn ToSql + Sync); 2] = [&COMMIT_CHANNEL, &object_id];
         // Pipelined: sent together, executed by the server in this order.
-        let (inserted, _locked, rows) = futures::try_join!(
+        let (inserted, _locked, rows, _notified) = futures::try_join!(
             tx.execute(&insert_object, &object_params),
             tx.query(&lock, &lock_params),
             tx.query(&advance, &advance_params),
+            tx.query(&notify, &notify_params),
         )
         .map_err(pg_error)?;
         debug_assert_eq!(inserted, 1);
@@ -503,6 +605,83 @@ impl Metastore for PgMetastore {
                 address: r.get(1),
             })
             .collect())
+    }
+}
+
+/// A LISTENing connection: the client that keeps it open and its notifications' payloads.
+/// The receiver ends when the connection is lost.
+struct Listening {
+    _client: tokio_postgres::Client,
+    payloads: mpsc::UnboundedReceiver<String>,
+}
+
+async fn listen(config: &tokio_postgres::Config) -> Result<Listening, StoreError> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(pg_error)?;
+    let (sender, payloads) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if sender.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "commit feed connection failed");
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {COMMIT_CHANNEL}"))
+        .await
+        .map_err(pg_error)?;
+    Ok(Listening {
+        _client: client,
+        payloads,
+    })
+}
+
+/// Forwards notifications until the subscriber goes away, reconnecting (with a gap event)
+/// when the connection is lost.
+async fn follow_commits(
+    config: tokio_postgres::Config,
+    mut listening: Listening,
+    sender: mpsc::Sender<CommitEvent>,
+) {
+    loop {
+        loop {
+            let payload = tokio::select! {
+                payload = listening.payloads.recv() => payload,
+                _ = sender.closed() => return,
+            };
+            let Some(object_id) = payload else { break };
+            if sender
+                .send(CommitEvent::Committed { object_id })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        listening = loop {
+            if sender.is_closed() {
+                return;
+            }
+            match listen(&config).await {
+                Ok(listening) => break listening,
+                Err(e) => {
+                    warn!(error = %e, "re-opening the commit feed failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        if sender.send(CommitEvent::Gap).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -1,0 +1,106 @@
+//! A process's lease in the service registry.
+//!
+//! Gateways and readers register under their role with a random instance id and renew a
+//! lease every `registry.heartbeat_ms`; a registration whose lease ran out is dead to
+//! everyone (lease times use PostgreSQL's clock, so skewed hosts still agree). At clean
+//! shutdown a process leaves at once instead of waiting for its lease to run out.
+
+use std::time::Duration;
+
+use tracing::warn;
+use uuid::Uuid;
+
+use crate::config::RegistryConfig;
+use crate::error::StoreError;
+use crate::metastore::{Role, SharedMetastore};
+use crate::shutdown::Shutdown;
+
+/// One registration, renewed until released.
+pub struct Lease {
+    metastore: SharedMetastore,
+    config: RegistryConfig,
+    role: Role,
+    instance_id: String,
+    address: String,
+    node_id: i32,
+}
+
+impl Lease {
+    /// Registers a new instance of `role` reachable at `address`.
+    pub async fn acquire(
+        metastore: SharedMetastore,
+        config: RegistryConfig,
+        role: Role,
+        address: String,
+    ) -> Result<Lease, StoreError> {
+        let instance_id = Uuid::new_v4().to_string();
+        let node_id = metastore
+            .renew_lease(role, &instance_id, &address, config.lease_ms as i64)
+            .await?;
+        Ok(Lease {
+            metastore,
+            config,
+            role,
+            instance_id,
+            address,
+            node_id,
+        })
+    }
+
+    /// The registry's id for this instance (a gateway's broker id).
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// Where others reach this instance.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The registry settings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The metastore the lease lives in.
+    pub fn metastore(&self) -> &SharedMetastore {
+        &self.metastore
+    }
+
+    /// Extends the lease by `registry.lease_ms` from now.
+    pub async fn renew(&self) -> Result<(), StoreError> {
+        self.metastore
+            .renew_lease(
+                self.role,
+                &self.instance_id,
+                &self.address,
+                self.config.lease_ms as i64,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Waits one heartbeat period; false when `shutdown` came first.
+    pub async fn wait_heartbeat(&self, shutdown: &mut Shutdown) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(self.config.heartbeat_ms)) => true,
+            _ = shutdown.wait() => false,
+        }
+    }
+
+    /// Renews every heartbeat until `shutdown`, logging failures (the next beat retries).
+    pub async fn keep(&self, mut shutdown: Shutdown) {
+        while self.wait_heartbeat(&mut shutdown).await {
+            if let Err(e) = self.renew().await {
+                warn!(role = %self.role, error = %e, "renewing lease failed");
+            }
+        }
+    }
+
+    /// Leaves the registry, so others stop routing here at once.
+    pub async fn release(&self) {
+        if let Err(e) = self.metastore.deregister(&self.instance_id).await {
+            warn!(role = %self.role, error = %e, "leaving the registry failed; the lease will expire");
+        }
+    }
+}
