@@ -2,9 +2,10 @@
 //!
 //! Unless `postgres.url` / `s3.endpoint` are set, a private PostgreSQL is started in
 //! `DIR/postgres` and a loopback S3 endpoint serves `DIR/s3`; both keep their data across
-//! restarts. The gateway reaches the writer over loopback HTTP exactly as in a split
-//! deployment. On stop, the gateway stops taking requests and finishes those in flight
-//! while the writer flushes and commits at once; then the infrastructure stops.
+//! restarts, as does the reader's disk cache in `DIR/cache`. The gateway reaches the writer
+//! and the reader over loopback HTTP exactly as in a split deployment. On stop, the gateway
+//! stops taking requests and finishes those in flight while the writer flushes and commits
+//! at once; then the reader and the infrastructure stop.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -58,14 +59,24 @@ pub async fn run(
     }
     let writer = roles::bind_writer(&config, &backends).await?;
     let writer_url = format!("http://{}", writer.local_addr()?);
+    if config.reader.listen_addr == yaks_common::config::ReaderConfig::default().listen_addr {
+        config.reader.listen_addr = "127.0.0.1:0".into();
+    }
+    if config.reader.cache_dir.is_none() {
+        config.reader.cache_dir = Some(data_dir.join("cache").display().to_string());
+    }
+    let reader = roles::bind_reader(&config, &backends).await?;
     config.gateway.listen_addr = options.kafka_addr.clone();
     config.gateway.writer_urls = vec![writer_url];
+    config.gateway.reader_urls = vec![reader.url().to_owned()];
     let gateway = roles::bind_gateway(&config, &backends).await?;
     let kafka_addr = gateway.local_addr()?;
 
     let (writer_trigger, writer_shutdown) = Shutdown::new();
     let (gateway_trigger, gateway_shutdown) = Shutdown::new();
+    let (reader_trigger, reader_shutdown) = Shutdown::new();
     let writer_task = tokio::spawn(writer.run(writer_shutdown));
+    let reader_task = tokio::spawn(reader.run(reader_shutdown));
     let gateway_task = tokio::spawn(gateway.run(gateway_shutdown));
     info!(%kafka_addr, data_dir = %data_dir.display(), "yaks dev is ready; produce with: kcat -b {kafka_addr} -t test -P");
 
@@ -78,6 +89,9 @@ pub async fn run(
     writer_trigger.trigger();
     let _ = gateway_task.await;
     let _ = writer_task.await;
+    // Readers last: fetches in flight at the gateway were answered before it stopped.
+    reader_trigger.trigger();
+    let _ = reader_task.await;
     if let Some(server) = s3 {
         server.stop().await;
     }

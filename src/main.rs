@@ -27,6 +27,8 @@ enum Command {
     Gateway,
     /// Run a writer (produce buffering, S3 upload, offset commit).
     Writer,
+    /// Run a reader (fetch from S3 through the object cache, long-poll).
+    Reader,
     /// Apply database migrations and exit.
     Migrate,
     /// Run everything in one process with a private PostgreSQL and a loopback S3.
@@ -81,6 +83,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let backends = roles::connect(&config).await?;
             let writer = roles::bind_writer(&config, &backends).await?;
             run_until_signal(|shutdown| writer.run(shutdown)).await
+        }
+        Command::Reader => {
+            let backends = roles::connect(&config).await?;
+            let reader = roles::bind_reader(&config, &backends).await?;
+            run_until_signal(|shutdown| reader.run(shutdown)).await
         }
         Command::Gateway => {
             let backends = roles::connect(&config).await?;

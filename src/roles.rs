@@ -12,6 +12,7 @@ use yaks_common::config::Config;
 use yaks_common::metastore::{PgMetastore, SharedMetastore};
 use yaks_common::objstore::{S3ObjectStore, SharedObjectStore};
 use yaks_gateway::Gateway;
+use yaks_reader::Reader;
 use yaks_writer::{Writer, WriterContext};
 
 /// The two backends every role needs.
@@ -63,4 +64,16 @@ pub async fn bind_gateway(config: &Config, backends: &Backends) -> anyhow::Resul
     )
     .await
     .context("starting gateway")
+}
+
+/// Binds a reader, opens its cache and registers it.
+pub async fn bind_reader(config: &Config, backends: &Backends) -> anyhow::Result<Reader> {
+    Reader::bind(
+        config.reader.clone(),
+        config.registry.clone(),
+        backends.metastore.clone(),
+        backends.objects.clone(),
+    )
+    .await
+    .context("starting reader")
 }

@@ -175,6 +175,80 @@ pub fn spans(bytes: &Bytes) -> Vec<(usize, usize)> {
     out
 }
 
+/// One record's place and time, as a time lookup needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordTime {
+    /// Offset relative to the batch's base offset.
+    pub offset_delta: i32,
+    /// The record's timestamp.
+    pub timestamp: i64,
+}
+
+/// Header fields of a stored batch that a time lookup reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchTimes {
+    /// Offsets the batch occupies.
+    pub offset_count: i64,
+    /// First record's timestamp.
+    pub base_timestamp: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// Records are compressed (their timestamps cannot be read without decompressing).
+    pub compressed: bool,
+}
+
+/// Times of the batch starting `batch`, if its header is there.
+pub fn batch_times(batch: &[u8]) -> Option<BatchTimes> {
+    (batch.len() >= HEADER_LEN).then(|| BatchTimes {
+        offset_count: i64::from(i32_at(batch, 23)) + 1,
+        base_timestamp: i64_at(batch, 27),
+        max_timestamp: i64_at(batch, 35),
+        compressed: i16_at(batch, 21) & 0x07 != 0,
+    })
+}
+
+/// Each record's offset delta and timestamp, for an uncompressed batch; `None` for a
+/// compressed or malformed one. Record layout: length varint, attributes i8, timestamp
+/// delta varlong, offset delta varint, then key, value and headers, skipped by length.
+pub fn record_times(batch: &[u8]) -> Option<Vec<RecordTime>> {
+    let times = batch_times(batch)?;
+    if times.compressed {
+        return None;
+    }
+    let count = usize::try_from(i32_at(batch, 57)).ok()?;
+    let mut out = Vec::with_capacity(count.min(batch.len() / 7));
+    let mut at = HEADER_LEN;
+    for _ in 0..count {
+        let (length, used) = varint(batch.get(at..)?)?;
+        let body_start = at + used;
+        let body_end = body_start.checked_add(usize::try_from(length).ok()?)?;
+        let body = batch.get(body_start..body_end)?;
+        let mut pos = 1; // attributes
+        let (timestamp_delta, used) = varint(body.get(pos..)?)?;
+        pos += used;
+        let (offset_delta, _) = varint(body.get(pos..)?)?;
+        out.push(RecordTime {
+            offset_delta: i32::try_from(offset_delta).ok()?,
+            timestamp: times.base_timestamp.checked_add(timestamp_delta)?,
+        });
+        at = body_end;
+    }
+    Some(out)
+}
+
+/// A zig-zag varint (up to 64 bits) and the bytes it took.
+fn varint(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (i, byte) in bytes.iter().take(10).enumerate() {
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let value = (raw >> 1) as i64 ^ -((raw & 1) as i64);
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
 /// Test helpers that build real batches, shared by unit and end-to-end tests.
 pub mod testing {
     /// Builds an uncompressed magic-2 batch holding `values` as records with no key and no
@@ -237,6 +311,23 @@ mod tests {
         assert_eq!(info.offset_count, 3);
         assert_eq!(info.max_timestamp, 1_700_000_000_000);
         assert_eq!(info.producer_id, -1);
+    }
+
+    #[test]
+    fn record_times_are_read_from_uncompressed_batches_only() {
+        let mut raw = testing::batch(&[b"a", b"bb", b"ccc"], 5_000);
+        let times = record_times(&raw).expect("uncompressed");
+        assert_eq!(
+            times
+                .iter()
+                .map(|t| (t.offset_delta, t.timestamp))
+                .collect::<Vec<_>>(),
+            vec![(0, 5_000), (1, 5_000), (2, 5_000)]
+        );
+        assert_eq!(record_times(&raw[..raw.len() - 3]), None, "truncated");
+        raw[22] |= 1; // gzip
+        assert_eq!(record_times(&raw), None);
+        assert!(batch_times(&raw).expect("header").compressed);
     }
 
     #[test]

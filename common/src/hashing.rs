@@ -1,7 +1,7 @@
 //! Rendezvous (highest-random-weight) hashing.
 //!
 //! Used wherever every process must pick the same member for a key without talking to the
-//! others: the gateway that leads a partition, later the reader that caches it and the
+//! others: the gateway that leads a partition, the reader that caches it, later the
 //! coordinator of a group. The hash is spelled out here (not `std`'s `DefaultHasher`, whose
 //! output may change between Rust releases) so processes built apart still agree.
 
@@ -29,6 +29,17 @@ pub fn rendezvous<'a, T>(key: &[u8], members: &'a [T], id: impl Fn(&T) -> i64) -
         .max_by_key(|m| (mix(key_hash ^ mix(id(m) as u64)), id(m)))
 }
 
+/// Every member, highest weight for `key` first: the owner, then who takes over if it fails.
+pub fn rendezvous_order<'a, T>(key: &[u8], members: &'a [T], id: impl Fn(&T) -> i64) -> Vec<&'a T> {
+    let key_hash = stable_hash(key);
+    let mut ranked: Vec<(u64, i64, &T)> = members
+        .iter()
+        .map(|m| (mix(key_hash ^ mix(id(m) as u64)), id(m), m))
+        .collect();
+    ranked.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    ranked.into_iter().map(|(_, _, m)| m).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +63,16 @@ mod tests {
             (150..350).contains(&moved),
             "about a quarter of keys moved: {moved}"
         );
+    }
+
+    #[test]
+    fn order_starts_with_the_rendezvous_choice() {
+        let members: Vec<i64> = (1..=5).collect();
+        for key in 0..100u32 {
+            let key = key.to_be_bytes();
+            let order = rendezvous_order(&key, &members, |m| *m);
+            assert_eq!(order.len(), 5);
+            assert_eq!(order[0], rendezvous(&key, &members, |m| *m).expect("some"));
+        }
     }
 }

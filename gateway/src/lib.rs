@@ -9,10 +9,12 @@
 //! - [`cluster`]: this gateway's registration and the live gateways it reports as brokers.
 //! - [`topics`]: a short-lived cache of topic metadata, topic-name and config validation.
 //! - [`writers`]: which writer a connection's produce requests go to, with failover.
+//! - [`readers`]: which reader serves a fetched partition, with failover.
 
 pub mod cluster;
 pub mod connection;
 pub mod handlers;
+pub mod readers;
 pub mod topics;
 pub mod writers;
 
@@ -30,6 +32,7 @@ use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
+use crate::readers::ReaderPool;
 use crate::topics::TopicCache;
 use crate::writers::WriterPool;
 
@@ -39,7 +42,7 @@ pub struct GatewayState {
     pub config: GatewayConfig,
     /// Topics, offsets, registry.
     pub metastore: SharedMetastore,
-    /// Record data, read by Fetch.
+    /// Record data, read by ListOffsets time lookups.
     pub objects: SharedObjectStore,
     /// Who we are and who else is alive.
     pub cluster: ClusterView,
@@ -47,6 +50,8 @@ pub struct GatewayState {
     pub topics: TopicCache,
     /// Produce routing.
     pub writers: WriterPool,
+    /// Fetch routing.
+    pub readers: ReaderPool,
     next_connection_id: AtomicU64,
 }
 
@@ -103,6 +108,7 @@ impl Gateway {
         let state = Arc::new(GatewayState {
             topics: TopicCache::new(metastore.clone()),
             writers: WriterPool::new(config.writer_urls.clone()),
+            readers: ReaderPool::new(config.reader_urls.clone()),
             config,
             metastore,
             objects,

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
+use uuid::Uuid;
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{SharedMetastore, TopicMeta};
 
@@ -67,6 +68,38 @@ impl TopicCache {
         for topic in loaded {
             entries.insert(topic.name.clone(), (now, Some(topic.clone())));
             found.insert(topic.name.clone(), topic);
+        }
+        Ok(found)
+    }
+
+    /// Topics by id; unknown ids are not in the map. One metastore query for all misses.
+    pub async fn get_by_ids(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, TopicMeta>, StoreError> {
+        let now = Instant::now();
+        let mut found = HashMap::new();
+        {
+            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+            for (at, topic) in entries.values() {
+                if let Some(topic) = topic
+                    && now.duration_since(*at) < CACHE_TTL
+                    && ids.contains(&topic.topic_id)
+                {
+                    found.insert(topic.topic_id, topic.clone());
+                }
+            }
+        }
+        let missing: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !found.contains_key(id))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let loaded = self.metastore.topics_by_id(&missing).await?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        for topic in loaded {
+            entries.insert(topic.name.clone(), (now, Some(topic.clone())));
+            found.insert(topic.topic_id, topic);
         }
         Ok(found)
     }

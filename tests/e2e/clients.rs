@@ -1,5 +1,6 @@
 //! The clients users have — Debian's kcat (librdkafka 2.0.2), confluent-kafka, kafka-python
-//! and kafkajs — producing to `yaks dev` as the README tells them to. Read back with rdkafka.
+//! and kafkajs — producing to `yaks dev` as the README tells them to, then reading back with
+//! rdkafka, kcat (`-C -o beginning`) and confluent-kafka with manual assignment.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -10,13 +11,12 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::harness::*;
 
-/// Runs a client script from `tests/clients/` that produces ten records to `topic` and
-/// prints their offsets.
-fn run_client(program: &str, script: &str, bootstrap: &str, topic: &str) -> String {
+/// Runs a client script from `tests/clients/` with `args` and returns what it printed.
+fn run_client(program: &str, script: &str, args: &[&str]) -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
     let output = Command::new(program)
         .arg(format!("{dir}/{script}"))
-        .args([bootstrap, topic])
+        .args(args)
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("{program} runs (scripts/setup installs it): {e}"));
@@ -100,7 +100,7 @@ async fn kcat_confluent_kafka_python_and_kafkajs_produce_to_yaks_dev() {
     for (program, script, _) in clients {
         let bootstrap = kafka.clone();
         let offsets = tokio::task::spawn_blocking(move || {
-            run_client(program, script, &bootstrap, "from-clients")
+            run_client(program, script, &[&bootstrap, "from-clients"])
         })
         .await
         .expect("join");
@@ -122,5 +122,52 @@ async fn kcat_confluent_kafka_python_and_kafkajs_produce_to_yaks_dev() {
         expected.extend((0..10).map(|i| (base + i, format!("{label} {i}"))));
     }
     assert_eq!(records, expected);
+    let values: Vec<String> = expected.iter().map(|(_, v)| v.clone()).collect();
+
+    // Read back from the beginning as users do: kcat, then confluent-kafka.
+    let bootstrap = kafka.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("kcat")
+            .args([
+                "-b",
+                &bootstrap,
+                "-t",
+                "from-clients",
+                "-C",
+                "-o",
+                "beginning",
+                "-e",
+            ])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("kcat ran");
+    assert!(
+        output.status.success(),
+        "kcat -C failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(read, values, "kcat -C -o beginning reads everything back");
+
+    let bootstrap = kafka.clone();
+    let printed = tokio::task::spawn_blocking(move || {
+        run_client(
+            "python3",
+            "confluent_consume.py",
+            &[&bootstrap, "from-clients", "35"],
+        )
+    })
+    .await
+    .expect("join");
+    let read: Vec<String> = printed.lines().map(str::to_owned).collect();
+    assert_eq!(
+        read, values,
+        "confluent-kafka with manual assignment reads it back"
+    );
     assert!(process.interrupt().success());
 }

@@ -77,14 +77,17 @@ impl Infra {
     }
 }
 
-/// A gateway and a writer running in this process.
+/// A gateway, a writer and a reader running in this process.
 pub struct Roles {
     pub kafka: SocketAddr,
     pub writer_url: String,
+    pub reader_url: String,
     gateway_trigger: ShutdownTrigger,
     writer_trigger: ShutdownTrigger,
+    reader_trigger: ShutdownTrigger,
     gateway_task: JoinHandle<()>,
     writer_task: JoinHandle<()>,
+    reader_task: JoinHandle<()>,
 }
 
 impl Roles {
@@ -95,21 +98,32 @@ impl Roles {
             .expect("writer binds");
         let writer_url = format!("http://{}", writer.local_addr().expect("addr"));
         config.gateway.writer_urls = vec![writer_url.clone()];
+        config.reader.listen_addr = "127.0.0.1:0".into();
+        let reader = roles::bind_reader(&config, &backends)
+            .await
+            .expect("reader binds");
+        let reader_url = reader.url().to_owned();
+        config.gateway.reader_urls = vec![reader_url.clone()];
         let gateway = roles::bind_gateway(&config, &backends)
             .await
             .expect("gateway binds");
         let kafka = gateway.local_addr().expect("addr");
         let (writer_trigger, writer_shutdown) = Shutdown::new();
         let (gateway_trigger, gateway_shutdown) = Shutdown::new();
+        let (reader_trigger, reader_shutdown) = Shutdown::new();
         let writer_task = tokio::spawn(writer.run(writer_shutdown));
         let gateway_task = tokio::spawn(gateway.run(gateway_shutdown));
+        let reader_task = tokio::spawn(reader.run(reader_shutdown));
         Roles {
             kafka,
             writer_url,
+            reader_url,
             gateway_trigger,
             writer_trigger,
+            reader_trigger,
             gateway_task,
             writer_task,
+            reader_task,
         }
     }
 
@@ -122,6 +136,8 @@ impl Roles {
         self.writer_trigger.trigger();
         let _ = self.gateway_task.await;
         let _ = self.writer_task.await;
+        self.reader_trigger.trigger();
+        let _ = self.reader_task.await;
     }
 }
 

@@ -6,6 +6,7 @@ mod harness;
 
 mod admin;
 mod clients;
+mod consume;
 mod failures;
 mod processes;
 mod produce;

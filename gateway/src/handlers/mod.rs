@@ -7,7 +7,9 @@ pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod fetch;
+pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use std::sync::Arc;
@@ -35,10 +37,15 @@ pub struct Versions {
 pub const HANDLERS: &[(ApiKey, Versions)] = &[
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
+    (ApiKey::ListOffsets, list_offsets::VERSIONS),
     (ApiKey::Metadata, metadata::VERSIONS),
     (ApiKey::ApiVersions, api_versions::VERSIONS),
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        offset_for_leader_epoch::VERSIONS,
+    ),
 ];
 
 /// The versions of `api_key` this gateway speaks, if any.
@@ -91,6 +98,8 @@ pub async fn dispatch(context: RequestContext, body: Bytes) -> Outcome {
         ApiKey::CreateTopics => run(context, body, create_topics::handle).await,
         ApiKey::DeleteTopics => run(context, body, delete_topics::handle).await,
         ApiKey::Fetch => run(context, body, fetch::handle).await,
+        ApiKey::ListOffsets => run(context, body, list_offsets::handle).await,
+        ApiKey::OffsetForLeaderEpoch => run(context, body, offset_for_leader_epoch::handle).await,
         ApiKey::Produce => produce::handle_raw(context, body).await,
         other => Outcome::Close(format!("no handler for {other:?}")),
     }

@@ -1,0 +1,276 @@
+//! ListOffsets (key 2), v1–v8: offsets by position or by time.
+//!
+//! - earliest (-2) and earliest-local (-4): the log start offset;
+//! - latest (-1): the high watermark (also the last stable offset: there are no open
+//!   transactions);
+//! - max timestamp (-3, v7+): the record with the largest timestamp;
+//! - a timestamp t ≥ 0: the first offset whose record timestamp is at least t.
+//!
+//! Time lookups narrow down with the per-index-entry max timestamps (PostgreSQL), then the
+//! batch headers of that entry's byte range (one ranged GET), then the record timestamps of
+//! the batch when it is uncompressed. In a compressed batch the batch's first offset is
+//! answered (and its last offset for max timestamp): never past the record asked for.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use tracing::warn;
+use uuid::Uuid;
+use yaks_common::batch::{batch_times, record_times, spans};
+use yaks_common::error::StoreError;
+use yaks_common::metastore::{IndexEntry, PartitionState};
+
+use super::fetch::{LEADER_EPOCH, epoch_error};
+use super::{RequestContext, Versions};
+use crate::GatewayState;
+
+/// Supported versions.
+pub const VERSIONS: Versions = Versions { min: 1, max: 8 };
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+/// An offset and the timestamp of its record (-1 when the lookup is not by time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Found {
+    offset: i64,
+    timestamp: i64,
+}
+
+/// Answers ListOffsets.
+pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let state = &context.state;
+    let version = context.version;
+    let names: Vec<String> = request
+        .topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .collect();
+    let topics = match state.topics.get_many(&names).await {
+        Ok(topics) => topics,
+        Err(e) => {
+            warn!(error = %e, "reading topics failed");
+            return error_response(&request, e.kafka_code());
+        }
+    };
+    let keys: Vec<(Uuid, i32)> = request
+        .topics
+        .iter()
+        .filter_map(|t| topics.get(t.name.0.as_str()).map(|m| (t, m.topic_id)))
+        .flat_map(|(t, id)| t.partitions.iter().map(move |p| (id, p.partition_index)))
+        .collect();
+    let states = match state.metastore.partition_states(&keys).await {
+        Ok(states) => states,
+        Err(e) => {
+            warn!(error = %e, "reading partition offsets failed");
+            return error_response(&request, e.kafka_code());
+        }
+    };
+    let mut responses = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let meta = topics.get(topic.name.0.as_str());
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for partition in &topic.partitions {
+            let mut answer = ListOffsetsPartitionResponse::default()
+                .with_partition_index(partition.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(-1);
+            let ps = meta.and_then(|m| {
+                states.iter().find(|s| {
+                    s.topic_id == m.topic_id && s.partition_index == partition.partition_index
+                })
+            });
+            let Some(ps) = ps else {
+                answer.error_code = ResponseError::UnknownTopicOrPartition.code();
+                partitions.push(answer);
+                continue;
+            };
+            if let Some(code) = epoch_error(partition.current_leader_epoch) {
+                answer.error_code = code;
+                partitions.push(answer);
+                continue;
+            }
+            match lookup(state, version, ps, partition.timestamp).await {
+                Ok(Some(found)) => {
+                    answer.offset = found.offset;
+                    answer.timestamp = found.timestamp;
+                    answer.leader_epoch = LEADER_EPOCH;
+                }
+                Ok(None) => {}
+                Err(code) => answer.error_code = code,
+            }
+            partitions.push(answer);
+        }
+        responses.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(responses)
+}
+
+async fn lookup(
+    state: &GatewayState,
+    version: i16,
+    ps: &PartitionState,
+    timestamp: i64,
+) -> Result<Option<Found>, i16> {
+    let at_position = |offset| {
+        Some(Found {
+            offset,
+            timestamp: -1,
+        })
+    };
+    let by_time = match timestamp {
+        LATEST => return Ok(at_position(ps.next_offset)),
+        EARLIEST => return Ok(at_position(ps.log_start_offset)),
+        EARLIEST_LOCAL if version >= 8 => return Ok(at_position(ps.log_start_offset)),
+        MAX_TIMESTAMP if version >= 7 => {
+            state
+                .metastore
+                .entry_with_max_timestamp(ps.topic_id, ps.partition_index)
+                .await
+        }
+        t if t >= 0 => {
+            state
+                .metastore
+                .entry_at_time(ps.topic_id, ps.partition_index, t)
+                .await
+        }
+        _ => return Err(ResponseError::UnsupportedVersion.code()),
+    };
+    let entry = match by_time {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            warn!(error = %e, "time lookup in the index failed");
+            return Err(e.kafka_code());
+        }
+    };
+    let found = match search_entry(state, &entry, timestamp).await {
+        Ok(found) => found,
+        Err(e) => {
+            warn!(error = %e, object = %entry.object_key, "reading batches for a time lookup failed");
+            return Err(ResponseError::KafkaStorageError.code());
+        }
+    };
+    Ok(found.map(|f| Found {
+        offset: f.offset.max(ps.log_start_offset),
+        ..f
+    }))
+}
+
+/// Finds, in one index entry, the first record with timestamp ≥ `timestamp`, or for
+/// [`MAX_TIMESTAMP`] the first record holding the entry's max timestamp.
+async fn search_entry(
+    state: &GatewayState,
+    entry: &IndexEntry,
+    timestamp: i64,
+) -> Result<Option<Found>, StoreError> {
+    let start = entry.byte_offset as u64;
+    let bytes = state
+        .objects
+        .get_range(
+            entry.object_key.clone(),
+            start..start + entry.byte_length as u64,
+        )
+        .await?;
+    let target = if timestamp == MAX_TIMESTAMP {
+        entry.max_timestamp
+    } else {
+        timestamp
+    };
+    let mut base = entry.base_offset;
+    for (at, len) in spans(&bytes) {
+        let batch = &bytes[at..at + len];
+        let Some(times) = batch_times(batch) else {
+            break;
+        };
+        let batch_base = base;
+        base += times.offset_count;
+        if times.max_timestamp < target {
+            continue;
+        }
+        let Some(records) = record_times(batch) else {
+            // Compressed: the batch's bounds are all the header tells.
+            let offset = if timestamp == MAX_TIMESTAMP {
+                base - 1
+            } else {
+                batch_base
+            };
+            let timestamp = if timestamp == MAX_TIMESTAMP {
+                times.max_timestamp
+            } else {
+                times.base_timestamp
+            };
+            return Ok(Some(Found { offset, timestamp }));
+        };
+        let hit = if timestamp == MAX_TIMESTAMP {
+            records.iter().find(|r| r.timestamp == target)
+        } else {
+            records.iter().find(|r| r.timestamp >= target)
+        };
+        if let Some(record) = hit {
+            return Ok(Some(Found {
+                offset: batch_base + i64::from(record.offset_delta),
+                timestamp: record.timestamp,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+fn error_response(request: &ListOffsetsRequest, code: i16) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            ListOffsetsPartitionResponse::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                                .with_timestamp(-1)
+                                .with_offset(-1)
+                                .with_leader_epoch(-1)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use yaks_common::kafka::{self, topic_name};
+
+    #[test]
+    fn every_version_encodes() {
+        let request = ListOffsetsRequest::default().with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default().with_partition_index(3),
+                ]),
+        ]);
+        for version in VERSIONS.min..=VERSIONS.max {
+            let response = error_response(&request, 3);
+            let bytes = kafka::encode(&response, version).expect("encodes");
+            let decoded: ListOffsetsResponse = kafka::decode(bytes, version).expect("decodes");
+            assert_eq!(decoded.topics[0].partitions[0].error_code, 3, "v{version}");
+        }
+    }
+}
