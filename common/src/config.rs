@@ -348,13 +348,13 @@ impl Config {
                 "must be an ip:port such as 0.0.0.0:9095",
             ));
         }
-        if let Some(url) = &self.reader.advertised_url {
-            if !url.starts_with("http://") {
-                return Err(invalid(
-                    "reader.advertised_url",
-                    format!("must start with http:// (got {url:?})"),
-                ));
-            }
+        if let Some(url) = &self.reader.advertised_url
+            && !url.starts_with("http://")
+        {
+            return Err(invalid(
+                "reader.advertised_url",
+                format!("must start with http:// (got {url:?})"),
+            ));
         }
         if self.reader.cache_block_bytes < 64 * 1024
             || self.reader.cache_block_bytes > MAX_CACHE_BLOCK_BYTES

@@ -36,7 +36,7 @@ pub fn rendezvous_order<'a, T>(key: &[u8], members: &'a [T], id: impl Fn(&T) -> 
         .iter()
         .map(|m| (mix(key_hash ^ mix(id(m) as u64)), id(m), m))
         .collect();
-    ranked.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+    ranked.sort_by_key(|&(weight, id, _)| std::cmp::Reverse((weight, id)));
     ranked.into_iter().map(|(_, _, m)| m).collect()
 }
 

@@ -9,7 +9,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
+async fn two_writers_two_readers_and_two_gateways_keep_offsets_and_survive_a_reader_death() {
     let infra = Infra::start().await;
     let config = infra.config();
     let s3 = &config.s3;
@@ -37,7 +37,20 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
     ];
     let writer_ports = [port(), port()];
     let gateway_ports = [port(), port()];
+    let reader_ports = [port(), port()];
     let mut processes = Vec::new();
+    // Readers are found through the registry: the gateways list none.
+    let mut readers = Vec::new();
+    for (i, reader_port) in reader_ports.iter().enumerate() {
+        let mut env = common.clone();
+        env.push((
+            "YAKS_READER__LISTEN_ADDR".into(),
+            format!("127.0.0.1:{reader_port}"),
+        ));
+        let process = Process::spawn(&format!("reader-{i}"), &["reader"], &env, infra.path());
+        wait_for_port(&format!("127.0.0.1:{reader_port}"), Some(&process)).await;
+        readers.push(process);
+    }
     for (i, writer_port) in writer_ports.iter().enumerate() {
         let mut env = common.clone();
         env.push((
@@ -121,6 +134,72 @@ async fn two_writers_and_two_gateways_keep_offsets_unique_and_contiguous() {
     let sql = infra.sql().await;
     for partition in 0..3 {
         assert_index_contiguous(&sql, "shared", partition).await;
+    }
+
+    // Read everything back; halfway, the reader serving partition 0 dies (SIGKILL).
+    let topic_id: uuid::Uuid = sql
+        .query_one("SELECT topic_id FROM topics WHERE name = 'shared'", &[])
+        .await
+        .expect("topic")
+        .get(0);
+    let urls: Vec<String> = reader_ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let pool = yaks_gateway::readers::ReaderPool::new(urls.clone());
+    let owners: Vec<String> = (0..3)
+        .map(|p| pool.ranking(&urls, topic_id, p)[0].clone())
+        .collect();
+    println!("partition owners: {owners:?}");
+    let victim = urls.iter().position(|u| *u == owners[0]).expect("owner");
+    let total = (PER_PARTITION * 4 * 3) as usize;
+    let bootstrap = bootstraps[0].clone();
+    let (half_tx, half_rx) = std::sync::mpsc::channel();
+    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let reading = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "unused")
+            .set("enable.auto.commit", "false")
+            .set("fetch.message.max.bytes", "4096")
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..3 {
+            list.add_partition_offset("shared", partition, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&list).expect("assign");
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let mut signalled = false;
+        while seen.len() < total && std::time::Instant::now() < deadline {
+            if !signalled && seen.len() >= total / 2 {
+                half_tx.send(()).expect("signal");
+                killed_rx.recv().expect("killed");
+                signalled = true;
+            }
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("fetch succeeds");
+                seen.insert((message.partition(), message.offset()));
+            }
+        }
+        seen.len()
+    });
+    tokio::task::spawn_blocking(move || half_rx.recv().expect("half read"))
+        .await
+        .expect("join");
+    drop(readers.remove(victim));
+    killed_tx.send(()).expect("resume");
+    assert_eq!(
+        reading.await.expect("join"),
+        total,
+        "every record is read back although a reader died"
+    );
+    for process in readers {
+        assert!(process.interrupt().success(), "clean exit");
     }
     for process in processes {
         let status = process.interrupt();

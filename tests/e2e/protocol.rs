@@ -4,9 +4,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsResponse, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -191,5 +196,137 @@ async fn hostile_frames_get_an_error_or_a_clean_close() {
     let versions = ApiVersionsResponse::decode(&mut response, 3).expect("v3 body");
     assert_eq!(versions.error_code, 0);
     assert!(response.is_empty(), "nothing after the v3 body");
+    roles.stop().await;
+}
+
+/// Sends one request and decodes its response.
+async fn exchange<Req: Encodable, Resp: Decodable>(
+    stream: &mut TcpStream,
+    api_key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Resp {
+    stream
+        .write_all(&frame(api_key, version, 1, request))
+        .await
+        .expect("send");
+    let mut response = read_frame(stream).await.expect("a response");
+    ResponseHeader::decode(&mut response, api_key.response_header_version(version))
+        .expect("header");
+    Resp::decode(&mut response, version).expect("body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_by_topic_id_patches_offsets_and_epochs_agree_with_metadata() {
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    create_topic(&roles.bootstrap(), "raw", 1).await;
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    // Two produce requests: offsets 0..=1, then 2..=4.
+    for values in [&[&b"a"[..], b"b"][..], &[b"c", b"d", b"e"]] {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic_name("raw"))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(Bytes::from(testing::batch(values, 5)))),
+                    ]),
+            ]);
+        let response: ProduceResponse = exchange(&mut stream, ApiKey::Produce, 9, &request).await;
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    let sql = infra.sql().await;
+    let topic_id: uuid::Uuid = sql
+        .query_one("SELECT topic_id FROM topics WHERE name = 'raw'", &[])
+        .await
+        .expect("topic")
+        .get(0);
+
+    let fetch = |topic_id: uuid::Uuid, offset: i64| {
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_current_leader_epoch(0)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ])
+    };
+    let response: FetchResponse =
+        exchange(&mut stream, ApiKey::Fetch, 16, &fetch(topic_id, 3)).await;
+    let topic = &response.responses[0];
+    assert_eq!(topic.topic_id, topic_id);
+    let data = &topic.partitions[0];
+    assert_eq!((data.error_code, data.high_watermark), (0, 5));
+    let records = data.records.clone().expect("records");
+    // The batch holding offset 3 comes back whole, re-based at 2, with leader epoch 0.
+    assert_eq!(i64::from_be_bytes(records[..8].try_into().expect("8")), 2);
+    assert_eq!(
+        i32::from_be_bytes(records[12..16].try_into().expect("4")),
+        0
+    );
+    assert!(
+        yaks_common::batch::validate_produce_batch(&records).is_ok(),
+        "CRC intact"
+    );
+
+    let response: FetchResponse = exchange(
+        &mut stream,
+        ApiKey::Fetch,
+        16,
+        &fetch(uuid::Uuid::from_u128(42), 0),
+    )
+    .await;
+    assert_eq!(
+        response.responses[0].partitions[0].error_code,
+        ResponseError::UnknownTopicId.code()
+    );
+    let response: FetchResponse =
+        exchange(&mut stream, ApiKey::Fetch, 16, &fetch(topic_id, 6)).await;
+    assert_eq!(
+        response.responses[0].partitions[0].error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
+
+    let request = OffsetForLeaderEpochRequest::default().with_topics(vec![
+        OffsetForLeaderTopic::default()
+            .with_topic(topic_name("raw"))
+            .with_partitions(vec![
+                OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(0)
+                    .with_leader_epoch(0),
+                OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(3),
+            ]),
+    ]);
+    let response: OffsetForLeaderEpochResponse =
+        exchange(&mut stream, ApiKey::OffsetForLeaderEpoch, 4, &request).await;
+    let partitions = &response.topics[0].partitions;
+    assert_eq!(
+        (
+            partitions[0].error_code,
+            partitions[0].leader_epoch,
+            partitions[0].end_offset
+        ),
+        (0, 0, 5)
+    );
+    assert_eq!(
+        (partitions[1].leader_epoch, partitions[1].end_offset),
+        (-1, -1)
+    );
     roles.stop().await;
 }

@@ -40,16 +40,11 @@ pub const VERSIONS: Versions = Versions { min: 4, max: 16 };
 /// Every partition's leader epoch, as Metadata reports it.
 pub const LEADER_EPOCH: i32 = 0;
 
-/// The error for a request made with `current_leader_epoch`, if it is not ours; -1 means
-/// the client does not check.
+/// The error for a request made with `current_leader_epoch` (-1: the client does not
+/// check). [`LEADER_EPOCH`] is the only epoch there ever was, so no request is behind it
+/// (FENCED_LEADER_EPOCH); one ahead of it comes from metadata yaks never gave.
 pub fn epoch_error(current_leader_epoch: i32) -> Option<i16> {
-    if current_leader_epoch > LEADER_EPOCH {
-        Some(ResponseError::UnknownLeaderEpoch.code())
-    } else if current_leader_epoch >= 0 && current_leader_epoch < LEADER_EPOCH {
-        Some(ResponseError::FencedLeaderEpoch.code())
-    } else {
-        None
-    }
+    (current_leader_epoch > LEADER_EPOCH).then(|| ResponseError::UnknownLeaderEpoch.code())
 }
 
 /// One requested partition, in request order.
