@@ -133,8 +133,8 @@ impl Reader {
         &self.cache
     }
 
-    /// Serves until `shutdown`: leaves the registry first so gateways stop routing here,
-    /// lets open fetches finish, then closes the cache.
+    /// Serves until `shutdown`: leaves the registry at once so gateways stop routing here
+    /// while open fetches finish, then closes the cache.
     pub async fn run(self, shutdown: Shutdown) {
         let Reader {
             listener,
@@ -147,11 +147,13 @@ impl Reader {
         } = self;
         info!(addr = ?listener.local_addr().ok(), url = lease.address(), "reader listening");
         let follower = tokio::spawn(tail::follow(metastore, feed, tail, shutdown.clone()));
-        let lease = Arc::new(lease);
+        // On shutdown the lease is released at once, while open fetches drain.
         let keeper = {
-            let lease = lease.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move { lease.keep(shutdown).await })
+            tokio::spawn(async move {
+                lease.keep(shutdown).await;
+                lease.release().await;
+            })
         };
         let server = yaks_common::rpc::serve(
             listener,
@@ -163,7 +165,6 @@ impl Reader {
         );
         server.await;
         let _ = keeper.await;
-        lease.release().await;
         let _ = follower.await;
         cache.close().await;
         info!("reader stopped");
