@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::future::{join_all, select_all};
+use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
@@ -208,47 +208,50 @@ impl FetchService {
         let ticket = self.tail.ticket();
         let keys: Vec<PartitionKey> = missing.iter().map(|&i| wanted[i].key()).collect();
         let states = self.metastore.partition_states(&keys).await?;
-        let loads = missing.iter().filter_map(|&i| {
-            let w = &wanted[i];
-            let state = *states
+        let mut found: Vec<(usize, PartitionState)> = Vec::with_capacity(missing.len());
+        for &i in &missing {
+            let key = wanted[i].key();
+            if let Some(state) = states
                 .iter()
-                .find(|s| (s.topic_id, s.partition_index) == w.key())?;
-            Some(async move {
-                let entries = if w.fetch_offset >= state.log_start_offset
-                    && w.fetch_offset < state.next_offset
-                {
-                    self.metastore
-                        .index_entries(
-                            w.topic_id,
-                            w.partition,
-                            w.fetch_offset,
-                            ENTRIES_PER_FETCH as i64,
-                        )
-                        .await?
-                } else {
-                    Vec::new()
-                };
-                Ok::<_, StoreError>((i, state, entries))
+                .find(|s| (s.topic_id, s.partition_index) == key)
+            {
+                found.push((i, *state));
+            }
+        }
+        // Entries only where the fetch offset is inside the log: one query for all of them.
+        let inside: Vec<usize> = (0..found.len())
+            .filter(|&f| {
+                let (i, state) = found[f];
+                let offset = wanted[i].fetch_offset;
+                offset >= state.log_start_offset && offset < state.next_offset
             })
-        });
-        for loaded in join_all(loads).await {
-            let (i, state, entries) = loaded?;
-            self.install_if_tail(ticket, state, &entries, wanted[i].fetch_offset);
+            .collect();
+        let ranges: Vec<(Uuid, i32, i64)> = inside
+            .iter()
+            .map(|&f| {
+                let w = &wanted[found[f].0];
+                (w.topic_id, w.partition, w.fetch_offset)
+            })
+            .collect();
+        let lists = if ranges.is_empty() {
+            Vec::new()
+        } else {
+            self.metastore
+                .index_entries(&ranges, ENTRIES_PER_FETCH as i64)
+                .await?
+        };
+        let mut entries_of: Vec<Vec<IndexEntry>> = vec![Vec::new(); found.len()];
+        for (&f, list) in inside.iter().zip(lists) {
+            entries_of[f] = list;
+        }
+        for ((i, state), entries) in found.into_iter().zip(entries_of) {
+            // A load reaching the high watermark becomes the partition's tail.
+            if wanted[i].fetch_offset >= state.next_offset || !entries.is_empty() {
+                self.tail.install(ticket, state, &entries);
+            }
             snapshots[i] = Some(Snapshot { state, entries });
         }
         Ok(snapshots)
-    }
-
-    fn install_if_tail(
-        &self,
-        ticket: crate::tail::LoadTicket,
-        state: PartitionState,
-        entries: &[IndexEntry],
-        fetch_offset: i64,
-    ) {
-        if fetch_offset >= state.next_offset || !entries.is_empty() {
-            self.tail.install(ticket, state, entries);
-        }
     }
 
     /// Whole batches from `fetch_offset` on, at most `budget` bytes unless the first batch

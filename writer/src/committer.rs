@@ -292,9 +292,10 @@ mod tests {
             }
         }
         let entries = metastore
-            .index_entries(topic, 1, 0, 100)
+            .index_entries(&[(topic, 1, 0)], 100)
             .await
-            .expect("entries");
+            .expect("entries")
+            .remove(0);
         let covered: i64 = entries
             .iter()
             .map(|e| e.last_offset - e.base_offset + 1)

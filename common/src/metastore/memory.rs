@@ -185,19 +185,26 @@ impl Metastore for MemoryMetastore {
 
     async fn index_entries(
         &self,
-        topic_id: Uuid,
-        partition_index: i32,
-        from_offset: i64,
+        wanted: &[(Uuid, i32, i64)],
         limit: i64,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
+    ) -> Result<Vec<Vec<IndexEntry>>, StoreError> {
         let state = self.state();
-        Ok(state
-            .index
-            .range((topic_id, partition_index, i64::MIN)..=(topic_id, partition_index, i64::MAX))
-            .filter(|(_, row)| row.last_offset >= from_offset)
-            .take(limit.max(0) as usize)
-            .map(|(&(_, _, base_offset), row)| row.entry(base_offset))
-            .collect())
+        let mut lists = Vec::with_capacity(wanted.len());
+        for &(topic_id, partition_index, from_offset) in wanted {
+            lists.push(
+                state
+                    .index
+                    .range(
+                        (topic_id, partition_index, i64::MIN)
+                            ..=(topic_id, partition_index, i64::MAX),
+                    )
+                    .filter(|(_, row)| row.last_offset >= from_offset)
+                    .take(limit.max(0) as usize)
+                    .map(|(&(_, _, base_offset), row)| row.entry(base_offset))
+                    .collect(),
+            );
+        }
+        Ok(lists)
     }
 
     async fn object_entries(&self, object_id: &str) -> Result<Vec<PartitionEntry>, StoreError> {

@@ -61,15 +61,14 @@ pub trait Metastore: Send + Sync + 'static {
         partitions: &[(Uuid, i32)],
     ) -> Result<Vec<PartitionState>, StoreError>;
 
-    /// Index entries of a partition whose last offset is at least `from_offset`, in offset
-    /// order, at most `limit`.
+    /// Index entries of several partitions at once: for each `(topic, partition,
+    /// from_offset)`, the entries whose last offset is at least `from_offset`, in offset
+    /// order, at most `limit` of them. One list per request, in request order.
     async fn index_entries(
         &self,
-        topic_id: Uuid,
-        partition_index: i32,
-        from_offset: i64,
+        wanted: &[(Uuid, i32, i64)],
         limit: i64,
-    ) -> Result<Vec<IndexEntry>, StoreError>;
+    ) -> Result<Vec<Vec<IndexEntry>>, StoreError>;
 
     /// Index entries of one object, for readers following the commit feed.
     async fn object_entries(&self, object_id: &str) -> Result<Vec<PartitionEntry>, StoreError>;
@@ -229,10 +228,23 @@ pub async fn conformance_suite(store: &dyn Metastore) {
             .collect::<Vec<_>>(),
         vec![(0, 3, 0), (1, 7, 0)]
     );
-    let entries = store
-        .index_entries(orders.topic_id, 1, 5, 10)
+    let mut lists = store
+        .index_entries(
+            &[
+                (orders.topic_id, 1, 5),
+                (orders.topic_id, 0, 0),
+                (orders.topic_id, 1, 0),
+            ],
+            10,
+        )
         .await
         .expect("entries");
+    assert_eq!(lists.len(), 3, "one list per request, in request order");
+    assert_eq!(
+        lists[1].iter().map(|e| e.base_offset).collect::<Vec<_>>(),
+        vec![0]
+    );
+    let entries = lists.remove(0);
     assert_eq!(entries.len(), 1);
     assert_eq!(
         (
@@ -242,10 +254,7 @@ pub async fn conformance_suite(store: &dyn Metastore) {
         ),
         (5, 6, "k/second")
     );
-    let entries = store
-        .index_entries(orders.topic_id, 1, 0, 10)
-        .await
-        .expect("entries");
+    let entries = lists.remove(1);
     assert_eq!(
         entries.iter().map(|e| e.base_offset).collect::<Vec<_>>(),
         vec![0, 5]
@@ -302,12 +311,12 @@ pub async fn conformance_suite(store: &dyn Metastore) {
             .expect("states")
             .is_empty()
     );
-    assert!(
+    assert_eq!(
         store
-            .index_entries(orders.topic_id, 1, 0, 10)
+            .index_entries(&[(orders.topic_id, 1, 0)], 10)
             .await
-            .expect("entries")
-            .is_empty()
+            .expect("entries"),
+        vec![Vec::new()]
     );
     assert_eq!(store.topics(None).await.expect("list"), vec![audit]);
 

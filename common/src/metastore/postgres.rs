@@ -284,34 +284,47 @@ impl Metastore for PgMetastore {
             .collect())
     }
 
-    /// Index entries of a partition holding offsets from `from_offset` on, in offset order,
-    /// at most `limit` of them.
+    /// Index entries of many partitions in one query: a LATERAL scan of each partition's
+    /// primary-key range from its fetch offset, `limit` rows each.
     async fn index_entries(
         &self,
-        topic_id: Uuid,
-        partition_index: i32,
-        from_offset: i64,
+        wanted: &[(Uuid, i32, i64)],
         limit: i64,
-    ) -> Result<Vec<IndexEntry>, StoreError> {
+    ) -> Result<Vec<Vec<IndexEntry>>, StoreError> {
+        let topic_ids: Vec<Uuid> = wanted.iter().map(|w| w.0).collect();
+        let partitions: Vec<i32> = wanted.iter().map(|w| w.1).collect();
+        let from_offsets: Vec<i64> = wanted.iter().map(|w| w.2).collect();
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {ENTRY_COLUMNS}
-                 FROM object_index i JOIN objects o USING (object_id)
-                 WHERE i.topic_id = $1 AND i.partition_index = $2 AND i.last_offset >= $3
-                 ORDER BY i.base_offset
-                 LIMIT $4"
+                "SELECT w.n, e.*
+                 FROM unnest($1::uuid[], $2::int[], $3::bigint[]) WITH ORDINALITY
+                      AS w(topic_id, partition_index, from_offset, n)
+                 CROSS JOIN LATERAL (
+                     SELECT {ENTRY_COLUMNS}
+                     FROM object_index i JOIN objects o USING (object_id)
+                     WHERE i.topic_id = w.topic_id AND i.partition_index = w.partition_index
+                       AND i.last_offset >= w.from_offset
+                     ORDER BY i.base_offset
+                     LIMIT $4
+                 ) e
+                 ORDER BY w.n, e.base_offset"
             ))
             .await
             .map_err(pg_error)?;
         let rows = client
             .query(
                 &statement,
-                &[&topic_id, &partition_index, &from_offset, &limit],
+                &[&topic_ids, &partitions, &from_offsets, &limit],
             )
             .await
             .map_err(pg_error)?;
-        Ok(rows.iter().map(|r| entry_from_row(r, 0)).collect())
+        let mut lists = vec![Vec::new(); wanted.len()];
+        for row in rows {
+            let n: i64 = row.get(0);
+            lists[(n - 1) as usize].push(entry_from_row(&row, 1));
+        }
+        Ok(lists)
     }
 
     /// Index entries of one object, in (topic, partition) order.
