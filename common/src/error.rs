@@ -40,3 +40,22 @@ impl StoreError {
         }
     }
 }
+
+/// Why a role could not start: the caller prints it and exits.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the listener failed.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A setting is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The metastore, the object store or a cache did not open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -31,6 +31,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::error::StartError;
 use crate::shutdown::Shutdown;
 
 /// Produce path on writers.
@@ -128,6 +129,17 @@ where
     let mut response = Response::new(B::from(Bytes::from(text.into())));
     *response.status_mut() = status;
     response
+}
+
+/// Binds a listener on `addr`, returning it with the address it got (port 0 picks one).
+pub async fn bind(addr: &str) -> Result<(TcpListener, std::net::SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
 }
 
 /// Accepts the next connection. Accept errors (out of file descriptors, a connection reset

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 use yaks_common::config::{GatewayConfig, RegistryConfig};
-use yaks_common::error::StoreError;
+use yaks_common::error::StartError;
 use yaks_common::metastore::SharedMetastore;
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
@@ -61,25 +61,6 @@ pub struct Gateway {
     state: Arc<GatewayState>,
 }
 
-/// Why a gateway could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Binding the listener failed.
-    #[error("binding {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A setting is unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The metastore did not answer.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 impl Gateway {
     /// Binds the Kafka listener and registers this gateway in the service registry.
     pub async fn bind(
@@ -93,16 +74,7 @@ impl Gateway {
                 "`gateway.writer_urls` must name at least one writer (http://host:port)".into(),
             ));
         }
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen_addr.clone(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen_addr.clone(),
-            source,
-        })?;
+        let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;
         let advertised = advertised_addr(&config, local)?;
         let cluster = ClusterView::register(metastore.clone(), registry, advertised).await?;
         let state = Arc::new(GatewayState {

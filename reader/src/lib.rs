@@ -27,7 +27,7 @@ use kafka_protocol::messages::FetchRequest;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 use yaks_common::config::{ReaderConfig, RegistryConfig};
-use yaks_common::error::StoreError;
+use yaks_common::error::StartError;
 use yaks_common::kafka;
 use yaks_common::metastore::{Role, SharedMetastore};
 use yaks_common::objstore::SharedObjectStore;
@@ -41,25 +41,6 @@ use crate::tail::TailIndex;
 
 /// Largest internal fetch request body: partitions and offsets only, never records.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-
-/// Why a reader could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Binding the listener failed.
-    #[error("binding {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A setting is unusable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The metastore or the cache did not open.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// A bound, registered, not yet serving reader.
 pub struct Reader {
@@ -80,16 +61,7 @@ impl Reader {
         metastore: SharedMetastore,
         objects: SharedObjectStore,
     ) -> Result<Reader, StartError> {
-        let listener = TcpListener::bind(&config.listen_addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen_addr.clone(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen_addr.clone(),
-            source,
-        })?;
+        let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;
         let url = match &config.advertised_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None if local.ip().is_unspecified() => {
