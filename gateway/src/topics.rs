@@ -19,10 +19,11 @@ pub const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Kafka's limit on topic name length.
 const MAX_NAME_LEN: usize = 249;
 
-/// Short-lived cache of topics by name.
+/// Short-lived cache of topics by name, and of known topics by id (Fetch v13+).
 pub struct TopicCache {
     metastore: SharedMetastore,
     entries: RwLock<HashMap<String, (Instant, Option<TopicMeta>)>>,
+    by_id: RwLock<HashMap<Uuid, (Instant, TopicMeta)>>,
 }
 
 impl TopicCache {
@@ -31,6 +32,7 @@ impl TopicCache {
         TopicCache {
             metastore,
             entries: RwLock::new(HashMap::new()),
+            by_id: RwLock::new(HashMap::new()),
         }
     }
 
@@ -76,29 +78,26 @@ impl TopicCache {
     pub async fn get_by_ids(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, TopicMeta>, StoreError> {
         let now = Instant::now();
         let mut found = HashMap::new();
+        let mut missing = Vec::new();
         {
-            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            for (at, topic) in entries.values() {
-                if let Some(topic) = topic
-                    && now.duration_since(*at) < CACHE_TTL
-                    && ids.contains(&topic.topic_id)
-                {
-                    found.insert(topic.topic_id, topic.clone());
+            let by_id = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                match by_id.get(id) {
+                    Some((at, topic)) if now.duration_since(*at) < CACHE_TTL => {
+                        found.insert(*id, topic.clone());
+                    }
+                    _ => missing.push(*id),
                 }
             }
         }
-        let missing: Vec<Uuid> = ids
-            .iter()
-            .filter(|id| !found.contains_key(id))
-            .copied()
-            .collect();
         if missing.is_empty() {
             return Ok(found);
         }
         let loaded = self.metastore.topics_by_id(&missing).await?;
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut by_id = self.by_id.write().unwrap_or_else(|p| p.into_inner());
+        by_id.retain(|_, (at, _)| now.duration_since(*at) < CACHE_TTL);
         for topic in loaded {
-            entries.insert(topic.name.clone(), (now, Some(topic.clone())));
+            by_id.insert(topic.topic_id, (now, topic.clone()));
             found.insert(topic.topic_id, topic);
         }
         Ok(found)
@@ -110,6 +109,10 @@ impl TopicCache {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.by_id
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, topic)| topic.name != name);
     }
 
     /// Records a topic this gateway just created.

@@ -72,14 +72,19 @@ impl Tail {
             self.covered_from = entry.base_offset;
         }
         self.entries.push_back(entry);
+        self.trim();
+        self.high_watermark.send_replace(self.state.next_offset);
+        true
+    }
+
+    /// Keeps at most [`MAX_TAIL_ENTRIES`], moving `covered_from` past the dropped ones.
+    fn trim(&mut self) {
         while self.entries.len() > MAX_TAIL_ENTRIES {
             self.entries.pop_front();
             if let Some(first) = self.entries.front() {
                 self.covered_from = first.base_offset;
             }
         }
-        self.high_watermark.send_replace(self.state.next_offset);
-        true
     }
 }
 
@@ -230,12 +235,7 @@ impl TailIndex {
         if !consistent {
             return;
         }
-        while tail.entries.len() > MAX_TAIL_ENTRIES {
-            tail.entries.pop_front();
-        }
-        if let Some(first) = tail.entries.front() {
-            tail.covered_from = tail.covered_from.max(first.base_offset);
-        }
+        tail.trim();
         // Replacing an existing tail drops its sender, which wakes its waiters.
         inner.tails.insert(key, tail);
         if inner.tails.len() > SWEEP_ABOVE {

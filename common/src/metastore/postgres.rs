@@ -157,6 +157,30 @@ impl PgMetastore {
         Ok(topics)
     }
 
+    /// The first index entry of partition ($1, $2) matching `condition` in `order`.
+    async fn first_entry(
+        &self,
+        condition: &str,
+        order: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {ENTRY_COLUMNS}
+                     FROM object_index i JOIN objects o USING (object_id)
+                     WHERE i.topic_id = $1 AND i.partition_index = $2 AND {condition}
+                     ORDER BY {order}
+                     LIMIT 1"
+                ),
+                params,
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| entry_from_row(&r, 0)))
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool
             .get()
@@ -361,22 +385,12 @@ impl Metastore for PgMetastore {
         partition_index: i32,
         timestamp: i64,
     ) -> Result<Option<IndexEntry>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {ENTRY_COLUMNS}
-                     FROM object_index i JOIN objects o USING (object_id)
-                     WHERE i.topic_id = $1 AND i.partition_index = $2
-                       AND i.max_timestamp >= $3
-                     ORDER BY i.base_offset
-                     LIMIT 1"
-                ),
-                &[&topic_id, &partition_index, &timestamp],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(row.map(|r| entry_from_row(&r, 0)))
+        self.first_entry(
+            "i.max_timestamp >= $3",
+            "i.base_offset",
+            &[&topic_id, &partition_index, &timestamp],
+        )
+        .await
     }
 
     async fn entry_with_max_timestamp(
@@ -384,21 +398,12 @@ impl Metastore for PgMetastore {
         topic_id: Uuid,
         partition_index: i32,
     ) -> Result<Option<IndexEntry>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {ENTRY_COLUMNS}
-                     FROM object_index i JOIN objects o USING (object_id)
-                     WHERE i.topic_id = $1 AND i.partition_index = $2
-                     ORDER BY i.max_timestamp DESC, i.base_offset
-                     LIMIT 1"
-                ),
-                &[&topic_id, &partition_index],
-            )
-            .await
-            .map_err(pg_error)?;
-        Ok(row.map(|r| entry_from_row(&r, 0)))
+        self.first_entry(
+            "true",
+            "i.max_timestamp DESC, i.base_offset",
+            &[&topic_id, &partition_index],
+        )
+        .await
     }
 
     /// LISTENs on a dedicated connection (re-opened when lost, reporting a gap). The

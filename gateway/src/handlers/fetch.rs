@@ -384,37 +384,23 @@ fn error_partition(partition: i32, code: i16) -> PartitionData {
 /// v13) or identified (from v13).
 fn build(version: i16, wanted: &[Wanted], partitions: Vec<PartitionData>) -> FetchResponse {
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last: Option<(&str, Uuid)> = None;
     for (w, data) in wanted.iter().zip(partitions) {
-        match responses.last_mut() {
-            Some(last)
-                if last.topic.0.as_str() == w.topic && last.topic_id == topic_id(version, w) =>
-            {
-                last.partitions.push(data)
-            }
-            _ => {
-                let mut topic = FetchableTopicResponse::default().with_partitions(vec![data]);
-                if version >= 13 {
-                    topic.topic_id = w.topic_id;
-                }
-                topic.topic = topic_name(&w.topic);
-                responses.push(topic);
-            }
+        let key = (w.topic.as_str(), w.topic_id);
+        if let (Some(topic), true) = (responses.last_mut(), last == Some(key)) {
+            topic.partitions.push(data);
+            continue;
         }
-    }
-    if version >= 13 {
-        for topic in &mut responses {
-            topic.topic = Default::default();
+        let mut topic = FetchableTopicResponse::default().with_partitions(vec![data]);
+        if version >= 13 {
+            topic.topic_id = w.topic_id;
+        } else {
+            topic.topic = topic_name(&w.topic);
         }
+        responses.push(topic);
+        last = Some(key);
     }
     FetchResponse::default().with_responses(responses)
-}
-
-fn topic_id(version: i16, w: &Wanted) -> Uuid {
-    if version >= 13 {
-        w.topic_id
-    } else {
-        Uuid::nil()
-    }
 }
 
 #[cfg(test)]
