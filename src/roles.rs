@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use yaks_common::clock::system_clock;
 use yaks_common::config::Config;
+use yaks_common::failpoint::FailPoints;
 use yaks_common::metastore::{PgMetastore, SharedMetastore};
 use yaks_common::objstore::{S3ObjectStore, SharedObjectStore};
 use yaks_gateway::Gateway;
@@ -40,14 +41,25 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
     })
 }
 
+/// Environment variable arming fail points in a process, for fault-injection tests
+/// (see `yaks_common::failpoint`). Never set in production.
+pub const FAIL_POINTS_ENV: &str = "YAKS_FAIL_POINTS";
+
 /// Binds a writer.
 pub async fn bind_writer(config: &Config, backends: &Backends) -> anyhow::Result<Writer> {
+    let fail_points = match std::env::var(FAIL_POINTS_ENV) {
+        Ok(spec) => {
+            FailPoints::from_spec(&spec).map_err(|e| anyhow::anyhow!("{FAIL_POINTS_ENV}: {e}"))?
+        }
+        Err(_) => FailPoints::default(),
+    };
     let context = WriterContext {
         config: config.writer.clone(),
         s3: config.s3.clone(),
         metastore: backends.metastore.clone(),
         objects: backends.objects.clone(),
         clock: system_clock(),
+        fail_points: Arc::new(fail_points),
     };
     Writer::bind(context)
         .await
@@ -61,6 +73,7 @@ pub async fn bind_gateway(config: &Config, backends: &Backends) -> anyhow::Resul
         config.registry.clone(),
         backends.metastore.clone(),
         backends.objects.clone(),
+        system_clock(),
     )
     .await
     .context("starting gateway")

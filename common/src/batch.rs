@@ -17,6 +17,9 @@
 
 use bytes::Bytes;
 
+use crate::metastore::ProducerBatch;
+use crate::metastore::producers::last_sequence;
+
 /// Size of the fixed batch header.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before `batchLength`'s coverage starts (baseOffset + batchLength).
@@ -147,7 +150,25 @@ pub fn header_info(records: &[u8]) -> Result<BatchInfo, BatchError> {
             "producers may not send control batches".into(),
         ));
     }
+    if info.producer_id >= 0 && (info.producer_epoch < 0 || info.base_sequence < 0) {
+        return Err(BatchError::Invalid(format!(
+            "producer id {} with epoch {} and base sequence {}: an idempotent batch needs both",
+            info.producer_id, info.producer_epoch, info.base_sequence
+        )));
+    }
     Ok(info)
+}
+
+impl BatchInfo {
+    /// The idempotent-producer identity of the batch; `None` for a producer without one.
+    pub fn producer(&self) -> Option<ProducerBatch> {
+        (self.producer_id >= 0).then(|| ProducerBatch {
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            first_sequence: self.base_sequence,
+            last_sequence: last_sequence(self.base_sequence, self.offset_count),
+        })
+    }
 }
 
 /// Offsets the batch starting at `batch` occupies (`lastOffsetDelta + 1`), if its header is

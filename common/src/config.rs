@@ -92,6 +92,10 @@ pub struct WriterConfig {
     pub max_buffered_bytes: u64,
     /// Flushes whose upload may overlap; commits still happen in flush order.
     pub max_uploads_in_flight: usize,
+    /// What a partition remembers of an idempotent producer is forgotten this long after
+    /// the producer last wrote to it (Kafka's `producer.id.expiration.ms`); after that, its
+    /// next batch is taken whatever its sequence.
+    pub producer_id_expiration_ms: u64,
 }
 
 impl Default for WriterConfig {
@@ -102,6 +106,7 @@ impl Default for WriterConfig {
             flush_interval_ms: 250,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_uploads_in_flight: 4,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -312,6 +317,12 @@ impl Config {
             return Err(invalid(
                 "writer.listen_addr",
                 "must be an ip:port such as 0.0.0.0:9094",
+            ));
+        }
+        if self.writer.producer_id_expiration_ms < 1000 {
+            return Err(invalid(
+                "writer.producer_id_expiration_ms",
+                "must be at least 1000",
             ));
         }
         if self.gateway.max_frame_bytes < 1024 {

@@ -41,6 +41,20 @@ impl StoreError {
     }
 }
 
+impl crate::metastore::SequenceError {
+    /// The Kafka error code a producer should see for a refused batch.
+    pub fn kafka_code(self) -> i16 {
+        match self {
+            crate::metastore::SequenceError::OutOfOrder => {
+                ResponseError::OutOfOrderSequenceNumber.code()
+            }
+            crate::metastore::SequenceError::StaleEpoch => {
+                ResponseError::InvalidProducerEpoch.code()
+            }
+        }
+    }
+}
+
 /// Why a role could not start: the caller prints it and exits.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

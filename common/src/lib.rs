@@ -7,7 +7,8 @@
 //! - [`ids`]: object ids and the one path resolver that turns them into S3 keys.
 //! - [`clock`]: injected time, so tests can control it.
 //! - [`batch`]: RecordBatch (magic 2) header parsing and validation, without decoding records.
-//! - [`metastore`]: PostgreSQL state: topics, partitions, the object index, the service registry.
+//! - [`metastore`]: PostgreSQL state: topics, partitions, the object index, producer state,
+//!   the service registry.
 //! - [`objstore`]: the object-store seam, with the S3 implementation and an in-memory one.
 //! - [`registry`]: a process's lease in the service registry.
 //! - [`rpc`]: the internal HTTP contract between roles (paths, headers, a small client).
@@ -16,11 +17,13 @@
 //! - [`error`]: error kinds that say what the caller should do.
 //! - [`hashing`]: stable rendezvous hashing, so processes agree on owners without talking.
 //! - [`shutdown`]: a cloneable shutdown signal.
+//! - [`failpoint`]: named points on the durability path where tests inject failures.
 
 pub mod batch;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod hashing;
 pub mod ids;
 pub mod kafka;

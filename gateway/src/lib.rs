@@ -10,10 +10,12 @@
 //! - [`topics`]: a short-lived cache of topic metadata, topic-name and config validation.
 //! - [`writers`]: which writer a connection's produce requests go to, with failover.
 //! - [`readers`]: which reader serves a fetched partition, with failover.
+//! - [`producer_ids`]: producer ids for InitProducerId, from blocks reserved in PostgreSQL.
 
 pub mod cluster;
 pub mod connection;
 pub mod handlers;
+pub mod producer_ids;
 pub mod readers;
 pub mod topics;
 pub mod writers;
@@ -25,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
+use yaks_common::clock::SharedClock;
 use yaks_common::config::{GatewayConfig, RegistryConfig};
 use yaks_common::error::StartError;
 use yaks_common::metastore::SharedMetastore;
@@ -32,6 +35,7 @@ use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
+use crate::producer_ids::ProducerIds;
 use crate::readers::ReaderPool;
 use crate::topics::TopicCache;
 use crate::writers::WriterPool;
@@ -52,6 +56,10 @@ pub struct GatewayState {
     pub writers: WriterPool,
     /// Fetch routing.
     pub readers: ReaderPool,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: ProducerIds,
+    /// Stamps producer epochs.
+    pub clock: SharedClock,
     next_connection_id: AtomicU64,
 }
 
@@ -68,6 +76,7 @@ impl Gateway {
         registry: RegistryConfig,
         metastore: SharedMetastore,
         objects: SharedObjectStore,
+        clock: SharedClock,
     ) -> Result<Gateway, StartError> {
         if config.writer_urls.is_empty() {
             return Err(StartError::Config(
@@ -81,6 +90,8 @@ impl Gateway {
             topics: TopicCache::new(metastore.clone()),
             writers: WriterPool::new(config.writer_urls.clone()),
             readers: ReaderPool::new(config.reader_urls.clone()),
+            producer_ids: ProducerIds::new(metastore.clone()),
+            clock,
             config,
             metastore,
             objects,

@@ -61,14 +61,14 @@ impl WriterPool {
         self.urls.is_empty()
     }
 
-    /// Sends an internal produce body and returns once a writer *accepted* it. Tries the
-    /// connection's writer first, then the others; only writers that did not accept are
-    /// retried, so nothing is ever appended twice by this loop.
+    /// Sends an internal produce body and returns once a writer *accepted* it, with that
+    /// writer's index. Tries the connection's writer first, then the others; only writers
+    /// that did not accept are retried, so nothing is ever appended twice by this loop.
     pub async fn produce(
         &self,
         sticky: &Sticky,
         body: Bytes,
-    ) -> Result<Response<Incoming>, RpcError> {
+    ) -> Result<(usize, Response<Incoming>), RpcError> {
         let count = self.urls.len();
         let start = sticky.0.load(Ordering::Relaxed);
         let mut last_error = RpcError::Unavailable("no writer configured".into());
@@ -89,7 +89,7 @@ impl WriterPool {
                             sticky.0.store(index, Ordering::Relaxed);
                         }
                         self.mark_up(index);
-                        return Ok(response);
+                        return Ok((index, response));
                     }
                     Err(e) => {
                         warn!(writer = %self.urls[index], error = %e, "writer did not accept a produce");
@@ -100,6 +100,15 @@ impl WriterPool {
             }
         }
         Err(last_error)
+    }
+
+    /// A writer accepted a produce and then cut the connection without answering: it most
+    /// likely died between commit and answer. Skip it, so the client's retry goes to
+    /// another writer at once (where the sequence check answers it with the original
+    /// offsets if the first attempt was committed).
+    pub fn answer_lost(&self, index: usize) {
+        warn!(writer = %self.urls[index], "writer lost a produce answer; skipping it for a while");
+        self.mark_down(index);
     }
 
     fn is_down(&self, index: usize) -> bool {

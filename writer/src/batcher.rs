@@ -3,7 +3,8 @@
 //! Vocabulary: an *append* is one accepted produce request (its partitions' batches and the
 //! channel to answer it on); a *flush* seals the buffer into one object body in which each
 //! partition's batches are one contiguous byte range, in partition order, and hands it to
-//! the committer. A buffer is flushed when it holds `flush_bytes`, when its first append is
+//! the committer with every batch's place and producer identity, so the commit can decide
+//! batch by batch (a retried idempotent batch is not stored twice). A buffer is flushed when it holds `flush_bytes`, when its first append is
 //! `flush_interval` old, or at once while shutting down. An empty buffer never flushes, so
 //! an idle writer makes no S3 or PostgreSQL requests.
 
@@ -18,7 +19,7 @@ use tokio::time::Instant;
 use tracing::debug;
 use uuid::Uuid;
 use yaks_common::batch::BatchInfo;
-use yaks_common::metastore::PartitionAppend;
+use yaks_common::metastore::{AppendBatch, PartitionAppend};
 use yaks_common::shutdown::Shutdown;
 
 use crate::WriterContext;
@@ -121,22 +122,20 @@ impl Batcher {
     }
 }
 
-/// One partition's batches in the open buffer.
+/// One partition's batches in the open buffer, in arrival order.
 #[derive(Default)]
 struct PartitionBuffer {
-    batches: Vec<Bytes>,
-    offset_count: i64,
-    max_timestamp: i64,
+    batches: Vec<(Bytes, BatchInfo)>,
     bytes: usize,
 }
 
-/// Where one partition of an append landed inside its partition's range.
+/// Where one partition of an append landed: its batch's position among the partition's
+/// batches in this flush, which is also its position in the commit's outcomes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Placement {
     pub topic_id: Uuid,
     pub partition_index: i32,
-    /// Offsets before this batch within the partition's range in this flush.
-    pub relative_offset: i64,
+    pub batch: usize,
 }
 
 /// An accepted append waiting for its flush to commit.
@@ -174,13 +173,11 @@ impl OpenBuffer {
             placements.push(Placement {
                 topic_id: batch.topic_id,
                 partition_index: batch.partition_index,
-                relative_offset: partition.offset_count,
+                batch: partition.batches.len(),
             });
-            partition.offset_count += batch.info.offset_count;
-            partition.max_timestamp = partition.max_timestamp.max(batch.info.max_timestamp);
             partition.bytes += batch.records.len();
             self.bytes += batch.records.len();
-            partition.batches.push(batch.records);
+            partition.batches.push((batch.records, batch.info));
         }
         self.waiters.push(Waiter {
             placements,
@@ -198,18 +195,21 @@ impl OpenBuffer {
         let mut body = BytesMut::with_capacity(self.bytes);
         let mut appends = Vec::with_capacity(self.partitions.len());
         for ((topic_id, partition_index), partition) in self.partitions {
-            let byte_offset = body.len() as i64;
-            for batch in &partition.batches {
-                body.extend_from_slice(batch);
+            let mut batches = Vec::with_capacity(partition.batches.len());
+            for (records, info) in &partition.batches {
+                batches.push(AppendBatch {
+                    byte_offset: body.len() as i64,
+                    byte_length: records.len() as i64,
+                    offset_count: info.offset_count,
+                    max_timestamp: info.max_timestamp,
+                    producer: info.producer(),
+                });
+                body.extend_from_slice(records);
             }
             appends.push(PartitionAppend {
                 topic_id,
                 partition_index,
-                offset_count: partition.offset_count,
-                max_timestamp: partition.max_timestamp,
-                byte_offset,
-                byte_length: partition.bytes as i64,
-                batch_count: partition.batches.len() as i32,
+                batches,
             });
         }
         SealedFlush {
@@ -311,14 +311,25 @@ mod tests {
         assert_eq!(sealed.appends.len(), 2);
         let p0 = &sealed.appends[0];
         let p1 = &sealed.appends[1];
+        assert_eq!(p0.partition_index, 0);
         assert_eq!(
-            (p0.partition_index, p0.byte_offset, p0.offset_count),
-            (0, 0, 1)
+            (p0.batches[0].byte_offset, p0.batches[0].offset_count),
+            (0, 1)
         );
-        assert_eq!((p1.partition_index, p1.byte_offset), (1, first_len));
-        assert_eq!((p1.offset_count, p1.batch_count), (3, 2));
-        assert_eq!(p1.byte_offset + p1.byte_length, sealed.body.len() as i64);
-        // The second append's batch follows the first append's two records.
-        assert_eq!(sealed.waiters[1].placements[0].relative_offset, 2);
+        assert_eq!(p1.partition_index, 1);
+        let p1_batches: Vec<_> = p1
+            .batches
+            .iter()
+            .map(|b| (b.byte_offset, b.offset_count))
+            .collect();
+        let second_at = first_len + p1.batches[0].byte_length;
+        assert_eq!(p1_batches, vec![(first_len, 2), (second_at, 1)]);
+        let last = &p1.batches[1];
+        assert_eq!(
+            last.byte_offset + last.byte_length,
+            sealed.body.len() as i64
+        );
+        // The second append's batch is the partition's second in this flush.
+        assert_eq!(sealed.waiters[1].placements[0].batch, 1);
     }
 }

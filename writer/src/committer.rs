@@ -6,7 +6,12 @@
 //!    here leaves an orphan object, collected later; the client never heard an ack.
 //! 3. *committed-not-acked*: offsets are assigned in PostgreSQL. A crash here loses only the
 //!    answer; the idempotent-producer sequence check makes the client's retry safe.
-//! 4. *acked*: every waiting request has its real base offsets.
+//! 4. *acked*: every waiting request has its real base offsets (or, for a retried
+//!    idempotent batch, the offsets the original got; for a refused one, its error).
+//!
+//! The gaps between stages 2–3 and 3–4 are the fail points
+//! [`yaks_common::failpoint::UPLOADED_NOT_COMMITTED`] and
+//! [`yaks_common::failpoint::COMMITTED_NOT_ACKED`].
 //!
 //! Uploads of several flushes may overlap; commits never reorder, because the commit loop
 //! takes flushes in the order the batcher sealed them.
@@ -20,8 +25,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 use uuid::Uuid;
 use yaks_common::error::StoreError;
+use yaks_common::failpoint::{self, FailAction};
 use yaks_common::ids::ObjectId;
-use yaks_common::metastore::AppendResult;
+use yaks_common::metastore::{AppendResult, BatchOutcome, ObjectCommit};
 
 use crate::WriterContext;
 use crate::batcher::{PartitionOutcome, SealedFlush, Waiter};
@@ -102,14 +108,32 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
             continue;
         }
         // Stage: uploaded-not-committed.
+        match context.fail_points.hit(failpoint::UPLOADED_NOT_COMMITTED) {
+            Some(FailAction::Error) => {
+                fail_all(flush.waiters, ResponseError::KafkaStorageError.code());
+                continue;
+            }
+            Some(FailAction::LoseAnswer) => {
+                drop(flush.waiters);
+                continue;
+            }
+            None => {}
+        }
+        let commit = ObjectCommit {
+            object,
+            object_key: &key,
+            size_bytes: size,
+            appends: &flush.appends,
+            now_ms: context.clock.now_ms(),
+            producers_expire_before_ms: context
+                .clock
+                .now_ms()
+                .saturating_sub(context.config.producer_id_expiration_ms as i64),
+        };
         let mut attempt = 0;
         let committed = loop {
             attempt += 1;
-            match context
-                .metastore
-                .commit_object(object, &key, size, &flush.appends)
-                .await
-            {
+            match context.metastore.commit_object(commit).await {
                 Err(StoreError::Retriable(detail)) if attempt < COMMIT_ATTEMPTS => {
                     warn!(%object, attempt, %detail, "commit failed before COMMIT; retrying");
                     tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
@@ -121,7 +145,14 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
             Ok(results) => {
                 // Stage: committed-not-acked.
                 debug!(%object, size, partitions = results.len(), "flush committed");
-                answer(flush.waiters, &results);
+                match context.fail_points.hit(failpoint::COMMITTED_NOT_ACKED) {
+                    Some(FailAction::Error) => fail_all(
+                        flush.waiters,
+                        StoreError::OutcomeUnknown("fail point".into()).kafka_code(),
+                    ),
+                    Some(FailAction::LoseAnswer) => drop(flush.waiters),
+                    None => answer(flush.waiters, &results),
+                }
             }
             Err(e) => {
                 error!(%object, error = %e, "commit failed");
@@ -141,10 +172,14 @@ fn answer(waiters: Vec<Waiter>, results: &[AppendResult]) {
         let mut outcomes = Vec::with_capacity(waiter.placements.len());
         for placement in &waiter.placements {
             let result = match by_partition.get(&(placement.topic_id, placement.partition_index)) {
-                Some(r) => Ok((
-                    r.base_offset + placement.relative_offset,
-                    r.log_start_offset,
-                )),
+                Some(r) => match r.batches.get(placement.batch) {
+                    Some(BatchOutcome::Appended { base_offset })
+                    | Some(BatchOutcome::Duplicate { base_offset }) => {
+                        Ok((*base_offset, r.log_start_offset))
+                    }
+                    Some(BatchOutcome::Rejected(error)) => Err(error.kafka_code()),
+                    None => Err(ResponseError::UnknownServerError.code()),
+                },
                 // The partition vanished (topic deleted) between accept and commit.
                 None => Err(ResponseError::UnknownTopicOrPartition.code()),
             };
@@ -253,6 +288,7 @@ mod tests {
                 failures: AtomicU32::new(failures),
             }),
             clock: system_clock(),
+            fail_points: Default::default(),
         };
         let (committer, _commit_task) = Committer::start(context.clone());
         let (running, shutdown) = Shutdown::new();

@@ -6,12 +6,17 @@
 //! - [`batcher`]: the open buffer, flushed at `flush_bytes` or `flush_interval`; each flush
 //!   becomes one object in which each partition's batches form one contiguous byte range.
 //! - [`committer`]: uploads flushes (several may overlap), then commits them to PostgreSQL
-//!   strictly in flush order, then answers every request with its real base offsets.
+//!   strictly in flush order, then answers every request with its real base offsets. The
+//!   commit applies the idempotent-producer rules, so a retry is never stored twice,
+//!   whichever writer it reaches.
+//! - [`expiry`]: forgets idempotent-producer state after `producer_id_expiration_ms`, off
+//!   the produce path.
 //!
 //! A produce is answered only after its object is uploaded and its offsets are committed.
 
 pub mod batcher;
 pub mod committer;
+pub mod expiry;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -21,6 +26,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 use yaks_common::clock::SharedClock;
 use yaks_common::config::{S3Config, WriterConfig};
+use yaks_common::failpoint::FailPoints;
 use yaks_common::metastore::SharedMetastore;
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
@@ -36,8 +42,10 @@ pub struct WriterContext {
     pub metastore: SharedMetastore,
     /// Where flushed objects go.
     pub objects: SharedObjectStore,
-    /// Stamps object ids.
+    /// Stamps object ids and producer state.
     pub clock: SharedClock,
+    /// Failures tests inject between durability stages; none armed in production.
+    pub fail_points: Arc<FailPoints>,
 }
 
 /// A bound, not yet running writer; binding first lets callers learn the port.
@@ -53,6 +61,11 @@ impl Writer {
         Ok(Writer { listener, context })
     }
 
+    /// The writer's fail points, for tests that inject failures.
+    pub fn fail_points(&self) -> Arc<FailPoints> {
+        self.context.fail_points.clone()
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -65,6 +78,7 @@ impl Writer {
         let (committer, committer_task) = committer::Committer::start(self.context.clone());
         let (batcher, batcher_task) =
             batcher::Batcher::start(self.context.clone(), committer, shutdown.clone());
+        let expiry_task = tokio::spawn(expiry::run(self.context.clone(), shutdown.clone()));
         let handler = server::Handler::new(Arc::new(batcher));
         yaks_common::rpc::serve(
             self.listener,
@@ -79,6 +93,7 @@ impl Writer {
         // the committer commits what is left and ends.
         let _ = batcher_task.await;
         let _ = committer_task.await;
+        let _ = expiry_task.await;
         info!("writer stopped");
     }
 }

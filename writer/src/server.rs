@@ -6,7 +6,6 @@
 //! See `yaks_common::rpc` for why acceptance and answer are separate.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,8 +26,9 @@ use yaks_common::rpc::{HEALTH_PATH, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH, text
 
 use crate::batcher::{Batcher, PartitionBatch, PartitionOutcome};
 
-/// Response body type of the writer's endpoints.
-pub type Body = BoxBody<Bytes, Infallible>;
+/// Response body type of the writer's endpoints. A body that fails mid-way makes hyper cut
+/// the connection, which is how a lost answer reaches the gateway.
+pub type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Largest internal request body; gateways cap client frames well below this.
 const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
@@ -117,15 +117,11 @@ impl Handler {
                 match answer.await {
                     Ok(committed) => outcomes.extend(committed),
                     Err(_) => {
-                        // The flush was dropped without an answer (cannot happen short of a bug).
-                        outcomes = order
-                            .iter()
-                            .map(|&(topic_id, partition_index)| PartitionOutcome {
-                                topic_id,
-                                partition_index,
-                                result: Err(ResponseError::UnknownServerError.code()),
-                            })
-                            .collect();
+                        // The flush's answer was dropped (the committed-not-acked fail point,
+                        // or a bug): the outcome is unknown, so say nothing rather than
+                        // something that may be false. The gateway reports a retriable error.
+                        warn!("a produce's answer was lost; cutting the connection");
+                        return Err(std::io::Error::other("produce answer lost"));
                     }
                 }
             }
@@ -134,7 +130,7 @@ impl Handler {
                 warn!(error = %e, "encoding internal produce response");
                 Bytes::new()
             });
-            Ok::<_, Infallible>(Frame::data(encoded))
+            Ok(Frame::data(encoded))
         });
         let mut response = Response::new(StreamBody::new(body).boxed());
         response.headers_mut().insert(
@@ -147,7 +143,7 @@ impl Handler {
 
 fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
     let response: Response<Full<Bytes>> = text_response(status, text);
-    response.map(|b| b.boxed())
+    response.map(|b| b.map_err(|never| match never {}).boxed())
 }
 
 /// Builds the response in the request's topic and partition order.

@@ -11,10 +11,11 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::Metastore;
 use super::model::*;
+use super::plan::{self, ProducerKey};
+use super::producers::ProducerState;
+use super::{Metastore, PRODUCER_ID_BLOCK};
 use crate::error::StoreError;
-use crate::ids::ObjectId;
 
 #[derive(Debug)]
 struct IndexRow {
@@ -67,6 +68,10 @@ struct State {
     services: HashMap<String, Service>,
     next_node_id: i32,
     feeds: Vec<Feed>,
+    next_producer_block: i64,
+    /// (epoch, updated_ms) of producers that bumped their epoch.
+    producer_epochs: HashMap<i64, (i16, i64)>,
+    producer_states: HashMap<ProducerKey, ProducerState>,
 }
 
 /// Metastore state in memory.
@@ -160,6 +165,7 @@ impl Metastore for MemoryMetastore {
         state.topics.remove(&name);
         state.partitions.retain(|(t, _), _| *t != topic_id);
         state.index.retain(|(t, _, _), _| *t != topic_id);
+        state.producer_states.retain(|(_, t, _), _| *t != topic_id);
         Ok(true)
     }
 
@@ -269,51 +275,115 @@ impl Metastore for MemoryMetastore {
 
     async fn commit_object(
         &self,
-        object: ObjectId,
-        object_key: &str,
-        size_bytes: i64,
-        appends: &[PartitionAppend],
+        commit: ObjectCommit<'_>,
     ) -> Result<Vec<AppendResult>, StoreError> {
         let mut state = self.state();
-        let object_id = object.to_string();
+        let object_id = commit.object.to_string();
         if state.objects.contains_key(&object_id) {
             return Err(StoreError::Invalid(format!(
                 "object {object_id} committed twice"
             )));
         }
-        state
-            .objects
-            .insert(object_id.clone(), (object_key.to_owned(), size_bytes));
-        let mut results = Vec::with_capacity(appends.len());
-        for append in appends {
+        let mut partitions = HashMap::new();
+        for append in commit.appends {
             let key = (append.topic_id, append.partition_index);
-            let Some((next_offset, log_start_offset)) = state.partitions.get_mut(&key) else {
-                continue;
-            };
-            let base_offset = *next_offset;
-            *next_offset += append.offset_count;
-            let log_start_offset = *log_start_offset;
+            if let Some(&(next_offset, log_start_offset)) = state.partitions.get(&key) {
+                partitions.insert(
+                    key,
+                    PartitionState {
+                        topic_id: key.0,
+                        partition_index: key.1,
+                        next_offset,
+                        log_start_offset,
+                    },
+                );
+            }
+        }
+        let producers = plan::producer_keys(commit.appends)
+            .into_iter()
+            .filter_map(|key| state.producer_states.get(&key).map(|s| (key, s.clone())))
+            .collect();
+        let plan = plan::plan_commit(
+            commit.appends,
+            &partitions,
+            producers,
+            commit.now_ms,
+            commit.producers_expire_before_ms,
+        );
+        if plan.entries.is_empty() {
+            return Ok(plan.results);
+        }
+        state.objects.insert(
+            object_id.clone(),
+            (commit.object_key.to_owned(), commit.size_bytes),
+        );
+        for entry in plan.entries {
             state.index.insert(
-                (append.topic_id, append.partition_index, base_offset),
+                (entry.topic_id, entry.partition_index, entry.base_offset),
                 IndexRow {
-                    last_offset: base_offset + append.offset_count - 1,
-                    max_timestamp: append.max_timestamp,
+                    last_offset: entry.last_offset,
+                    max_timestamp: entry.max_timestamp,
                     object_id: object_id.clone(),
-                    object_key: object_key.to_owned(),
-                    object_size: size_bytes,
-                    byte_offset: append.byte_offset,
-                    byte_length: append.byte_length,
+                    object_key: commit.object_key.to_owned(),
+                    object_size: commit.size_bytes,
+                    byte_offset: entry.byte_offset,
+                    byte_length: entry.byte_length,
                 },
             );
-            results.push(AppendResult {
-                topic_id: append.topic_id,
-                partition_index: append.partition_index,
-                base_offset,
-                log_start_offset,
-            });
+        }
+        for (topic_id, partition_index, next_offset) in plan.next_offsets {
+            if let Some(partition) = state.partitions.get_mut(&(topic_id, partition_index)) {
+                partition.0 = next_offset;
+            }
+        }
+        for (key, producer) in plan.producer_states {
+            state.producer_states.insert(key, producer);
         }
         notify(&mut state.feeds, &object_id);
-        Ok(results)
+        Ok(plan.results)
+    }
+
+    async fn allocate_producer_ids(&self) -> Result<i64, StoreError> {
+        let mut state = self.state();
+        let block = state.next_producer_block;
+        state.next_producer_block += 1;
+        Ok(block * PRODUCER_ID_BLOCK)
+    }
+
+    async fn bump_producer_epoch(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        now_ms: i64,
+    ) -> Result<Option<i16>, StoreError> {
+        let mut state = self.state();
+        let handed_out = (0..state.next_producer_block * PRODUCER_ID_BLOCK).contains(&producer_id);
+        let current = state.producer_epochs.get(&producer_id).map(|e| e.0);
+        let newer_written = state
+            .producer_states
+            .iter()
+            .any(|(key, s)| key.0 == producer_id && s.producer_epoch > producer_epoch);
+        let is_current = match current {
+            Some(epoch) => epoch == producer_epoch,
+            None => handed_out && !newer_written,
+        };
+        if !is_current {
+            return Ok(None);
+        }
+        let next = producer_epoch + 1;
+        state.producer_epochs.insert(producer_id, (next, now_ms));
+        Ok(Some(next))
+    }
+
+    async fn expire_producers(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let before = state.producer_states.len() + state.producer_epochs.len();
+        state
+            .producer_states
+            .retain(|_, s| s.updated_ms >= before_ms);
+        state.producer_epochs.retain(|_, e| e.1 >= before_ms);
+        let after = state.producer_states.len() + state.producer_epochs.len();
+        Ok((before - after) as u64)
     }
 
     async fn renew_lease(

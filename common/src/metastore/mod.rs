@@ -2,17 +2,22 @@
 //!
 //! Topics and their configs, partitions (`next_offset` is the high watermark,
 //! `log_start_offset` moves with retention), committed objects, the object index (one row
-//! per partition per object) and the service registry. Roles see it as the [`Metastore`]
-//! trait; Kafka semantics live in the roles, the backends stay dumb.
+//! per partition per object), idempotent-producer state and the service registry. Roles see
+//! it as the [`Metastore`] trait; Kafka semantics live in the roles and in pure modules the
+//! backends call, the backends stay dumb.
 //!
 //! - [`postgres`]: [`PgMetastore`], what the product runs on.
 //! - [`memory`]: [`MemoryMetastore`], for unit tests of the roles' logic.
 //! - [`model`]: the types both speak.
+//! - [`producers`]: the idempotent-producer rules (duplicates, sequence gaps, epochs).
+//! - [`plan`]: what a flush commit writes, decided from what it read; shared by both backends.
 //! - [`conformance_suite`]: the behaviour every implementation must share, run against both.
 
 pub mod memory;
 pub mod model;
+pub mod plan;
 pub mod postgres;
+pub mod producers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -94,16 +99,33 @@ pub trait Metastore: Send + Sync + 'static {
     /// ends when the receiver is dropped.
     async fn commit_feed(&self) -> Result<tokio::sync::mpsc::Receiver<CommitEvent>, StoreError>;
 
-    /// Atomically records an uploaded object, assigns each partition's range the partition's
-    /// next offsets, and indexes it. Partitions that no longer exist are skipped (absent from
-    /// the result). Each partition appears at most once in `appends`.
+    /// Atomically commits an uploaded object: under the partitions' locks, decides each
+    /// batch by the idempotent-producer rules ([`plan::plan_commit`]), gives the stored ones
+    /// the partition's next offsets, indexes them, records producer state and announces the
+    /// object on the commit feed. Partitions that no longer exist are skipped (absent from
+    /// the result). An object none of whose batches was stored is not recorded.
     async fn commit_object(
         &self,
-        object: ObjectId,
-        object_key: &str,
-        size_bytes: i64,
-        appends: &[PartitionAppend],
+        commit: ObjectCommit<'_>,
     ) -> Result<Vec<AppendResult>, StoreError>;
+
+    /// Reserves the next block of [`PRODUCER_ID_BLOCK`] producer ids; returns its first id.
+    /// Blocks never overlap, whoever asks.
+    async fn allocate_producer_ids(&self) -> Result<i64, StoreError>;
+
+    /// Moves an allocated producer from `producer_epoch` to the next epoch (KIP-360) if that
+    /// is its current epoch; `None` when it is not (someone moved it on, or the id was never
+    /// handed out), and the caller hands out a new id instead.
+    async fn bump_producer_epoch(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        now_ms: i64,
+    ) -> Result<Option<i16>, StoreError>;
+
+    /// Forgets producer state and epochs last written before `before_ms`; returns how many
+    /// entries went.
+    async fn expire_producers(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     /// Registers or renews a process's lease; returns its node id, stable per instance.
     async fn renew_lease(
@@ -121,8 +143,182 @@ pub trait Metastore: Send + Sync + 'static {
     async fn live_members(&self, role: Role) -> Result<Vec<ServiceMember>, StoreError>;
 }
 
+/// Producer ids are handed out in blocks this large, so a gateway asks the metastore once
+/// per this many InitProducerId calls.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
 /// A shared metastore handle.
 pub type SharedMetastore = Arc<dyn Metastore>;
+
+fn commit<'a>(
+    object: ObjectId,
+    object_key: &'a str,
+    appends: &'a [PartitionAppend],
+    now_ms: i64,
+) -> ObjectCommit<'a> {
+    ObjectCommit {
+        object,
+        object_key,
+        size_bytes: 20,
+        appends,
+        now_ms,
+        producers_expire_before_ms: now_ms - 1_000,
+    }
+}
+
+/// Producer ids, epochs and sequence checks across commits, on an empty one-partition topic.
+async fn idempotence_suite(store: &dyn Metastore, topic: &TopicMeta) {
+    let first_block = store.allocate_producer_ids().await.expect("block");
+    let second_block = store.allocate_producer_ids().await.expect("block");
+    assert!(
+        (first_block - second_block).abs() >= PRODUCER_ID_BLOCK,
+        "blocks never overlap"
+    );
+    let producer_id = first_block;
+    let batch = |byte_offset, epoch, first_sequence| AppendBatch {
+        byte_offset,
+        byte_length: 10,
+        offset_count: 2,
+        max_timestamp: 5,
+        producer: Some(ProducerBatch {
+            producer_id,
+            producer_epoch: epoch,
+            first_sequence,
+            last_sequence: first_sequence + 1,
+        }),
+    };
+    let one = |batches| {
+        vec![PartitionAppend {
+            topic_id: topic.topic_id,
+            partition_index: 0,
+            batches,
+        }]
+    };
+    let outcomes = |results: Vec<AppendResult>| results[0].batches.clone();
+
+    // Sequences 0..=1 and 2..=3, with a retry of the first inside the same flush.
+    let appends = one(vec![batch(0, 0, 0), batch(10, 0, 0), batch(20, 0, 2)]);
+    let flush = ObjectId::new(10);
+    let results = store
+        .commit_object(commit(flush, "k/p1", &appends, 10_000))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcomes(results),
+        vec![
+            BatchOutcome::Appended { base_offset: 0 },
+            BatchOutcome::Duplicate { base_offset: 0 },
+            BatchOutcome::Appended { base_offset: 2 },
+        ]
+    );
+    let entries = store
+        .object_entries(&flush.to_string())
+        .await
+        .expect("entries");
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| (
+                e.entry.base_offset,
+                e.entry.byte_offset,
+                e.entry.byte_length
+            ))
+            .collect::<Vec<_>>(),
+        vec![(0, 0, 10), (2, 20, 10)],
+        "the duplicate's bytes are not indexed; entries come in offset order"
+    );
+
+    // A later flush (any writer) retrying 2..=3 gets the original offset and stores
+    // nothing, so the object is not recorded; a gap and an old epoch are refused.
+    let retry = one(vec![batch(0, 0, 2)]);
+    let results = store
+        .commit_object(commit(ObjectId::new(11), "k/p2", &retry, 11_000))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcomes(results),
+        vec![BatchOutcome::Duplicate { base_offset: 2 }]
+    );
+    assert!(
+        store
+            .object_entries(&ObjectId::new(11).to_string())
+            .await
+            .expect("entries")
+            .is_empty()
+    );
+    let gap = one(vec![batch(0, 0, 7)]);
+    let results = store
+        .commit_object(commit(ObjectId::new(12), "k/p3", &gap, 11_000))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcomes(results),
+        vec![BatchOutcome::Rejected(SequenceError::OutOfOrder)]
+    );
+    let states = store
+        .partition_states(&[(topic.topic_id, 0)])
+        .await
+        .expect("states");
+    assert_eq!(states[0].next_offset, 4, "refused batches take no offsets");
+
+    // Epochs: only the current epoch moves on; a new epoch starts at sequence 0.
+    assert_eq!(
+        store
+            .bump_producer_epoch(producer_id, 0, 11_000)
+            .await
+            .expect("bump"),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .bump_producer_epoch(producer_id, 0, 11_000)
+            .await
+            .expect("bump"),
+        None,
+        "epoch 0 is no longer current"
+    );
+    assert_eq!(
+        store
+            .bump_producer_epoch(
+                second_block.max(first_block) + 10 * PRODUCER_ID_BLOCK,
+                0,
+                11_000
+            )
+            .await
+            .expect("bump"),
+        None,
+        "never handed out"
+    );
+    let new_epoch = one(vec![batch(0, 1, 0)]);
+    let results = store
+        .commit_object(commit(ObjectId::new(13), "k/p4", &new_epoch, 12_000))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcomes(results),
+        vec![BatchOutcome::Appended { base_offset: 4 }]
+    );
+    let stale = one(vec![batch(0, 0, 4)]);
+    let results = store
+        .commit_object(commit(ObjectId::new(14), "k/p5", &stale, 12_000))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcomes(results),
+        vec![BatchOutcome::Rejected(SequenceError::StaleEpoch)]
+    );
+
+    // Expired state is gone: any sequence is taken again.
+    assert!(store.expire_producers(12_001).await.expect("expire") >= 1);
+    let results = store
+        .commit_object(commit(ObjectId::new(15), "k/p6", &gap, 12_500))
+        .await
+        .expect("commit");
+    assert_eq!(
+        outcomes(results),
+        vec![BatchOutcome::Appended { base_offset: 6 }]
+    );
+}
 
 /// The behaviour every [`Metastore`] must share. Expects an empty store.
 #[doc(hidden)]
@@ -171,46 +367,54 @@ pub async fn conformance_suite(store: &dyn Metastore) {
     let append = |topic_id, partition_index, offset_count, byte_offset| PartitionAppend {
         topic_id,
         partition_index,
-        offset_count,
-        max_timestamp: 1_000 + offset_count,
-        byte_offset,
-        byte_length: 10,
-        batch_count: 1,
+        batches: vec![AppendBatch {
+            byte_offset,
+            byte_length: 10,
+            offset_count,
+            max_timestamp: 1_000 + offset_count,
+            producer: None,
+        }],
     };
     let first = ObjectId::new(1);
     let results = store
-        .commit_object(
+        .commit_object(commit(
             first,
             "k/first",
-            20,
             &[
                 append(orders.topic_id, 0, 3, 0),
                 append(orders.topic_id, 1, 5, 10),
             ],
-        )
+            0,
+        ))
         .await
         .expect("commit");
-    let mut bases: Vec<(i32, i64)> = results
+    let mut bases: Vec<(i32, Option<i64>)> = results
         .iter()
-        .map(|r| (r.partition_index, r.base_offset))
+        .map(|r| (r.partition_index, r.batches[0].base_offset()))
         .collect();
     bases.sort();
-    assert_eq!(bases, vec![(0, 0), (1, 0)]);
+    assert_eq!(bases, vec![(0, Some(0)), (1, Some(0))]);
     let second = ObjectId::new(2);
     let results = store
-        .commit_object(
+        .commit_object(commit(
             second,
             "k/second",
-            20,
             &[
                 append(orders.topic_id, 1, 2, 0),
                 append(Uuid::from_u128(99), 0, 1, 10),
             ],
-        )
+            0,
+        ))
         .await
         .expect("commit");
     assert_eq!(results.len(), 1, "the unknown partition is skipped");
-    assert_eq!((results[0].partition_index, results[0].base_offset), (1, 5));
+    assert_eq!(
+        (
+            results[0].partition_index,
+            results[0].batches[0].base_offset()
+        ),
+        (1, Some(5))
+    );
 
     let mut states = store
         .partition_states(&[
@@ -295,6 +499,8 @@ pub async fn conformance_suite(store: &dyn Metastore) {
         .await
         .expect("max");
     assert_eq!(latest.map(|e| e.max_timestamp), Some(1_005));
+
+    idempotence_suite(store, &audit).await;
 
     // Deleting a topic takes its partitions and index with it.
     assert!(store.delete_topic(orders.topic_id).await.expect("delete"));

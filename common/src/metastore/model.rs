@@ -5,6 +5,8 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::ids::ObjectId;
+
 /// What every role needs to know about a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMeta {
@@ -18,36 +20,114 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, Option<String>>,
 }
 
-/// One partition's contiguous byte range in a flushed object.
+/// One partition's batches in a flushed object: a contiguous byte range, batch after batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionAppend {
     /// Topic.
     pub topic_id: Uuid,
     /// Partition.
     pub partition_index: i32,
-    /// Offsets the batches occupy together.
-    pub offset_count: i64,
-    /// Largest batch max timestamp.
-    pub max_timestamp: i64,
-    /// Where the range starts in the object.
-    pub byte_offset: i64,
-    /// Length of the range.
-    pub byte_length: i64,
-    /// Batches in the range.
-    pub batch_count: i32,
+    /// The batches in object order; each starts where the previous one ends.
+    pub batches: Vec<AppendBatch>,
 }
 
-/// The offsets a committed range received.
+/// One producer batch inside a [`PartitionAppend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendBatch {
+    /// Where the batch starts in the object.
+    pub byte_offset: i64,
+    /// Its length.
+    pub byte_length: i64,
+    /// Offsets it occupies.
+    pub offset_count: i64,
+    /// Its max timestamp.
+    pub max_timestamp: i64,
+    /// Who sent it, when the producer is idempotent.
+    pub producer: Option<ProducerBatch>,
+}
+
+/// The idempotent-producer identity a batch carries in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// Producer id, as InitProducerId gave it.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub producer_epoch: i16,
+    /// Sequence number of the first record.
+    pub first_sequence: i32,
+    /// Sequence number of the last record (wraps after `i32::MAX` to 0).
+    pub last_sequence: i32,
+}
+
+/// A flushed object to commit: what [`super::Metastore::commit_object`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectCommit<'a> {
+    /// The object's id.
+    pub object: ObjectId,
+    /// Its S3 key.
+    pub object_key: &'a str,
+    /// Its size.
+    pub size_bytes: i64,
+    /// Its partitions, each at most once.
+    pub appends: &'a [PartitionAppend],
+    /// The committing writer's clock, stamped on producer state.
+    pub now_ms: i64,
+    /// Producer state last touched before this is expired: treated as absent.
+    pub producers_expire_before_ms: i64,
+}
+
+/// The result of committing one partition of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendResult {
     /// Topic.
     pub topic_id: Uuid,
     /// Partition.
     pub partition_index: i32,
-    /// Offset of the first record of the range.
-    pub base_offset: i64,
     /// Log start offset at commit time, reported back in Produce responses.
     pub log_start_offset: i64,
+    /// What became of each batch, in the order of [`PartitionAppend::batches`].
+    pub batches: Vec<BatchOutcome>,
+}
+
+/// What became of one batch at commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Stored; its first record has this offset.
+    Appended {
+        /// Offset of the batch's first record.
+        base_offset: i64,
+    },
+    /// The producer had already written it (a retry); not stored again, and answered with
+    /// the offset it got the first time.
+    Duplicate {
+        /// Offset the original got.
+        base_offset: i64,
+    },
+    /// Refused by the idempotent-producer rules; not stored.
+    Rejected(SequenceError),
+}
+
+impl BatchOutcome {
+    /// The offset the producer should be told, whether stored now or before.
+    pub fn base_offset(self) -> Option<i64> {
+        match self {
+            BatchOutcome::Appended { base_offset } | BatchOutcome::Duplicate { base_offset } => {
+                Some(base_offset)
+            }
+            BatchOutcome::Rejected(_) => None,
+        }
+    }
+}
+
+/// Why an idempotent producer's batch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    /// The batch does not follow the last one the producer wrote to the partition.
+    #[error("out of order sequence number")]
+    OutOfOrder,
+    /// The batch carries an epoch older than one the producer already wrote with.
+    #[error("producer epoch is older than the partition has seen")]
+    StaleEpoch,
 }
 
 /// One partition's contiguous byte range in one object.

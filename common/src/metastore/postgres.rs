@@ -5,7 +5,7 @@
 //! The writer's flush commit (`commit_object`) is one transaction whose statement count does
 //! not grow with the number of partitions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,11 +18,12 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::Metastore;
 use super::model::*;
+use super::plan::{self, PlannedEntry, ProducerKey};
+use super::producers::{ProducerState, SequenceRange};
+use super::{Metastore, PRODUCER_ID_BLOCK};
 use crate::config::PostgresConfig;
 use crate::error::StoreError;
-use crate::ids::ObjectId;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -33,6 +34,9 @@ const MIGRATION_LOCK_KEY: i64 = 0x7961_6b73;
 
 /// Channel on which every flush commit announces its object id (DESIGN.md, write path 6).
 const COMMIT_CHANNEL: &str = "yaks_commits";
+
+/// Rows one producer-expiry statement deletes at most.
+const EXPIRY_SLICE: i64 = 5_000;
 
 /// The columns of an [`IndexEntry`], for queries joining `object_index i` and `objects o`.
 const ENTRY_COLUMNS: &str = "i.base_offset, i.last_offset, i.max_timestamp, o.object_key, \
@@ -359,7 +363,7 @@ impl Metastore for PgMetastore {
                 "SELECT i.topic_id, i.partition_index, {ENTRY_COLUMNS}
                  FROM object_index i JOIN objects o USING (object_id)
                  WHERE i.object_id = $1
-                 ORDER BY i.topic_id, i.partition_index"
+                 ORDER BY i.topic_id, i.partition_index, i.base_offset"
             ))
             .await
             .map_err(pg_error)?;
@@ -432,11 +436,9 @@ impl Metastore for PgMetastore {
     /// failure of the COMMIT itself is [`StoreError::OutcomeUnknown`].
     async fn commit_object(
         &self,
-        object: ObjectId,
-        object_key: &str,
-        size_bytes: i64,
-        appends: &[PartitionAppend],
+        commit: ObjectCommit<'_>,
     ) -> Result<Vec<AppendResult>, StoreError> {
+        let appends = commit.appends;
         debug_assert!(
             {
                 let mut keys: Vec<_> = appends
@@ -448,36 +450,25 @@ impl Metastore for PgMetastore {
             },
             "a partition appears twice in one commit"
         );
-        let object_id = object.to_string();
-        let mut topic_ids = Vec::with_capacity(appends.len());
-        let mut partitions = Vec::with_capacity(appends.len());
-        let mut offset_counts = Vec::with_capacity(appends.len());
-        let mut max_timestamps = Vec::with_capacity(appends.len());
-        let mut byte_offsets = Vec::with_capacity(appends.len());
-        let mut byte_lengths = Vec::with_capacity(appends.len());
-        let mut batch_counts = Vec::with_capacity(appends.len());
-        for append in appends {
-            topic_ids.push(append.topic_id);
-            partitions.push(append.partition_index);
-            offset_counts.push(append.offset_count);
-            max_timestamps.push(append.max_timestamp);
-            byte_offsets.push(append.byte_offset);
-            byte_lengths.push(append.byte_length);
-            batch_counts.push(append.batch_count);
-        }
+        let object_id = commit.object.to_string();
+        let topic_ids: Vec<Uuid> = appends.iter().map(|a| a.topic_id).collect();
+        let partitions: Vec<i32> = appends.iter().map(|a| a.partition_index).collect();
+        let producer_keys = plan::producer_keys(appends);
+        let producer_ids: Vec<i64> = producer_keys.iter().map(|k| k.0).collect();
+        let producer_topics: Vec<Uuid> = producer_keys.iter().map(|k| k.1).collect();
+        let producer_partitions: Vec<i32> = producer_keys.iter().map(|k| k.2).collect();
 
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        let insert_object = tx
-            .prepare_cached(
-                "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
-            )
-            .await
-            .map_err(pg_error)?;
+
+        // Round trip 1: lock the partitions (fixed order, so concurrent commits cannot
+        // deadlock) and read what the plan needs. Producer state is read after the locks
+        // are held, so it reflects every earlier commit to these partitions.
         // Expects: the partitions exist; missing ones (deleted topics) are skipped.
         let lock = tx
             .prepare_cached(
-                "SELECT 1 FROM partitions
+                "SELECT topic_id, partition_index, next_offset, log_start_offset
+                 FROM partitions
                  WHERE (topic_id, partition_index) IN
                        (SELECT * FROM unnest($1::uuid[], $2::int[]))
                  ORDER BY topic_id, partition_index
@@ -485,82 +476,221 @@ impl Metastore for PgMetastore {
             )
             .await
             .map_err(pg_error)?;
-        // Expects: rows locked above; advances next_offset and indexes the ranges at the
-        // offsets it had, in one statement for all partitions.
-        let advance = tx
+        let read_producers = tx
             .prepare_cached(
-                "WITH input AS (
-                     SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[],
-                                          $5::bigint[], $6::bigint[], $7::int[])
-                         AS i(topic_id, partition_index, offset_count, max_timestamp,
-                              byte_offset, byte_length, batch_count)
-                 ), advanced AS (
-                     UPDATE partitions p SET next_offset = p.next_offset + i.offset_count
-                     FROM input i
-                     WHERE p.topic_id = i.topic_id AND p.partition_index = i.partition_index
-                     RETURNING p.topic_id, p.partition_index,
-                               p.next_offset - i.offset_count AS base_offset,
-                               p.log_start_offset, i.offset_count, i.max_timestamp,
-                               i.byte_offset, i.byte_length, i.batch_count
-                 ), indexed AS (
-                     INSERT INTO object_index (topic_id, partition_index, base_offset,
-                         last_offset, max_timestamp, object_id, byte_offset, byte_length,
-                         batch_count)
-                     SELECT topic_id, partition_index, base_offset,
-                            base_offset + offset_count - 1, max_timestamp, $8, byte_offset,
-                            byte_length, batch_count
-                     FROM advanced
-                 )
-                 SELECT topic_id, partition_index, base_offset, log_start_offset FROM advanced",
+                "SELECT s.producer_id, s.topic_id, s.partition_index, s.producer_epoch,
+                        s.recent, s.updated_ms
+                 FROM producer_states s
+                 JOIN unnest($1::bigint[], $2::uuid[], $3::int[])
+                      AS k(producer_id, topic_id, partition_index)
+                   USING (producer_id, topic_id, partition_index)",
             )
             .await
             .map_err(pg_error)?;
-
-        let size = size_bytes;
-        let object_params: [&(dyn ToSql + Sync); 3] = [&object_id, &object_key, &size];
         let lock_params: [&(dyn ToSql + Sync); 2] = [&topic_ids, &partitions];
-        let advance_params: [&(dyn ToSql + Sync); 8] = [
-            &topic_ids,
-            &partitions,
-            &offset_counts,
-            &max_timestamps,
-            &byte_offsets,
-            &byte_lengths,
-            &batch_counts,
-            &object_id,
-        ];
-        // Delivered to listening readers at COMMIT, in commit order, or not at all.
-        let notify = tx
-            .prepare_cached("SELECT pg_notify($1, $2)")
-            .await
-            .map_err(pg_error)?;
-        let notify_params: [&(dyn ToSql + Sync); 2] = [&COMMIT_CHANNEL, &object_id];
-        // Pipelined: sent together, executed by the server in this order.
-        let (inserted, _locked, rows, _notified) = futures::try_join!(
-            tx.execute(&insert_object, &object_params),
-            tx.query(&lock, &lock_params),
-            tx.query(&advance, &advance_params),
-            tx.query(&notify, &notify_params),
-        )
+        let producer_params: [&(dyn ToSql + Sync); 3] =
+            [&producer_ids, &producer_topics, &producer_partitions];
+        let (locked, producer_rows) = futures::try_join!(tx.query(&lock, &lock_params), async {
+            if producer_keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            tx.query(&read_producers, &producer_params).await
+        },)
         .map_err(pg_error)?;
-        debug_assert_eq!(inserted, 1);
-
-        let mut results = Vec::with_capacity(rows.len());
-        for row in rows {
-            results.push(AppendResult {
+        let mut states = HashMap::with_capacity(locked.len());
+        for row in &locked {
+            let state = PartitionState {
                 topic_id: row.get(0),
                 partition_index: row.get(1),
-                base_offset: row.get(2),
+                next_offset: row.get(2),
                 log_start_offset: row.get(3),
-            });
+            };
+            states.insert((state.topic_id, state.partition_index), state);
         }
+        let mut producers = HashMap::with_capacity(producer_rows.len());
+        for row in &producer_rows {
+            let recent: Vec<i64> = row.get(4);
+            let Some(recent) = decode_recent(&recent) else {
+                return Err(StoreError::Internal(format!(
+                    "producer_states.recent of producer {} is malformed",
+                    row.get::<_, i64>(0)
+                )));
+            };
+            producers.insert(
+                (row.get(0), row.get(1), row.get(2)),
+                ProducerState {
+                    producer_epoch: row.get(3),
+                    recent,
+                    updated_ms: row.get(5),
+                },
+            );
+        }
+
+        let plan = plan::plan_commit(
+            appends,
+            &states,
+            producers,
+            commit.now_ms,
+            commit.producers_expire_before_ms,
+        );
+
+        // Round trip 2: write the plan. An object none of whose batches was stored is not
+        // recorded (its S3 copy is an orphan, collected later).
+        if !plan.entries.is_empty() {
+            let mut columns = EntryColumns::default();
+            for entry in &plan.entries {
+                columns.push(entry);
+            }
+            let (advanced_topics, advanced_partitions, next_offsets) = plan
+                .next_offsets
+                .iter()
+                .map(|&(t, p, n)| (t, p, n))
+                .collect::<(Vec<Uuid>, Vec<i32>, Vec<i64>)>();
+            let insert_object = tx
+                .prepare_cached(
+                    "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
+                )
+                .await
+                .map_err(pg_error)?;
+            let insert_entries = tx
+                .prepare_cached(
+                    "INSERT INTO object_index (topic_id, partition_index, base_offset,
+                         last_offset, max_timestamp, object_id, byte_offset, byte_length,
+                         batch_count)
+                     SELECT topic_id, partition_index, base_offset, last_offset, max_timestamp,
+                            $8, byte_offset, byte_length, batch_count
+                     FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[],
+                                 $5::bigint[], $6::bigint[], $7::bigint[], $9::int[])
+                          AS i(topic_id, partition_index, base_offset, last_offset,
+                               max_timestamp, byte_offset, byte_length, batch_count)",
+                )
+                .await
+                .map_err(pg_error)?;
+            // Expects: rows locked in round trip 1, their next_offset unchanged since.
+            let advance = tx
+                .prepare_cached(
+                    "UPDATE partitions p SET next_offset = i.next_offset
+                     FROM unnest($1::uuid[], $2::int[], $3::bigint[])
+                          AS i(topic_id, partition_index, next_offset)
+                     WHERE p.topic_id = i.topic_id AND p.partition_index = i.partition_index",
+                )
+                .await
+                .map_err(pg_error)?;
+            // Delivered to listening readers at COMMIT, in commit order, or not at all.
+            let notify = tx
+                .prepare_cached("SELECT pg_notify($1, $2)")
+                .await
+                .map_err(pg_error)?;
+            let size = commit.size_bytes;
+            let object_params: [&(dyn ToSql + Sync); 3] = [&object_id, &commit.object_key, &size];
+            let entry_params: [&(dyn ToSql + Sync); 9] = [
+                &columns.topic_ids,
+                &columns.partitions,
+                &columns.base_offsets,
+                &columns.last_offsets,
+                &columns.max_timestamps,
+                &columns.byte_offsets,
+                &columns.byte_lengths,
+                &object_id,
+                &columns.batch_counts,
+            ];
+            let advance_params: [&(dyn ToSql + Sync); 3] =
+                [&advanced_topics, &advanced_partitions, &next_offsets];
+            let notify_params: [&(dyn ToSql + Sync); 2] = [&COMMIT_CHANNEL, &object_id];
+            // Pipelined: sent together, executed by the server in this order.
+            futures::try_join!(
+                tx.execute(&insert_object, &object_params),
+                tx.execute(&insert_entries, &entry_params),
+                tx.execute(&advance, &advance_params),
+                tx.execute(&notify, &notify_params),
+                write_producer_states(&tx, &plan.producer_states),
+            )
+            .map_err(pg_error)?;
+        }
+
         tx.commit().await.map_err(|e| match pg_error(e) {
             StoreError::Retriable(detail) | StoreError::Internal(detail) => {
                 StoreError::OutcomeUnknown(detail)
             }
             other => other,
         })?;
-        Ok(results)
+        Ok(plan.results)
+    }
+
+    async fn allocate_producer_ids(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT nextval('producer_id_blocks')", &[])
+            .await
+            .map_err(pg_error)?;
+        let block: i64 = row.get(0);
+        Ok(block * PRODUCER_ID_BLOCK)
+    }
+
+    async fn bump_producer_epoch(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        now_ms: i64,
+    ) -> Result<Option<i16>, StoreError> {
+        let client = self.client().await?;
+        // Compare-and-set on the producer's epoch. A producer without a row is at the epoch
+        // it wrote with last, or 0, so the first bump inserts; it must have been handed out
+        // and must not have written with a newer epoch anywhere.
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO producer_epochs AS e (producer_id, producer_epoch, updated_ms)
+                 SELECT $1::bigint, ($2::smallint + 1)::smallint, $3::bigint
+                 WHERE $1::bigint >= 0
+                   AND $1::bigint < (SELECT CASE WHEN is_called THEN (last_value + 1) * $4::bigint
+                                                 ELSE 0 END
+                                     FROM producer_id_blocks)
+                   AND NOT EXISTS (SELECT 1 FROM producer_states
+                                   WHERE producer_id = $1::bigint
+                                     AND producer_epoch > $2::smallint)
+                 ON CONFLICT (producer_id) DO UPDATE
+                 SET producer_epoch = EXCLUDED.producer_epoch, updated_ms = EXCLUDED.updated_ms
+                 WHERE e.producer_epoch = $2::smallint
+                 RETURNING producer_epoch",
+            )
+            .await
+            .map_err(pg_error)?;
+        let row = client
+            .query_opt(
+                &statement,
+                &[&producer_id, &producer_epoch, &now_ms, &PRODUCER_ID_BLOCK],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn expire_producers(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        // In slices, so no statement holds many row locks: a commit that meets one waits
+        // only for its slice. Expired rows are ignored by commits anyway (the plan treats
+        // them as absent), so how soon they go does not change any answer.
+        let mut removed = 0;
+        for table in ["producer_states", "producer_epochs"] {
+            let statement = client
+                .prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                         SELECT ctid FROM {table} WHERE updated_ms < $1 LIMIT $2))"
+                ))
+                .await
+                .map_err(pg_error)?;
+            loop {
+                let deleted = client
+                    .execute(&statement, &[&before_ms, &EXPIRY_SLICE])
+                    .await
+                    .map_err(pg_error)?;
+                removed += deleted;
+                if deleted < EXPIRY_SLICE as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     // The service registry: which processes are alive, with leases.
@@ -721,4 +851,116 @@ pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
     } else {
         StoreError::Internal(detail)
     }
+}
+
+/// Planned index rows as the column arrays the insert statement unnests.
+#[derive(Default)]
+struct EntryColumns {
+    topic_ids: Vec<Uuid>,
+    partitions: Vec<i32>,
+    base_offsets: Vec<i64>,
+    last_offsets: Vec<i64>,
+    max_timestamps: Vec<i64>,
+    byte_offsets: Vec<i64>,
+    byte_lengths: Vec<i64>,
+    batch_counts: Vec<i32>,
+}
+
+impl EntryColumns {
+    fn push(&mut self, entry: &PlannedEntry) {
+        self.topic_ids.push(entry.topic_id);
+        self.partitions.push(entry.partition_index);
+        self.base_offsets.push(entry.base_offset);
+        self.last_offsets.push(entry.last_offset);
+        self.max_timestamps.push(entry.max_timestamp);
+        self.byte_offsets.push(entry.byte_offset);
+        self.byte_lengths.push(entry.byte_length);
+        self.batch_counts.push(entry.batch_count);
+    }
+}
+
+/// Upserts the producer states a commit changed, in one statement. Each state's recent
+/// batches travel as the text of a bigint array, since `unnest` would flatten an array of
+/// arrays.
+async fn write_producer_states(
+    tx: &deadpool_postgres::Transaction<'_>,
+    states: &[(ProducerKey, ProducerState)],
+) -> Result<u64, tokio_postgres::Error> {
+    if states.is_empty() {
+        return Ok(0);
+    }
+    let mut producer_ids = Vec::with_capacity(states.len());
+    let mut topic_ids = Vec::with_capacity(states.len());
+    let mut partitions = Vec::with_capacity(states.len());
+    let mut epochs = Vec::with_capacity(states.len());
+    let mut recents = Vec::with_capacity(states.len());
+    let mut updated = Vec::with_capacity(states.len());
+    for ((producer_id, topic_id, partition_index), state) in states {
+        producer_ids.push(*producer_id);
+        topic_ids.push(*topic_id);
+        partitions.push(*partition_index);
+        epochs.push(state.producer_epoch);
+        recents.push(encode_recent(&state.recent));
+        updated.push(state.updated_ms);
+    }
+    // Expects: the partitions' rows are locked by this transaction, so no other commit
+    // touches these states concurrently.
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO producer_states AS s (producer_id, topic_id, partition_index,
+                 producer_epoch, recent, updated_ms)
+             SELECT producer_id, topic_id, partition_index, producer_epoch, recent::bigint[],
+                    updated_ms
+             FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::smallint[], $5::text[],
+                         $6::bigint[])
+                  AS i(producer_id, topic_id, partition_index, producer_epoch, recent,
+                       updated_ms)
+             ON CONFLICT (producer_id, topic_id, partition_index) DO UPDATE
+             SET producer_epoch = EXCLUDED.producer_epoch, recent = EXCLUDED.recent,
+                 updated_ms = EXCLUDED.updated_ms",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &producer_ids,
+            &topic_ids,
+            &partitions,
+            &epochs,
+            &recents,
+            &updated,
+        ],
+    )
+    .await
+}
+
+/// `{first,last,base,first,last,base,...}`, oldest batch first.
+fn encode_recent(recent: &VecDeque<SequenceRange>) -> String {
+    let numbers: Vec<String> = recent
+        .iter()
+        .flat_map(|r| {
+            [
+                i64::from(r.first_sequence),
+                i64::from(r.last_sequence),
+                r.base_offset,
+            ]
+        })
+        .map(|n| n.to_string())
+        .collect();
+    format!("{{{}}}", numbers.join(","))
+}
+
+fn decode_recent(flat: &[i64]) -> Option<VecDeque<SequenceRange>> {
+    if flat.is_empty() || !flat.len().is_multiple_of(3) {
+        return None;
+    }
+    flat.chunks_exact(3)
+        .map(|c| {
+            Some(SequenceRange {
+                first_sequence: i32::try_from(c[0]).ok()?,
+                last_sequence: i32::try_from(c[1]).ok()?,
+                base_offset: c[2],
+            })
+        })
+        .collect()
 }

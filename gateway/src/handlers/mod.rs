@@ -7,6 +7,7 @@ pub mod api_versions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -46,6 +47,7 @@ pub const HANDLERS: &[(ApiKey, Versions)] = &[
         ApiKey::OffsetForLeaderEpoch,
         offset_for_leader_epoch::VERSIONS,
     ),
+    (ApiKey::InitProducerId, init_producer_id::VERSIONS),
 ];
 
 /// The versions of `api_key` this gateway speaks, if any.
@@ -100,6 +102,7 @@ pub async fn dispatch(context: RequestContext, body: Bytes) -> Outcome {
         ApiKey::Fetch => run(context, body, fetch::handle).await,
         ApiKey::ListOffsets => run(context, body, list_offsets::handle).await,
         ApiKey::OffsetForLeaderEpoch => run(context, body, offset_for_leader_epoch::handle).await,
+        ApiKey::InitProducerId => run(context, body, init_producer_id::handle).await,
         ApiKey::Produce => produce::handle_raw(context, body).await,
         other => Outcome::Close(format!("no handler for {other:?}")),
     }

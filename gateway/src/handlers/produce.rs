@@ -168,8 +168,8 @@ async fn produce(
                 .await
         }
     };
-    let answer = match accepted {
-        Ok(answer) => answer,
+    let (writer, answer) = match accepted {
+        Ok(accepted) => accepted,
         Err(e) => {
             warn!(error = %e, "no writer accepted the produce");
             fill_forwarded(
@@ -193,6 +193,7 @@ async fn produce(
         Ok(Ok(body)) => body,
         Ok(Err(RpcError::AnswerLost(e))) | Ok(Err(RpcError::Unavailable(e))) => {
             warn!(error = %e, "writer accepted a produce but its answer was lost");
+            state.writers.answer_lost(writer);
             fill_forwarded(
                 &mut slots,
                 &forwarded,

@@ -1,0 +1,301 @@
+//! What committing one flushed object changes, worked out from the state it reads.
+//!
+//! A commit reads the partitions' offsets (locked) and the producer states of the
+//! idempotent batches, then [`plan_commit`] decides, batch by batch in object order, which
+//! are stored and at which offsets (see [`super::producers`] for the rules). Stored batches
+//! that lie next to each other become one index row; a duplicate or refused batch between
+//! them splits the partition's range, so its bytes stay in the object but are never indexed.
+//! Offsets stay contiguous: only stored batches take offsets.
+//!
+//! Pure, so both metastores share it and it is tested without a database.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use super::model::{AppendResult, BatchOutcome, PartitionAppend, PartitionState};
+use super::producers::{self, ProducerState, Verdict};
+
+/// Identifies a [`ProducerState`]: (producer id, topic, partition).
+pub type ProducerKey = (i64, Uuid, i32);
+
+/// An index row to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEntry {
+    /// Topic.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition_index: i32,
+    /// First offset.
+    pub base_offset: i64,
+    /// Last offset.
+    pub last_offset: i64,
+    /// Largest max timestamp of its batches.
+    pub max_timestamp: i64,
+    /// Where it starts in the object.
+    pub byte_offset: i64,
+    /// Its length.
+    pub byte_length: i64,
+    /// Batches in it.
+    pub batch_count: i32,
+}
+
+/// Everything a commit writes.
+#[derive(Debug, Default)]
+pub struct CommitPlan {
+    /// Index rows, in (partition, offset) order.
+    pub entries: Vec<PlannedEntry>,
+    /// Partitions whose next offset moved, with the new value.
+    pub next_offsets: Vec<(Uuid, i32, i64)>,
+    /// Producer states that changed.
+    pub producer_states: Vec<(ProducerKey, ProducerState)>,
+    /// The answer, one per partition that exists.
+    pub results: Vec<AppendResult>,
+}
+
+/// The producer keys whose state a commit of `appends` must read.
+pub fn producer_keys(appends: &[PartitionAppend]) -> Vec<ProducerKey> {
+    let mut keys = Vec::new();
+    let mut seen = HashSet::new();
+    for append in appends {
+        for batch in &append.batches {
+            if let Some(producer) = &batch.producer {
+                let key = (
+                    producer.producer_id,
+                    append.topic_id,
+                    append.partition_index,
+                );
+                if seen.insert(key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// Decides the commit of `appends`. Partitions absent from `partitions` (deleted topics)
+/// are skipped; producer states last written before `expire_before_ms` count as absent.
+pub fn plan_commit(
+    appends: &[PartitionAppend],
+    partitions: &HashMap<(Uuid, i32), PartitionState>,
+    mut producers: HashMap<ProducerKey, ProducerState>,
+    now_ms: i64,
+    expire_before_ms: i64,
+) -> CommitPlan {
+    producers.retain(|_, state| state.updated_ms >= expire_before_ms);
+    let mut changed: Vec<ProducerKey> = Vec::new();
+    let mut plan = CommitPlan::default();
+    for append in appends {
+        let (topic_id, partition_index) = (append.topic_id, append.partition_index);
+        let Some(partition) = partitions.get(&(topic_id, partition_index)) else {
+            continue;
+        };
+        let mut next_offset = partition.next_offset;
+        let mut run: Option<PlannedEntry> = None;
+        let mut outcomes = Vec::with_capacity(append.batches.len());
+        for batch in &append.batches {
+            let verdict = match &batch.producer {
+                None => Verdict::Append,
+                Some(producer) => {
+                    let key = (producer.producer_id, topic_id, partition_index);
+                    producers::check(producers.get(&key), producer)
+                }
+            };
+            let outcome = match verdict {
+                Verdict::Append => {
+                    let base_offset = next_offset;
+                    next_offset += batch.offset_count;
+                    if let Some(producer) = &batch.producer {
+                        let key = (producer.producer_id, topic_id, partition_index);
+                        let mut state = producers.remove(&key);
+                        producers::record(&mut state, producer, base_offset, now_ms);
+                        if let Some(state) = state {
+                            producers.insert(key, state);
+                        }
+                        if !changed.contains(&key) {
+                            changed.push(key);
+                        }
+                    }
+                    match &mut run {
+                        Some(entry) => {
+                            debug_assert_eq!(
+                                entry.byte_offset + entry.byte_length,
+                                batch.byte_offset,
+                                "a partition's batches are contiguous in the object"
+                            );
+                            entry.last_offset = next_offset - 1;
+                            entry.max_timestamp = entry.max_timestamp.max(batch.max_timestamp);
+                            entry.byte_length += batch.byte_length;
+                            entry.batch_count += 1;
+                        }
+                        None => {
+                            run = Some(PlannedEntry {
+                                topic_id,
+                                partition_index,
+                                base_offset,
+                                last_offset: next_offset - 1,
+                                max_timestamp: batch.max_timestamp,
+                                byte_offset: batch.byte_offset,
+                                byte_length: batch.byte_length,
+                                batch_count: 1,
+                            });
+                        }
+                    }
+                    BatchOutcome::Appended { base_offset }
+                }
+                Verdict::Duplicate { base_offset } => {
+                    plan.entries.extend(run.take());
+                    BatchOutcome::Duplicate { base_offset }
+                }
+                Verdict::Reject(error) => {
+                    plan.entries.extend(run.take());
+                    BatchOutcome::Rejected(error)
+                }
+            };
+            outcomes.push(outcome);
+        }
+        plan.entries.extend(run.take());
+        if next_offset != partition.next_offset {
+            plan.next_offsets
+                .push((topic_id, partition_index, next_offset));
+        }
+        plan.results.push(AppendResult {
+            topic_id,
+            partition_index,
+            log_start_offset: partition.log_start_offset,
+            batches: outcomes,
+        });
+    }
+    for key in changed {
+        if let Some(state) = producers.remove(&key) {
+            plan.producer_states.push((key, state));
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metastore::model::{AppendBatch, ProducerBatch, SequenceError};
+
+    const TOPIC: Uuid = Uuid::from_u128(1);
+
+    fn batch(byte_offset: i64, producer: Option<(i16, i32)>) -> AppendBatch {
+        AppendBatch {
+            byte_offset,
+            byte_length: 10,
+            offset_count: 2,
+            max_timestamp: byte_offset,
+            producer: producer.map(|(epoch, first)| ProducerBatch {
+                producer_id: 9,
+                producer_epoch: epoch,
+                first_sequence: first,
+                last_sequence: first + 1,
+            }),
+        }
+    }
+
+    fn partitions(next_offset: i64) -> HashMap<(Uuid, i32), PartitionState> {
+        HashMap::from([(
+            (TOPIC, 0),
+            PartitionState {
+                topic_id: TOPIC,
+                partition_index: 0,
+                next_offset,
+                log_start_offset: 3,
+            },
+        )])
+    }
+
+    #[test]
+    fn a_duplicate_inside_one_flush_splits_the_range_and_takes_no_offsets() {
+        // The producer's batch 0..=1, then its retry, then 2..=3, then a plain batch.
+        let appends = vec![PartitionAppend {
+            topic_id: TOPIC,
+            partition_index: 0,
+            batches: vec![
+                batch(0, Some((0, 0))),
+                batch(10, Some((0, 0))),
+                batch(20, Some((0, 2))),
+                batch(30, None),
+            ],
+        }];
+        let plan = plan_commit(&appends, &partitions(50), HashMap::new(), 1, 0);
+        assert_eq!(
+            plan.results[0].batches,
+            vec![
+                BatchOutcome::Appended { base_offset: 50 },
+                BatchOutcome::Duplicate { base_offset: 50 },
+                BatchOutcome::Appended { base_offset: 52 },
+                BatchOutcome::Appended { base_offset: 54 },
+            ]
+        );
+        assert_eq!(plan.results[0].log_start_offset, 3);
+        let ranges: Vec<_> = plan
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.base_offset,
+                    e.last_offset,
+                    e.byte_offset,
+                    e.byte_length,
+                    e.batch_count,
+                )
+            })
+            .collect();
+        assert_eq!(ranges, vec![(50, 51, 0, 10, 1), (52, 55, 20, 20, 2)]);
+        assert_eq!(plan.next_offsets, vec![(TOPIC, 0, 56)]);
+        assert_eq!(plan.producer_states.len(), 1);
+        assert_eq!(plan.producer_states[0].1.recent.len(), 2);
+    }
+
+    #[test]
+    fn stored_state_decides_and_expired_state_is_ignored() {
+        let appends = vec![PartitionAppend {
+            topic_id: TOPIC,
+            partition_index: 0,
+            batches: vec![batch(0, Some((0, 5)))],
+        }];
+        let mut first = plan_commit(&appends, &partitions(0), HashMap::new(), 100, 0);
+        let stored: HashMap<_, _> = first.producer_states.drain(..).collect();
+        // A retry of the same batch later is a duplicate and writes nothing.
+        let retry = plan_commit(&appends, &partitions(2), stored.clone(), 200, 0);
+        assert_eq!(
+            retry.results[0].batches,
+            vec![BatchOutcome::Duplicate { base_offset: 0 }]
+        );
+        assert!(retry.entries.is_empty() && retry.next_offsets.is_empty());
+        assert!(retry.producer_states.is_empty());
+        // A gap is refused.
+        let gap = vec![PartitionAppend {
+            topic_id: TOPIC,
+            partition_index: 0,
+            batches: vec![batch(0, Some((0, 9)))],
+        }];
+        let refused = plan_commit(&gap, &partitions(2), stored.clone(), 200, 0);
+        assert_eq!(
+            refused.results[0].batches,
+            vec![BatchOutcome::Rejected(SequenceError::OutOfOrder)]
+        );
+        // Once the state expired, the same batch is taken as a first write.
+        let expired = plan_commit(&gap, &partitions(2), stored, 200, 150);
+        assert_eq!(
+            expired.results[0].batches,
+            vec![BatchOutcome::Appended { base_offset: 2 }]
+        );
+    }
+
+    #[test]
+    fn missing_partitions_are_skipped() {
+        let appends = vec![PartitionAppend {
+            topic_id: Uuid::from_u128(2),
+            partition_index: 0,
+            batches: vec![batch(0, None)],
+        }];
+        let plan = plan_commit(&appends, &partitions(0), HashMap::new(), 1, 0);
+        assert!(plan.results.is_empty() && plan.entries.is_empty());
+    }
+}

@@ -1,0 +1,263 @@
+//! The idempotent-producer rules: which batches a partition takes from a producer.
+//!
+//! Vocabulary: a producer is known by its *id* and *epoch* (InitProducerId hands them out);
+//! every batch it sends to a partition carries the *sequence* numbers of its first and last
+//! record, counting on from the previous batch. Per (producer, partition) the metastore keeps
+//! the producer's [`ProducerState`]: its epoch and the sequence ranges and base offsets of the
+//! last [`RECENT_BATCHES`] batches stored (as many as a client may have in flight).
+//!
+//! The rules follow Kafka's `ProducerAppendInfo` and `ProducerStateEntry`, for data batches
+//! from clients:
+//! - a batch of the current epoch whose exact sequence range is among the recent ones is a
+//!   *duplicate*: a retry of something already stored, answered with its original offset;
+//! - an epoch older than the state's is refused (INVALID_PRODUCER_EPOCH);
+//! - a newer epoch must start at sequence 0 (OUT_OF_ORDER_SEQUENCE_NUMBER otherwise) and
+//!   forgets the recent batches of the old one;
+//! - the current epoch must continue at the last sequence + 1 (wrapping after `i32::MAX`);
+//! - with no state at all (first write, or state expired after
+//!   `writer.producer_id_expiration_ms`), any sequence is taken, as Kafka does since KIP-360.
+//!
+//! These functions are pure; the metastore applies them inside the commit transaction, where
+//! they are right whichever writer the batch came through.
+
+use std::collections::VecDeque;
+
+use super::model::{ProducerBatch, SequenceError};
+
+/// Batches remembered per producer and partition: Kafka's, and the most a client keeps in
+/// flight per partition (`max.in.flight.requests.per.connection` ≤ 5 with idempotence).
+pub const RECENT_BATCHES: usize = 5;
+
+/// One stored batch, as remembered for duplicate detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequenceRange {
+    /// Sequence of its first record.
+    pub first_sequence: i32,
+    /// Sequence of its last record.
+    pub last_sequence: i32,
+    /// Offset its first record got.
+    pub base_offset: i64,
+}
+
+/// What a partition remembers of one producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerState {
+    /// The newest epoch the producer wrote with.
+    pub producer_epoch: i16,
+    /// Batches of that epoch, oldest first, at most [`RECENT_BATCHES`], never empty.
+    pub recent: VecDeque<SequenceRange>,
+    /// When it was last written (writer clock, ms), for expiry.
+    pub updated_ms: i64,
+}
+
+/// The decision for one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Store it.
+    Append,
+    /// Already stored at this offset; do not store again.
+    Duplicate {
+        /// The original's base offset.
+        base_offset: i64,
+    },
+    /// Refuse it.
+    Reject(SequenceError),
+}
+
+/// Applies the rules to `batch` given the partition's state for its producer.
+pub fn check(state: Option<&ProducerState>, batch: &ProducerBatch) -> Verdict {
+    let Some(state) = state else {
+        return Verdict::Append;
+    };
+    if batch.producer_epoch == state.producer_epoch
+        && let Some(original) = state.recent.iter().find(|r| {
+            r.first_sequence == batch.first_sequence && r.last_sequence == batch.last_sequence
+        })
+    {
+        return Verdict::Duplicate {
+            base_offset: original.base_offset,
+        };
+    }
+    if batch.producer_epoch < state.producer_epoch {
+        return Verdict::Reject(SequenceError::StaleEpoch);
+    }
+    if batch.producer_epoch > state.producer_epoch {
+        return if batch.first_sequence == 0 {
+            Verdict::Append
+        } else {
+            Verdict::Reject(SequenceError::OutOfOrder)
+        };
+    }
+    let follows = state
+        .recent
+        .back()
+        .is_none_or(|last| in_sequence(last.last_sequence, batch.first_sequence));
+    if follows {
+        Verdict::Append
+    } else {
+        Verdict::Reject(SequenceError::OutOfOrder)
+    }
+}
+
+/// Remembers a batch that was stored at `base_offset`.
+pub fn record(
+    state: &mut Option<ProducerState>,
+    batch: &ProducerBatch,
+    base_offset: i64,
+    now_ms: i64,
+) {
+    let stored = SequenceRange {
+        first_sequence: batch.first_sequence,
+        last_sequence: batch.last_sequence,
+        base_offset,
+    };
+    match state {
+        Some(state) if state.producer_epoch == batch.producer_epoch => {
+            state.recent.push_back(stored);
+            while state.recent.len() > RECENT_BATCHES {
+                state.recent.pop_front();
+            }
+            state.updated_ms = now_ms;
+        }
+        // First write, or a new epoch: the old epoch's batches can never be retried again.
+        _ => {
+            *state = Some(ProducerState {
+                producer_epoch: batch.producer_epoch,
+                recent: VecDeque::from([stored]),
+                updated_ms: now_ms,
+            });
+        }
+    }
+}
+
+/// The sequence of the last record of a batch occupying `offset_count` offsets from
+/// `first_sequence` (Kafka counts by last offset delta); sequences wrap from `i32::MAX`
+/// to 0, as Kafka's do.
+pub fn last_sequence(first_sequence: i32, offset_count: i64) -> i32 {
+    let last = i64::from(first_sequence) + offset_count.max(1) - 1;
+    (last % (i64::from(i32::MAX) + 1)) as i32
+}
+
+fn in_sequence(last: i32, next: i32) -> bool {
+    i64::from(next) == i64::from(last) + 1 || (next == 0 && last == i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(epoch: i16, first: i32, count: i32) -> ProducerBatch {
+        ProducerBatch {
+            producer_id: 7,
+            producer_epoch: epoch,
+            first_sequence: first,
+            last_sequence: last_sequence(first, i64::from(count)),
+        }
+    }
+
+    /// Runs batches through check-then-record, storing appended ones at consecutive
+    /// offsets of `count` records each; returns the verdicts.
+    fn run(batches: &[ProducerBatch]) -> (Vec<Verdict>, Option<ProducerState>) {
+        let mut state = None;
+        let mut next_offset = 100;
+        let mut verdicts = Vec::new();
+        for b in batches {
+            let verdict = check(state.as_ref(), b);
+            if verdict == Verdict::Append {
+                record(&mut state, b, next_offset, 1);
+                next_offset += i64::from(b.last_sequence - b.first_sequence + 1);
+            }
+            verdicts.push(verdict);
+        }
+        (verdicts, state)
+    }
+
+    #[test]
+    fn in_order_batches_append_and_retries_are_duplicates() {
+        let (verdicts, state) = run(&[
+            batch(0, 0, 3),
+            batch(0, 3, 2),
+            batch(0, 0, 3),
+            batch(0, 3, 2),
+        ]);
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::Append,
+                Verdict::Append,
+                Verdict::Duplicate { base_offset: 100 },
+                Verdict::Duplicate { base_offset: 103 },
+            ]
+        );
+        assert_eq!(state.expect("state").recent.len(), 2);
+    }
+
+    #[test]
+    fn a_gap_is_out_of_order_and_an_older_epoch_is_stale() {
+        let (verdicts, _) = run(&[batch(1, 0, 1), batch(1, 2, 1), batch(0, 1, 1)]);
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::Append,
+                Verdict::Reject(SequenceError::OutOfOrder),
+                Verdict::Reject(SequenceError::StaleEpoch),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_epoch_starts_at_zero_and_forgets_the_old_batches() {
+        let (verdicts, state) = run(&[
+            batch(0, 0, 1),
+            batch(0, 1, 1),
+            batch(1, 5, 1),
+            batch(1, 0, 1),
+            batch(1, 1, 1),
+        ]);
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::Append,
+                Verdict::Append,
+                Verdict::Reject(SequenceError::OutOfOrder),
+                Verdict::Append,
+                Verdict::Append,
+            ]
+        );
+        let state = state.expect("state");
+        assert_eq!(state.producer_epoch, 1);
+        assert_eq!(state.recent.len(), 2);
+    }
+
+    #[test]
+    fn without_state_any_sequence_is_taken() {
+        let (verdicts, _) = run(&[batch(3, 42, 1), batch(3, 43, 1)]);
+        assert_eq!(verdicts, vec![Verdict::Append, Verdict::Append]);
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let batches: Vec<_> = (0..7).map(|i| batch(0, i, 1)).collect();
+        let (_, state) = run(&batches);
+        let state = state.expect("state");
+        assert_eq!(state.recent.len(), RECENT_BATCHES);
+        assert_eq!(state.recent.front().map(|r| r.first_sequence), Some(2));
+        // The oldest two are forgotten: a retry of one is out of order, not a duplicate.
+        assert_eq!(
+            check(Some(&state), &batch(0, 0, 1)),
+            Verdict::Reject(SequenceError::OutOfOrder)
+        );
+        assert_eq!(
+            check(Some(&state), &batch(0, 2, 1)),
+            Verdict::Duplicate { base_offset: 102 }
+        );
+    }
+
+    #[test]
+    fn sequences_wrap_after_i32_max() {
+        assert_eq!(last_sequence(i32::MAX - 1, 3), 0);
+        assert_eq!(last_sequence(5, 1), 5);
+        let (verdicts, _) = run(&[batch(0, i32::MAX - 1, 2), batch(0, 0, 1)]);
+        assert_eq!(verdicts, vec![Verdict::Append, Verdict::Append]);
+    }
+}

@@ -1,0 +1,78 @@
+//! InitProducerId (key 22), v0–v5: ids and epochs for idempotent producers.
+//!
+//! A producer without an id gets a fresh one at epoch 0 from this gateway's block
+//! ([`crate::producer_ids`]); no PostgreSQL round trip in the common case. A producer that
+//! sends its current id and epoch (v3+, KIP-360: it lost track of a sequence and must start
+//! over) gets the same id at the next epoch, checked and recorded in PostgreSQL; if that
+//! epoch is not current (a stale retry, an expired producer) or the epochs ran out, it gets a
+//! fresh id instead, which is always safe for a producer without a transactional id.
+//! Transactions are not offered: a request with a transactional id is refused with
+//! INVALID_REQUEST and a log line.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use tracing::{debug, warn};
+
+use super::{RequestContext, Versions};
+
+/// Supported versions.
+pub const VERSIONS: Versions = Versions { min: 0, max: 5 };
+
+/// Answers InitProducerId.
+pub async fn handle(
+    context: RequestContext,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let failed = |code: i16| {
+        InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if let Some(transactional_id) = &request.transactional_id {
+        warn!(transactional_id = %transactional_id.0.as_str(),
+              "InitProducerId with a transactional id refused: transactions are not supported");
+        return failed(ResponseError::InvalidRequest.code());
+    }
+    let state = &context.state;
+    let claimed_id = request.producer_id.0;
+    let claimed_epoch = request.producer_epoch;
+    if context.version >= 3 && claimed_id >= 0 && claimed_epoch >= 0 {
+        if claimed_epoch < i16::MAX - 1 {
+            let now_ms = state.clock.now_ms();
+            match state
+                .metastore
+                .bump_producer_epoch(claimed_id, claimed_epoch, now_ms)
+                .await
+            {
+                Ok(Some(epoch)) => {
+                    debug!(producer_id = claimed_id, epoch, "producer epoch bumped");
+                    return InitProducerIdResponse::default()
+                        .with_producer_id(ProducerId(claimed_id))
+                        .with_producer_epoch(epoch);
+                }
+                Ok(None) => {
+                    debug!(
+                        producer_id = claimed_id,
+                        claimed_epoch, "epoch not current; new id"
+                    );
+                }
+                Err(e) => {
+                    warn!(error = %e, "bumping a producer epoch failed");
+                    return failed(e.kafka_code());
+                }
+            }
+        } else {
+            debug!(producer_id = claimed_id, "epochs exhausted; new id");
+        }
+    }
+    match state.producer_ids.next().await {
+        Ok(producer_id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0),
+        Err(e) => {
+            warn!(error = %e, "reserving producer ids failed");
+            failed(e.kafka_code())
+        }
+    }
+}
