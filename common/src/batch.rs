@@ -275,6 +275,17 @@ pub mod testing {
     /// Builds an uncompressed magic-2 batch holding `values` as records with no key and no
     /// headers, with a correct CRC.
     pub fn batch(values: &[&[u8]], timestamp: i64) -> Vec<u8> {
+        idempotent_batch(values, timestamp, -1, -1, -1)
+    }
+
+    /// Like [`batch`], stamped with an idempotent producer's id, epoch and first sequence.
+    pub fn idempotent_batch(
+        values: &[&[u8]],
+        timestamp: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Vec<u8> {
         let mut records = Vec::new();
         for (i, value) in values.iter().enumerate() {
             let mut body = Vec::new();
@@ -294,9 +305,9 @@ pub mod testing {
         after_crc.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
         after_crc.extend_from_slice(&timestamp.to_be_bytes());
         after_crc.extend_from_slice(&timestamp.to_be_bytes());
-        after_crc.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-        after_crc.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        after_crc.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        after_crc.extend_from_slice(&producer_id.to_be_bytes());
+        after_crc.extend_from_slice(&producer_epoch.to_be_bytes());
+        after_crc.extend_from_slice(&base_sequence.to_be_bytes());
         after_crc.extend_from_slice(&count.to_be_bytes());
         after_crc.extend_from_slice(&records);
         let crc = crc32c::crc32c(&after_crc);

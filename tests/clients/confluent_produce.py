@@ -1,10 +1,21 @@
-"""Produces ten records with confluent-kafka (librdkafka) and prints their offsets."""
+"""Produces ten records with confluent-kafka (librdkafka) and prints their offsets.
+
+Idempotence as the Java client defaults to (since 3.0): enable.idempotence, acks=all,
+five requests in flight per connection."""
 import sys
 
 from confluent_kafka import Producer
 
 bootstrap, topic = sys.argv[1], sys.argv[2]
-producer = Producer({"bootstrap.servers": bootstrap, "compression.type": "zstd"})
+producer = Producer(
+    {
+        "bootstrap.servers": bootstrap,
+        "compression.type": "zstd",
+        "enable.idempotence": True,
+        "acks": "all",
+        "max.in.flight.requests.per.connection": 5,
+    }
+)
 offsets = []
 
 

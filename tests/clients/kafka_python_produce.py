@@ -4,10 +4,8 @@ import sys
 from kafka import KafkaProducer
 
 bootstrap, topic = sys.argv[1], sys.argv[2]
-# kafka-python turns idempotence on when it can; yaks does not offer InitProducerId yet
-# (the idempotent-producer issue), so it is off here, as with an older broker.
 producer = KafkaProducer(
-    bootstrap_servers=bootstrap, compression_type="gzip", acks="all", enable_idempotence=False
+    bootstrap_servers=bootstrap, compression_type="gzip", acks="all", enable_idempotence=True
 )
 futures = [producer.send(topic, f"kafka-python {i}".encode(), partition=0) for i in range(10)]
 producer.flush()

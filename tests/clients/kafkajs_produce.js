@@ -5,7 +5,8 @@ const [bootstrap, topic] = process.argv.slice(2);
 
 (async () => {
   const kafka = new Kafka({ clientId: 'yaks-test', brokers: [bootstrap], logLevel: logLevel.ERROR });
-  const producer = kafka.producer();
+  // kafkajs's idempotent producer allows one request in flight.
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const offsets = [];
   // One record per request, so each answer carries that record's offset.

@@ -13,7 +13,7 @@ use rdkafka::{ClientConfig, Message, Offset, Timestamp, TopicPartitionList};
 
 use crate::harness::*;
 
-fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+pub(crate) fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -26,7 +26,7 @@ fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     config.create().expect("consumer")
 }
 
-fn assign(consumer: &BaseConsumer, topic: &str, partitions: i32, offset: Offset) {
+pub(crate) fn assign(consumer: &BaseConsumer, topic: &str, partitions: i32, offset: Offset) {
     let mut list = TopicPartitionList::new();
     for partition in 0..partitions {
         list.add_partition_offset(topic, partition, offset)
@@ -36,7 +36,11 @@ fn assign(consumer: &BaseConsumer, topic: &str, partitions: i32, offset: Offset)
 }
 
 /// Polls until `count` messages arrived or `timeout` passed; fetch errors fail the test.
-fn poll_n(consumer: &BaseConsumer, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+pub(crate) fn poll_n(
+    consumer: &BaseConsumer,
+    count: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::with_capacity(count);
     while out.len() < count && Instant::now() < deadline {
@@ -47,7 +51,7 @@ fn poll_n(consumer: &BaseConsumer, count: usize, timeout: Duration) -> Vec<Owned
     out
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("join")
 }
 

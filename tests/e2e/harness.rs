@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -20,6 +21,7 @@ use yaks::dev::postgres::{EmbeddedPostgres, free_port};
 use yaks::dev::s3::DevS3;
 use yaks::roles;
 use yaks_common::config::Config;
+use yaks_common::failpoint::FailPoints;
 use yaks_common::shutdown::{Shutdown, ShutdownTrigger};
 
 /// A private PostgreSQL and S3 endpoint in a temporary directory.
@@ -77,27 +79,52 @@ impl Infra {
     }
 }
 
-/// A gateway, a writer and a reader running in this process.
+/// A writer running in this process.
+pub struct InProcessWriter {
+    pub url: String,
+    pub fail_points: Arc<FailPoints>,
+    trigger: ShutdownTrigger,
+    task: JoinHandle<()>,
+}
+
+/// A gateway, one or more writers and a reader running in this process.
 pub struct Roles {
     pub kafka: SocketAddr,
     pub writer_url: String,
     pub reader_url: String,
+    pub writers: Vec<InProcessWriter>,
     gateway_trigger: ShutdownTrigger,
-    writer_trigger: ShutdownTrigger,
     reader_trigger: ShutdownTrigger,
     gateway_task: JoinHandle<()>,
-    writer_task: JoinHandle<()>,
     reader_task: JoinHandle<()>,
 }
 
 impl Roles {
-    pub async fn start(mut config: Config) -> Roles {
+    pub async fn start(config: Config) -> Roles {
+        Roles::start_with_writers(config, 1).await
+    }
+
+    /// Roles with `writer_count` writers, all in `gateway.writer_urls`.
+    pub async fn start_with_writers(mut config: Config, writer_count: usize) -> Roles {
         let backends = roles::connect(&config).await.expect("backends");
-        let writer = roles::bind_writer(&config, &backends)
-            .await
-            .expect("writer binds");
-        let writer_url = format!("http://{}", writer.local_addr().expect("addr"));
-        config.gateway.writer_urls = vec![writer_url.clone()];
+        let mut writers = Vec::new();
+        for _ in 0..writer_count {
+            let writer = roles::bind_writer(&config, &backends)
+                .await
+                .expect("writer binds");
+            let url = format!("http://{}", writer.local_addr().expect("addr"));
+            let fail_points = writer.fail_points();
+            let (trigger, shutdown) = Shutdown::new();
+            let task = tokio::spawn(writer.run(shutdown));
+            writers.push(InProcessWriter {
+                url,
+                fail_points,
+                trigger,
+                task,
+            });
+        }
+        let writer_url = writers[0].url.clone();
+        config.gateway.writer_urls = writers.iter().map(|w| w.url.clone()).collect();
         config.reader.listen_addr = "127.0.0.1:0".into();
         let reader = roles::bind_reader(&config, &backends)
             .await
@@ -108,21 +135,18 @@ impl Roles {
             .await
             .expect("gateway binds");
         let kafka = gateway.local_addr().expect("addr");
-        let (writer_trigger, writer_shutdown) = Shutdown::new();
         let (gateway_trigger, gateway_shutdown) = Shutdown::new();
         let (reader_trigger, reader_shutdown) = Shutdown::new();
-        let writer_task = tokio::spawn(writer.run(writer_shutdown));
         let gateway_task = tokio::spawn(gateway.run(gateway_shutdown));
         let reader_task = tokio::spawn(reader.run(reader_shutdown));
         Roles {
             kafka,
             writer_url,
             reader_url,
+            writers,
             gateway_trigger,
-            writer_trigger,
             reader_trigger,
             gateway_task,
-            writer_task,
             reader_task,
         }
     }
@@ -133,9 +157,13 @@ impl Roles {
 
     pub async fn stop(self) {
         self.gateway_trigger.trigger();
-        self.writer_trigger.trigger();
+        for writer in &self.writers {
+            writer.trigger.trigger();
+        }
         let _ = self.gateway_task.await;
-        let _ = self.writer_task.await;
+        for writer in self.writers {
+            let _ = writer.task.await;
+        }
         self.reader_trigger.trigger();
         let _ = self.reader_task.await;
     }

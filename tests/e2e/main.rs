@@ -8,6 +8,7 @@ mod admin;
 mod clients;
 mod consume;
 mod failures;
+mod idempotence;
 mod processes;
 mod produce;
 mod protocol;

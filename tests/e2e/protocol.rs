@@ -200,7 +200,7 @@ async fn hostile_frames_get_an_error_or_a_clean_close() {
 }
 
 /// Sends one request and decodes its response.
-async fn exchange<Req: Encodable, Resp: Decodable>(
+pub(crate) async fn exchange<Req: Encodable, Resp: Decodable>(
     stream: &mut TcpStream,
     api_key: ApiKey,
     version: i16,
