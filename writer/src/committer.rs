@@ -119,15 +119,14 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
             }
             None => {}
         }
+        let now_ms = context.clock.now_ms();
         let commit = ObjectCommit {
             object,
             object_key: &key,
             size_bytes: size,
             appends: &flush.appends,
-            now_ms: context.clock.now_ms(),
-            producers_expire_before_ms: context
-                .clock
-                .now_ms()
+            now_ms,
+            producers_expire_before_ms: now_ms
                 .saturating_sub(context.config.producer_id_expiration_ms as i64),
         };
         let mut attempt = 0;
@@ -218,6 +217,7 @@ mod tests {
     use futures::future::BoxFuture;
     use yaks_common::clock::system_clock;
     use yaks_common::config::{S3Config, WriterConfig};
+    use yaks_common::failpoint::FailPoints;
     use yaks_common::metastore::{MemoryMetastore, Metastore};
     use yaks_common::objstore::{MemoryObjectStore, ObjectStore};
     use yaks_common::shutdown::{Shutdown, ShutdownTrigger};
@@ -263,6 +263,7 @@ mod tests {
         batcher: Batcher,
         metastore: Arc<MemoryMetastore>,
         objects: MemoryObjectStore,
+        fail_points: Arc<FailPoints>,
         topic: Uuid,
         // Dropping the trigger would start a shutdown.
         _running: ShutdownTrigger,
@@ -276,6 +277,7 @@ mod tests {
             .expect("create")
             .expect("new");
         let objects = MemoryObjectStore::default();
+        let fail_points = Arc::new(FailPoints::default());
         let context = WriterContext {
             config: WriterConfig {
                 flush_interval_ms: 5,
@@ -288,7 +290,7 @@ mod tests {
                 failures: AtomicU32::new(failures),
             }),
             clock: system_clock(),
-            fail_points: Default::default(),
+            fail_points: fail_points.clone(),
         };
         let (committer, _commit_task) = Committer::start(context.clone());
         let (running, shutdown) = Shutdown::new();
@@ -297,6 +299,7 @@ mod tests {
             batcher,
             metastore,
             objects,
+            fail_points,
             topic: topic.topic_id,
             _running: running,
         }
@@ -386,5 +389,95 @@ mod tests {
             Ok(0),
             "the retry gets offset 0"
         );
+    }
+
+    async fn next_offset(metastore: &MemoryMetastore, topic: Uuid) -> i64 {
+        metastore
+            .partition_states(&[(topic, 0)])
+            .await
+            .expect("states")[0]
+            .next_offset
+    }
+
+    #[tokio::test]
+    async fn a_retry_in_the_same_flush_gets_the_original_offset_and_is_stored_once() {
+        let Harness {
+            batcher,
+            metastore,
+            topic,
+            _running,
+            ..
+        } = writer_with(0).await;
+        let records = Bytes::from(yaks_common::batch::testing::idempotent_batch(
+            &[b"a", b"b"],
+            7,
+            42,
+            0,
+            0,
+        ));
+        let info = yaks_common::batch::header_info(&records).expect("valid");
+        let batch = PartitionBatch {
+            topic_id: topic,
+            partition_index: 0,
+            records,
+            info,
+        };
+        let first = batcher.append(vec![batch.clone()]).await.expect("accepted");
+        let retry = batcher.append(vec![batch]).await.expect("accepted");
+        for answer in [first, retry] {
+            let outcomes = answer.await.expect("answered");
+            assert_eq!(outcomes[0].result, Ok((0, 0)));
+        }
+        assert_eq!(next_offset(&metastore, topic).await, 2);
+    }
+
+    #[tokio::test]
+    async fn fail_points_stop_a_flush_before_commit_or_before_the_answer() {
+        let Harness {
+            batcher,
+            metastore,
+            fail_points,
+            topic,
+            _running,
+            ..
+        } = writer_with(0).await;
+        fail_points.arm(
+            failpoint::UPLOADED_NOT_COMMITTED,
+            FailAction::Error,
+            Some(1),
+        );
+        let answer = batcher
+            .append(vec![batch(topic, 0, "uncommitted")])
+            .await
+            .expect("accepted");
+        assert_eq!(
+            answer.await.expect("answered")[0].result,
+            Err(ResponseError::KafkaStorageError.code())
+        );
+        assert_eq!(next_offset(&metastore, topic).await, 0, "nothing committed");
+
+        fail_points.arm(failpoint::COMMITTED_NOT_ACKED, FailAction::Error, Some(1));
+        let answer = batcher
+            .append(vec![batch(topic, 0, "unacked")])
+            .await
+            .expect("accepted");
+        assert_eq!(
+            answer.await.expect("answered")[0].result,
+            Err(ResponseError::RequestTimedOut.code()),
+            "outcome unknown to the client"
+        );
+        assert_eq!(next_offset(&metastore, topic).await, 1, "but committed");
+
+        fail_points.arm(
+            failpoint::COMMITTED_NOT_ACKED,
+            FailAction::LoseAnswer,
+            Some(1),
+        );
+        let answer = batcher
+            .append(vec![batch(topic, 0, "lost")])
+            .await
+            .expect("accepted");
+        assert!(answer.await.is_err(), "the answer is never sent");
+        assert_eq!(next_offset(&metastore, topic).await, 2);
     }
 }

@@ -358,16 +358,15 @@ impl Metastore for MemoryMetastore {
     ) -> Result<Option<i16>, StoreError> {
         let mut state = self.state();
         let handed_out = (0..state.next_producer_block * PRODUCER_ID_BLOCK).contains(&producer_id);
-        let current = state.producer_epochs.get(&producer_id).map(|e| e.0);
+        let recorded_ahead = state
+            .producer_epochs
+            .get(&producer_id)
+            .is_some_and(|e| e.0 > producer_epoch);
         let newer_written = state
             .producer_states
             .iter()
             .any(|(key, s)| key.0 == producer_id && s.producer_epoch > producer_epoch);
-        let is_current = match current {
-            Some(epoch) => epoch == producer_epoch,
-            None => handed_out && !newer_written,
-        };
-        if !is_current {
+        if !handed_out || recorded_ahead || newer_written {
             return Ok(None);
         }
         let next = producer_epoch + 1;

@@ -113,9 +113,10 @@ pub trait Metastore: Send + Sync + 'static {
     /// Blocks never overlap, whoever asks.
     async fn allocate_producer_ids(&self) -> Result<i64, StoreError>;
 
-    /// Moves an allocated producer from `producer_epoch` to the next epoch (KIP-360) if that
-    /// is its current epoch; `None` when it is not (someone moved it on, or the id was never
-    /// handed out), and the caller hands out a new id instead.
+    /// Moves an allocated producer from `producer_epoch` to the next epoch (KIP-360) unless
+    /// something newer is known (an earlier bump past it, a partition that saw a newer
+    /// epoch) or the id was never handed out; then `None`, and the caller hands out a new id.
+    /// A claim ahead of the recorded epoch is fine: clients may bump locally.
     async fn bump_producer_epoch(
         &self,
         producer_id: i64,
@@ -306,6 +307,23 @@ async fn idempotence_suite(store: &dyn Metastore, topic: &TopicMeta) {
     assert_eq!(
         outcomes(results),
         vec![BatchOutcome::Rejected(SequenceError::StaleEpoch)]
+    );
+
+    // A client that bumped its epoch locally (as Java's does) may claim an epoch ahead of
+    // the record, never one behind it.
+    assert_eq!(
+        store
+            .bump_producer_epoch(producer_id, 3, 12_000)
+            .await
+            .expect("bump"),
+        Some(4)
+    );
+    assert_eq!(
+        store
+            .bump_producer_epoch(producer_id, 1, 12_000)
+            .await
+            .expect("bump"),
+        None
     );
 
     // Expired state is gone: any sequence is taken again.

@@ -635,8 +635,10 @@ impl Metastore for PgMetastore {
     ) -> Result<Option<i16>, StoreError> {
         let client = self.client().await?;
         // Compare-and-set on the producer's epoch. A producer without a row is at the epoch
-        // it wrote with last, or 0, so the first bump inserts; it must have been handed out
-        // and must not have written with a newer epoch anywhere.
+        // it wrote with last, or 0, so the first bump inserts. The claimed epoch may be ahead
+        // of the row (clients such as Java's bump locally) but never behind it or behind an
+        // epoch a partition has seen, and the id must have been handed out. Two calls with
+        // the same claim: the first moves the row past it, the second finds no match.
         let statement = client
             .prepare_cached(
                 "INSERT INTO producer_epochs AS e (producer_id, producer_epoch, updated_ms)
@@ -650,7 +652,7 @@ impl Metastore for PgMetastore {
                                      AND producer_epoch > $2::smallint)
                  ON CONFLICT (producer_id) DO UPDATE
                  SET producer_epoch = EXCLUDED.producer_epoch, updated_ms = EXCLUDED.updated_ms
-                 WHERE e.producer_epoch = $2::smallint
+                 WHERE e.producer_epoch <= $2::smallint
                  RETURNING producer_epoch",
             )
             .await
