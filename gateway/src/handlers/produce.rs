@@ -8,6 +8,11 @@
 //! once their object is in S3 and their offsets are committed. acks=0 gets no response, but
 //! its batches take the same path. acks=1 and acks=all both wait for the commit: S3 is the
 //! only copy to wait for.
+//!
+//! Batches of idempotent producers (producer id ≥ 0; epoch and base sequence must then be set,
+//! else INVALID_RECORD) are judged at commit, where a retry is answered with its original
+//! offset and a gap or stale epoch gets OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_PRODUCER_EPOCH
+//! (see `yaks_common::metastore::producers`). Transactional batches are refused.
 
 use std::collections::HashMap;
 use std::time::Duration;
