@@ -330,3 +330,83 @@ async fn fetch_by_topic_id_patches_offsets_and_epochs_agree_with_metadata() {
     );
     roles.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_garbage_never_takes_the_gateway_down() {
+    use rand::{Rng, SeedableRng};
+
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    // Seeded, so a failure replays.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x79616b73);
+    for round in 0..200 {
+        let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+        let mut garbage = vec![0u8; rng.random_range(1..512)];
+        rng.fill(&mut garbage[..]);
+        if round % 2 == 0 && garbage.len() > 8 {
+            // Half the time, a plausible length prefix and header, so decoding gets further.
+            let length = (garbage.len() - 4) as i32;
+            garbage[..4].copy_from_slice(&length.to_be_bytes());
+            let api_key = rng.random_range(0..70i16);
+            garbage[4..6].copy_from_slice(&api_key.to_be_bytes());
+            let version = rng.random_range(0..18i16);
+            garbage[6..8].copy_from_slice(&version.to_be_bytes());
+        }
+        stream.write_all(&garbage).await.expect("send");
+        // Half-close: the gateway sees the end of input, answers what it can, then closes.
+        stream.shutdown().await.expect("shutdown");
+        let mut rest = Vec::new();
+        // An answer, a close or a reset are all fine; a hang is not.
+        let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest))
+            .await
+            .expect("the gateway answers or closes in time");
+    }
+    let mut stream = TcpStream::connect(roles.kafka).await.expect("connect");
+    let request = kafka_protocol::messages::ApiVersionsRequest::default();
+    let versions: ApiVersionsResponse =
+        exchange(&mut stream, ApiKey::ApiVersions, 3, &request).await;
+    assert_eq!(versions.error_code, 0, "still serving after the garbage");
+    roles.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections_are_all_served() {
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    create_topic(&roles.bootstrap(), "many", 1).await;
+    // Open all connections first, so they are concurrent, then ask on every one at once.
+    let mut streams = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        streams.push(TcpStream::connect(roles.kafka).await.expect("connect"));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut stream in streams {
+        tasks.spawn(async move {
+            let versions: ApiVersionsResponse = exchange(
+                &mut stream,
+                ApiKey::ApiVersions,
+                3,
+                &kafka_protocol::messages::ApiVersionsRequest::default(),
+            )
+            .await;
+            let metadata: MetadataResponse = exchange(
+                &mut stream,
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(None),
+            )
+            .await;
+            (versions.error_code, metadata.topics.len())
+        });
+    }
+    let mut served = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (code, topics) = result.expect("task");
+        assert_eq!((code, topics), (0, 1));
+        served += 1;
+    }
+    assert_eq!(served, 1000);
+    roles.stop().await;
+}
