@@ -3,10 +3,13 @@
 //! - [`roles`]: connect to the metastore and object store, then run a gateway or a writer.
 //! - [`dev`]: the embedded infrastructure (private PostgreSQL, loopback S3) of `yaks dev`.
 //! - [`devmode`]: `yaks dev` itself — all roles in one process over loopback HTTP.
+//! - [`oracle`]: `yaks oracle`, which produces, reads back and checks that nothing
+//!   acknowledged was lost, moved, duplicated or damaged.
 //!
 //! The role logic lives in the role crates (`yaks-gateway`, `yaks-writer`, …); this crate
 //! only wires them to configuration, signals and each other.
 
 pub mod dev;
 pub mod devmode;
+pub mod oracle;
 pub mod roles;

@@ -9,6 +9,7 @@ mod clients;
 mod consume;
 mod failures;
 mod idempotence;
+mod oracle;
 mod processes;
 mod produce;
 mod protocol;

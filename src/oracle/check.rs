@@ -1,0 +1,269 @@
+//! The seven invariants, checked from the acknowledgements and what was consumed back.
+//!
+//! Pure: the inputs are the ledger's acknowledgements and, per partition, the records read
+//! from the log start to the high watermark. Each invariant reports how many things it
+//! checked, how many broke it and one example, so a failure points at a record.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::records::RecordId;
+
+/// One acknowledged record, as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset the delivery report gave.
+    pub offset: i64,
+    /// Which record.
+    pub id: RecordId,
+    /// CRC32C of its key and value.
+    pub hash: u32,
+}
+
+/// One record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    /// Its offset.
+    pub offset: i64,
+    /// The record its key names, if it names one.
+    pub id: Option<RecordId>,
+    /// CRC32C of its key and value.
+    pub hash: u32,
+    /// Key, value and headers equal what its id generates.
+    pub intact: bool,
+}
+
+/// A partition as read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionLog {
+    /// Log start offset when reading began.
+    pub log_start: i64,
+    /// High watermark when reading began (after every producer finished).
+    pub high_watermark: i64,
+    /// Records in the order they were read.
+    pub records: Vec<Consumed>,
+}
+
+/// The verdict on one invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Its name.
+    pub invariant: &'static str,
+    /// Things examined.
+    pub checked: u64,
+    /// Things that broke it.
+    pub violations: u64,
+    /// The first violation, described.
+    pub example: Option<String>,
+}
+
+impl Finding {
+    fn new(invariant: &'static str) -> Finding {
+        Finding {
+            invariant,
+            checked: 0,
+            violations: 0,
+            example: None,
+        }
+    }
+
+    fn check(&mut self, holds: bool, describe: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !holds {
+            self.violations += 1;
+            if self.example.is_none() {
+                self.example = Some(describe());
+            }
+        }
+    }
+}
+
+/// What was sent: producers `0..producers`, each sequences `0..records_per_producer`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    /// Producers in the run.
+    pub producers: u32,
+    /// Records each producer sent.
+    pub records_per_producer: u64,
+}
+
+/// Checks all seven invariants.
+pub fn check(
+    acks: &[Ack],
+    logs: &BTreeMap<(String, i32), PartitionLog>,
+    sent: Sent,
+) -> Vec<Finding> {
+    let mut completeness = Finding::new("1 completeness: acknowledged records at their offsets");
+    let mut phantoms = Finding::new("2 no phantoms: only sent records in the log");
+    let mut duplicate_offsets = Finding::new("3 no duplicate offsets");
+    let mut contiguity = Finding::new("4 contiguous offsets from log start to high watermark");
+    let mut order = Finding::new("5 per-producer order within a partition");
+    let mut integrity = Finding::new("6 byte integrity of key, value, headers");
+    let mut idempotence = Finding::new("7 no (producer, sequence) stored twice");
+
+    let mut by_offset: HashMap<(&str, i32, i64), &Consumed> = HashMap::new();
+    let mut stored_at: HashMap<RecordId, (String, i32, i64)> = HashMap::new();
+    for ((topic, partition), log) in logs {
+        let mut seen = HashSet::new();
+        let mut last_sequence: HashMap<u32, u64> = HashMap::new();
+        for record in &log.records {
+            duplicate_offsets.check(seen.insert(record.offset), || {
+                format!("{topic}/{partition} offset {} read twice", record.offset)
+            });
+            by_offset.insert((topic.as_str(), *partition, record.offset), record);
+            let was_sent = record.id.is_some_and(|id| {
+                id.producer < sent.producers && id.sequence < sent.records_per_producer
+            });
+            phantoms.check(was_sent, || {
+                format!(
+                    "{topic}/{partition} offset {} holds {:?}",
+                    record.offset, record.id
+                )
+            });
+            let Some(id) = record.id else {
+                continue;
+            };
+            integrity.check(record.intact, || {
+                format!(
+                    "{topic}/{partition} offset {}: bytes of {id:?} differ",
+                    record.offset
+                )
+            });
+            let previous = stored_at.insert(id, (topic.clone(), *partition, record.offset));
+            idempotence.check(previous.is_none(), || {
+                format!(
+                    "{id:?} at {topic}/{partition} offset {} and at {previous:?}",
+                    record.offset
+                )
+            });
+            let before = last_sequence.insert(id.producer, id.sequence);
+            order.check(before.is_none_or(|b| b < id.sequence), || {
+                format!(
+                    "{topic}/{partition} offset {}: producer {} sequence {} after {before:?}",
+                    record.offset, id.producer, id.sequence
+                )
+            });
+        }
+        let mut offsets: Vec<i64> = seen.into_iter().collect();
+        offsets.sort_unstable();
+        let expected: Vec<i64> = (log.log_start..log.high_watermark).collect();
+        contiguity.check(offsets == expected, || {
+            let missing = expected
+                .iter()
+                .filter(|o| offsets.binary_search(o).is_err())
+                .count();
+            format!(
+                "{topic}/{partition}: read {} offsets, expected {}..{} ({missing} missing)",
+                offsets.len(),
+                log.log_start,
+                log.high_watermark
+            )
+        });
+    }
+    for ack in acks {
+        let found = by_offset.get(&(ack.topic.as_str(), ack.partition, ack.offset));
+        let holds = found.is_some_and(|r| r.id == Some(ack.id) && r.hash == ack.hash);
+        completeness.check(holds, || {
+            format!(
+                "{:?} acknowledged at {}/{} offset {}, found {:?}",
+                ack.id,
+                ack.topic,
+                ack.partition,
+                ack.offset,
+                found.map(|r| r.id)
+            )
+        });
+    }
+    vec![
+        completeness,
+        phantoms,
+        duplicate_offsets,
+        contiguity,
+        order,
+        integrity,
+        idempotence,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(producer: u32, sequence: u64) -> RecordId {
+        RecordId { producer, sequence }
+    }
+
+    fn consumed(offset: i64, record: RecordId) -> Consumed {
+        Consumed {
+            offset,
+            id: Some(record),
+            hash: 7,
+            intact: true,
+        }
+    }
+
+    fn ack(offset: i64, record: RecordId) -> Ack {
+        Ack {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            id: record,
+            hash: 7,
+        }
+    }
+
+    const SENT: Sent = Sent {
+        producers: 2,
+        records_per_producer: 10,
+    };
+
+    fn violations(acks: &[Ack], records: Vec<Consumed>, high_watermark: i64) -> Vec<u64> {
+        let logs = BTreeMap::from([(
+            ("t".to_owned(), 0),
+            PartitionLog {
+                log_start: 0,
+                high_watermark,
+                records,
+            },
+        )]);
+        check(acks, &logs, SENT)
+            .iter()
+            .map(|f| f.violations)
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_log_breaks_nothing() {
+        let records = vec![
+            consumed(0, id(0, 0)),
+            consumed(1, id(1, 0)),
+            consumed(2, id(0, 1)),
+        ];
+        let acks = vec![ack(0, id(0, 0)), ack(2, id(0, 1))];
+        assert_eq!(violations(&acks, records, 3), vec![0; 7]);
+    }
+
+    #[test]
+    fn each_kind_of_damage_is_caught_by_its_invariant() {
+        // Lost: acknowledged at 1, but offset 1 is missing (and the log has a hole).
+        assert_eq!(
+            violations(&[ack(1, id(0, 1))], vec![consumed(0, id(0, 0))], 2),
+            vec![1, 0, 0, 1, 0, 0, 0]
+        );
+        // Phantom, reordered, duplicated, damaged.
+        let mut damaged = consumed(3, id(1, 5));
+        damaged.intact = false;
+        let records = vec![
+            consumed(0, id(0, 1)),
+            consumed(1, id(0, 0)),
+            consumed(2, id(9, 0)),
+            damaged,
+            consumed(4, id(0, 1)),
+            consumed(4, id(1, 6)),
+        ];
+        assert_eq!(violations(&[], records, 5), vec![0, 1, 1, 0, 1, 1, 1]);
+    }
+}

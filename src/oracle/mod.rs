@@ -1,0 +1,390 @@
+//! `yaks oracle`: evidence that acknowledged data is never lost.
+//!
+//! A run creates fresh topics, lets N idempotent producers (librdkafka, acks=all) send
+//! records whose content is a function of (producer, sequence) ([`records`]), writes every
+//! acknowledgement to a SQLite ledger ([`ledger`]), then reads every partition back from
+//! its log start to its high watermark and checks seven invariants ([`check`]): nothing
+//! acknowledged is missing or moved, nothing unsent appears, offsets are unique and
+//! contiguous, each producer's order holds, bytes are intact, nothing is stored twice.
+//! It talks to any Kafka-compatible address, so it runs unchanged against `yaks dev`, a
+//! split deployment under fault injection, or another system.
+
+pub mod check;
+pub mod ledger;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tracing::{info, warn};
+
+use check::{Ack, Consumed, Finding, PartitionLog, Sent};
+use ledger::Ledger;
+use records::{HEADER, RecordId, content_hash};
+
+/// Delivery reports awaited together before the next window is sent.
+const WINDOW: u64 = 1_000;
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct OracleOptions {
+    /// Kafka bootstrap address.
+    pub brokers: String,
+    /// Topics to create.
+    pub topics: u32,
+    /// Partitions per topic.
+    pub partitions: i32,
+    /// Concurrent producers.
+    pub producers: u32,
+    /// Records each producer sends.
+    pub records: u64,
+    /// Where the ledger lives.
+    pub data_dir: PathBuf,
+    /// How long reading back may take.
+    pub consume_timeout: Duration,
+    /// librdkafka's `message.timeout.ms`: how long a record may be retried before its
+    /// delivery fails (a failed delivery is not an acknowledgement, so not a violation).
+    pub message_timeout: Duration,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Run id (also in topic names and the ledger).
+    pub run: String,
+    /// Records acknowledged.
+    pub acknowledged: u64,
+    /// Deliveries that failed after librdkafka's retries.
+    pub failed: u64,
+    /// Records read back.
+    pub consumed: u64,
+    /// Producing time.
+    pub produce_time: Duration,
+    /// Verdict per invariant.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// True when no invariant was broken.
+    pub fn holds(&self) -> bool {
+        self.findings.iter().all(|f| f.violations == 0)
+    }
+
+    /// The findings as a Markdown table, with a summary line above.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "run {}: {} acknowledged, {} failed deliveries, {} read back, produced in {:.1} s \
+             ({:.0} records/s)\n\n| invariant | checked | violations | first violation |\n|---|---|---|---|\n",
+            self.run,
+            self.acknowledged,
+            self.failed,
+            self.consumed,
+            self.produce_time.as_secs_f64(),
+            self.acknowledged as f64 / self.produce_time.as_secs_f64().max(0.001),
+        );
+        for finding in &self.findings {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                finding.invariant,
+                finding.checked,
+                finding.violations,
+                finding.example.as_deref().unwrap_or("")
+            ));
+        }
+        out
+    }
+}
+
+/// Runs the oracle once.
+pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
+    let run = format!("{:x}", yaks_common::clock::system_clock().now_ms());
+    let topics: Vec<String> = (0..options.topics)
+        .map(|i| format!("oracle-{run}-{i}"))
+        .collect();
+    create_topics(&options, &topics).await?;
+    let targets: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| (0..options.partitions).map(move |p| (t.clone(), p)))
+        .collect();
+
+    // The ledger lives on its own thread; delivery reports reach it through a channel.
+    let mut ledger = Ledger::open(&options.data_dir)?;
+    let (to_ledger, from_producers) = std_mpsc::channel::<Vec<Ack>>();
+    let ledger_run = run.clone();
+    let ledger_thread = std::thread::spawn(move || -> anyhow::Result<Ledger> {
+        for acks in from_producers {
+            ledger.record(&ledger_run, &acks)?;
+        }
+        Ok(ledger)
+    });
+
+    let started = Instant::now();
+    let mut producers = Vec::new();
+    for producer in 0..options.producers {
+        producers.push(tokio::spawn(produce(
+            options.clone(),
+            producer,
+            targets.clone(),
+            to_ledger.clone(),
+        )));
+    }
+    drop(to_ledger);
+    let mut failed = 0;
+    for task in producers {
+        failed += task.await.context("producer task")??;
+    }
+    let produce_time = started.elapsed();
+    let ledger = ledger_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("ledger thread panicked"))??;
+    let acks = ledger.acks(&run)?;
+    info!(
+        acknowledged = acks.len(),
+        failed, "producing done; reading back"
+    );
+
+    let brokers = options.brokers.clone();
+    let timeout = options.consume_timeout;
+    let consume_targets = targets.clone();
+    let logs = tokio::task::spawn_blocking(move || read_back(&brokers, &consume_targets, timeout))
+        .await
+        .context("consumer task")??;
+    let consumed = logs.values().map(|l| l.records.len() as u64).sum();
+    let findings = check::check(
+        &acks,
+        &logs,
+        Sent {
+            producers: options.producers,
+            records_per_producer: options.records,
+        },
+    );
+    Ok(Report {
+        run,
+        acknowledged: acks.len() as u64,
+        failed,
+        consumed,
+        produce_time,
+        findings,
+    })
+}
+
+async fn create_topics(options: &OracleOptions, topics: &[String]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &options.brokers)
+        .create()
+        .context("admin client")?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, options.partitions, TopicReplication::Fixed(1)))
+        .collect();
+    // Retried: under fault injection the gateway asked may be down for a moment.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = admin
+            .create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await;
+        let failure = match attempt {
+            Ok(results) => results.into_iter().find_map(|r| match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                Err((topic, code)) => Some(format!("{topic}: {code}")),
+            }),
+            Err(e) => Some(e.to_string()),
+        };
+        match failure {
+            None => return Ok(()),
+            Some(reason) if Instant::now() < deadline => {
+                warn!(%reason, "creating oracle topics failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Some(reason) => anyhow::bail!("creating oracle topics: {reason}"),
+        }
+    }
+}
+
+/// One producer's sends; returns how many deliveries failed.
+async fn produce(
+    options: OracleOptions,
+    producer: u32,
+    targets: Vec<(String, i32)>,
+    ledger: std_mpsc::Sender<Vec<Ack>>,
+) -> anyhow::Result<u64> {
+    let client: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &options.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("linger.ms", "5")
+        .set(
+            "message.timeout.ms",
+            options.message_timeout.as_millis().to_string(),
+        )
+        .create()
+        .context("producer")?;
+    let mut failed = 0;
+    let mut sequence = 0;
+    while sequence < options.records {
+        let end = (sequence + WINDOW).min(options.records);
+        let mut pending = Vec::with_capacity((end - sequence) as usize);
+        for n in sequence..end {
+            let id = RecordId {
+                producer,
+                sequence: n,
+            };
+            let (topic, partition) =
+                &targets[((u64::from(producer) + n) % targets.len() as u64) as usize];
+            let content = id.content();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: HEADER,
+                value: Some(&content.header),
+            });
+            let mut record = FutureRecord::to(topic)
+                .partition(*partition)
+                .key(&content.key)
+                .payload(&content.value)
+                .headers(headers);
+            let delivery = loop {
+                match client.send_result(record) {
+                    Ok(delivery) => break delivery,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => anyhow::bail!("queueing a record: {e}"),
+                }
+            };
+            pending.push((
+                id,
+                topic.clone(),
+                content_hash(&content.key, &content.value),
+                delivery,
+            ));
+        }
+        let (ids, deliveries): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .map(|(id, topic, hash, delivery)| ((id, topic, hash), delivery))
+            .unzip();
+        let mut acks = Vec::with_capacity(ids.len());
+        for ((id, topic, hash), report) in ids.into_iter().zip(join_all(deliveries).await) {
+            match report {
+                Ok(Ok(delivery)) => acks.push(Ack {
+                    topic,
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                    id,
+                    hash,
+                }),
+                Ok(Err((e, _))) => {
+                    failed += 1;
+                    warn!(?id, error = %e, "delivery failed");
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        ledger
+            .send(acks)
+            .map_err(|_| anyhow::anyhow!("the ledger thread stopped"))?;
+        sequence = end;
+    }
+    Ok(failed)
+}
+
+/// Reads every partition from its log start to the high watermark it had when reading began.
+fn read_back(
+    brokers: &str,
+    targets: &[(String, i32)],
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<(String, i32), PartitionLog>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "yaks-oracle")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "200")
+        .create()
+        .context("consumer")?;
+    let deadline = Instant::now() + timeout;
+    let mut logs = BTreeMap::new();
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in targets {
+        let (low, high) = loop {
+            match consumer.fetch_watermarks(topic, *partition, Duration::from_secs(10)) {
+                Ok(marks) => break marks,
+                Err(e) if Instant::now() < deadline => {
+                    warn!(topic, partition, error = %e, "reading watermarks failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => anyhow::bail!("watermarks of {topic}/{partition}: {e}"),
+            }
+        };
+        logs.insert(
+            (topic.clone(), *partition),
+            PartitionLog {
+                log_start: low,
+                high_watermark: high,
+                records: Vec::new(),
+            },
+        );
+        list.add_partition_offset(topic, *partition, Offset::Offset(low))?;
+    }
+    consumer.assign(&list).context("assign")?;
+    let done = |logs: &BTreeMap<(String, i32), PartitionLog>| {
+        logs.values().all(|log| {
+            log.records
+                .last()
+                .map_or(log.high_watermark <= log.log_start, |r| {
+                    r.offset + 1 >= log.high_watermark
+                })
+        })
+    };
+    while !done(&logs) && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(error = %e, "fetch failed; the consumer retries");
+                continue;
+            }
+        };
+        let key = message.key().unwrap_or_default();
+        let value = message.payload().unwrap_or_default();
+        let id = RecordId::from_key(key);
+        let intact = id.is_some_and(|id| {
+            let expected = id.content();
+            let header_ok = message.headers().is_some_and(|h| {
+                h.count() == 1
+                    && h.get(0).key == HEADER
+                    && h.get(0).value == Some(expected.header.as_slice())
+            });
+            key == expected.key && value == expected.value && header_ok
+        });
+        let Some(log) = logs.get_mut(&(message.topic().to_owned(), message.partition())) else {
+            continue;
+        };
+        if message.offset() >= log.high_watermark {
+            continue; // Written after reading began; not part of the run.
+        }
+        log.records.push(Consumed {
+            offset: message.offset(),
+            id,
+            hash: content_hash(key, value),
+            intact,
+        });
+    }
+    Ok(logs)
+}
