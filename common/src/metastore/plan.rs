@@ -9,7 +9,7 @@
 //!
 //! Pure, so both metastores share it and it is tested without a database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -84,7 +84,8 @@ pub fn plan_commit(
     expire_before_ms: i64,
 ) -> CommitPlan {
     producers.retain(|_, state| state.updated_ms >= expire_before_ms);
-    let mut changed: Vec<ProducerKey> = Vec::new();
+    // Ordered, so states are written in key order whatever order the batches came in.
+    let mut changed: BTreeSet<ProducerKey> = BTreeSet::new();
     let mut plan = CommitPlan::default();
     for append in appends {
         let (topic_id, partition_index) = (append.topic_id, append.partition_index);
@@ -95,27 +96,22 @@ pub fn plan_commit(
         let mut run: Option<PlannedEntry> = None;
         let mut outcomes = Vec::with_capacity(append.batches.len());
         for batch in &append.batches {
-            let verdict = match &batch.producer {
+            let producer = batch
+                .producer
+                .map(|p| (p, (p.producer_id, topic_id, partition_index)));
+            let verdict = match &producer {
                 None => Verdict::Append,
-                Some(producer) => {
-                    let key = (producer.producer_id, topic_id, partition_index);
-                    producers::check(producers.get(&key), producer)
-                }
+                Some((producer, key)) => producers::check(producers.get(key), producer),
             };
             let outcome = match verdict {
                 Verdict::Append => {
                     let base_offset = next_offset;
                     next_offset += batch.offset_count;
-                    if let Some(producer) = &batch.producer {
-                        let key = (producer.producer_id, topic_id, partition_index);
-                        let mut state = producers.remove(&key);
-                        producers::record(&mut state, producer, base_offset, now_ms);
-                        if let Some(state) = state {
-                            producers.insert(key, state);
-                        }
-                        if !changed.contains(&key) {
-                            changed.push(key);
-                        }
+                    if let Some((producer, key)) = producer {
+                        let before = producers.remove(&key);
+                        let after = producers::record(before, &producer, base_offset, now_ms);
+                        producers.insert(key, after);
+                        changed.insert(key);
                     }
                     match &mut run {
                         Some(entry) => {

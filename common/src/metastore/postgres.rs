@@ -544,7 +544,7 @@ impl Metastore for PgMetastore {
             let (advanced_topics, advanced_partitions, next_offsets) = plan
                 .next_offsets
                 .iter()
-                .map(|&(t, p, n)| (t, p, n))
+                .copied()
                 .collect::<(Vec<Uuid>, Vec<i32>, Vec<i64>)>();
             let insert_object = tx
                 .prepare_cached(

@@ -99,34 +99,33 @@ pub fn check(state: Option<&ProducerState>, batch: &ProducerBatch) -> Verdict {
     }
 }
 
-/// Remembers a batch that was stored at `base_offset`.
+/// The state after a batch was stored at `base_offset`, given the state before it.
 pub fn record(
-    state: &mut Option<ProducerState>,
+    state: Option<ProducerState>,
     batch: &ProducerBatch,
     base_offset: i64,
     now_ms: i64,
-) {
+) -> ProducerState {
     let stored = SequenceRange {
         first_sequence: batch.first_sequence,
         last_sequence: batch.last_sequence,
         base_offset,
     };
     match state {
-        Some(state) if state.producer_epoch == batch.producer_epoch => {
+        Some(mut state) if state.producer_epoch == batch.producer_epoch => {
             state.recent.push_back(stored);
             while state.recent.len() > RECENT_BATCHES {
                 state.recent.pop_front();
             }
             state.updated_ms = now_ms;
+            state
         }
         // First write, or a new epoch: the old epoch's batches can never be retried again.
-        _ => {
-            *state = Some(ProducerState {
-                producer_epoch: batch.producer_epoch,
-                recent: VecDeque::from([stored]),
-                updated_ms: now_ms,
-            });
-        }
+        _ => ProducerState {
+            producer_epoch: batch.producer_epoch,
+            recent: VecDeque::from([stored]),
+            updated_ms: now_ms,
+        },
     }
 }
 
@@ -164,7 +163,7 @@ mod tests {
         for b in batches {
             let verdict = check(state.as_ref(), b);
             if verdict == Verdict::Append {
-                record(&mut state, b, next_offset, 1);
+                state = Some(record(state, b, next_offset, 1));
                 next_offset += i64::from(b.last_sequence - b.first_sequence + 1);
             }
             verdicts.push(verdict);
