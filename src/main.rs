@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
 use yaks::devmode::{self, DevOptions};
+use yaks::oracle::OracleOptions;
 use yaks::roles;
 use yaks_common::config::Config;
 use yaks_common::shutdown::Shutdown;
@@ -33,32 +34,7 @@ enum Command {
     Migrate,
     /// Produce with idempotent producers, read everything back, check that nothing
     /// acknowledged was lost; exits non-zero on any violation.
-    Oracle {
-        /// Kafka bootstrap address of the system under test.
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        brokers: String,
-        /// Topics to create.
-        #[arg(long, default_value_t = 2)]
-        topics: u32,
-        /// Partitions per topic.
-        #[arg(long, default_value_t = 4)]
-        partitions: i32,
-        /// Concurrent producers.
-        #[arg(long, default_value_t = 8)]
-        producers: u32,
-        /// Records each producer sends.
-        #[arg(long, default_value_t = 2_000)]
-        records: u64,
-        /// Where the SQLite ledger of acknowledgements is kept.
-        #[arg(long, default_value = ".yaks-oracle")]
-        data_dir: PathBuf,
-        /// Seconds reading back may take.
-        #[arg(long, default_value_t = 300)]
-        consume_timeout: u64,
-        /// Seconds librdkafka may retry a record before its delivery fails.
-        #[arg(long, default_value_t = 300)]
-        message_timeout: u64,
-    },
+    Oracle(OracleOptions),
     /// Run everything in one process with a private PostgreSQL and a loopback S3.
     Dev {
         /// Where the private PostgreSQL and S3 data live.
@@ -122,27 +98,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let gateway = roles::bind_gateway(&config, &backends).await?;
             run_until_signal(|shutdown| gateway.run(shutdown)).await
         }
-        Command::Oracle {
-            brokers,
-            topics,
-            partitions,
-            producers,
-            records,
-            data_dir,
-            consume_timeout,
-            message_timeout,
-        } => {
-            let report = yaks::oracle::run(yaks::oracle::OracleOptions {
-                brokers,
-                topics,
-                partitions,
-                producers,
-                records,
-                data_dir,
-                consume_timeout: std::time::Duration::from_secs(consume_timeout),
-                message_timeout: std::time::Duration::from_secs(message_timeout),
-            })
-            .await?;
+        Command::Oracle(options) => {
+            let report = yaks::oracle::run(options).await?;
             println!("{}", report.table());
             if report.holds() {
                 Ok(())

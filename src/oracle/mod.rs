@@ -37,26 +37,40 @@ use records::{HEADER, RecordId, content_hash};
 /// Delivery reports awaited together before the next window is sent.
 const WINDOW: u64 = 1_000;
 
-/// What a run does.
-#[derive(Debug, Clone)]
+/// What a run does; also the flags of `yaks oracle`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct OracleOptions {
-    /// Kafka bootstrap address.
+    /// Kafka bootstrap address of the system under test.
+    #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
     /// Topics to create.
+    #[arg(long, default_value_t = 2)]
     pub topics: u32,
     /// Partitions per topic.
+    #[arg(long, default_value_t = 4)]
     pub partitions: i32,
     /// Concurrent producers.
+    #[arg(long, default_value_t = 8)]
     pub producers: u32,
     /// Records each producer sends.
+    #[arg(long, default_value_t = 2_000)]
     pub records: u64,
-    /// Where the ledger lives.
+    /// Where the SQLite ledger of acknowledgements is kept.
+    #[arg(long, default_value = ".yaks-oracle")]
     pub data_dir: PathBuf,
-    /// How long reading back may take.
+    /// Seconds reading back may take.
+    #[arg(long, default_value = "300", value_parser = seconds)]
     pub consume_timeout: Duration,
-    /// librdkafka's `message.timeout.ms`: how long a record may be retried before its
-    /// delivery fails (a failed delivery is not an acknowledgement, so not a violation).
+    /// Seconds librdkafka may retry a record before its delivery fails (a failed delivery
+    /// is not an acknowledgement, so not a violation).
+    #[arg(long, default_value = "300", value_parser = seconds)]
     pub message_timeout: Duration,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("a whole number of seconds: {e}"))
 }
 
 /// The outcome of a run.
@@ -239,7 +253,8 @@ async fn produce(
     let mut sequence = 0;
     while sequence < options.records {
         let end = (sequence + WINDOW).min(options.records);
-        let mut pending = Vec::with_capacity((end - sequence) as usize);
+        let mut sent = Vec::with_capacity((end - sequence) as usize);
+        let mut deliveries = Vec::with_capacity((end - sequence) as usize);
         for n in sequence..end {
             let id = RecordId {
                 producer,
@@ -267,19 +282,15 @@ async fn produce(
                     Err((e, _)) => anyhow::bail!("queueing a record: {e}"),
                 }
             };
-            pending.push((
+            sent.push((
                 id,
                 topic.clone(),
                 content_hash(&content.key, &content.value),
-                delivery,
             ));
+            deliveries.push(delivery);
         }
-        let (ids, deliveries): (Vec<_>, Vec<_>) = pending
-            .into_iter()
-            .map(|(id, topic, hash, delivery)| ((id, topic, hash), delivery))
-            .unzip();
-        let mut acks = Vec::with_capacity(ids.len());
-        for ((id, topic, hash), report) in ids.into_iter().zip(join_all(deliveries).await) {
+        let mut acks = Vec::with_capacity(sent.len());
+        for ((id, topic, hash), report) in sent.into_iter().zip(join_all(deliveries).await) {
             match report {
                 Ok(Ok(delivery)) => acks.push(Ack {
                     topic,
