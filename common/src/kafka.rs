@@ -5,6 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// A message that could not be encoded or decoded.
@@ -45,4 +46,16 @@ pub fn topic_name(name: &str) -> TopicName {
 /// A `StrBytes` from a `&str`.
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
+}
+
+/// One partition of a Fetch answer that failed with `code`: offsets unknown (-1), no records.
+/// Readers and gateways answer failures the same way.
+pub fn fetch_error(partition: i32, code: i16) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_error_code(code)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_records(Some(Bytes::new()))
 }

@@ -26,6 +26,7 @@ use tracing::warn;
 use uuid::Uuid;
 use yaks_common::batch::{HEADER_LEN, LOG_OVERHEAD, offset_count, spans};
 use yaks_common::error::StoreError;
+use yaks_common::kafka;
 use yaks_common::metastore::{IndexEntry, PartitionState, SharedMetastore};
 
 use crate::cache::BlockCache;
@@ -140,14 +141,20 @@ impl FetchService {
             Err(e) => {
                 warn!(error = %e, "reading partition offsets failed");
                 let code = e.kafka_code();
-                return (wanted.iter().map(|w| error(w.partition, code)).collect(), 0);
+                return (
+                    wanted
+                        .iter()
+                        .map(|w| kafka::fetch_error(w.partition, code))
+                        .collect(),
+                    0,
+                );
             }
         };
         let mut total = 0usize;
         let mut out = Vec::with_capacity(wanted.len());
         for (w, snapshot) in wanted.iter().zip(snapshots) {
             let Some(Snapshot { state, entries }) = snapshot else {
-                out.push(error(
+                out.push(kafka::fetch_error(
                     w.partition,
                     ResponseError::UnknownTopicOrPartition.code(),
                 ));
@@ -342,15 +349,6 @@ fn corrupt(entry: &IndexEntry, pos: u64) -> StoreError {
         "object {} holds no valid batch at byte {pos}",
         entry.object_key
     ))
-}
-
-fn error(partition: i32, code: i16) -> PartitionData {
-    PartitionData::default()
-        .with_partition_index(partition)
-        .with_error_code(code)
-        .with_high_watermark(-1)
-        .with_last_stable_offset(-1)
-        .with_log_start_offset(-1)
 }
 
 fn build(wanted: &[Wanted], partitions: Vec<PartitionData>) -> FetchResponse {

@@ -91,7 +91,7 @@ pub async fn handle(context: RequestContext, request: FetchRequest) -> FetchResp
     for (w, answer) in wanted.iter_mut().zip(answers.iter_mut()) {
         if answer.is_none() {
             let code = w.error.unwrap_or(ResponseError::KafkaStorageError.code());
-            *answer = Some(error_partition(w.partition, code));
+            *answer = Some(kafka::fetch_error(w.partition, code));
         }
     }
     build(version, &wanted, answers.into_iter().flatten().collect())
@@ -370,16 +370,6 @@ fn place(
     (bytes, any_error)
 }
 
-fn error_partition(partition: i32, code: i16) -> PartitionData {
-    PartitionData::default()
-        .with_partition_index(partition)
-        .with_error_code(code)
-        .with_high_watermark(-1)
-        .with_last_stable_offset(-1)
-        .with_log_start_offset(-1)
-        .with_records(Some(Bytes::new()))
-}
-
 /// The client's answer: partitions grouped by topic in request order, topics named (before
 /// v13) or identified (from v13).
 fn build(version: i16, wanted: &[Wanted], partitions: Vec<PartitionData>) -> FetchResponse {
@@ -431,8 +421,8 @@ mod tests {
                     .with_log_start_offset(0)
                     .with_aborted_transactions(Some(Vec::new()))
                     .with_records(Some(records.clone())),
-                error_partition(9, ResponseError::UnknownTopicOrPartition.code()),
-                error_partition(0, ResponseError::UnknownTopicId.code()),
+                kafka::fetch_error(9, ResponseError::UnknownTopicOrPartition.code()),
+                kafka::fetch_error(0, ResponseError::UnknownTopicId.code()),
             ];
             let response = build(version, &wanted, partitions);
             let bytes = kafka::encode(&response, version).expect("encodes");
