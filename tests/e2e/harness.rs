@@ -260,7 +260,12 @@ pub async fn start_dev(dir: &Path, name: &str, kafka: &str, env: &[(String, Stri
 pub async fn wait_for_port(addr: &str, process: Option<&Process>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+        // A connection to a port nobody listens on can, rarely, be the socket connected to
+        // itself (TCP simultaneous open when the kernel picks that port as the local one);
+        // that is not a listener.
+        if let Ok(stream) = tokio::net::TcpStream::connect(addr).await
+            && stream.local_addr().ok() != stream.peer_addr().ok()
+        {
             return;
         }
         if tokio::time::Instant::now() > deadline {
