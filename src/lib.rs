@@ -5,10 +5,13 @@
 //! - [`devmode`]: `yaks dev` itself — all roles in one process over loopback HTTP.
 //! - [`oracle`]: `yaks oracle`, which produces, reads back and checks that nothing
 //!   acknowledged was lost, moved, duplicated or damaged.
+//! - [`chaos`]: `yaks chaos`, the oracle against a split deployment of separate processes
+//!   while they are killed, frozen, and their PostgreSQL and S3 fail.
 //!
 //! The role logic lives in the role crates (`yaks-gateway`, `yaks-writer`, …); this crate
 //! only wires them to configuration, signals and each other.
 
+pub mod chaos;
 pub mod dev;
 pub mod devmode;
 pub mod oracle;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
+use yaks::chaos::ChaosOptions;
 use yaks::devmode::{self, DevOptions};
 use yaks::oracle::OracleOptions;
 use yaks::roles;
@@ -35,6 +36,10 @@ enum Command {
     /// Produce with idempotent producers, read everything back, check that nothing
     /// acknowledged was lost; exits non-zero on any violation.
     Oracle(OracleOptions),
+    /// Run the oracle against two gateways, two writers and two readers started as
+    /// separate processes, while they are killed and frozen and PostgreSQL and S3 fail;
+    /// exits non-zero on any violation.
+    Chaos(ChaosOptions),
     /// Run everything in one process with a private PostgreSQL and a loopback S3.
     Dev {
         /// Where the private PostgreSQL and S3 data live.
@@ -105,6 +110,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 Ok(())
             } else {
                 anyhow::bail!("invariants violated (see the table)")
+            }
+        }
+        Command::Chaos(options) => {
+            let report = yaks::chaos::run(options).await?;
+            println!("{}", report.table());
+            if report.holds() {
+                Ok(())
+            } else {
+                anyhow::bail!("invariants violated or faults not injected (see the table)")
             }
         }
         Command::Dev {

@@ -157,6 +157,12 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// Time allowed to open one connection.
     pub connect_timeout_ms: u64,
+    /// PostgreSQL ends a yaks session that sits this long inside an open transaction
+    /// (`idle_in_transaction_session_timeout`; 0 turns it off). yaks never pauses inside
+    /// one, so this only fires for a process that was frozen (SIGSTOP, a stalled VM)
+    /// mid-commit: its partition locks are released for the other writers, and its commit
+    /// fails when it wakes instead of landing late.
+    pub idle_in_transaction_timeout_ms: u64,
 }
 
 impl Default for PostgresConfig {
@@ -165,6 +171,7 @@ impl Default for PostgresConfig {
             url: None,
             pool_size: 16,
             connect_timeout_ms: 5_000,
+            idle_in_transaction_timeout_ms: 10_000,
         }
     }
 }

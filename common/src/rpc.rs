@@ -40,6 +40,13 @@ pub const PRODUCE_PATH: &str = "/v1/produce";
 pub const FETCH_PATH: &str = "/v1/fetch";
 /// Liveness and readiness on every role.
 pub const HEALTH_PATH: &str = "/health";
+/// Header of an internal produce: the time, in the metastore's clock (ms since the epoch),
+/// after which its batches must not be committed, because the gateway answers the client
+/// REQUEST_TIMED_OUT then.
+pub const COMMIT_DEADLINE_HEADER: &str = "yaks-commit-deadline-ms";
+/// Header on every writer response: an id the writer process draws at start, so a gateway
+/// can tell a restarted writer (whose predecessor's requests died with it) from a live one.
+pub const WRITER_INSTANCE_HEADER: &str = "yaks-writer-instance";
 /// Version of the `ProduceRequest`/`ProduceResponse` bodies on [`PRODUCE_PATH`].
 pub const INTERNAL_PRODUCE_VERSION: i16 = 13;
 
@@ -90,10 +97,25 @@ impl RpcClient {
         path: &str,
         body: Bytes,
     ) -> Result<Response<Incoming>, RpcError> {
-        let request = Request::post(format!("{base_url}{path}"))
-            .header(http::header::CONTENT_TYPE, "application/x-kafka")
+        self.post_with(base_url, path, body, &[]).await
+    }
+
+    /// [`RpcClient::post`] with extra request headers.
+    pub async fn post_with(
+        &self,
+        base_url: &str,
+        path: &str,
+        body: Bytes,
+        headers: &[(&'static str, String)],
+    ) -> Result<Response<Incoming>, RpcError> {
+        let mut request = Request::post(format!("{base_url}{path}"))
+            .header(http::header::CONTENT_TYPE, "application/x-kafka");
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let request = request
             .body(Full::new(body))
-            .map_err(|e| RpcError::Unavailable(format!("bad url {base_url}: {e}")))?;
+            .map_err(|e| RpcError::Unavailable(format!("bad request to {base_url}: {e}")))?;
         let response = self
             .client
             .request(request)
@@ -108,6 +130,24 @@ impl RpcClient {
             )));
         }
         Ok(response)
+    }
+
+    /// GETs `base_url` + `path`. `Err(true)` when the connection was refused (nothing
+    /// listens there: the process is gone), `Err(false)` on any other failure.
+    pub async fn get(&self, base_url: &str, path: &str) -> Result<Response<Incoming>, bool> {
+        let request = Request::get(format!("{base_url}{path}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| false)?;
+        self.client.request(request).await.map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(error) = source {
+                if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                    return io.kind() == std::io::ErrorKind::ConnectionRefused;
+                }
+                source = error.source();
+            }
+            false
+        })
     }
 }
 

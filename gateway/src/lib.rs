@@ -11,9 +11,11 @@
 //! - [`writers`]: which writer a connection's produce requests go to, with failover.
 //! - [`readers`]: which reader serves a fetched partition, with failover.
 //! - [`producer_ids`]: producer ids for InitProducerId, from blocks reserved in PostgreSQL.
+//! - [`deadlines`]: the commit deadline each produce carries, in PostgreSQL's clock.
 
 pub mod cluster;
 pub mod connection;
+pub mod deadlines;
 pub mod handlers;
 pub mod producer_ids;
 pub mod readers;
@@ -35,6 +37,7 @@ use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
+use crate::deadlines::ServerClock;
 use crate::producer_ids::ProducerIds;
 use crate::readers::ReaderPool;
 use crate::topics::TopicCache;
@@ -60,6 +63,8 @@ pub struct GatewayState {
     pub producer_ids: ProducerIds,
     /// Stamps producer epochs.
     pub clock: SharedClock,
+    /// The metastore's clock, which produce commit deadlines are set in.
+    pub server_clock: ServerClock,
     next_connection_id: AtomicU64,
 }
 
@@ -86,7 +91,9 @@ impl Gateway {
         let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;
         let advertised = advertised_addr(&config, local)?;
         let cluster = ClusterView::register(metastore.clone(), registry, advertised).await?;
+        let server_clock = ServerClock::sample(clock.clone(), &metastore).await?;
         let state = Arc::new(GatewayState {
+            server_clock,
             topics: TopicCache::new(metastore.clone()),
             writers: WriterPool::new(config.writer_urls.clone()),
             readers: ReaderPool::new(config.reader_urls.clone()),
@@ -117,6 +124,14 @@ impl Gateway {
         let Gateway { listener, state } = self;
         info!(addr = ?listener.local_addr().ok(), node_id = state.cluster.node_id(), "gateway listening");
         let heartbeat = tokio::spawn(state.cluster.clone().heartbeat(shutdown.clone()));
+        let clock_state = state.clone();
+        let clock_shutdown = shutdown.clone();
+        let sampling = tokio::spawn(async move {
+            clock_state
+                .server_clock
+                .keep(clock_state.metastore.clone(), clock_shutdown)
+                .await
+        });
         let mut connections = JoinSet::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -142,6 +157,7 @@ impl Gateway {
             warn!("connections still open after 30 s; closing them");
         }
         let _ = heartbeat.await;
+        let _ = sampling.await;
         state.cluster.deregister().await;
         info!("gateway stopped");
     }

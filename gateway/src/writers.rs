@@ -14,7 +14,12 @@ use bytes::Bytes;
 use http::Response;
 use hyper::body::Incoming;
 use tracing::warn;
-use yaks_common::rpc::{PRODUCE_PATH, RpcClient, RpcError};
+use yaks_common::rpc::{
+    COMMIT_DEADLINE_HEADER, HEALTH_PATH, PRODUCE_PATH, RpcClient, RpcError, WRITER_INSTANCE_HEADER,
+};
+
+/// How long a writer that lost an answer gets to show whether it is still the same process.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a writer that failed is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -63,12 +68,18 @@ impl WriterPool {
 
     /// Sends an internal produce body and returns once a writer *accepted* it, with that
     /// writer's index. Tries the connection's writer first, then the others; only writers
-    /// that did not accept are retried, so nothing is ever appended twice by this loop.
+    /// that refused or could not be reached are retried, so nothing is ever appended twice
+    /// by this loop. A writer still silent at `deadline` (stopped, or its host gone) may
+    /// have appended the request: that is [`RpcError::AnswerLost`], never a retry
+    /// elsewhere, and the writer is skipped for a while.
     pub async fn produce(
         &self,
         sticky: &Sticky,
         body: Bytes,
+        deadline: Instant,
+        commit_deadline_ms: i64,
     ) -> Result<(usize, Response<Incoming>), RpcError> {
+        let headers = [(COMMIT_DEADLINE_HEADER, commit_deadline_ms.to_string())];
         let count = self.urls.len();
         let start = sticky.0.load(Ordering::Relaxed);
         let mut last_error = RpcError::Unavailable("no writer configured".into());
@@ -79,11 +90,17 @@ impl WriterPool {
                 if pass == 0 && self.is_down(index) {
                     continue;
                 }
-                match self
-                    .rpc
-                    .post(&self.urls[index], PRODUCE_PATH, body.clone())
-                    .await
-                {
+                let post =
+                    self.rpc
+                        .post_with(&self.urls[index], PRODUCE_PATH, body.clone(), &headers);
+                let Ok(posted) = tokio::time::timeout_at(deadline.into(), post).await else {
+                    self.skip(index, "writer did not accept a produce in time");
+                    return Err(RpcError::AnswerLost(format!(
+                        "{} did not accept the produce in time",
+                        self.urls[index]
+                    )));
+                };
+                match posted {
                     Ok(response) => {
                         if index != start {
                             sticky.0.store(index, Ordering::Relaxed);
@@ -102,13 +119,38 @@ impl WriterPool {
         Err(last_error)
     }
 
-    /// A writer accepted a produce and then cut the connection without answering: it most
-    /// likely died between commit and answer. Skip it, so the client's retry goes to
-    /// another writer at once (where the sequence check answers it with the original
-    /// offsets if the first attempt was committed).
-    pub fn answer_lost(&self, index: usize) {
-        warn!(writer = %self.urls[index], "writer lost a produce answer; skipping it for a while");
+    /// A writer accepted a produce and then cut the connection without answering (it most
+    /// likely died between commit and answer) or did not answer in time (stopped, or
+    /// overloaded). Skip it, so the client's retry goes to another writer at once, where
+    /// the sequence check answers it with the original offsets if the first attempt was
+    /// committed.
+    pub fn skip(&self, index: usize, why: &str) {
+        warn!(writer = %self.urls[index], why, "skipping writer for a while");
         self.mark_down(index);
+    }
+
+    /// A writer accepted a produce (as writer process `instance`) and its answer was lost.
+    /// Returns once the produce can no longer be stored: at once when that process is gone
+    /// (nothing listens, or another process answers), else at `deadline`, after which its
+    /// commit deadline has passed. Only then may the client be told it timed out: it may
+    /// re-send the records under a new producer epoch, which the sequence check cannot
+    /// relate to the first attempt.
+    pub async fn settle_lost(&self, index: usize, instance: Option<&str>, deadline: Instant) {
+        let probe = self.rpc.get(&self.urls[index], HEALTH_PATH);
+        let gone = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Err(refused)) => refused,
+            Ok(Ok(response)) => {
+                let now = response
+                    .headers()
+                    .get(WRITER_INSTANCE_HEADER)
+                    .and_then(|v| v.to_str().ok());
+                instance.is_some() && now != instance
+            }
+            Err(_) => false,
+        };
+        if !gone {
+            tokio::time::sleep_until(deadline.into()).await;
+        }
     }
 
     fn is_down(&self, index: usize) -> bool {

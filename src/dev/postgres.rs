@@ -81,6 +81,18 @@ impl EmbeddedPostgres {
         )
     }
 
+    /// Starts a stopped server again on the same port and data directory (fault injection:
+    /// a PostgreSQL restart as clients see it).
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if !self.stopped {
+            return Ok(());
+        }
+        self.pg_ctl_start()?;
+        self.stopped = false;
+        info!(port = self.port, "private postgresql started again");
+        Ok(())
+    }
+
     fn initdb(&self) -> anyhow::Result<()> {
         let data_dir = self.data_dir.display().to_string();
         self.run(

@@ -11,10 +11,12 @@
 
 pub mod check;
 pub mod ledger;
+pub mod observed;
 pub mod records;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use tracing::{info, warn};
 
 use check::{Ack, Consumed, Finding, PartitionLog, Sent};
 use ledger::Ledger;
+use observed::{Latencies, Observed, ObservingContext};
 use records::{HEADER, RecordId, content_hash};
 
 /// Delivery reports awaited together before the next window is sent.
@@ -43,6 +46,18 @@ pub struct OracleOptions {
     /// Kafka bootstrap address of the system under test.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
+    /// Where the SQLite ledger of acknowledgements is kept.
+    #[arg(long, default_value = ".yaks-oracle")]
+    pub data_dir: PathBuf,
+    /// What is produced.
+    #[command(flatten)]
+    pub workload: Workload,
+}
+
+/// The records a run produces and how long it may take; shared by `yaks oracle` and
+/// `yaks chaos`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Workload {
     /// Topics to create.
     #[arg(long, default_value_t = 2)]
     pub topics: u32,
@@ -55,9 +70,10 @@ pub struct OracleOptions {
     /// Records each producer sends.
     #[arg(long, default_value_t = 2_000)]
     pub records: u64,
-    /// Where the SQLite ledger of acknowledgements is kept.
-    #[arg(long, default_value = ".yaks-oracle")]
-    pub data_dir: PathBuf,
+    /// Seconds over which each producer spreads its sends (0: as fast as acknowledgements
+    /// come), so that faults injected on a schedule meet a producing system.
+    #[arg(long, default_value = "0", value_parser = seconds)]
+    pub pace: Duration,
     /// Seconds reading back may take.
     #[arg(long, default_value = "300", value_parser = seconds)]
     pub consume_timeout: Duration,
@@ -67,7 +83,22 @@ pub struct OracleOptions {
     pub message_timeout: Duration,
 }
 
-fn seconds(text: &str) -> Result<Duration, String> {
+impl Default for Workload {
+    fn default() -> Self {
+        Workload {
+            topics: 2,
+            partitions: 4,
+            producers: 8,
+            records: 2_000,
+            pace: Duration::ZERO,
+            consume_timeout: Duration::from_secs(300),
+            message_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Parses a whole number of seconds (command-line flags).
+pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
     text.parse::<u64>()
         .map(Duration::from_secs)
         .map_err(|e| format!("a whole number of seconds: {e}"))
@@ -86,6 +117,12 @@ pub struct Report {
     pub consumed: u64,
     /// Producing time.
     pub produce_time: Duration,
+    /// Time from queueing a record to its acknowledgement.
+    pub latency: Latencies,
+    /// Produce requests the clients sent again.
+    pub retries: u64,
+    /// Errors the clients reported, by kind, most frequent first.
+    pub client_errors: Vec<(String, u64)>,
     /// Verdict per invariant.
     pub findings: Vec<Finding>,
 }
@@ -108,6 +145,27 @@ impl Report {
             self.produce_time.as_secs_f64(),
             self.acknowledged as f64 / self.produce_time.as_secs_f64().max(0.001),
         );
+        let errors = if self.client_errors.is_empty() {
+            "none".to_owned()
+        } else {
+            let kinds: Vec<String> = self
+                .client_errors
+                .iter()
+                .map(|(kind, n)| format!("{kind} ×{n}"))
+                .collect();
+            kinds.join(", ")
+        };
+        out.insert_str(
+            out.find("\n\n").unwrap_or(out.len()),
+            &format!(
+                "\nclients saw: acknowledgement after {} ms (p50), {} ms (p99), {} ms (max); \
+                 {} produce requests retried; errors reported: {errors}",
+                self.latency.p50.as_millis(),
+                self.latency.p99.as_millis(),
+                self.latency.max.as_millis(),
+                self.retries,
+            ),
+        );
         for finding in &self.findings {
             out.push_str(&format!(
                 "| {} | {} | {} | {} |\n",
@@ -124,13 +182,14 @@ impl Report {
 /// Runs the oracle once.
 pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
     let run = format!("{:x}", yaks_common::clock::system_clock().now_ms());
-    let topics: Vec<String> = (0..options.topics)
+    let workload = &options.workload;
+    let topics: Vec<String> = (0..workload.topics)
         .map(|i| format!("oracle-{run}-{i}"))
         .collect();
     create_topics(&options, &topics).await?;
     let targets: Vec<(String, i32)> = topics
         .iter()
-        .flat_map(|t| (0..options.partitions).map(move |p| (t.clone(), p)))
+        .flat_map(|t| (0..workload.partitions).map(move |p| (t.clone(), p)))
         .collect();
 
     // The ledger lives on its own thread; delivery reports reach it through a channel.
@@ -145,19 +204,27 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
     });
 
     let started = Instant::now();
+    let observed = Arc::new(Observed::default());
     let mut producers = Vec::new();
-    for producer in 0..options.producers {
+    for producer in 0..workload.producers {
         producers.push(tokio::spawn(produce(
-            options.clone(),
-            producer,
+            options.brokers.clone(),
+            workload.clone(),
+            ObservingContext {
+                observed: observed.clone(),
+                producer,
+            },
             targets.clone(),
             to_ledger.clone(),
         )));
     }
     drop(to_ledger);
     let mut failed = 0;
+    let mut latencies = Vec::new();
     for task in producers {
-        failed += task.await.context("producer task")??;
+        let produced = task.await.context("producer task")??;
+        failed += produced.failed;
+        latencies.extend(produced.latencies);
     }
     let produce_time = started.elapsed();
     let ledger = ledger_thread
@@ -170,7 +237,7 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
     );
 
     let brokers = options.brokers.clone();
-    let timeout = options.consume_timeout;
+    let timeout = workload.consume_timeout;
     let consume_targets = targets.clone();
     let logs = tokio::task::spawn_blocking(move || read_back(&brokers, &consume_targets, timeout))
         .await
@@ -180,8 +247,8 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
         &acks,
         &logs,
         Sent {
-            producers: options.producers,
-            records_per_producer: options.records,
+            producers: workload.producers,
+            records_per_producer: workload.records,
         },
     );
     Ok(Report {
@@ -190,6 +257,9 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
         failed,
         consumed,
         produce_time,
+        latency: Latencies::of(&mut latencies),
+        retries: observed.retries(),
+        client_errors: observed.errors(),
         findings,
     })
 }
@@ -201,7 +271,7 @@ async fn create_topics(options: &OracleOptions, topics: &[String]) -> anyhow::Re
         .context("admin client")?;
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, options.partitions, TopicReplication::Fixed(1)))
+        .map(|t| NewTopic::new(t, options.workload.partitions, TopicReplication::Fixed(1)))
         .collect();
     // Retried: under fault injection the gateway asked may be down for a moment.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -230,32 +300,49 @@ async fn create_topics(options: &OracleOptions, topics: &[String]) -> anyhow::Re
     }
 }
 
-/// One producer's sends; returns how many deliveries failed.
+/// What one producer's sends came to.
+struct Produced {
+    /// Deliveries that failed.
+    failed: u64,
+    /// Queue-to-acknowledgement time of each acknowledged record.
+    latencies: Vec<Duration>,
+}
+
+/// One producer's sends.
 async fn produce(
-    options: OracleOptions,
-    producer: u32,
+    brokers: String,
+    workload: Workload,
+    context: ObservingContext,
     targets: Vec<(String, i32)>,
     ledger: std_mpsc::Sender<Vec<Ack>>,
-) -> anyhow::Result<u64> {
-    let client: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &options.brokers)
+) -> anyhow::Result<Produced> {
+    let producer = context.producer;
+    let client: FutureProducer<ObservingContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "5")
         .set("linger.ms", "5")
         .set(
             "message.timeout.ms",
-            options.message_timeout.as_millis().to_string(),
+            workload.message_timeout.as_millis().to_string(),
         )
-        .create()
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(context)
         .context("producer")?;
+    let mut latencies = Vec::with_capacity(workload.records as usize);
+    let started = tokio::time::Instant::now();
     let mut failed = 0;
     let mut sequence = 0;
-    while sequence < options.records {
-        let end = (sequence + WINDOW).min(options.records);
+    while sequence < workload.records {
+        let end = (sequence + WINDOW).min(workload.records);
         let mut sent = Vec::with_capacity((end - sequence) as usize);
         let mut deliveries = Vec::with_capacity((end - sequence) as usize);
         for n in sequence..end {
+            if !workload.pace.is_zero() {
+                let due = workload.pace.mul_f64(n as f64 / workload.records as f64);
+                tokio::time::sleep_until(started + due).await;
+            }
             let id = RecordId {
                 producer,
                 sequence: n,
@@ -287,18 +374,27 @@ async fn produce(
                 topic.clone(),
                 content_hash(&content.key, &content.value),
             ));
-            deliveries.push(delivery);
+            // Awaited in its own task, so the latency ends when the report arrives, not
+            // when the window is collected.
+            let queued = Instant::now();
+            deliveries.push(tokio::spawn(
+                async move { (delivery.await, queued.elapsed()) },
+            ));
         }
         let mut acks = Vec::with_capacity(sent.len());
-        for ((id, topic, hash), report) in sent.into_iter().zip(join_all(deliveries).await) {
+        for ((id, topic, hash), joined) in sent.into_iter().zip(join_all(deliveries).await) {
+            let (report, latency) = joined.context("delivery task")?;
             match report {
-                Ok(Ok(delivery)) => acks.push(Ack {
-                    topic,
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                    id,
-                    hash,
-                }),
+                Ok(Ok(delivery)) => {
+                    latencies.push(latency);
+                    acks.push(Ack {
+                        topic,
+                        partition: delivery.partition,
+                        offset: delivery.offset,
+                        id,
+                        hash,
+                    });
+                }
                 Ok(Err((e, _))) => {
                     failed += 1;
                     warn!(?id, error = %e, "delivery failed");
@@ -311,7 +407,7 @@ async fn produce(
             .map_err(|_| anyhow::anyhow!("the ledger thread stopped"))?;
         sequence = end;
     }
-    Ok(failed)
+    Ok(Produced { failed, latencies })
 }
 
 /// Reads every partition from its log start to the high watermark it had when reading began.

@@ -5,6 +5,7 @@
 mod harness;
 
 mod admin;
+mod chaos;
 mod clients;
 mod consume;
 mod failures;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use yaks::oracle::{OracleOptions, run};
+use yaks::oracle::{OracleOptions, Workload, run};
 
 use crate::harness::*;
 
@@ -12,13 +12,16 @@ async fn the_oracle_finds_every_acknowledged_record_on_a_healthy_system() {
     let roles = Roles::start_with_writers(infra.config(), 2).await;
     let report = run(OracleOptions {
         brokers: roles.bootstrap(),
-        topics: 2,
-        partitions: 2,
-        producers: 4,
-        records: 500,
         data_dir: infra.path().join("oracle"),
-        consume_timeout: Duration::from_secs(60),
-        message_timeout: Duration::from_secs(60),
+        workload: Workload {
+            topics: 2,
+            partitions: 2,
+            producers: 4,
+            records: 500,
+            consume_timeout: Duration::from_secs(60),
+            message_timeout: Duration::from_secs(60),
+            ..Workload::default()
+        },
     })
     .await
     .expect("oracle runs");
@@ -48,13 +51,16 @@ async fn every_invariant_holds_when_writers_fail_between_stages() {
     }
     let report = run(OracleOptions {
         brokers: roles.bootstrap(),
-        topics: 2,
-        partitions: 3,
-        producers: 4,
-        records: 1_000,
         data_dir: infra.path().join("oracle"),
-        consume_timeout: Duration::from_secs(60),
-        message_timeout: Duration::from_secs(120),
+        workload: Workload {
+            topics: 2,
+            partitions: 3,
+            producers: 4,
+            records: 1_000,
+            consume_timeout: Duration::from_secs(60),
+            message_timeout: Duration::from_secs(120),
+            ..Workload::default()
+        },
     })
     .await
     .expect("oracle runs");

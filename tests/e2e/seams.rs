@@ -20,3 +20,46 @@ async fn the_postgres_metastore_passes_the_shared_suite() {
     store.migrate().await.expect("migrations");
     yaks_common::metastore::conformance_suite(&store).await;
 }
+
+/// The fence behind commit deadlines: whatever a writer's statements checked earlier, a
+/// transaction that stores an object is refused at COMMIT once its deadline has passed,
+/// and nothing of it remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_commit_that_reaches_commit_after_its_deadline() {
+    let infra = Infra::start().await;
+    let store =
+        yaks_common::metastore::PgMetastore::connect(&infra.config().postgres).expect("pool");
+    store.migrate().await.expect("migrations");
+    let mut sql = infra.sql().await;
+    let deadline: i64 = sql
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 300",
+            &[],
+        )
+        .await
+        .expect("clock")
+        .get(0);
+    let tx = sql.transaction().await.expect("begin");
+    tx.execute(
+        "SELECT set_config('yaks.commit_deadline_ms', $1, true)",
+        &[&deadline.to_string()],
+    )
+    .await
+    .expect("set deadline");
+    tx.execute(
+        "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ('late', 'k/late', 1)",
+        &[],
+    )
+    .await
+    .expect("insert before the deadline");
+    // The writer pauses here (frozen, or its request sat in a socket) past the deadline.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let refused = tx.commit().await.expect_err("COMMIT after the deadline");
+    assert_eq!(refused.code().map(|c| c.code()), Some("YK001"), "{refused}");
+    let sql = infra.sql().await;
+    let rows = sql
+        .query("SELECT 1 FROM objects WHERE object_id = 'late'", &[])
+        .await
+        .expect("query");
+    assert!(rows.is_empty(), "nothing of the late transaction remains");
+}

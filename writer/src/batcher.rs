@@ -36,6 +36,9 @@ pub struct PartitionBatch {
     pub records: Bytes,
     /// Its parsed header.
     pub info: BatchInfo,
+    /// When the gateway gives up on it, in the metastore's clock; a commit after that
+    /// must not store it (see [`AppendBatch::commit_deadline_ms`]).
+    pub commit_deadline_ms: Option<i64>,
 }
 
 /// What became of one partition of an append.
@@ -125,7 +128,7 @@ impl Batcher {
 /// One partition's batches in the open buffer, in arrival order.
 #[derive(Default)]
 struct PartitionBuffer {
-    batches: Vec<(Bytes, BatchInfo)>,
+    batches: Vec<(Bytes, BatchInfo, Option<i64>)>,
     bytes: usize,
 }
 
@@ -177,7 +180,9 @@ impl OpenBuffer {
             });
             partition.bytes += batch.records.len();
             self.bytes += batch.records.len();
-            partition.batches.push((batch.records, batch.info));
+            partition
+                .batches
+                .push((batch.records, batch.info, batch.commit_deadline_ms));
         }
         self.waiters.push(Waiter {
             placements,
@@ -196,13 +201,14 @@ impl OpenBuffer {
         let mut appends = Vec::with_capacity(self.partitions.len());
         for ((topic_id, partition_index), partition) in self.partitions {
             let mut batches = Vec::with_capacity(partition.batches.len());
-            for (records, info) in &partition.batches {
+            for (records, info, commit_deadline_ms) in &partition.batches {
                 batches.push(AppendBatch {
                     byte_offset: body.len() as i64,
                     byte_length: records.len() as i64,
                     offset_count: info.offset_count,
                     max_timestamp: info.max_timestamp,
                     producer: info.producer(),
+                    commit_deadline_ms: *commit_deadline_ms,
                 });
                 body.extend_from_slice(records);
             }
@@ -277,6 +283,7 @@ impl PartitionBatch {
             partition_index,
             records,
             info,
+            commit_deadline_ms: None,
         }
     }
 }

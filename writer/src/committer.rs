@@ -144,6 +144,14 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
             Ok(results) => {
                 // Stage: committed-not-acked.
                 debug!(%object, size, partitions = results.len(), "flush committed");
+                let expired = results
+                    .iter()
+                    .flat_map(|r| &r.batches)
+                    .filter(|b| matches!(b, BatchOutcome::Expired))
+                    .count();
+                if expired > 0 {
+                    warn!(%object, expired, "batches past their commit deadline were not stored");
+                }
                 match context.fail_points.hit(failpoint::COMMITTED_NOT_ACKED) {
                     Some(FailAction::Error) => fail_all(
                         flush.waiters,
@@ -177,6 +185,8 @@ fn answer(waiters: Vec<Waiter>, results: &[AppendResult]) {
                         Ok((*base_offset, r.log_start_offset))
                     }
                     Some(BatchOutcome::Rejected(error)) => Err(error.kafka_code()),
+                    // Its gateway has given up on it, or is about to: not stored.
+                    Some(BatchOutcome::Expired) => Err(ResponseError::RequestTimedOut.code()),
                     None => Err(ResponseError::UnknownServerError.code()),
                 },
                 // The partition vanished (topic deleted) between accept and commit.
@@ -421,6 +431,7 @@ mod tests {
             partition_index: 0,
             records,
             info,
+            commit_deadline_ms: None,
         };
         let first = batcher.append(vec![batch.clone()]).await.expect("accepted");
         let retry = batcher.append(vec![batch]).await.expect("accepted");

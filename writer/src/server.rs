@@ -22,7 +22,10 @@ use tracing::warn;
 use uuid::Uuid;
 use yaks_common::batch::header_info;
 use yaks_common::kafka;
-use yaks_common::rpc::{HEALTH_PATH, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH, text_response};
+use yaks_common::rpc::{
+    COMMIT_DEADLINE_HEADER, HEALTH_PATH, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH,
+    WRITER_INSTANCE_HEADER, text_response,
+};
 
 use crate::batcher::{Batcher, PartitionBatch, PartitionOutcome};
 
@@ -37,24 +40,39 @@ const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Handler {
     batcher: Arc<Batcher>,
+    /// Drawn at start; sent on every response ([`WRITER_INSTANCE_HEADER`]).
+    instance: http::HeaderValue,
 }
 
 impl Handler {
     /// A handler feeding `batcher`.
     pub fn new(batcher: Arc<Batcher>) -> Handler {
-        Handler { batcher }
+        let instance = http::HeaderValue::from_str(&Uuid::new_v4().simple().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Handler { batcher, instance }
     }
 
     /// Answers one request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
-        match (request.method(), request.uri().path()) {
+        let mut response = match (request.method(), request.uri().path()) {
             (&Method::POST, PRODUCE_PATH) => self.produce(request).await,
             (&Method::GET, HEALTH_PATH) => plain(StatusCode::OK, "ok"),
             _ => plain(StatusCode::NOT_FOUND, "no such endpoint"),
-        }
+        };
+        response
+            .headers_mut()
+            .insert(WRITER_INSTANCE_HEADER, self.instance.clone());
+        response
     }
 
     async fn produce(&self, request: Request<Incoming>) -> Response<Body> {
+        let commit_deadline_ms = match request.headers().get(COMMIT_DEADLINE_HEADER) {
+            None => None,
+            Some(value) => match value.to_str().ok().and_then(|v| v.parse::<i64>().ok()) {
+                Some(deadline) => Some(deadline),
+                None => return plain(StatusCode::BAD_REQUEST, "malformed commit deadline"),
+            },
+        };
         let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
@@ -88,6 +106,7 @@ impl Handler {
                         partition_index: partition.index,
                         records,
                         info,
+                        commit_deadline_ms,
                     }),
                     Err(e) => {
                         warn!(topic_id = %topic.topic_id, partition = partition.index, error = %e,

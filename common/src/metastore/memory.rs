@@ -106,6 +106,10 @@ impl Metastore for MemoryMetastore {
         Ok(())
     }
 
+    async fn server_time_ms(&self) -> Result<i64, StoreError> {
+        Ok(crate::clock::system_clock().now_ms())
+    }
+
     async fn create_topic(
         &self,
         name: &str,
@@ -307,8 +311,12 @@ impl Metastore for MemoryMetastore {
             commit.appends,
             &partitions,
             producers,
-            commit.now_ms,
-            commit.producers_expire_before_ms,
+            plan::CommitClocks {
+                now_ms: commit.now_ms,
+                expire_before_ms: commit.producers_expire_before_ms,
+                // One clock here, and the commit is instantaneous.
+                server_now_ms: commit.now_ms,
+            },
         );
         if plan.entries.is_empty() {
             return Ok(plan.results);

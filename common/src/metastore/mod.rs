@@ -41,6 +41,10 @@ pub trait Metastore: Send + Sync + 'static {
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The store's clock, ms since the epoch: the clock of commit deadlines
+    /// ([`AppendBatch::commit_deadline_ms`]), which gateways sample to set them.
+    async fn server_time_ms(&self) -> Result<i64, StoreError>;
+
     /// Creates a topic with partitions `0..partition_count` and its explicit configs.
     /// `None` when a topic of that name exists.
     async fn create_topic(
@@ -187,6 +191,7 @@ async fn idempotence_suite(store: &dyn Metastore, topic: &TopicMeta) {
             first_sequence,
             last_sequence: first_sequence + 1,
         }),
+        commit_deadline_ms: None,
     };
     let one = |batches| {
         vec![PartitionAppend {
@@ -391,6 +396,7 @@ pub async fn conformance_suite(store: &dyn Metastore) {
             offset_count,
             max_timestamp: 1_000 + offset_count,
             producer: None,
+            commit_deadline_ms: None,
         }],
     };
     let first = ObjectId::new(1);
@@ -587,5 +593,61 @@ pub async fn conformance_suite(store: &dyn Metastore) {
     assert_eq!(
         store.live_members(Role::Gateway).await.expect("live").len(),
         1
+    );
+
+    deadline_suite(store).await;
+}
+
+/// A batch whose commit deadline has passed by the store's clock is not stored; one whose
+/// deadline is ahead is.
+async fn deadline_suite(store: &dyn Metastore) {
+    let topic = store
+        .create_topic("deadlines", 1, &BTreeMap::new())
+        .await
+        .expect("create")
+        .expect("new topic");
+    let now = store.server_time_ms().await.expect("server time");
+    let system = crate::clock::system_clock().now_ms();
+    assert!(
+        (now - system).abs() < 60_000,
+        "server time {now} is near this machine's {system}"
+    );
+    let batch = |byte_offset, commit_deadline_ms| AppendBatch {
+        byte_offset,
+        byte_length: 10,
+        offset_count: 1,
+        max_timestamp: 5,
+        producer: None,
+        commit_deadline_ms,
+    };
+    let appends = [PartitionAppend {
+        topic_id: topic.topic_id,
+        partition_index: 0,
+        batches: vec![
+            batch(0, Some(now - 1)),
+            batch(10, Some(now + 60_000)),
+            batch(20, None),
+        ],
+    }];
+    let results = store
+        .commit_object(commit(ObjectId::new(90), "k/deadlines", &appends, now))
+        .await
+        .expect("commit");
+    assert_eq!(
+        results[0].batches,
+        vec![
+            BatchOutcome::Expired,
+            BatchOutcome::Appended { base_offset: 0 },
+            BatchOutcome::Appended { base_offset: 1 },
+        ]
+    );
+    let entries = store
+        .index_entries(&[(topic.topic_id, 0, 0)], 10)
+        .await
+        .expect("entries");
+    assert_eq!(entries[0].len(), 1);
+    assert_eq!(
+        entries[0][0].byte_offset, 10,
+        "the late batch is not indexed"
     );
 }

@@ -44,6 +44,10 @@ pub struct AppendBatch {
     pub max_timestamp: i64,
     /// Who sent it, when the producer is idempotent.
     pub producer: Option<ProducerBatch>,
+    /// The batch may be stored only by a commit that completes before this time of the
+    /// metastore's clock (ms since the epoch): the gateway gives up on its request then.
+    /// `None`: no deadline.
+    pub commit_deadline_ms: Option<i64>,
 }
 
 /// The idempotent-producer identity a batch carries in its header.
@@ -105,6 +109,8 @@ pub enum BatchOutcome {
     },
     /// Refused by the idempotent-producer rules; not stored.
     Rejected(SequenceError),
+    /// Its commit deadline had passed (the gateway gave up on it); not stored.
+    Expired,
 }
 
 impl BatchOutcome {
@@ -114,7 +120,7 @@ impl BatchOutcome {
             BatchOutcome::Appended { base_offset } | BatchOutcome::Duplicate { base_offset } => {
                 Some(base_offset)
             }
-            BatchOutcome::Rejected(_) => None,
+            BatchOutcome::Rejected(_) | BatchOutcome::Expired => None,
         }
     }
 }

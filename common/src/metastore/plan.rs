@@ -7,6 +7,11 @@
 //! them splits the partition's range, so its bytes stay in the object but are never indexed.
 //! Offsets stay contiguous: only stored batches take offsets.
 //!
+//! A batch whose commit deadline (in the metastore's clock) is already near is *expired*:
+//! not stored, whatever the producer rules say, because its gateway is about to give up on
+//! it. The plan carries the earliest deadline among the batches it stores, which the
+//! metastore enforces at COMMIT.
+//!
 //! Pure, so both metastores share it and it is tested without a database.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -51,7 +56,14 @@ pub struct CommitPlan {
     pub producer_states: Vec<(ProducerKey, ProducerState)>,
     /// The answer, one per partition that exists.
     pub results: Vec<AppendResult>,
+    /// The earliest commit deadline among the stored batches: the commit must complete
+    /// before it.
+    pub commit_deadline_ms: Option<i64>,
 }
+
+/// A batch whose deadline is less than this far ahead of the metastore's clock is not
+/// worth committing: the rest of the commit would likely outlast it.
+pub const DEADLINE_SLACK_MS: i64 = 250;
 
 /// The producer keys whose state a commit of `appends` must read.
 pub fn producer_keys(appends: &[PartitionAppend]) -> Vec<ProducerKey> {
@@ -74,15 +86,30 @@ pub fn producer_keys(appends: &[PartitionAppend]) -> Vec<ProducerKey> {
     keys
 }
 
+/// The clocks a commit is decided with.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitClocks {
+    /// The writer's clock, stamped on producer state.
+    pub now_ms: i64,
+    /// Producer state last written before this counts as absent.
+    pub expire_before_ms: i64,
+    /// The metastore's clock, which commit deadlines are in.
+    pub server_now_ms: i64,
+}
+
 /// Decides the commit of `appends`. Partitions absent from `partitions` (deleted topics)
-/// are skipped; producer states last written before `expire_before_ms` count as absent.
+/// are skipped.
 pub fn plan_commit(
     appends: &[PartitionAppend],
     partitions: &HashMap<(Uuid, i32), PartitionState>,
     mut producers: HashMap<ProducerKey, ProducerState>,
-    now_ms: i64,
-    expire_before_ms: i64,
+    clocks: CommitClocks,
 ) -> CommitPlan {
+    let CommitClocks {
+        now_ms,
+        expire_before_ms,
+        server_now_ms,
+    } = clocks;
     producers.retain(|_, state| state.updated_ms >= expire_before_ms);
     // Ordered, so states are written in key order whatever order the batches came in.
     let mut changed: BTreeSet<ProducerKey> = BTreeSet::new();
@@ -99,12 +126,24 @@ pub fn plan_commit(
             let producer = batch
                 .producer
                 .map(|p| (p, (p.producer_id, topic_id, partition_index)));
+            let expired = batch
+                .commit_deadline_ms
+                .is_some_and(|deadline| deadline <= server_now_ms + DEADLINE_SLACK_MS);
             let verdict = match &producer {
-                None => Verdict::Append,
-                Some((producer, key)) => producers::check(producers.get(key), producer),
+                _ if expired => None,
+                None => Some(Verdict::Append),
+                Some((producer, key)) => Some(producers::check(producers.get(key), producer)),
             };
             let outcome = match verdict {
-                Verdict::Append => {
+                None => {
+                    plan.entries.extend(run.take());
+                    BatchOutcome::Expired
+                }
+                Some(Verdict::Append) => {
+                    if let Some(deadline) = batch.commit_deadline_ms {
+                        let earliest = plan.commit_deadline_ms.get_or_insert(deadline);
+                        *earliest = (*earliest).min(deadline);
+                    }
                     let base_offset = next_offset;
                     next_offset += batch.offset_count;
                     if let Some((producer, key)) = producer {
@@ -140,11 +179,11 @@ pub fn plan_commit(
                     }
                     BatchOutcome::Appended { base_offset }
                 }
-                Verdict::Duplicate { base_offset } => {
+                Some(Verdict::Duplicate { base_offset }) => {
                     plan.entries.extend(run.take());
                     BatchOutcome::Duplicate { base_offset }
                 }
-                Verdict::Reject(error) => {
+                Some(Verdict::Reject(error)) => {
                     plan.entries.extend(run.take());
                     BatchOutcome::Rejected(error)
                 }
@@ -190,6 +229,15 @@ mod tests {
                 first_sequence: first,
                 last_sequence: first + 1,
             }),
+            commit_deadline_ms: None,
+        }
+    }
+
+    fn clocks(now_ms: i64, expire_before_ms: i64) -> CommitClocks {
+        CommitClocks {
+            now_ms,
+            expire_before_ms,
+            server_now_ms: now_ms,
         }
     }
 
@@ -218,7 +266,7 @@ mod tests {
                 batch(30, None),
             ],
         }];
-        let plan = plan_commit(&appends, &partitions(50), HashMap::new(), 1, 0);
+        let plan = plan_commit(&appends, &partitions(50), HashMap::new(), clocks(1, 0));
         assert_eq!(
             plan.results[0].batches,
             vec![
@@ -255,10 +303,10 @@ mod tests {
             partition_index: 0,
             batches: vec![batch(0, Some((0, 5)))],
         }];
-        let mut first = plan_commit(&appends, &partitions(0), HashMap::new(), 100, 0);
+        let mut first = plan_commit(&appends, &partitions(0), HashMap::new(), clocks(100, 0));
         let stored: HashMap<_, _> = first.producer_states.drain(..).collect();
         // A retry of the same batch later is a duplicate and writes nothing.
-        let retry = plan_commit(&appends, &partitions(2), stored.clone(), 200, 0);
+        let retry = plan_commit(&appends, &partitions(2), stored.clone(), clocks(200, 0));
         assert_eq!(
             retry.results[0].batches,
             vec![BatchOutcome::Duplicate { base_offset: 0 }]
@@ -271,13 +319,13 @@ mod tests {
             partition_index: 0,
             batches: vec![batch(0, Some((0, 9)))],
         }];
-        let refused = plan_commit(&gap, &partitions(2), stored.clone(), 200, 0);
+        let refused = plan_commit(&gap, &partitions(2), stored.clone(), clocks(200, 0));
         assert_eq!(
             refused.results[0].batches,
             vec![BatchOutcome::Rejected(SequenceError::OutOfOrder)]
         );
         // Once the state expired, the same batch is taken as a first write.
-        let expired = plan_commit(&gap, &partitions(2), stored, 200, 150);
+        let expired = plan_commit(&gap, &partitions(2), stored, clocks(200, 150));
         assert_eq!(
             expired.results[0].batches,
             vec![BatchOutcome::Appended { base_offset: 2 }]
@@ -291,7 +339,35 @@ mod tests {
             partition_index: 0,
             batches: vec![batch(0, None)],
         }];
-        let plan = plan_commit(&appends, &partitions(0), HashMap::new(), 1, 0);
+        let plan = plan_commit(&appends, &partitions(0), HashMap::new(), clocks(1, 0));
         assert!(plan.results.is_empty() && plan.entries.is_empty());
+    }
+
+    #[test]
+    fn a_batch_past_its_deadline_is_not_stored_and_the_plan_carries_the_earliest_other() {
+        let mut late = batch(10, None);
+        late.commit_deadline_ms = Some(1_000 + DEADLINE_SLACK_MS);
+        let mut soon = batch(20, None);
+        soon.commit_deadline_ms = Some(5_000);
+        let mut later = batch(30, None);
+        later.commit_deadline_ms = Some(9_000);
+        let appends = [PartitionAppend {
+            topic_id: TOPIC,
+            partition_index: 0,
+            batches: vec![batch(0, None), late, soon, later],
+        }];
+        let plan = plan_commit(&appends, &partitions(0), HashMap::new(), clocks(1_000, 0));
+        assert_eq!(
+            plan.results[0].batches,
+            vec![
+                BatchOutcome::Appended { base_offset: 0 },
+                BatchOutcome::Expired,
+                BatchOutcome::Appended { base_offset: 2 },
+                BatchOutcome::Appended { base_offset: 4 },
+            ]
+        );
+        assert_eq!(plan.entries.len(), 2, "the expired batch splits the range");
+        assert_eq!(plan.next_offsets, vec![(TOPIC, 0, 6)]);
+        assert_eq!(plan.commit_deadline_ms, Some(5_000));
     }
 }

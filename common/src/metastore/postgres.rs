@@ -82,6 +82,17 @@ impl PgMetastore {
         if pg_config.get_application_name().is_none() {
             pg_config.application_name("yaks");
         }
+        if config.idle_in_transaction_timeout_ms > 0 {
+            let mut options = pg_config.get_options().unwrap_or_default().to_owned();
+            if !options.is_empty() {
+                options.push(' ');
+            }
+            options.push_str(&format!(
+                "-c idle_in_transaction_session_timeout={}",
+                config.idle_in_transaction_timeout_ms
+            ));
+            pg_config.options(&options);
+        }
         let manager = Manager::from_config(
             pg_config.clone(),
             NoTls,
@@ -210,6 +221,15 @@ impl Metastore for PgMetastore {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(pg_error)?;
         Ok(())
+    }
+
+    async fn server_time_ms(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(SERVER_NOW_MS, &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
     }
 
     /// Creates a topic with its partitions and configs in one transaction.
@@ -487,15 +507,21 @@ impl Metastore for PgMetastore {
             )
             .await
             .map_err(pg_error)?;
+        // Commit deadlines are in this clock, read after the locks were granted.
+        let server_clock = tx.prepare_cached(SERVER_NOW_MS).await.map_err(pg_error)?;
         let lock_params: [&(dyn ToSql + Sync); 2] = [&topic_ids, &partitions];
         let producer_params: [&(dyn ToSql + Sync); 3] =
             [&producer_ids, &producer_topics, &producer_partitions];
-        let (locked, producer_rows) = futures::try_join!(tx.query(&lock, &lock_params), async {
-            if producer_keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            tx.query(&read_producers, &producer_params).await
-        },)
+        let (locked, producer_rows, server_now) = futures::try_join!(
+            tx.query(&lock, &lock_params),
+            async {
+                if producer_keys.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(&read_producers, &producer_params).await
+            },
+            tx.query_one(&server_clock, &[]),
+        )
         .map_err(pg_error)?;
         let mut states = HashMap::with_capacity(locked.len());
         for row in &locked {
@@ -530,8 +556,11 @@ impl Metastore for PgMetastore {
             appends,
             &states,
             producers,
-            commit.now_ms,
-            commit.producers_expire_before_ms,
+            plan::CommitClocks {
+                now_ms: commit.now_ms,
+                expire_before_ms: commit.producers_expire_before_ms,
+                server_now_ms: server_now.get(0),
+            },
         );
 
         // Round trip 2: write the plan. An object none of whose batches was stored is not
@@ -597,8 +626,18 @@ impl Metastore for PgMetastore {
             let advance_params: [&(dyn ToSql + Sync); 3] =
                 [&advanced_topics, &advanced_partitions, &next_offsets];
             let notify_params: [&(dyn ToSql + Sync); 2] = [&COMMIT_CHANNEL, &object_id];
+            // Checked while COMMIT runs by the deferred trigger of migration V3.
+            let set_deadline = tx
+                .prepare_cached("SELECT set_config('yaks.commit_deadline_ms', $1, true)")
+                .await
+                .map_err(pg_error)?;
+            let deadline = plan
+                .commit_deadline_ms
+                .map_or_else(String::new, |d| d.to_string());
+            let deadline_params: [&(dyn ToSql + Sync); 1] = [&deadline];
             // Pipelined: sent together, executed by the server in this order.
             futures::try_join!(
+                tx.execute(&set_deadline, &deadline_params),
                 tx.execute(&insert_object, &object_params),
                 tx.execute(&insert_entries, &entry_params),
                 tx.execute(&advance, &advance_params),
@@ -608,11 +647,18 @@ impl Metastore for PgMetastore {
             .map_err(pg_error)?;
         }
 
-        tx.commit().await.map_err(|e| match pg_error(e) {
-            StoreError::Retriable(detail) | StoreError::Internal(detail) => {
-                StoreError::OutcomeUnknown(detail)
+        tx.commit().await.map_err(|e| {
+            if e.code().is_some_and(|c| c.code() == DEADLINE_PASSED) {
+                // Refused by the trigger before anything was committed: replanning will
+                // leave the late batches out.
+                return StoreError::Retriable(format!("postgres: {e}"));
             }
-            other => other,
+            match pg_error(e) {
+                StoreError::Retriable(detail) | StoreError::Internal(detail) => {
+                    StoreError::OutcomeUnknown(detail)
+                }
+                other => other,
+            }
         })?;
         Ok(plan.results)
     }
@@ -836,6 +882,12 @@ async fn follow_commits(
 }
 
 /// Maps a PostgreSQL error to what the caller should do about it.
+/// SQLSTATE raised at COMMIT when a batch's commit deadline passed (migration V3).
+const DEADLINE_PASSED: &str = "YK001";
+
+/// The server's clock in ms since the epoch: the clock commit deadlines are in.
+const SERVER_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
 pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
     let Some(code) = err.code() else {
         // No SQLSTATE: the connection broke or timed out.

@@ -15,7 +15,7 @@
 //! (see `yaks_common::metastore::producers`). Transactional batches are refused.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -26,7 +26,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 use yaks_common::batch::{BatchError, validate_produce_batch};
 use yaks_common::kafka::{self, str_bytes};
-use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, read_body};
+use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 
 use super::{Outcome, ProduceTurn, RequestContext, Versions, encode_response};
 use crate::topics::config_i64;
@@ -153,7 +153,12 @@ async fn produce(
     };
 
     // Wait for the connection's previous produce to be accepted, then send and wait for
-    // ours to be accepted, then let the next one go.
+    // ours to be accepted, then let the next one go. Acceptance and answer share one
+    // deadline, so a stopped writer holds neither this request nor the connection's next
+    // ones for longer than `writer_timeout_ms`.
+    let writer_timeout = Duration::from_millis(state.config.writer_timeout_ms);
+    let deadline = Instant::now() + writer_timeout;
+    let commit_deadline_ms = state.server_clock.commit_deadline_ms(writer_timeout);
     let accepted = match turn {
         Some(ProduceTurn { wait_for, done }) => {
             if let Some(previous) = wait_for {
@@ -161,7 +166,12 @@ async fn produce(
             }
             let accepted = state
                 .writers
-                .produce(&context.connection.writer, body)
+                .produce(
+                    &context.connection.writer,
+                    body,
+                    deadline,
+                    commit_deadline_ms,
+                )
                 .await;
             drop(done);
             accepted
@@ -169,12 +179,26 @@ async fn produce(
         None => {
             state
                 .writers
-                .produce(&context.connection.writer, body)
+                .produce(
+                    &context.connection.writer,
+                    body,
+                    deadline,
+                    commit_deadline_ms,
+                )
                 .await
         }
     };
     let (writer, answer) = match accepted {
         Ok(accepted) => accepted,
+        Err(RpcError::AnswerLost(e)) => {
+            // The writer may hold the request: the outcome is unknown.
+            fill_forwarded(
+                &mut slots,
+                &forwarded,
+                Err((ResponseError::RequestTimedOut.code(), Some(e))),
+            );
+            return shape(context.version, slots);
+        }
         Err(e) => {
             warn!(error = %e, "no writer accepted the produce");
             fill_forwarded(
@@ -193,12 +217,20 @@ async fn produce(
         return shape(context.version, slots);
     }
 
-    let timeout = Duration::from_millis(state.config.writer_timeout_ms);
-    let body = match tokio::time::timeout(timeout, read_body(answer)).await {
+    let instance = answer
+        .headers()
+        .get(WRITER_INSTANCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match tokio::time::timeout_at(deadline.into(), read_body(answer)).await {
         Ok(Ok(body)) => body,
         Ok(Err(RpcError::AnswerLost(e))) | Ok(Err(RpcError::Unavailable(e))) => {
             warn!(error = %e, "writer accepted a produce but its answer was lost");
-            state.writers.answer_lost(writer);
+            state.writers.skip(writer, "a produce answer was lost");
+            state
+                .writers
+                .settle_lost(writer, instance.as_deref(), deadline)
+                .await;
             fill_forwarded(
                 &mut slots,
                 &forwarded,
@@ -208,6 +240,9 @@ async fn produce(
         }
         Err(_) => {
             warn!("writer did not answer a produce in time");
+            state
+                .writers
+                .skip(writer, "a produce answer did not come in time");
             fill_forwarded(
                 &mut slots,
                 &forwarded,

@@ -1,0 +1,44 @@
+//! `yaks chaos`: the oracle against two gateways, two writers and two readers as separate
+//! processes while they are killed and frozen, PostgreSQL restarts and S3 fails.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use yaks::chaos::{ChaosOptions, FaultPlan, run};
+use yaks::oracle::Workload;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_record_is_lost_while_processes_die_and_postgres_and_s3_fail() {
+    let dir = reachable_temp_dir("yaks-chaos-");
+    let report = run(ChaosOptions {
+        data_dir: dir.path().to_path_buf(),
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_yaks"))),
+        workload: Workload {
+            topics: 2,
+            partitions: 4,
+            producers: 8,
+            records: 2_000,
+            pace: Duration::from_secs(30),
+            consume_timeout: Duration::from_secs(120),
+            message_timeout: Duration::from_secs(120),
+        },
+        faults: FaultPlan::default(),
+    })
+    .await
+    .expect("chaos run");
+    println!("{}", report.table());
+    println!("{}", report.timeline.join("\n"));
+    assert!(report.holds(), "{}", report.table());
+    assert_eq!(
+        report.oracle.acknowledged, 16_000,
+        "retries got everything through"
+    );
+    for fault in ["writer killed", "gateway killed", "reader killed"] {
+        assert!(report.times(fault) >= 1, "{fault}: {}", report.table());
+    }
+    assert_eq!(report.times("postgresql stopped"), 1);
+    assert_eq!(report.times("writer frozen"), 1);
+    assert!(report.s3.throttled + report.s3.refused + report.s3.answers_lost > 0);
+}
