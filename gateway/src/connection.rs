@@ -105,44 +105,36 @@ async fn read_requests(
             return;
         }
         let mut frame = frame.freeze();
-        let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
-        let version = i16::from_be_bytes([frame[2], frame[3]]);
-        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-
-        let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
-            warn!(api_key = api_key_raw, "unknown api key; closing connection");
-            return;
-        };
-        let Some(supported) = handlers::supported_versions(api_key) else {
-            warn!(?api_key, "api not supported; closing connection");
-            return;
-        };
-        if api_key == ApiKey::ApiVersions && version > supported.max {
-            // Answered before the header is parsed: a newer header may not parse.
-            let body = handlers::api_versions::unsupported_version_body();
-            let task = tokio::spawn(async move { Some(frame_response(correlation_id, 0, body)) });
-            if tx.send(Pending { task, api_key }).await.is_err() {
-                return;
+        let head = match parse_head(&mut frame) {
+            Ok(head) => head,
+            Err(FrameRefusal::ApiVersionsTooNew { correlation_id }) => {
+                // Answered before the header is parsed: a newer header may not parse.
+                let body = handlers::api_versions::unsupported_version_body();
+                let task =
+                    tokio::spawn(async move { Some(frame_response(correlation_id, 0, body)) });
+                if tx
+                    .send(Pending {
+                        task,
+                        api_key: ApiKey::ApiVersions,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
             }
-            continue;
-        }
-        if version < supported.min || version > supported.max {
-            warn!(
-                ?api_key,
-                version, "unsupported api version; closing connection"
-            );
-            return;
-        }
-        let header = match RequestHeader::decode(
-            &mut frame,
-            api_key.request_header_version(version),
-        ) {
-            Ok(header) => header,
-            Err(e) => {
-                warn!(?api_key, version, error = %e, "malformed request header; closing connection");
+            Err(refusal) => {
+                warn!(%refusal, "closing connection");
                 return;
             }
         };
+        let FrameHead {
+            api_key,
+            version,
+            correlation_id,
+            header,
+        } = head;
 
         let turn = if api_key == ApiKey::Produce {
             let (done, next) = oneshot::channel();
@@ -187,6 +179,94 @@ async fn read_requests(
             return;
         }
     }
+}
+
+/// A frame's api key, version and header, parsed and checked.
+#[derive(Debug)]
+pub struct FrameHead {
+    /// Which API.
+    pub api_key: ApiKey,
+    /// Its version, one this gateway supports.
+    pub version: i16,
+    /// Echoed in the response.
+    pub correlation_id: i32,
+    /// The request header.
+    pub header: RequestHeader,
+}
+
+/// Why a frame is not served.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameRefusal {
+    /// Fewer than the 8 bytes of api key, version and correlation id.
+    #[error("frame of {0} bytes is too short for a request header")]
+    TooShort(usize),
+    /// Not an API Kafka defines.
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    /// An API this gateway does not serve.
+    #[error("api {0:?} not supported")]
+    UnsupportedApi(ApiKey),
+    /// ApiVersions newer than ours: answered UNSUPPORTED_VERSION, not closed.
+    #[error("ApiVersions version newer than supported")]
+    ApiVersionsTooNew {
+        /// Echoed in the answer.
+        correlation_id: i32,
+    },
+    /// A version outside the API's supported range.
+    #[error("unsupported version {version} of {api_key:?}")]
+    UnsupportedVersion {
+        /// Which API.
+        api_key: ApiKey,
+        /// The version asked for.
+        version: i16,
+    },
+    /// The header does not decode.
+    #[error("malformed request header of {api_key:?} v{version}: {detail}")]
+    MalformedHeader {
+        /// Which API.
+        api_key: ApiKey,
+        /// Its version.
+        version: i16,
+        /// The decoder's complaint.
+        detail: String,
+    },
+}
+
+/// Parses the head of a request frame (the bytes after the length), leaving `frame` at the
+/// request body. Pure, so it is what the fuzz target drives.
+pub fn parse_head(frame: &mut Bytes) -> Result<FrameHead, FrameRefusal> {
+    if frame.len() < 8 {
+        return Err(FrameRefusal::TooShort(frame.len()));
+    }
+    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
+        return Err(FrameRefusal::UnknownApiKey(api_key_raw));
+    };
+    let Some(supported) = handlers::supported_versions(api_key) else {
+        return Err(FrameRefusal::UnsupportedApi(api_key));
+    };
+    if api_key == ApiKey::ApiVersions && version > supported.max {
+        return Err(FrameRefusal::ApiVersionsTooNew { correlation_id });
+    }
+    if version < supported.min || version > supported.max {
+        return Err(FrameRefusal::UnsupportedVersion { api_key, version });
+    }
+    let header =
+        RequestHeader::decode(frame, api_key.request_header_version(version)).map_err(|e| {
+            FrameRefusal::MalformedHeader {
+                api_key,
+                version,
+                detail: e.to_string(),
+            }
+        })?;
+    Ok(FrameHead {
+        api_key,
+        version,
+        correlation_id,
+        header,
+    })
 }
 
 /// Writes responses in request order. A handler that asked to close (or panicked) ends the

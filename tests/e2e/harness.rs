@@ -60,6 +60,11 @@ impl Infra {
         config.writer.listen_addr = "127.0.0.1:0".into();
         config.writer.flush_interval_ms = 50;
         config.gateway.listen_addr = "127.0.0.1:0".into();
+        // A gateway whose writer lost an answer (the fail point tests) answers the client
+        // at the produce's commit deadline; keep that wait short.
+        config.gateway.writer_timeout_ms = 8_000;
+        config.s3.operation_timeout_ms = 6_000;
+        config.s3.attempt_timeout_ms = 3_000;
         config.registry.heartbeat_ms = 500;
         config.registry.lease_ms = 3_000;
         config

@@ -137,3 +137,61 @@ pub fn encode_response<T: Encodable>(response: &T, version: i16) -> Outcome {
         }
     }
 }
+
+/// Decodes a request body the way its handler does, without running the handler; Produce
+/// batches also go through the gateway's batch validation. Returns how many bytes of
+/// records were checked. For the fuzz target (`fuzz/`), which feeds it arbitrary bytes:
+/// whatever the input, this returns, never panics, never allocates more than the input
+/// can justify.
+pub fn decode_body(api_key: ApiKey, version: i16, body: Bytes) -> Result<usize, String> {
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest,
+        InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, OffsetForLeaderEpochRequest,
+        ProduceRequest,
+    };
+    fn check<T: Decodable>(body: Bytes, version: i16) -> Result<T, String> {
+        kafka::decode(body, version).map_err(|e| e.to_string())
+    }
+    match api_key {
+        ApiKey::ApiVersions => check::<ApiVersionsRequest>(body, version).map(|_| 0),
+        ApiKey::Metadata => check::<MetadataRequest>(body, version).map(|_| 0),
+        ApiKey::CreateTopics => check::<CreateTopicsRequest>(body, version).map(|_| 0),
+        ApiKey::DeleteTopics => check::<DeleteTopicsRequest>(body, version).map(|_| 0),
+        ApiKey::Fetch => check::<FetchRequest>(body, version).map(|_| 0),
+        ApiKey::ListOffsets => check::<ListOffsetsRequest>(body, version).map(|_| 0),
+        ApiKey::OffsetForLeaderEpoch => {
+            check::<OffsetForLeaderEpochRequest>(body, version).map(|_| 0)
+        }
+        ApiKey::InitProducerId => check::<InitProducerIdRequest>(body, version).map(|_| 0),
+        ApiKey::Produce => {
+            let request = check::<ProduceRequest>(body, version)?;
+            let mut checked = 0;
+            for topic in &request.topic_data {
+                for partition in &topic.partition_data {
+                    if let Some(records) = &partition.records {
+                        // The verdict does not matter here, only that it is reached.
+                        let _ = yaks_common::batch::validate_produce_batch(records);
+                        checked += records.len();
+                    }
+                }
+            }
+            Ok(checked)
+        }
+        other => Err(format!("no handler for {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_api_decodes_an_empty_body_or_refuses_it_without_panicking() {
+        for (api_key, versions) in HANDLERS {
+            for version in versions.min..=versions.max {
+                let _ = decode_body(*api_key, version, Bytes::new());
+                let _ = decode_body(*api_key, version, Bytes::from_static(&[0xff; 64]));
+            }
+        }
+    }
+}

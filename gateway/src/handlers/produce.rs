@@ -226,11 +226,12 @@ async fn produce(
         Ok(Ok(body)) => body,
         Ok(Err(RpcError::AnswerLost(e))) | Ok(Err(RpcError::Unavailable(e))) => {
             warn!(error = %e, "writer accepted a produce but its answer was lost");
-            state.writers.skip(writer, "a produce answer was lost");
             state
                 .writers
                 .settle_lost(writer, instance.as_deref(), deadline)
                 .await;
+            // Skipped from the answer on, so the client's retry goes elsewhere.
+            state.writers.skip(writer, "a produce answer was lost");
             fill_forwarded(
                 &mut slots,
                 &forwarded,
