@@ -13,6 +13,10 @@
 //! else INVALID_RECORD) are judged at commit, where a retry is answered with its original
 //! offset and a gap or stale epoch gets OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_PRODUCER_EPOCH
 //! (see `yaks_common::metastore::producers`). Transactional batches are refused.
+//!
+//! A produce not answered within `gateway.writer_timeout_ms` gets REQUEST_TIMED_OUT, and
+//! it carries a commit deadline that ends before then (see [`crate::deadlines`]), so a
+//! client told "timed out" can rely on the attempt never being stored later.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
