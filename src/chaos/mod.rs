@@ -74,15 +74,9 @@ pub struct FaultPlan {
 }
 
 impl Default for FaultPlan {
+    /// The flags' defaults.
     fn default() -> Self {
-        FaultPlan {
-            kill_every: Duration::from_secs(4),
-            s3_error_percent: 10.0,
-            s3_max_latency_ms: 50,
-            postgres_down: Duration::from_secs(2),
-            writer_freeze: Duration::from_secs(15),
-            seed: 1,
-        }
+        oracle::flag_defaults()
     }
 }
 
@@ -559,5 +553,21 @@ impl Driver {
             detail: format!("uniform 0–{} ms", self.plan.s3_max_latency_ms),
         });
         faults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_flags_defaults() {
+        let plan = FaultPlan::default();
+        assert_eq!(plan.kill_every, Duration::from_secs(4));
+        assert_eq!(plan.writer_freeze, Duration::from_secs(15));
+        assert_eq!(plan.s3_error_percent, 10.0);
+        let workload = Workload::default();
+        assert_eq!((workload.producers, workload.records), (8, 2_000));
+        assert_eq!(workload.pace, Duration::ZERO);
     }
 }

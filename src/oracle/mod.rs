@@ -84,17 +84,18 @@ pub struct Workload {
 }
 
 impl Default for Workload {
+    /// The flags' defaults, so they are written once, in the `#[arg]`s.
     fn default() -> Self {
-        Workload {
-            topics: 2,
-            partitions: 4,
-            producers: 8,
-            records: 2_000,
-            pace: Duration::ZERO,
-            consume_timeout: Duration::from_secs(300),
-            message_timeout: Duration::from_secs(300),
-        }
+        flag_defaults()
     }
+}
+
+/// A flag group as it parses from no flags at all.
+pub(crate) fn flag_defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let matches = T::augment_args(clap::Command::new("defaults"))
+        .no_binary_name(true)
+        .get_matches_from(std::iter::empty::<String>());
+    T::from_arg_matches(&matches).expect("every flag of the group has a default")
 }
 
 /// Parses a whole number of seconds (command-line flags).
