@@ -19,6 +19,10 @@ use crate::dev::postgres::EmbeddedPostgres;
 use crate::dev::s3::DevS3;
 use crate::roles;
 
+/// `gateway.group_initial_rebalance_delay_ms` of `yaks dev` unless set: a lone consumer is
+/// assigned its partitions within a few hundred milliseconds.
+pub const DEV_INITIAL_REBALANCE_DELAY_MS: u64 = 100;
+
 /// Options of `yaks dev`.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
@@ -67,6 +71,12 @@ pub async fn run(
     }
     let reader = roles::bind_reader(&config, &backends).await?;
     config.gateway.listen_addr = options.kafka_addr.clone();
+    if config.gateway.group_initial_rebalance_delay_ms
+        == yaks_common::config::GatewayConfig::default().group_initial_rebalance_delay_ms
+    {
+        // One developer's consumers: no point waiting 3 s for more members to arrive.
+        config.gateway.group_initial_rebalance_delay_ms = DEV_INITIAL_REBALANCE_DELAY_MS;
+    }
     config.gateway.writer_urls = vec![writer_url];
     config.gateway.reader_urls = vec![reader.url().to_owned()];
     let gateway = roles::bind_gateway(&config, &backends).await?;

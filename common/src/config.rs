@@ -60,6 +60,13 @@ pub struct GatewayConfig {
     pub writer_timeout_ms: u64,
     /// Reader base URLs (`http://host:port`). Empty: the live readers in the registry.
     pub reader_urls: Vec<String>,
+    /// How long the first rebalance of an empty group waits for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Smallest session timeout a group member may ask for (`group.min.session.timeout.ms`).
+    pub group_min_session_timeout_ms: i32,
+    /// Largest session timeout a group member may ask for (`group.max.session.timeout.ms`).
+    pub group_max_session_timeout_ms: i32,
 }
 
 impl Default for GatewayConfig {
@@ -74,6 +81,9 @@ impl Default for GatewayConfig {
             max_partitions_per_topic: 10_000,
             writer_timeout_ms: 30_000,
             reader_urls: Vec::new(),
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
         }
     }
 }
@@ -342,6 +352,14 @@ impl Config {
             return Err(invalid(
                 "gateway.max_partitions_per_topic",
                 "must be at least 1",
+            ));
+        }
+        if self.gateway.group_min_session_timeout_ms < 1
+            || self.gateway.group_min_session_timeout_ms > self.gateway.group_max_session_timeout_ms
+        {
+            return Err(invalid(
+                "gateway.group_min_session_timeout_ms",
+                "must be at least 1 and at most gateway.group_max_session_timeout_ms",
             ));
         }
         for url in &self.gateway.writer_urls {

@@ -5,7 +5,8 @@
 //! give each partition a leader chosen by rendezvous hashing over them, so every gateway
 //! tells clients the same thing and connections spread evenly. Any gateway can serve any
 //! partition; "leader" only steers where clients connect. The same refresh reads the live
-//! readers, which Fetch is routed to when `gateway.reader_urls` is empty.
+//! readers, which Fetch is routed to when `gateway.reader_urls` is empty. Consumer groups
+//! are spread the same way: a group's coordinator is the rendezvous choice for its id.
 
 use std::sync::{Arc, RwLock};
 
@@ -91,6 +92,13 @@ impl ClusterView {
         rendezvous(&key, brokers, |b| i64::from(b.node_id))
             .map(|b| b.node_id)
             .unwrap_or(-1)
+    }
+
+    /// The gateway coordinating a consumer group: rendezvous hashing of the group id over
+    /// the live gateways, so every gateway names the same one.
+    pub fn coordinator_of(&self, group_id: &str) -> Option<Broker> {
+        let brokers = self.brokers();
+        rendezvous(group_id.as_bytes(), &brokers, |b| i64::from(b.node_id)).cloned()
     }
 
     fn set_members(&self, members: Vec<ServiceMember>) {

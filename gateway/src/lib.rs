@@ -12,10 +12,12 @@
 //! - [`readers`]: which reader serves a fetched partition, with failover.
 //! - [`producer_ids`]: producer ids for InitProducerId, from blocks reserved in PostgreSQL.
 //! - [`deadlines`]: the commit deadline each produce carries, in PostgreSQL's clock.
+//! - [`groups`]: consumer group coordination for the groups this gateway owns.
 
 pub mod cluster;
 pub mod connection;
 pub mod deadlines;
+pub mod groups;
 pub mod handlers;
 pub mod producer_ids;
 pub mod readers;
@@ -38,6 +40,8 @@ use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
 use crate::deadlines::ServerClock;
+use crate::groups::Coordinator;
+use crate::groups::state::GroupSettings;
 use crate::producer_ids::ProducerIds;
 use crate::readers::ReaderPool;
 use crate::topics::TopicCache;
@@ -65,6 +69,8 @@ pub struct GatewayState {
     pub clock: SharedClock,
     /// The metastore's clock, which produce commit deadlines are set in.
     pub server_clock: ServerClock,
+    /// Consumer groups this gateway coordinates.
+    pub groups: Arc<Coordinator>,
     next_connection_id: AtomicU64,
 }
 
@@ -92,8 +98,21 @@ impl Gateway {
         let advertised = advertised_addr(&config, local)?;
         let cluster = ClusterView::register(metastore.clone(), registry, advertised).await?;
         let server_clock = ServerClock::sample(clock.clone(), &metastore).await?;
+        let groups = Arc::new(Coordinator::new(
+            metastore.clone(),
+            cluster.clone(),
+            clock.clone(),
+            GroupSettings {
+                initial_rebalance_delay: std::time::Duration::from_millis(
+                    config.group_initial_rebalance_delay_ms,
+                ),
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+            },
+        ));
         let state = Arc::new(GatewayState {
             server_clock,
+            groups,
             topics: TopicCache::new(metastore.clone()),
             writers: WriterPool::new(config.writer_urls.clone()),
             readers: ReaderPool::new(config.reader_urls.clone()),
@@ -132,6 +151,7 @@ impl Gateway {
                 .keep(clock_state.metastore.clone(), clock_shutdown)
                 .await
         });
+        let ownership = tokio::spawn(state.groups.clone().keep_ownership(shutdown.clone()));
         let mut connections = JoinSet::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -158,6 +178,7 @@ impl Gateway {
         }
         let _ = heartbeat.await;
         let _ = sampling.await;
+        let _ = ownership.await;
         state.cluster.deregister().await;
         info!("gateway stopped");
     }

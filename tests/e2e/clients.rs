@@ -1,6 +1,7 @@
 //! The clients users have — Debian's kcat (librdkafka 2.0.2), confluent-kafka, kafka-python
 //! and kafkajs — producing to `yaks dev` as the README tells them to, then reading back with
-//! rdkafka, kcat (`-C -o beginning`) and confluent-kafka with manual assignment.
+//! rdkafka, kcat (`-C -o beginning`), confluent-kafka with manual assignment, and as
+//! consumer group members: kcat `-G` and confluent-kafka `subscribe()`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -169,5 +170,49 @@ async fn kcat_confluent_kafka_python_and_kafkajs_produce_to_yaks_dev() {
         read, values,
         "confluent-kafka with manual assignment reads it back"
     );
+
+    // As group members: kcat's balanced consumer (-G) and confluent-kafka's subscribe().
+    let bootstrap = kafka.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("kcat")
+            .args([
+                "-b",
+                &bootstrap,
+                "-G",
+                "kcat-group",
+                "-X",
+                "auto.offset.reset=earliest",
+                "-e",
+                "from-clients",
+            ])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("kcat ran");
+    assert!(
+        output.status.success(),
+        "kcat -G failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        process.log_text()
+    );
+    let read: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(read, values, "kcat -G reads everything as a group member");
+
+    let bootstrap = kafka.clone();
+    let printed = tokio::task::spawn_blocking(move || {
+        run_client(
+            "python3",
+            "confluent_subscribe.py",
+            &[&bootstrap, "from-clients", "subscribers", "35"],
+        )
+    })
+    .await
+    .expect("join");
+    let read: Vec<String> = printed.lines().map(str::to_owned).collect();
+    assert_eq!(read, values, "confluent-kafka subscribe() reads it back");
     assert!(process.interrupt().success());
 }

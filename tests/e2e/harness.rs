@@ -67,7 +67,43 @@ impl Infra {
         config.s3.attempt_timeout_ms = 3_000;
         config.registry.heartbeat_ms = 500;
         config.registry.lease_ms = 3_000;
+        // Consumer groups as `yaks dev` runs them; short sessions for the failure tests.
+        config.gateway.group_initial_rebalance_delay_ms = 100;
+        config.gateway.group_min_session_timeout_ms = 1_000;
         config
+    }
+
+    /// Environment for `yaks` role processes using this infrastructure (bucket `bucket`),
+    /// with the same short intervals as [`Infra::config`].
+    pub fn process_env(&self, bucket: &str) -> Vec<(String, String)> {
+        let config = self.config();
+        let s3 = &config.s3;
+        vec![
+            ("YAKS_POSTGRES__URL".into(), self.postgres.url()),
+            (
+                "YAKS_S3__ENDPOINT".into(),
+                s3.endpoint.clone().expect("endpoint"),
+            ),
+            ("YAKS_S3__BUCKET".into(), bucket.into()),
+            ("YAKS_S3__FORCE_PATH_STYLE".into(), "true".into()),
+            ("YAKS_S3__CREATE_BUCKET".into(), "true".into()),
+            (
+                "YAKS_S3__ACCESS_KEY_ID".into(),
+                s3.access_key_id.clone().expect("key"),
+            ),
+            (
+                "YAKS_S3__SECRET_ACCESS_KEY".into(),
+                s3.secret_access_key.clone().expect("secret"),
+            ),
+            ("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "20".into()),
+            ("YAKS_REGISTRY__HEARTBEAT_MS".into(), "500".into()),
+            ("YAKS_REGISTRY__LEASE_MS".into(), "3000".into()),
+            (
+                "YAKS_GATEWAY__GROUP_INITIAL_REBALANCE_DELAY_MS".into(),
+                "100".into(),
+            ),
+            ("RUST_LOG".into(), "info".into()),
+        ]
     }
 
     pub async fn sql(&self) -> tokio_postgres::Client {

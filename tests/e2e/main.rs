@@ -9,6 +9,7 @@ mod chaos;
 mod clients;
 mod consume;
 mod failures;
+mod groups;
 mod idempotence;
 mod oracle;
 mod processes;

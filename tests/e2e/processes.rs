@@ -11,30 +11,7 @@ use crate::harness::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_two_readers_and_two_gateways_keep_offsets_and_survive_a_reader_death() {
     let infra = Infra::start().await;
-    let config = infra.config();
-    let s3 = &config.s3;
-    let common: Vec<(String, String)> = vec![
-        ("YAKS_POSTGRES__URL".into(), infra.postgres.url()),
-        (
-            "YAKS_S3__ENDPOINT".into(),
-            s3.endpoint.clone().expect("endpoint"),
-        ),
-        ("YAKS_S3__BUCKET".into(), "split".into()),
-        ("YAKS_S3__FORCE_PATH_STYLE".into(), "true".into()),
-        ("YAKS_S3__CREATE_BUCKET".into(), "true".into()),
-        (
-            "YAKS_S3__ACCESS_KEY_ID".into(),
-            s3.access_key_id.clone().expect("key"),
-        ),
-        (
-            "YAKS_S3__SECRET_ACCESS_KEY".into(),
-            s3.secret_access_key.clone().expect("secret"),
-        ),
-        ("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "20".into()),
-        ("YAKS_REGISTRY__HEARTBEAT_MS".into(), "500".into()),
-        ("YAKS_REGISTRY__LEASE_MS".into(), "3000".into()),
-        ("RUST_LOG".into(), "info".into()),
-    ];
+    let common = infra.process_env("split");
     let writer_ports = [port(), port()];
     let gateway_ports = [port(), port()];
     let reader_ports = [port(), port()];

@@ -11,8 +11,10 @@
 //! - [`model`]: the types both speak.
 //! - [`producers`]: the idempotent-producer rules (duplicates, sequence gaps, epochs).
 //! - [`plan`]: what a flush commit writes, decided from what it read; shared by both backends.
+//! - [`groups`]: consumer groups and committed offsets as stored, with the members' encoding.
 //! - [`conformance_suite`]: the behaviour every implementation must share, run against both.
 
+pub mod groups;
 pub mod memory;
 pub mod model;
 pub mod plan;
@@ -28,6 +30,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::ids::ObjectId;
 
+pub use groups::*;
 pub use memory::MemoryMetastore;
 pub use model::*;
 pub use postgres::PgMetastore;
@@ -146,6 +149,53 @@ pub trait Metastore: Send + Sync + 'static {
 
     /// Members of `role` whose lease has not run out, by node id.
     async fn live_members(&self, role: Role) -> Result<Vec<ServiceMember>, StoreError>;
+
+    /// Takes over a consumer group as its coordinator: bumps the group's coordinator epoch
+    /// (fencing the previous coordinator's writes) and returns it with the last recorded
+    /// generation.
+    async fn claim_group(&self, group_id: &str) -> Result<GroupClaim, StoreError>;
+
+    /// Records a generation of a group, if `epoch` is still the group's coordinator epoch.
+    async fn store_group(
+        &self,
+        epoch: i64,
+        group: &StoredGroup,
+        now_ms: i64,
+    ) -> Result<GroupWrite, StoreError>;
+
+    /// Stores committed offsets (replacing earlier ones of the same partitions), if `epoch`
+    /// is still the group's coordinator epoch; a group with no recorded generation gets an
+    /// empty one, so it is listed.
+    async fn commit_offsets(
+        &self,
+        group_id: &str,
+        epoch: i64,
+        offsets: &[CommittedOffset],
+        now_ms: i64,
+    ) -> Result<GroupWrite, StoreError>;
+
+    /// Committed offsets of a group, by topic and partition; `None` returns all of them.
+    /// Partitions without a commit are absent.
+    async fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<CommittedOffset>, StoreError>;
+
+    /// Deletes committed offsets of some partitions, if `epoch` is still current.
+    async fn delete_offsets(
+        &self,
+        group_id: &str,
+        epoch: i64,
+        partitions: &[(String, i32)],
+    ) -> Result<GroupWrite, StoreError>;
+
+    /// Deletes a group's recorded generation and offsets, if `epoch` is still current;
+    /// [`GroupWrite::NotFound`] when it has neither.
+    async fn delete_group(&self, group_id: &str, epoch: i64) -> Result<GroupWrite, StoreError>;
+
+    /// Every group with a recorded generation, by id.
+    async fn list_groups(&self) -> Result<Vec<GroupListing>, StoreError>;
 }
 
 /// Producer ids are handed out in blocks this large, so a gateway asks the metastore once
@@ -596,6 +646,171 @@ pub async fn conformance_suite(store: &dyn Metastore) {
     );
 
     deadline_suite(store).await;
+    groups_suite(store).await;
+}
+
+/// Group generations and offsets, fenced by the coordinator epoch.
+async fn groups_suite(store: &dyn Metastore) {
+    let first = store.claim_group("g1").await.expect("claim");
+    assert_eq!(first.group, None, "a new group has no recorded generation");
+    let offset = |topic: &str, partition, offset| CommittedOffset {
+        topic: topic.into(),
+        partition_index: partition,
+        offset,
+        leader_epoch: -1,
+        metadata: Some("m".into()),
+    };
+    assert_eq!(
+        store
+            .commit_offsets(
+                "g1",
+                first.epoch,
+                &[offset("a", 0, 5), offset("a", 1, 7)],
+                1
+            )
+            .await
+            .expect("commit"),
+        GroupWrite::Done
+    );
+    let listed = store.list_groups().await.expect("list");
+    assert!(
+        listed
+            .iter()
+            .any(|g| g.group_id == "g1" && !g.has_members && g.protocol_type.is_empty()),
+        "a group with offsets only is listed"
+    );
+    let group = StoredGroup {
+        group_id: "g1".into(),
+        generation: 3,
+        protocol_type: Some("consumer".into()),
+        protocol_name: Some("range".into()),
+        leader: Some("m-1".into()),
+        members: vec![StoredMember {
+            member_id: "m-1".into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            rebalance_timeout_ms: 1000,
+            session_timeout_ms: 6000,
+            protocols: vec![("range".into(), bytes::Bytes::from_static(b"md"))],
+            assignment: bytes::Bytes::from_static(b"as"),
+        }],
+    };
+    assert_eq!(
+        store
+            .store_group(first.epoch, &group, 2)
+            .await
+            .expect("store"),
+        GroupWrite::Done
+    );
+
+    // Another coordinator takes over: it sees the generation, the first one is fenced.
+    let second = store.claim_group("g1").await.expect("claim");
+    assert!(second.epoch > first.epoch);
+    assert_eq!(second.group.as_ref(), Some(&group));
+    assert_eq!(
+        store
+            .store_group(first.epoch, &group, 3)
+            .await
+            .expect("store"),
+        GroupWrite::Fenced
+    );
+    assert_eq!(
+        store
+            .commit_offsets("g1", first.epoch, &[offset("a", 0, 99)], 3)
+            .await
+            .expect("commit"),
+        GroupWrite::Fenced
+    );
+    assert_eq!(
+        store
+            .commit_offsets(
+                "g1",
+                second.epoch,
+                &[offset("a", 0, 6), offset("b", 0, 1)],
+                4
+            )
+            .await
+            .expect("commit"),
+        GroupWrite::Done
+    );
+    let all = store.fetch_offsets("g1", None).await.expect("fetch");
+    assert_eq!(
+        all,
+        vec![offset("a", 0, 6), offset("a", 1, 7), offset("b", 0, 1)]
+    );
+    let some = store
+        .fetch_offsets("g1", Some(&[("a".into(), 1), ("zz".into(), 0)]))
+        .await
+        .expect("fetch");
+    assert_eq!(some, vec![offset("a", 1, 7)]);
+    assert_eq!(
+        store
+            .delete_offsets("g1", second.epoch, &[("a".into(), 1)])
+            .await
+            .expect("delete offsets"),
+        GroupWrite::Done
+    );
+    assert_eq!(
+        store.fetch_offsets("g1", None).await.expect("fetch").len(),
+        2
+    );
+    let listed = store.list_groups().await.expect("list");
+    assert!(listed.iter().any(|g| g.group_id == "g1" && g.has_members));
+
+    assert_eq!(
+        store.delete_group("g1", first.epoch).await.expect("delete"),
+        GroupWrite::Fenced
+    );
+    assert_eq!(
+        store
+            .delete_group("g1", second.epoch)
+            .await
+            .expect("delete"),
+        GroupWrite::Done
+    );
+    assert!(
+        store
+            .fetch_offsets("g1", None)
+            .await
+            .expect("fetch")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .delete_group("g1", second.epoch)
+            .await
+            .expect("delete"),
+        GroupWrite::NotFound
+    );
+    assert_eq!(store.claim_group("g1").await.expect("claim").group, None);
+
+    // Deleting a topic deletes its committed offsets.
+    let topic = store
+        .create_topic("offsets-go", 1, &BTreeMap::new())
+        .await
+        .expect("create")
+        .expect("new topic");
+    let claim = store.claim_group("g2").await.expect("claim");
+    store
+        .commit_offsets(
+            "g2",
+            claim.epoch,
+            &[offset("offsets-go", 0, 3), offset("a", 0, 1)],
+            5,
+        )
+        .await
+        .expect("commit");
+    assert!(
+        store
+            .delete_topic(topic.topic_id)
+            .await
+            .expect("delete topic")
+    );
+    assert_eq!(
+        store.fetch_offsets("g2", None).await.expect("fetch"),
+        vec![offset("a", 0, 1)]
+    );
 }
 
 /// A batch whose commit deadline has passed by the store's clock is not stored; one whose

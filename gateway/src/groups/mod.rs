@@ -1,0 +1,656 @@
+//! Consumer group coordination (the classic protocol), by whichever gateway owns the group.
+//!
+//! A group's coordinator is the live gateway chosen by rendezvous hashing of the group id
+//! over the live gateways ([`crate::cluster::ClusterView::coordinator_of`]); every gateway
+//! computes the same answer, and the others say NOT_COORDINATOR. The coordinator keeps the
+//! group's membership in memory ([`state::Group`], a pure state machine) and PostgreSQL
+//! keeps what must survive it: each generation that becomes Stable or Empty, and committed
+//! offsets. A gateway takes a group over by claiming it (bumping its coordinator epoch)
+//! and loading the last recorded generation, so when a gateway dies its groups carry on at
+//! the next owner with their members, assignments and offsets; every write names the epoch
+//! and is refused once another gateway claimed the group, so a gateway with a stale view
+//! of who is alive cannot overwrite the new owner's state ([`GroupWrite::Fenced`]).
+//!
+//! - [`state`]: the group state machine, unit-tested without I/O.
+//! - [`consumer_protocol`]: reading subscriptions, for OffsetDelete.
+
+pub mod consumer_protocol;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use tokio::sync::{Mutex, Notify, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use yaks_common::clock::SharedClock;
+use yaks_common::metastore::{CommittedOffset, GroupListing, GroupWrite, SharedMetastore};
+use yaks_common::shutdown::Shutdown;
+
+use crate::cluster::ClusterView;
+use state::{
+    Answer, Description, Effects, Group, GroupSettings, JoinRequest, JoinResult, Reply, State,
+    SyncResult,
+};
+
+/// How often loaded groups are checked against the live gateways, to let go of those that
+/// moved to another gateway.
+const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
+
+/// A loaded group with the requests waiting on it.
+struct Loaded {
+    group: Group,
+    /// The coordinator epoch this gateway claimed the group with.
+    epoch: i64,
+    /// Whether the group exists for clients: recorded before, joined, or committed to.
+    known: bool,
+    joins: HashMap<String, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<String, oneshot::Sender<SyncResult>>,
+}
+
+impl Loaded {
+    fn deliver(&mut self, replies: Vec<Reply>) {
+        for reply in replies {
+            match reply {
+                Reply::Join { member, result } => {
+                    if let Some(waiter) = self.joins.remove(&member) {
+                        let _ = waiter.send(result);
+                    }
+                }
+                Reply::Sync { member, result } => {
+                    if let Some(waiter) = self.syncs.remove(&member) {
+                        let _ = waiter.send(result);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One group in this gateway's memory: its state behind an async lock (held across the
+/// PostgreSQL writes that must precede answers), and a wake-up for its timer task.
+struct GroupCell {
+    loaded: Mutex<Loaded>,
+    wake: Notify,
+    closed: AtomicBool,
+}
+
+/// The groups this gateway coordinates.
+pub struct Coordinator {
+    metastore: SharedMetastore,
+    cluster: ClusterView,
+    clock: SharedClock,
+    settings: GroupSettings,
+    groups: StdMutex<HashMap<String, Arc<GroupCell>>>,
+    /// Serialises loading, so two requests never claim the same group twice.
+    loading: Mutex<()>,
+}
+
+/// An OffsetCommit's member fields.
+#[derive(Debug, Clone)]
+pub struct CommitMember {
+    /// Member id ("" for standalone commits).
+    pub member_id: String,
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Generation (-1 for standalone commits).
+    pub generation: i32,
+}
+
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// State name.
+    pub state: &'static str,
+}
+
+impl Coordinator {
+    /// A coordinator with nothing loaded.
+    pub fn new(
+        metastore: SharedMetastore,
+        cluster: ClusterView,
+        clock: SharedClock,
+        settings: GroupSettings,
+    ) -> Coordinator {
+        Coordinator {
+            metastore,
+            cluster,
+            clock,
+            settings,
+            groups: StdMutex::new(HashMap::new()),
+            loading: Mutex::new(()),
+        }
+    }
+
+    fn owns(&self, group_id: &str) -> bool {
+        self.cluster
+            .coordinator_of(group_id)
+            .is_some_and(|b| b.node_id == self.cluster.node_id())
+    }
+
+    fn loaded_cell(&self, group_id: &str) -> Option<Arc<GroupCell>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group_id)
+            .cloned()
+    }
+
+    /// The group's cell, loading (claiming) it if this gateway owns it and has not yet.
+    async fn cell(self: &Arc<Self>, group_id: &str) -> Result<Arc<GroupCell>, ResponseError> {
+        if !self.owns(group_id) {
+            if let Some(cell) = self.forget(group_id) {
+                self.unload(&cell).await;
+            }
+            return Err(ResponseError::NotCoordinator);
+        }
+        if let Some(cell) = self.loaded_cell(group_id) {
+            return Ok(cell);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(cell) = self.loaded_cell(group_id) {
+            return Ok(cell);
+        }
+        // As Kafka's coordinator while it loads a group: the client retries here.
+        let claim = self.metastore.claim_group(group_id).await.map_err(|e| {
+            warn!(group = group_id, error = %e, "loading a group failed");
+            ResponseError::CoordinatorLoadInProgress
+        })?;
+        let now = Instant::now();
+        let group = match &claim.group {
+            Some(stored) => Group::restore(stored, self.settings, now),
+            None => Group::new(group_id, self.settings),
+        };
+        info!(
+            group = group_id,
+            epoch = claim.epoch,
+            generation = group.generation(),
+            members = group.members().len(),
+            "coordinating group"
+        );
+        let cell = Arc::new(GroupCell {
+            loaded: Mutex::new(Loaded {
+                group,
+                epoch: claim.epoch,
+                known: claim.group.is_some(),
+                joins: HashMap::new(),
+                syncs: HashMap::new(),
+            }),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(group_id.to_owned(), cell.clone());
+        tokio::spawn(self.clone().run_timers(cell.clone()));
+        Ok(cell)
+    }
+
+    fn forget(&self, group_id: &str) -> Option<Arc<GroupCell>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(group_id)
+    }
+
+    /// Lets go of a group: waiting requests are told to find the coordinator again.
+    async fn unload(&self, cell: &GroupCell) {
+        cell.closed.store(true, Ordering::SeqCst);
+        cell.wake.notify_one();
+        let mut loaded = cell.loaded.lock().await;
+        let effects = loaded.group.kill(ResponseError::NotCoordinator);
+        loaded.deliver(effects.replies);
+    }
+
+    /// Delivers replies and performs the writes the state machine asks for. A fenced write
+    /// means another gateway owns the group now: it is unloaded and NOT_COORDINATOR returned.
+    async fn settle(
+        &self,
+        cell: &GroupCell,
+        loaded: &mut Loaded,
+        mut effects: Effects,
+    ) -> Result<(), ResponseError> {
+        loop {
+            loaded.deliver(std::mem::take(&mut effects.replies));
+            if !effects.persist {
+                return Ok(());
+            }
+            let snapshot = loaded.group.snapshot();
+            let written = self
+                .metastore
+                .store_group(loaded.epoch, &snapshot, self.clock.now_ms())
+                .await;
+            let error = match written {
+                Ok(GroupWrite::Done | GroupWrite::NotFound) => {
+                    loaded.known = true;
+                    None
+                }
+                Ok(GroupWrite::Fenced) => {
+                    info!(group = %snapshot.group_id, "another gateway took over the group");
+                    self.forget(&snapshot.group_id);
+                    cell.closed.store(true, Ordering::SeqCst);
+                    cell.wake.notify_one();
+                    let effects = loaded.group.kill(ResponseError::NotCoordinator);
+                    loaded.deliver(effects.replies);
+                    return Err(ResponseError::NotCoordinator);
+                }
+                Err(e) => {
+                    warn!(group = %snapshot.group_id, error = %e, "recording a group generation failed");
+                    Some(ResponseError::CoordinatorNotAvailable)
+                }
+            };
+            effects = loaded.group.persisted(error, Instant::now());
+        }
+    }
+
+    /// Runs a group's timers (session, rebalance, pending-sync) until it is unloaded.
+    async fn run_timers(self: Arc<Self>, cell: Arc<GroupCell>) {
+        loop {
+            let deadline = cell.loaded.lock().await.group.next_deadline();
+            match deadline {
+                Some(deadline) => tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = cell.wake.notified() => {}
+                },
+                None => cell.wake.notified().await,
+            }
+            if cell.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut loaded = cell.loaded.lock().await;
+            let effects = loaded.group.tick(Instant::now());
+            let _ = self.settle(&cell, &mut loaded, effects).await;
+        }
+    }
+
+    /// Checks loaded groups against the live gateways every second and unloads those that
+    /// now belong to another gateway, until `shutdown`.
+    pub async fn keep_ownership(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(OWNERSHIP_CHECK) => {}
+                _ = shutdown.wait() => return,
+            }
+            let moved: Vec<String> = self
+                .groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .filter(|id| !self.owns(id))
+                .cloned()
+                .collect();
+            for group_id in moved {
+                if let Some(cell) = self.forget(&group_id) {
+                    info!(group = %group_id, "group moved to another gateway; unloading it");
+                    self.unload(&cell).await;
+                }
+            }
+        }
+    }
+
+    /// JoinGroup; waits while the group rebalances.
+    pub async fn join(self: &Arc<Self>, group_id: &str, request: JoinRequest) -> JoinResult {
+        let member_id = request.member_id.clone();
+        let failed = |error: ResponseError| JoinResult {
+            error: error.code(),
+            member_id: member_id.clone(),
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            members: Vec::new(),
+        };
+        let cell = match self.cell(group_id).await {
+            Ok(cell) => cell,
+            Err(e) => return failed(e),
+        };
+        let waiting = {
+            let mut loaded = cell.loaded.lock().await;
+            let (answer, effects) = loaded.group.join(request, Instant::now());
+            if !loaded.group.members().is_empty() {
+                loaded.known = true;
+            }
+            let waiting = match answer {
+                Answer::Now(result) => Err(result),
+                Answer::Later(member) => {
+                    let (tx, rx) = oneshot::channel();
+                    loaded.joins.insert(member, tx);
+                    Ok(rx)
+                }
+            };
+            if let Err(e) = self.settle(&cell, &mut loaded, effects).await {
+                return failed(e);
+            }
+            cell.wake.notify_one();
+            waiting
+        };
+        match waiting {
+            Err(result) => result,
+            Ok(rx) => rx
+                .await
+                .unwrap_or_else(|_| failed(ResponseError::NotCoordinator)),
+        }
+    }
+
+    /// SyncGroup; followers wait for the leader's assignment.
+    pub async fn sync(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignment: Vec<(String, bytes::Bytes)>,
+    ) -> SyncResult {
+        let failed = |error: ResponseError| SyncResult {
+            error: error.code(),
+            assignment: bytes::Bytes::new(),
+        };
+        let cell = match self.cell(group_id).await {
+            Ok(cell) => cell,
+            // Kafka's answer while loading: the rebalance state is lost, rejoin (older
+            // clients do not know COORDINATOR_LOAD_IN_PROGRESS here).
+            Err(ResponseError::CoordinatorLoadInProgress) => {
+                return failed(ResponseError::RebalanceInProgress);
+            }
+            Err(e) => return failed(e),
+        };
+        let waiting = {
+            let mut loaded = cell.loaded.lock().await;
+            let (answer, effects) = loaded.group.sync(
+                member_id,
+                instance_id,
+                generation,
+                assignment,
+                Instant::now(),
+            );
+            let waiting = match answer {
+                Answer::Now(result) => Err(result),
+                Answer::Later(member) => {
+                    let (tx, rx) = oneshot::channel();
+                    loaded.syncs.insert(member, tx);
+                    Ok(rx)
+                }
+            };
+            if let Err(e) = self.settle(&cell, &mut loaded, effects).await {
+                return failed(e);
+            }
+            cell.wake.notify_one();
+            waiting
+        };
+        match waiting {
+            Err(result) => result,
+            Ok(rx) => rx
+                .await
+                .unwrap_or_else(|_| failed(ResponseError::NotCoordinator)),
+        }
+    }
+
+    /// Heartbeat: an error code.
+    pub async fn heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        let cell = match self.cell(group_id).await {
+            Ok(cell) => cell,
+            // Kafka answers heartbeats blindly while loading.
+            Err(ResponseError::CoordinatorLoadInProgress) => return 0,
+            Err(e) => return e.code(),
+        };
+        let mut loaded = cell.loaded.lock().await;
+        let code = loaded
+            .group
+            .heartbeat(member_id, instance_id, generation, Instant::now());
+        cell.wake.notify_one();
+        code
+    }
+
+    /// LeaveGroup: a top-level error, or a code per member.
+    pub async fn leave(
+        self: &Arc<Self>,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+    ) -> Result<Vec<i16>, ResponseError> {
+        let cell = self.cell(group_id).await?;
+        let mut loaded = cell.loaded.lock().await;
+        let (codes, effects) = loaded.group.leave(leaving, Instant::now());
+        self.settle(&cell, &mut loaded, effects).await?;
+        cell.wake.notify_one();
+        Ok(codes)
+    }
+
+    /// OffsetCommit: checks membership, then stores the offsets under the group's lock, so
+    /// no rebalance slips between the check and the write.
+    pub async fn commit_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        member: &CommitMember,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), ResponseError> {
+        let cell = self.cell(group_id).await?;
+        let mut loaded = cell.loaded.lock().await;
+        loaded.group.check_commit(
+            &member.member_id,
+            member.instance_id.as_deref(),
+            member.generation,
+            Instant::now(),
+        )?;
+        cell.wake.notify_one();
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        match self
+            .metastore
+            .commit_offsets(group_id, loaded.epoch, offsets, self.clock.now_ms())
+            .await
+        {
+            Ok(GroupWrite::Done | GroupWrite::NotFound) => {
+                loaded.known = true;
+                Ok(())
+            }
+            Ok(GroupWrite::Fenced) => {
+                drop(loaded);
+                self.forget(group_id);
+                self.unload(&cell).await;
+                Err(ResponseError::NotCoordinator)
+            }
+            Err(e) => {
+                warn!(group = group_id, error = %e, "storing offsets failed");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// OffsetFetch: committed offsets, read from PostgreSQL by the group's coordinator.
+    pub async fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<CommittedOffset>, ResponseError> {
+        if !self.owns(group_id) {
+            return Err(ResponseError::NotCoordinator);
+        }
+        self.metastore
+            .fetch_offsets(group_id, partitions)
+            .await
+            .map_err(|e| {
+                warn!(group = group_id, error = %e, "reading offsets failed");
+                ResponseError::CoordinatorNotAvailable
+            })
+    }
+
+    /// DescribeGroups for one group; a group nobody used is Dead, as in Kafka.
+    pub async fn describe(self: &Arc<Self>, group_id: &str) -> Result<Description, ResponseError> {
+        let cell = self.cell(group_id).await?;
+        let loaded = cell.loaded.lock().await;
+        let mut description = loaded.group.describe();
+        if !loaded.known && loaded.group.state() == State::Empty {
+            description.state = State::Dead.name();
+        }
+        Ok(description)
+    }
+
+    /// DeleteGroups for one group: only an empty group goes, with its offsets.
+    pub async fn delete(self: &Arc<Self>, group_id: &str) -> Result<(), ResponseError> {
+        let cell = self.cell(group_id).await?;
+        let mut loaded = cell.loaded.lock().await;
+        match loaded.group.state() {
+            State::Empty => {}
+            State::Dead => return Err(ResponseError::GroupIdNotFound),
+            _ => return Err(ResponseError::NonEmptyGroup),
+        }
+        let outcome = self.metastore.delete_group(group_id, loaded.epoch).await;
+        match outcome {
+            Ok(GroupWrite::Done) => {
+                info!(group = group_id, "group deleted");
+                let effects = loaded.group.kill(ResponseError::CoordinatorNotAvailable);
+                loaded.deliver(effects.replies);
+                drop(loaded);
+                cell.closed.store(true, Ordering::SeqCst);
+                cell.wake.notify_one();
+                self.forget(group_id);
+                Ok(())
+            }
+            Ok(GroupWrite::NotFound) => Err(ResponseError::GroupIdNotFound),
+            Ok(GroupWrite::Fenced) => {
+                drop(loaded);
+                self.forget(group_id);
+                self.unload(&cell).await;
+                Err(ResponseError::NotCoordinator)
+            }
+            Err(e) => {
+                warn!(group = group_id, error = %e, "deleting a group failed");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// OffsetDelete: per partition, NONE or GROUP_SUBSCRIBED_TO_TOPIC; the group must exist.
+    pub async fn delete_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<i16>, ResponseError> {
+        let cell = self.cell(group_id).await?;
+        let mut loaded = cell.loaded.lock().await;
+        if loaded.group.state() == State::Dead {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        if !loaded.known {
+            let stored = self
+                .metastore
+                .fetch_offsets(group_id, None)
+                .await
+                .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+            if stored.is_empty() {
+                return Err(ResponseError::GroupIdNotFound);
+            }
+        }
+        let subscribed = if loaded.group.state() == State::Empty {
+            Default::default()
+        } else {
+            match loaded.group.subscribed_topics() {
+                Some(topics) => topics,
+                // Not a consumer group, or metadata we cannot read: only an empty group.
+                None => return Err(ResponseError::NonEmptyGroup),
+            }
+        };
+        let codes: Vec<i16> = partitions
+            .iter()
+            .map(|(topic, _)| {
+                if subscribed.contains(topic) {
+                    ResponseError::GroupSubscribedToTopic.code()
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let deletable: Vec<(String, i32)> = partitions
+            .iter()
+            .zip(&codes)
+            .filter(|(_, code)| **code == 0)
+            .map(|(p, _)| p.clone())
+            .collect();
+        if deletable.is_empty() {
+            return Ok(codes);
+        }
+        match self
+            .metastore
+            .delete_offsets(group_id, loaded.epoch, &deletable)
+            .await
+        {
+            Ok(GroupWrite::Done | GroupWrite::NotFound) => {
+                loaded.known = true;
+                Ok(codes)
+            }
+            Ok(GroupWrite::Fenced) => {
+                drop(loaded);
+                self.forget(group_id);
+                self.unload(&cell).await;
+                Err(ResponseError::NotCoordinator)
+            }
+            Err(e) => {
+                warn!(group = group_id, error = %e, "deleting offsets failed");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    /// ListGroups: the groups this gateway coordinates, recorded or only in memory.
+    pub async fn list(&self) -> Result<Vec<Listed>, ResponseError> {
+        let recorded: Vec<GroupListing> = self.metastore.list_groups().await.map_err(|e| {
+            warn!(error = %e, "listing groups failed");
+            ResponseError::CoordinatorNotAvailable
+        })?;
+        let loaded: Vec<(String, Arc<GroupCell>)> = self
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, cell)| (id.clone(), cell.clone()))
+            .collect();
+        let mut listed: HashMap<String, Listed> = recorded
+            .into_iter()
+            .filter(|g| self.owns(&g.group_id))
+            .map(|g| {
+                let state = if g.has_members { "Stable" } else { "Empty" };
+                (
+                    g.group_id.clone(),
+                    Listed {
+                        group_id: g.group_id,
+                        protocol_type: g.protocol_type,
+                        state,
+                    },
+                )
+            })
+            .collect();
+        for (group_id, cell) in loaded {
+            let loaded = cell.loaded.lock().await;
+            if !loaded.known || loaded.group.state() == State::Dead || !self.owns(&group_id) {
+                continue;
+            }
+            listed.insert(
+                group_id.clone(),
+                Listed {
+                    group_id,
+                    protocol_type: loaded.group.protocol_type().unwrap_or_default().to_owned(),
+                    state: loaded.group.state().name(),
+                },
+            );
+        }
+        let mut listed: Vec<Listed> = listed.into_values().collect();
+        listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        debug!(count = listed.len(), "groups listed");
+        Ok(listed)
+    }
+}

@@ -1,0 +1,84 @@
+//! FindCoordinator (key 10), v0–v6 (several keys at once from v4).
+//!
+//! A group's coordinator is the live gateway the rendezvous hash of its id picks
+//! ([`crate::cluster::ClusterView::coordinator_of`]); any gateway answers, and all answer the
+//! same. Transaction coordinators (key type 1) and share groups (2) are not offered.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+use yaks_common::kafka::str_bytes;
+
+use super::{RequestContext, Versions};
+
+/// Supported versions.
+pub const VERSIONS: Versions = Versions { min: 0, max: 6 };
+
+/// Key type of consumer groups.
+const GROUP: i8 = 0;
+
+/// Answers FindCoordinator.
+pub async fn handle(
+    context: RequestContext,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let keys: Vec<StrBytes> = if context.version >= 4 {
+        request.coordinator_keys.clone()
+    } else {
+        vec![request.key.clone()]
+    };
+    let found: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| find(&context, request.key_type, key))
+        .collect();
+    if context.version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(found);
+    }
+    let one = found.into_iter().next().unwrap_or_default();
+    let mut response = FindCoordinatorResponse::default()
+        .with_error_code(one.error_code)
+        .with_node_id(one.node_id)
+        .with_host(one.host)
+        .with_port(one.port);
+    if context.version >= 1 {
+        response.error_message = one.error_message;
+    }
+    response
+}
+
+fn find(context: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator {
+    let failed = |key: StrBytes, error: ResponseError, message: &str| {
+        Coordinator::default()
+            .with_key(key)
+            .with_node_id(BrokerId(-1))
+            .with_host(StrBytes::default())
+            .with_port(-1)
+            .with_error_code(error.code())
+            .with_error_message(Some(str_bytes(message)))
+    };
+    if key_type != GROUP {
+        debug!(
+            key_type,
+            "FindCoordinator for a key type other than groups refused"
+        );
+        return failed(
+            key,
+            ResponseError::InvalidRequest,
+            "only consumer group coordinators are offered (no transactions, no share groups)",
+        );
+    }
+    match context.state.cluster.coordinator_of(key.as_str()) {
+        Some(broker) => Coordinator::default()
+            .with_key(key)
+            .with_node_id(BrokerId(broker.node_id))
+            .with_host(str_bytes(&broker.host))
+            .with_port(broker.port),
+        None => failed(
+            key,
+            ResponseError::CoordinatorNotAvailable,
+            "no live gateway",
+        ),
+    }
+}
