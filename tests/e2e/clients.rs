@@ -30,6 +30,25 @@ fn run_client(program: &str, script: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// Runs kcat against `bootstrap` with `args` and returns the lines it printed.
+async fn kcat_lines(bootstrap: &str, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["-b".to_owned(), bootstrap.to_owned()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let output = tokio::task::spawn_blocking(move || Command::new("kcat").args(&all).output())
+        .await
+        .expect("join")
+        .expect("kcat ran");
+    assert!(
+        output.status.success(),
+        "kcat {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn expected_offsets(from: i64) -> String {
     (from..from + 10)
         .map(|o| o.to_string())
@@ -126,33 +145,11 @@ async fn kcat_confluent_kafka_python_and_kafkajs_produce_to_yaks_dev() {
     let values: Vec<String> = expected.iter().map(|(_, v)| v.clone()).collect();
 
     // Read back from the beginning as users do: kcat, then confluent-kafka.
-    let bootstrap = kafka.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("kcat")
-            .args([
-                "-b",
-                &bootstrap,
-                "-t",
-                "from-clients",
-                "-C",
-                "-o",
-                "beginning",
-                "-e",
-            ])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("kcat ran");
-    assert!(
-        output.status.success(),
-        "kcat -C failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let read: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let read = kcat_lines(
+        &kafka,
+        &["-t", "from-clients", "-C", "-o", "beginning", "-e"],
+    )
+    .await;
     assert_eq!(read, values, "kcat -C -o beginning reads everything back");
 
     let bootstrap = kafka.clone();
@@ -172,34 +169,18 @@ async fn kcat_confluent_kafka_python_and_kafkajs_produce_to_yaks_dev() {
     );
 
     // As group members: kcat's balanced consumer (-G) and confluent-kafka's subscribe().
-    let bootstrap = kafka.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("kcat")
-            .args([
-                "-b",
-                &bootstrap,
-                "-G",
-                "kcat-group",
-                "-X",
-                "auto.offset.reset=earliest",
-                "-e",
-                "from-clients",
-            ])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("kcat ran");
-    assert!(
-        output.status.success(),
-        "kcat -G failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        process.log_text()
-    );
-    let read: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let read = kcat_lines(
+        &kafka,
+        &[
+            "-G",
+            "kcat-group",
+            "-X",
+            "auto.offset.reset=earliest",
+            "-e",
+            "from-clients",
+        ],
+    )
+    .await;
     assert_eq!(read, values, "kcat -G reads everything as a group member");
 
     let bootstrap = kafka.clone();

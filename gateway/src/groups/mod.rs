@@ -296,6 +296,41 @@ impl Coordinator {
         }
     }
 
+    /// Runs `call` on the group; an answer it defers is awaited on a channel registered in
+    /// `waiters` before the call's effects are delivered (they may hold that answer).
+    async fn answer<T>(
+        &self,
+        cell: &GroupCell,
+        call: impl FnOnce(&mut Loaded) -> (Answer<T>, Effects),
+        waiters: fn(&mut Loaded) -> &mut HashMap<String, oneshot::Sender<T>>,
+        failed: impl Fn(ResponseError) -> T,
+    ) -> T {
+        let waiting = {
+            let mut loaded = cell.loaded.lock().await;
+            let (answer, effects) = call(&mut loaded);
+            let waiting = match answer {
+                Answer::Now(result) => Err(result),
+                Answer::Later(member) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiters(&mut loaded).insert(member, tx);
+                    Ok(rx)
+                }
+            };
+            if let Err(e) = self.settle(cell, &mut loaded, effects).await {
+                return failed(e);
+            }
+            cell.wake.notify_one();
+            waiting
+        };
+        match waiting {
+            Err(result) => result,
+            // The group was unloaded or deleted with this request waiting.
+            Ok(rx) => rx
+                .await
+                .unwrap_or_else(|_| failed(ResponseError::NotCoordinator)),
+        }
+    }
+
     /// JoinGroup; waits while the group rebalances.
     pub async fn join(self: &Arc<Self>, group_id: &str, request: JoinRequest) -> JoinResult {
         let member_id = request.member_id.clone();
@@ -312,32 +347,19 @@ impl Coordinator {
             Ok(cell) => cell,
             Err(e) => return failed(e),
         };
-        let waiting = {
-            let mut loaded = cell.loaded.lock().await;
-            let (answer, effects) = loaded.group.join(request, Instant::now());
-            if !loaded.group.members().is_empty() {
-                loaded.known = true;
-            }
-            let waiting = match answer {
-                Answer::Now(result) => Err(result),
-                Answer::Later(member) => {
-                    let (tx, rx) = oneshot::channel();
-                    loaded.joins.insert(member, tx);
-                    Ok(rx)
+        self.answer(
+            &cell,
+            |loaded| {
+                let outcome = loaded.group.join(request, Instant::now());
+                if !loaded.group.members().is_empty() {
+                    loaded.known = true;
                 }
-            };
-            if let Err(e) = self.settle(&cell, &mut loaded, effects).await {
-                return failed(e);
-            }
-            cell.wake.notify_one();
-            waiting
-        };
-        match waiting {
-            Err(result) => result,
-            Ok(rx) => rx
-                .await
-                .unwrap_or_else(|_| failed(ResponseError::NotCoordinator)),
-        }
+                outcome
+            },
+            |loaded| &mut loaded.joins,
+            failed,
+        )
+        .await
     }
 
     /// SyncGroup; followers wait for the leader's assignment.
@@ -362,35 +384,21 @@ impl Coordinator {
             }
             Err(e) => return failed(e),
         };
-        let waiting = {
-            let mut loaded = cell.loaded.lock().await;
-            let (answer, effects) = loaded.group.sync(
-                member_id,
-                instance_id,
-                generation,
-                assignment,
-                Instant::now(),
-            );
-            let waiting = match answer {
-                Answer::Now(result) => Err(result),
-                Answer::Later(member) => {
-                    let (tx, rx) = oneshot::channel();
-                    loaded.syncs.insert(member, tx);
-                    Ok(rx)
-                }
-            };
-            if let Err(e) = self.settle(&cell, &mut loaded, effects).await {
-                return failed(e);
-            }
-            cell.wake.notify_one();
-            waiting
-        };
-        match waiting {
-            Err(result) => result,
-            Ok(rx) => rx
-                .await
-                .unwrap_or_else(|_| failed(ResponseError::NotCoordinator)),
-        }
+        self.answer(
+            &cell,
+            |loaded| {
+                loaded.group.sync(
+                    member_id,
+                    instance_id,
+                    generation,
+                    assignment,
+                    Instant::now(),
+                )
+            },
+            |loaded| &mut loaded.syncs,
+            failed,
+        )
+        .await
     }
 
     /// Heartbeat: an error code.

@@ -83,6 +83,20 @@ pub async fn handle(context: RequestContext, request: OffsetCommitRequest) -> Of
         .await
         .err()
         .map_or(0, |e| e.code());
+    answer(&request, |t, p| {
+        decided.get(&(t, p)).copied().unwrap_or(stored)
+    })
+}
+
+fn every_partition(request: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
+    answer(request, |_, _| code)
+}
+
+/// The response with `code(topic index, partition index)` for each requested partition.
+fn answer(
+    request: &OffsetCommitRequest,
+    code: impl Fn(usize, usize) -> i16,
+) -> OffsetCommitResponse {
     OffsetCommitResponse::default().with_topics(
         request
             .topics
@@ -99,33 +113,7 @@ pub async fn handle(context: RequestContext, request: OffsetCommitRequest) -> Of
                             .map(|(p, partition)| {
                                 OffsetCommitResponsePartition::default()
                                     .with_partition_index(partition.partition_index)
-                                    .with_error_code(
-                                        decided.get(&(t, p)).copied().unwrap_or(stored),
-                                    )
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
-}
-
-fn every_partition(request: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
-    OffsetCommitResponse::default().with_topics(
-        request
-            .topics
-            .iter()
-            .map(|topic| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(topic.name.clone())
-                    .with_partitions(
-                        topic
-                            .partitions
-                            .iter()
-                            .map(|p| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(code)
+                                    .with_error_code(code(t, p))
                             })
                             .collect(),
                     )
