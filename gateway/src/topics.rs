@@ -167,11 +167,7 @@ enum Kind {
 
 /// Topic configs accepted by CreateTopics, with Kafka's defaults (reported in responses).
 const TOPIC_CONFIGS: &[(&str, Kind, &str)] = &[
-    (
-        "cleanup.policy",
-        Kind::ListOf(&["delete", "compact"]),
-        "delete",
-    ),
+    ("cleanup.policy", Kind::ListOf(&["delete"]), "delete"),
     (
         "compression.type",
         Kind::Only(
@@ -215,6 +211,38 @@ const TOPIC_CONFIGS: &[(&str, Kind, &str)] = &[
     ("unclean.leader.election.enable", Kind::Bool, "false"),
 ];
 
+/// Kafka's `ConfigSource` of a config set on the topic.
+pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+/// Kafka's `ConfigSource` of a default.
+pub const SOURCE_DEFAULT: i8 = 5;
+
+/// Kafka's `ConfigType` of a topic config (DescribeConfigs v3+): BOOLEAN 1, STRING 2,
+/// INT 3, LONG 5, DOUBLE 6, LIST 7; 0 (UNKNOWN) for names not accepted here.
+pub fn config_type(name: &str) -> i8 {
+    match TOPIC_CONFIGS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, Kind::Bool, _)) => 1,
+        Some((_, Kind::Only(..), _)) => 2,
+        Some((_, Kind::Int(_), _)) => 3,
+        Some((_, Kind::Long(_), _)) => 5,
+        Some((_, Kind::Ratio, _)) => 6,
+        Some((_, Kind::ListOf(_), _)) => 7,
+        None => 0,
+    }
+}
+
+/// Kafka's default of a topic config accepted here.
+pub fn default_config(name: &str) -> Option<&'static str> {
+    TOPIC_CONFIGS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, default)| *default)
+}
+
+/// Whether a config takes a comma-separated list (APPEND and SUBTRACT apply to it).
+pub fn is_list_config(name: &str) -> bool {
+    config_type(name) == 7
+}
+
 /// Validates one config; the error is the message for INVALID_CONFIG.
 pub fn validate_config(name: &str, value: Option<&str>) -> Result<(), String> {
     let Some((_, kind, _)) = TOPIC_CONFIGS.iter().find(|(n, _, _)| *n == name) else {
@@ -224,6 +252,11 @@ pub fn validate_config(name: &str, value: Option<&str>) -> Result<(), String> {
         // A null value means "use the default", as in Kafka.
         return Ok(());
     };
+    if name == "cleanup.policy" && value.split(',').any(|w| w.trim() == "compact") {
+        return Err(
+            "cleanup.policy=compact (log compaction) is not supported yet; only delete".into(),
+        );
+    }
     if let Kind::Only(only, reason) = kind {
         if value.trim() == *only {
             return Ok(());
@@ -266,11 +299,7 @@ pub fn effective_configs(
 /// The effective integer value of a config, for limits checked on the produce path.
 pub fn config_i64(set: &BTreeMap<String, Option<String>>, name: &str) -> Option<i64> {
     let explicit = set.get(name).and_then(|v| v.as_deref());
-    let default = TOPIC_CONFIGS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, _, d)| *d);
-    explicit.or(default)?.trim().parse().ok()
+    explicit.or(default_config(name))?.trim().parse().ok()
 }
 
 #[cfg(test)]
@@ -290,7 +319,9 @@ mod tests {
     fn configs_are_checked_by_kind() {
         assert!(validate_config("retention.ms", Some("-1")).is_ok());
         assert!(validate_config("retention.ms", Some("soon")).is_err());
-        assert!(validate_config("cleanup.policy", Some("compact,delete")).is_ok());
+        assert!(validate_config("cleanup.policy", Some("delete")).is_ok());
+        let compact = validate_config("cleanup.policy", Some("compact"));
+        assert!(compact.expect_err("unsupported").contains("compaction"));
         assert!(validate_config("cleanup.policy", Some("shred")).is_err());
         assert!(validate_config("no.such.config", Some("1")).is_err());
         assert!(validate_config("max.message.bytes", None).is_ok());

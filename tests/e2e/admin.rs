@@ -136,3 +136,111 @@ async fn unknown_topics_are_auto_created_or_refused_per_setting() {
     assert!(rows.is_empty(), "the topic was not created");
     roles.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_configs_are_described_altered_and_partitions_added() {
+    use rdkafka::admin::ConfigSource;
+    use rdkafka::admin::{AlterConfig, NewPartitions, ResourceSpecifier};
+
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let bootstrap = roles.bootstrap();
+    create_topic(&bootstrap, "configured", 2).await;
+    let admin = admin(&bootstrap);
+    let options = AdminOptions::new();
+    let describe = |admin: &rdkafka::admin::AdminClient<_>| {
+        let future = admin.describe_configs(&[ResourceSpecifier::Topic("configured")], &options);
+        async move {
+            let described = future.await.expect("describe configs");
+            let resource = described
+                .into_iter()
+                .next()
+                .expect("one resource")
+                .expect("described");
+            resource
+                .entries
+                .into_iter()
+                .map(|e| (e.name, (e.value, e.source)))
+                .collect::<std::collections::HashMap<_, _>>()
+        }
+    };
+    let before = describe(&admin).await;
+    assert_eq!(
+        before.get("retention.ms"),
+        Some(&(Some("604800000".to_owned()), ConfigSource::Default))
+    );
+
+    // AlterConfigs replaces the set.
+    let altered = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic("configured"))
+                .set("retention.ms", "3600000")
+                .set("max.message.bytes", "2000000")],
+            &options,
+        )
+        .await
+        .expect("alter configs");
+    assert!(altered[0].is_ok(), "{altered:?}");
+    let after = describe(&admin).await;
+    assert_eq!(
+        after.get("retention.ms"),
+        Some(&(Some("3600000".to_owned()), ConfigSource::DynamicTopic))
+    );
+    // IncrementalAlterConfigs (confluent-kafka): set one, reset another to its default.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/confluent_alter_configs.py"
+    );
+    let output = std::process::Command::new("python3")
+        .args([
+            script,
+            &bootstrap,
+            "configured",
+            "retention.bytes=1048576",
+            "retention.ms",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+    let after = describe(&admin).await;
+    assert_eq!(
+        after.get("retention.bytes"),
+        Some(&(Some("1048576".to_owned()), ConfigSource::DynamicTopic))
+    );
+    assert_eq!(
+        after.get("retention.ms"),
+        Some(&(Some("604800000".to_owned()), ConfigSource::Default))
+    );
+    assert_eq!(
+        after.get("max.message.bytes"),
+        Some(&(Some("2000000".to_owned()), ConfigSource::DynamicTopic)),
+        "incremental changes keep the other configs"
+    );
+
+    // CreatePartitions grows the topic; the new partition takes records at offset 0.
+    let grown = admin
+        .create_partitions(&[NewPartitions::new("configured", 3)], &options)
+        .await
+        .expect("create partitions");
+    assert!(grown[0].is_ok(), "{grown:?}");
+    let shrunk = admin
+        .create_partitions(&[NewPartitions::new("configured", 2)], &options)
+        .await
+        .expect("create partitions");
+    assert!(
+        matches!(&shrunk[0], Err((_, RDKafkaErrorCode::InvalidPartitions))),
+        "{shrunk:?}"
+    );
+    let producer = producer(&bootstrap, &[]);
+    let delivery = producer
+        .send(
+            FutureRecord::<(), _>::to("configured")
+                .partition(2)
+                .payload("new"),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("delivered to the new partition");
+    assert_eq!((delivery.partition, delivery.offset), (2, 0));
+    roles.stop().await;
+}

@@ -147,6 +147,43 @@ impl Metastore for MemoryMetastore {
         Ok(Some(topic))
     }
 
+    async fn set_topic_configs(
+        &self,
+        topic_id: Uuid,
+        configs: &BTreeMap<String, Option<String>>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        match state.topics.values_mut().find(|t| t.topic_id == topic_id) {
+            Some(topic) => {
+                topic.configs = configs.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn add_partitions(
+        &self,
+        topic_id: Uuid,
+        partition_count: i32,
+    ) -> Result<Option<i32>, StoreError> {
+        let mut state = self.state();
+        let Some(topic) = state.topics.values_mut().find(|t| t.topic_id == topic_id) else {
+            return Ok(None);
+        };
+        let before = topic.partition_count;
+        if partition_count <= before {
+            return Err(StoreError::Invalid(format!(
+                "the topic has {before} partitions; {partition_count} would not add any"
+            )));
+        }
+        topic.partition_count = partition_count;
+        for partition in before..partition_count {
+            state.partitions.insert((topic_id, partition), (0, 0));
+        }
+        Ok(Some(before))
+    }
+
     async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError> {
         let state = self.state();
         Ok(state

@@ -57,6 +57,23 @@ pub trait Metastore: Send + Sync + 'static {
         configs: &BTreeMap<String, Option<String>>,
     ) -> Result<Option<TopicMeta>, StoreError>;
 
+    /// Replaces a topic's explicit configs; false when the topic is absent.
+    async fn set_topic_configs(
+        &self,
+        topic_id: Uuid,
+        configs: &BTreeMap<String, Option<String>>,
+    ) -> Result<bool, StoreError>;
+
+    /// Grows a topic to `partition_count` partitions (new ones start empty at offset 0).
+    /// Returns the count before, or `None` when the topic is absent; a count that is not
+    /// larger than the current one is refused with [`StoreError::Invalid`] and nothing
+    /// changes.
+    async fn add_partitions(
+        &self,
+        topic_id: Uuid,
+        partition_count: i32,
+    ) -> Result<Option<i32>, StoreError>;
+
     /// Topics by name, in name order; `None` lists every topic; unknown names are absent.
     async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError>;
 
@@ -647,6 +664,58 @@ pub async fn conformance_suite(store: &dyn Metastore) {
 
     deadline_suite(store).await;
     groups_suite(store).await;
+    topic_changes_suite(store).await;
+}
+
+/// Altering a topic's configs and adding partitions.
+async fn topic_changes_suite(store: &dyn Metastore) {
+    let topic = store
+        .create_topic("growing", 2, &BTreeMap::new())
+        .await
+        .expect("create")
+        .expect("new topic");
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_owned(), Some("5000".to_owned()));
+    assert!(
+        store
+            .set_topic_configs(topic.topic_id, &configs)
+            .await
+            .expect("set")
+    );
+    let read = store
+        .topics(Some(&["growing".to_owned()]))
+        .await
+        .expect("topics");
+    assert_eq!(read[0].configs, configs);
+    assert!(
+        !store
+            .set_topic_configs(Uuid::new_v4(), &configs)
+            .await
+            .expect("set")
+    );
+    assert_eq!(
+        store.add_partitions(topic.topic_id, 5).await.expect("grow"),
+        Some(2)
+    );
+    assert!(matches!(
+        store.add_partitions(topic.topic_id, 5).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        store.add_partitions(Uuid::new_v4(), 9).await.expect("grow"),
+        None
+    );
+    let states = store
+        .partition_states(&[(topic.topic_id, 4), (topic.topic_id, 5)])
+        .await
+        .expect("states");
+    assert_eq!(states.len(), 1, "partition 4 exists, empty; 5 does not");
+    assert_eq!((states[0].next_offset, states[0].log_start_offset), (0, 0));
+    let read = store
+        .topics(Some(&["growing".to_owned()]))
+        .await
+        .expect("topics");
+    assert_eq!(read[0].partition_count, 5);
 }
 
 /// Group generations and offsets, fenced by the coordinator epoch.

@@ -281,6 +281,85 @@ impl Metastore for PgMetastore {
         }))
     }
 
+    async fn set_topic_configs(
+        &self,
+        topic_id: Uuid,
+        configs: &BTreeMap<String, Option<String>>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // Expects: the topic exists; its row lock orders concurrent alterations.
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM topics WHERE topic_id = $1 FOR UPDATE",
+                &[&topic_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        tx.execute(
+            "DELETE FROM topic_configs WHERE topic_id = $1",
+            &[&topic_id],
+        )
+        .await
+        .map_err(pg_error)?;
+        let keys: Vec<&str> = configs.keys().map(String::as_str).collect();
+        let values: Vec<Option<&str>> = configs.values().map(|v| v.as_deref()).collect();
+        tx.execute(
+            "INSERT INTO topic_configs (topic_id, key, value)
+             SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS c(k, v)",
+            &[&topic_id, &keys, &values],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(true)
+    }
+
+    async fn add_partitions(
+        &self,
+        topic_id: Uuid,
+        partition_count: i32,
+    ) -> Result<Option<i32>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // Expects: the topic exists with fewer partitions; its row lock orders concurrent
+        // growth.
+        let Some(row) = tx
+            .query_opt(
+                "SELECT partition_count FROM topics WHERE topic_id = $1 FOR UPDATE",
+                &[&topic_id],
+            )
+            .await
+            .map_err(pg_error)?
+        else {
+            return Ok(None);
+        };
+        let before: i32 = row.get(0);
+        if partition_count <= before {
+            return Err(StoreError::Invalid(format!(
+                "the topic has {before} partitions; {partition_count} would not add any"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO partitions (topic_id, partition_index)
+             SELECT $1, generate_series($2::int, $3::int - 1)",
+            &[&topic_id, &before, &partition_count],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "UPDATE topics SET partition_count = $2 WHERE topic_id = $1",
+            &[&topic_id, &partition_count],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(Some(before))
+    }
+
     async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError> {
         self.query_topics(names, None).await
     }

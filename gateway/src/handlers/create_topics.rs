@@ -19,14 +19,12 @@ use uuid::Uuid;
 use yaks_common::kafka::str_bytes;
 
 use super::{RequestContext, Versions};
-use crate::topics::{effective_configs, validate_config, validate_name};
+use crate::topics::{
+    SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, effective_configs, validate_config, validate_name,
+};
 
 /// Supported versions.
 pub const VERSIONS: Versions = Versions { min: 2, max: 7 };
-
-/// Kafka's `ConfigSource` values used in responses.
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_DEFAULT: i8 = 5;
 
 /// Answers CreateTopics.
 pub async fn handle(context: RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse {

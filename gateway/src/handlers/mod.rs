@@ -3,14 +3,18 @@
 //! [`HANDLERS`] is the table of supported APIs; the ApiVersions answer is generated from it
 //! and the connection checks versions against it, so a version range is written once.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -94,7 +98,11 @@ plain_apis! {
     DeleteTopics => delete_topics, DeleteTopicsRequest;
     OffsetForLeaderEpoch => offset_for_leader_epoch, OffsetForLeaderEpochRequest;
     InitProducerId => init_producer_id, InitProducerIdRequest;
+    DescribeConfigs => describe_configs, DescribeConfigsRequest;
+    AlterConfigs => alter_configs, AlterConfigsRequest;
+    CreatePartitions => create_partitions, CreatePartitionsRequest;
     DeleteGroups => delete_groups, DeleteGroupsRequest;
+    IncrementalAlterConfigs => incremental_alter_configs, IncrementalAlterConfigsRequest;
     OffsetDelete => offset_delete, OffsetDeleteRequest;
 }
 
