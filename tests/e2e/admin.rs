@@ -244,3 +244,90 @@ async fn topic_configs_are_described_altered_and_partitions_added() {
     assert_eq!((delivery.partition, delivery.offset), (2, 0));
     roles.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_log_start() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let bootstrap = roles.bootstrap();
+    create_topic(&bootstrap, "trimmed", 1).await;
+    let producer = producer(&bootstrap, &[]);
+    let sends = (0..10)
+        .map(|i| {
+            let value = format!("record {i}");
+            enqueue(
+                &producer,
+                FutureRecord::to("trimmed").payload(value.as_str()),
+            )
+        })
+        .collect();
+    deliveries(sends).await;
+
+    let admin = admin(&bootstrap);
+    let mut wanted = TopicPartitionList::new();
+    wanted
+        .add_partition_offset("trimmed", 0, Offset::Offset(5))
+        .expect("offset");
+    let deleted = admin
+        .delete_records(&wanted, &AdminOptions::new())
+        .await
+        .expect("delete records");
+    let element = deleted.find_partition("trimmed", 0).expect("partition");
+    assert_eq!(element.error(), Ok(()));
+    assert_eq!(element.offset(), Offset::Offset(5), "the new low watermark");
+
+    let mut beyond = TopicPartitionList::new();
+    beyond
+        .add_partition_offset("trimmed", 0, Offset::Offset(20))
+        .expect("offset");
+    let refused = admin.delete_records(&beyond, &AdminOptions::new()).await;
+    let refused_ok = match refused {
+        Err(_) => true,
+        Ok(list) => list
+            .find_partition("trimmed", 0)
+            .is_some_and(|e| e.error().is_err()),
+    };
+    assert!(refused_ok, "past the high watermark is OFFSET_OUT_OF_RANGE");
+
+    let reader_bootstrap = bootstrap.clone();
+    let (watermarks, first) = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &reader_bootstrap)
+            .set("group.id", "trim-readers")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        let watermarks = consumer
+            .fetch_watermarks("trimmed", 0, Duration::from_secs(10))
+            .expect("watermarks");
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset("trimmed", 0, Offset::Offset(0))
+            .expect("assign");
+        consumer.assign(&assignment).expect("assign");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut first = None;
+        while first.is_none() && std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                first = Some(message.offset());
+            }
+        }
+        (watermarks, first)
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        watermarks,
+        (5, 10),
+        "ListOffsets earliest is the new log start"
+    );
+    assert_eq!(
+        first,
+        Some(5),
+        "a fetch below the log start is out of range and the consumer resets to it"
+    );
+    roles.stop().await;
+}

@@ -184,6 +184,29 @@ impl Metastore for MemoryMetastore {
         Ok(Some(before))
     }
 
+    async fn advance_log_start(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        offset: i64,
+    ) -> Result<LogStartMove, StoreError> {
+        let mut state = self.state();
+        let Some((next_offset, log_start)) = state.partitions.get_mut(&(topic_id, partition_index))
+        else {
+            return Ok(LogStartMove::NoPartition);
+        };
+        let target = if offset < 0 { *next_offset } else { offset };
+        if target > *next_offset {
+            return Ok(LogStartMove::BeyondHighWatermark {
+                next_offset: *next_offset,
+            });
+        }
+        *log_start = (*log_start).max(target);
+        Ok(LogStartMove::Moved {
+            log_start_offset: *log_start,
+        })
+    }
+
     async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError> {
         let state = self.state();
         Ok(state

@@ -74,6 +74,16 @@ pub trait Metastore: Send + Sync + 'static {
         partition_count: i32,
     ) -> Result<Option<i32>, StoreError>;
 
+    /// Moves a partition's log start offset up to `offset` (-1: the high watermark), as
+    /// DeleteRecords does; records below it are no longer served, and the compactor
+    /// collects their objects.
+    async fn advance_log_start(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        offset: i64,
+    ) -> Result<LogStartMove, StoreError>;
+
     /// Topics by name, in name order; `None` lists every topic; unknown names are absent.
     async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError>;
 
@@ -716,6 +726,31 @@ async fn topic_changes_suite(store: &dyn Metastore) {
         .await
         .expect("topics");
     assert_eq!(read[0].partition_count, 5);
+
+    // DeleteRecords on an empty partition: up to the high watermark (0) only.
+    assert_eq!(
+        store
+            .advance_log_start(topic.topic_id, 4, -1)
+            .await
+            .expect("move"),
+        LogStartMove::Moved {
+            log_start_offset: 0
+        }
+    );
+    assert_eq!(
+        store
+            .advance_log_start(topic.topic_id, 4, 3)
+            .await
+            .expect("move"),
+        LogStartMove::BeyondHighWatermark { next_offset: 0 }
+    );
+    assert_eq!(
+        store
+            .advance_log_start(topic.topic_id, 9, 0)
+            .await
+            .expect("move"),
+        LogStartMove::NoPartition
+    );
 }
 
 /// Group generations and offsets, fenced by the coordinator epoch.

@@ -228,3 +228,20 @@ pub struct ServiceMember {
     /// Where to reach it.
     pub address: String,
 }
+
+/// What DeleteRecords did to a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStartMove {
+    /// The log start offset is now this (it never moves back).
+    Moved {
+        /// The new log start offset (low watermark).
+        log_start_offset: i64,
+    },
+    /// The offset asked for is past the high watermark; nothing changed.
+    BeyondHighWatermark {
+        /// The high watermark.
+        next_offset: i64,
+    },
+    /// No such partition.
+    NoPartition,
+}

@@ -360,6 +360,46 @@ impl Metastore for PgMetastore {
         Ok(Some(before))
     }
 
+    async fn advance_log_start(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        offset: i64,
+    ) -> Result<LogStartMove, StoreError> {
+        let client = self.client().await?;
+        // One statement: the partition's row lock orders it with flush commits. Expects:
+        // the partition exists and `offset` is at most its high watermark; reports which
+        // expectation failed otherwise.
+        let row = client
+            .query_opt(
+                "WITH target AS (
+                     SELECT topic_id, partition_index, next_offset,
+                            CASE WHEN $3::bigint < 0 THEN next_offset ELSE $3::bigint END AS wanted
+                     FROM partitions WHERE topic_id = $1 AND partition_index = $2
+                     FOR UPDATE),
+                 moved AS (
+                     UPDATE partitions p
+                     SET log_start_offset = greatest(p.log_start_offset, t.wanted)
+                     FROM target t
+                     WHERE p.topic_id = t.topic_id AND p.partition_index = t.partition_index
+                       AND t.wanted <= t.next_offset
+                     RETURNING p.log_start_offset)
+                 SELECT t.next_offset, (SELECT log_start_offset FROM moved) FROM target t",
+                &[&topic_id, &partition_index, &offset],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(match row {
+            None => LogStartMove::NoPartition,
+            Some(row) => match row.get::<_, Option<i64>>(1) {
+                Some(log_start_offset) => LogStartMove::Moved { log_start_offset },
+                None => LogStartMove::BeyondHighWatermark {
+                    next_offset: row.get(0),
+                },
+            },
+        })
+    }
+
     async fn topics(&self, names: Option<&[String]>) -> Result<Vec<TopicMeta>, StoreError> {
         self.query_topics(names, None).await
     }

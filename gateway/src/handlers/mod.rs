@@ -8,6 +8,7 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -96,6 +97,7 @@ plain_apis! {
     ApiVersions => api_versions, ApiVersionsRequest;
     CreateTopics => create_topics, CreateTopicsRequest;
     DeleteTopics => delete_topics, DeleteTopicsRequest;
+    DeleteRecords => delete_records, DeleteRecordsRequest;
     OffsetForLeaderEpoch => offset_for_leader_epoch, OffsetForLeaderEpochRequest;
     InitProducerId => init_producer_id, InitProducerIdRequest;
     DescribeConfigs => describe_configs, DescribeConfigsRequest;
