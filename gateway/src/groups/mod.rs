@@ -272,7 +272,8 @@ impl Coordinator {
     }
 
     /// Checks loaded groups against the live gateways every second and unloads those that
-    /// now belong to another gateway, until `shutdown`.
+    /// now belong to another gateway, and those that were only looked at (a DescribeGroups
+    /// or a stray Heartbeat for a group that does not exist), until `shutdown`.
     pub async fn keep_ownership(self: Arc<Self>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {
@@ -290,6 +291,24 @@ impl Coordinator {
             for group_id in moved {
                 if let Some(cell) = self.forget(&group_id) {
                     info!(group = %group_id, "group moved to another gateway; unloading it");
+                    self.unload(&cell).await;
+                }
+            }
+            let cells: Vec<(String, Arc<GroupCell>)> = self
+                .groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(id, cell)| (id.clone(), cell.clone()))
+                .collect();
+            for (group_id, cell) in cells {
+                let unused = cell
+                    .loaded
+                    .try_lock()
+                    .is_ok_and(|loaded| !loaded.known && loaded.group.is_idle());
+                if unused {
+                    debug!(group = %group_id, "unloading a group that does not exist");
+                    self.forget(&group_id);
                     self.unload(&cell).await;
                 }
             }

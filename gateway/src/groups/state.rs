@@ -438,6 +438,11 @@ impl Group {
         self.protocol_type.as_deref()
     }
 
+    /// Nothing in flight: Empty, no members, no member ids handed out and not yet used.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Empty && self.members.is_empty() && self.pending_members.is_empty()
+    }
+
     /// Members, in join order.
     pub fn members(&self) -> &[Member] {
         &self.members
