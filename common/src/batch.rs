@@ -171,6 +171,26 @@ impl BatchInfo {
     }
 }
 
+/// Attribute bit of a batch whose timestamps are the broker's append time.
+const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
+
+/// A copy of one validated batch stamped with the broker's append time, as Kafka does for
+/// topics with `message.timestamp.type=LogAppendTime`: the timestamp-type attribute is set,
+/// the max timestamp becomes `now_ms` (consumers read it as every record's timestamp), and
+/// the CRC32C is recomputed. The only case where stored bytes differ from the producer's.
+pub fn with_log_append_time(batch: &[u8], now_ms: i64) -> Bytes {
+    let mut copy = batch.to_vec();
+    if copy.len() < HEADER_LEN {
+        return Bytes::from(copy);
+    }
+    let attributes = i16_at(&copy, 21) | ATTR_LOG_APPEND_TIME;
+    copy[21..23].copy_from_slice(&attributes.to_be_bytes());
+    copy[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&copy[CRC_START..]);
+    copy[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(copy)
+}
+
 /// Offsets the batch starting at `batch` occupies (`lastOffsetDelta + 1`), if its header is
 /// there.
 pub fn offset_count(batch: &[u8]) -> Option<i64> {
@@ -360,6 +380,21 @@ mod tests {
         raw[22] |= 1; // gzip
         assert_eq!(record_times(&raw), None);
         assert!(batch_times(&raw).expect("header").compressed);
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_batch_and_keeps_it_valid() {
+        let original = testing::batch(&[b"a", b"b"], 1_000);
+        let stamped = with_log_append_time(&original, 5_000);
+        let info = validate_produce_batch(&stamped).expect("still valid");
+        assert_eq!(info.max_timestamp, 5_000);
+        assert_eq!(
+            info.base_timestamp, 1_000,
+            "the base timestamp is the producer's"
+        );
+        assert_ne!(i16_at(&stamped, 21) & ATTR_LOG_APPEND_TIME, 0);
+        assert_eq!(stamped.len(), original.len());
+        assert_eq!(stamped[61..], original[61..], "records unchanged");
     }
 
     #[test]

@@ -159,6 +159,8 @@ enum Kind {
     Bool,
     /// A comma-separated list of these words.
     ListOf(&'static [&'static str]),
+    /// One of these words.
+    OneOf(&'static [&'static str]),
     /// A fraction between 0 and 1.
     Ratio,
     /// Only this value is supported, for the reason given.
@@ -198,7 +200,7 @@ const TOPIC_CONFIGS: &[(&str, Kind, &str)] = &[
     ),
     (
         "message.timestamp.type",
-        Kind::Only("CreateTime", "LogAppendTime is not supported yet"),
+        Kind::OneOf(&["CreateTime", "LogAppendTime"]),
         "CreateTime",
     ),
     ("min.cleanable.dirty.ratio", Kind::Ratio, "0.5"),
@@ -221,7 +223,7 @@ pub const SOURCE_DEFAULT: i8 = 5;
 pub fn config_type(name: &str) -> i8 {
     match TOPIC_CONFIGS.iter().find(|(n, _, _)| *n == name) {
         Some((_, Kind::Bool, _)) => 1,
-        Some((_, Kind::Only(..), _)) => 2,
+        Some((_, Kind::Only(..) | Kind::OneOf(_), _)) => 2,
         Some((_, Kind::Int(_), _)) => 3,
         Some((_, Kind::Long(_), _)) => 5,
         Some((_, Kind::Ratio, _)) => 6,
@@ -269,6 +271,7 @@ pub fn validate_config(name: &str, value: Option<&str>) -> Result<(), String> {
         Kind::Int(min) => value.trim().parse::<i32>().is_ok_and(|v| v >= *min),
         Kind::Bool => matches!(value.trim().to_ascii_lowercase().as_str(), "true" | "false"),
         Kind::ListOf(words) => value.split(',').all(|w| words.contains(&w.trim())),
+        Kind::OneOf(words) => words.contains(&value.trim()),
         Kind::Ratio => value
             .trim()
             .parse::<f64>()
@@ -294,6 +297,13 @@ pub fn effective_configs(
             _ => (*name, (*default).to_owned(), false),
         })
         .collect()
+}
+
+/// Whether the topic stamps batches with the append time (`message.timestamp.type`).
+pub fn log_append_time(set: &BTreeMap<String, Option<String>>) -> bool {
+    set.get("message.timestamp.type")
+        .and_then(|v| v.as_deref())
+        .is_some_and(|v| v.trim() == "LogAppendTime")
 }
 
 /// The effective integer value of a config, for limits checked on the produce path.
@@ -326,8 +336,8 @@ mod tests {
         assert!(validate_config("no.such.config", Some("1")).is_err());
         assert!(validate_config("max.message.bytes", None).is_ok());
         assert!(validate_config("compression.type", Some("producer")).is_ok());
-        let refused = validate_config("message.timestamp.type", Some("LogAppendTime"));
-        assert!(refused.expect_err("unsupported").contains("not supported"));
+        assert!(validate_config("message.timestamp.type", Some("LogAppendTime")).is_ok());
+        assert!(validate_config("message.timestamp.type", Some("WallClock")).is_err());
         let mut set = BTreeMap::new();
         set.insert("max.message.bytes".to_owned(), Some("2000000".to_owned()));
         assert_eq!(config_i64(&set, "max.message.bytes"), Some(2_000_000));

@@ -331,3 +331,72 @@ async fn delete_records_moves_the_log_start() {
     );
     roles.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_append_time_topics_stamp_batches_on_the_way_in() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, Timestamp, TopicPartitionList};
+
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let bootstrap = roles.bootstrap();
+    let created = admin(&bootstrap)
+        .create_topics(
+            &[NewTopic::new("stamped", 1, TopicReplication::Fixed(1))
+                .set("message.timestamp.type", "LogAppendTime")],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create");
+    assert!(created[0].is_ok(), "{created:?}");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let producer = producer(&bootstrap, &[]);
+    producer
+        .send(
+            FutureRecord::<(), _>::to("stamped")
+                .payload("old")
+                .timestamp(1_000),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("delivered");
+
+    let reader_bootstrap = bootstrap.clone();
+    let stamp = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &reader_bootstrap)
+            .set("group.id", "stamp-readers")
+            .create()
+            .expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset("stamped", 0, Offset::Offset(0))
+            .expect("assign");
+        consumer.assign(&assignment).expect("assign");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                assert_eq!(
+                    message.payload(),
+                    Some(&b"old"[..]),
+                    "the record is unchanged"
+                );
+                return Some(message.timestamp());
+            }
+        }
+        None
+    })
+    .await
+    .expect("join");
+    match stamp {
+        Some(Timestamp::LogAppendTime(at)) => assert!(
+            at >= before && at < before + 60_000,
+            "stamped with the append time, not the producer's 1000: {at}"
+        ),
+        other => panic!("expected a LogAppendTime timestamp, got {other:?}"),
+    }
+    roles.stop().await;
+}

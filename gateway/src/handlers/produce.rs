@@ -28,12 +28,12 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tracing::{debug, warn};
 use uuid::Uuid;
-use yaks_common::batch::{BatchError, validate_produce_batch};
+use yaks_common::batch::{BatchError, validate_produce_batch, with_log_append_time};
 use yaks_common::kafka::{self, str_bytes};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 
 use super::{Outcome, ProduceTurn, RequestContext, Versions, encode_response};
-use crate::topics::config_i64;
+use crate::topics::{config_i64, log_append_time};
 
 /// Supported versions. Clients pick their message format from this range: librdkafka
 /// writes magic-2 batches only when Produce ≥ 3 and Fetch ≥ 4 are both advertised.
@@ -45,6 +45,23 @@ struct Slot {
     topic: String,
     partition: i32,
     result: Result<(i64, i64), (i16, Option<String>)>,
+    /// The append time stamped on the batch (LogAppendTime topics), else -1.
+    log_append_time_ms: i64,
+}
+
+impl Slot {
+    fn new(
+        topic: String,
+        partition: i32,
+        result: Result<(i64, i64), (i16, Option<String>)>,
+    ) -> Slot {
+        Slot {
+            topic,
+            partition,
+            result,
+            log_append_time_ms: -1,
+        }
+    }
 }
 
 /// Decodes, answers, encodes. Kept raw (not through `run`) because acks=0 sends nothing.
@@ -112,15 +129,23 @@ async fn produce(
             }
             // Until the writer answers, a forwarded partition counts as unanswered.
             let unanswered = (ResponseError::UnknownServerError.code(), None);
-            slots.push(Slot {
-                topic: name.clone(),
-                partition: partition.index,
-                result: Err(refusal.clone().unwrap_or(unanswered)),
-            });
+            slots.push(Slot::new(
+                name.clone(),
+                partition.index,
+                Err(refusal.clone().unwrap_or(unanswered)),
+            ));
             if refusal.is_some() {
                 continue;
             }
             if let Some(meta) = meta {
+                let mut partition = partition;
+                if log_append_time(&meta.configs)
+                    && let Some(records) = &partition.records
+                {
+                    let now_ms = state.clock.now_ms();
+                    partition.records = Some(with_log_append_time(records, now_ms));
+                    slots[slot_index].log_append_time_ms = now_ms;
+                }
                 forwarded.insert((meta.topic_id, partition.index), slot_index);
                 valid.push(partition);
             }
@@ -349,11 +374,11 @@ fn fail_all(request: &ProduceRequest, code: i16) -> Vec<Slot> {
     let mut slots = Vec::new();
     for topic in &request.topic_data {
         for partition in &topic.partition_data {
-            slots.push(Slot {
-                topic: topic.name.0.to_string(),
-                partition: partition.index,
-                result: Err((code, None)),
-            });
+            slots.push(Slot::new(
+                topic.name.0.to_string(),
+                partition.index,
+                Err((code, None)),
+            ));
         }
     }
     slots
@@ -375,10 +400,13 @@ async fn release(turn: Option<ProduceTurn>) {
 fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
     let mut topics: Vec<TopicProduceResponse> = Vec::new();
     for slot in slots {
-        let mut partition = PartitionProduceResponse::default().with_index(slot.partition);
+        let mut partition = PartitionProduceResponse::default()
+            .with_index(slot.partition)
+            .with_log_append_time_ms(-1);
         match slot.result {
             Ok((base_offset, log_start_offset)) => {
                 partition.base_offset = base_offset;
+                partition.log_append_time_ms = slot.log_append_time_ms;
                 if version >= 5 {
                     partition.log_start_offset = log_start_offset;
                 }
@@ -413,21 +441,13 @@ mod tests {
     fn every_version_encodes_offsets_and_errors() {
         for version in VERSIONS.min..=VERSIONS.max {
             let slots = vec![
-                Slot {
-                    topic: "a".into(),
-                    partition: 0,
-                    result: Ok((42, 0)),
-                },
-                Slot {
-                    topic: "a".into(),
-                    partition: 1,
-                    result: Err((ResponseError::CorruptMessage.code(), Some("crc".into()))),
-                },
-                Slot {
-                    topic: "b".into(),
-                    partition: 0,
-                    result: Ok((7, 0)),
-                },
+                Slot::new("a".into(), 0, Ok((42, 0))),
+                Slot::new(
+                    "a".into(),
+                    1,
+                    Err((ResponseError::CorruptMessage.code(), Some("crc".into()))),
+                ),
+                Slot::new("b".into(), 0, Ok((7, 0))),
             ];
             let response = shape(version, slots);
             assert_eq!(response.responses.len(), 2, "grouped by topic");
