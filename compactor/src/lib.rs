@@ -3,11 +3,14 @@
 //! Being built (issue "The compactor"). Modules:
 //! - [`planner`]: a pure function of a partition's index entries that picks runs of small
 //!   entries into jobs.
+//! - [`retention`]: a pure function of a partition's index entries that says how far
+//!   retention.ms / retention.bytes move its log start.
 //!
 //! Still planned:
 //! - `worker`: reads inputs, writes per-partition outputs, swaps index rows by
 //!   compare-and-swap;
-//! - `retention`: moves log start offsets (retention.ms, retention.bytes, DeleteRecords);
+//! - the job queue (SQS, in-process for `yaks dev`) and `yaks compactor [--once]`;
 //! - `gc`: deletes marked and orphaned objects after the grace period.
 
 pub mod planner;
+pub mod retention;
