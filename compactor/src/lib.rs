@@ -6,11 +6,13 @@
 //! - [`retention`]: a pure function of a partition's index entries that says how far
 //!   retention.ms / retention.bytes move its log start.
 //!
+//! - [`worker`]: runs a job: reads the inputs, writes one per-partition output, swaps the
+//!   index rows by compare-and-swap.
+//!
 //! Still planned:
-//! - `worker`: reads inputs, writes per-partition outputs, swaps index rows by
-//!   compare-and-swap;
 //! - the job queue (SQS, in-process for `yaks dev`) and `yaks compactor [--once]`;
 //! - `gc`: deletes marked and orphaned objects after the grace period.
 
 pub mod planner;
 pub mod retention;
+pub mod worker;

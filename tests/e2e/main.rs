@@ -7,6 +7,7 @@ mod harness;
 mod admin;
 mod chaos;
 mod clients;
+mod compaction;
 mod consume;
 mod failures;
 mod groups;

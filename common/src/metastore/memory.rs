@@ -27,6 +27,7 @@ struct IndexRow {
     object_size: i64,
     byte_offset: i64,
     byte_length: i64,
+    batch_count: i32,
 }
 
 impl IndexRow {
@@ -73,6 +74,8 @@ struct State {
     /// (epoch, updated_ms) of producers that bumped their epoch.
     producer_epochs: HashMap<i64, (i16, i64)>,
     producer_states: HashMap<ProducerKey, ProducerState>,
+    /// Objects no index entry refers to any more, by id.
+    marked: std::collections::BTreeSet<String>,
     group_epochs: HashMap<String, i64>,
     groups: BTreeMap<String, StoredGroup>,
     /// (group, topic, partition) → offset.
@@ -408,6 +411,7 @@ impl Metastore for MemoryMetastore {
                     object_size: commit.size_bytes,
                     byte_offset: entry.byte_offset,
                     byte_length: entry.byte_length,
+                    batch_count: entry.batch_count,
                 },
             );
         }
@@ -421,6 +425,62 @@ impl Metastore for MemoryMetastore {
         }
         notify(&mut state.feeds, &object_id);
         Ok(plan.results)
+    }
+
+    async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let mut rows = Vec::with_capacity(swap.inputs.len());
+        for (base_offset, key) in swap.inputs {
+            match state
+                .index
+                .get(&(swap.topic_id, swap.partition_index, *base_offset))
+            {
+                Some(row) if row.object_key == *key => rows.push((*base_offset, row)),
+                _ => return Ok(false),
+            }
+        }
+        let merged = plan::merge_swapped(
+            rows.iter()
+                .map(|(base, r)| (*base, r.last_offset, r.byte_length)),
+            swap.size_bytes,
+        )
+        .map_err(StoreError::Invalid)?;
+        let max_timestamp = rows
+            .iter()
+            .map(|(_, r)| r.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        let batch_count = rows.iter().map(|(_, r)| r.batch_count).sum();
+        let old_objects: Vec<String> = rows.iter().map(|(_, r)| r.object_id.clone()).collect();
+        let object_id = swap.object.to_string();
+        for (base_offset, _) in swap.inputs {
+            state
+                .index
+                .remove(&(swap.topic_id, swap.partition_index, *base_offset));
+        }
+        state.objects.insert(
+            object_id.clone(),
+            (swap.object_key.to_owned(), swap.size_bytes),
+        );
+        state.index.insert(
+            (swap.topic_id, swap.partition_index, merged.0),
+            IndexRow {
+                last_offset: merged.1,
+                max_timestamp,
+                object_id,
+                object_key: swap.object_key.to_owned(),
+                object_size: swap.size_bytes,
+                byte_offset: 0,
+                byte_length: swap.size_bytes,
+                batch_count,
+            },
+        );
+        for old in old_objects {
+            if !state.index.values().any(|r| r.object_id == old) {
+                state.marked.insert(old);
+            }
+        }
+        Ok(true)
     }
 
     async fn allocate_producer_ids(&self) -> Result<i64, StoreError> {

@@ -143,6 +143,14 @@ pub trait Metastore: Send + Sync + 'static {
         commit: ObjectCommit<'_>,
     ) -> Result<Vec<AppendResult>, StoreError>;
 
+    /// Compare-and-swap of index entries for compaction: if every input entry is still
+    /// indexed as named, records the new object, replaces the inputs with one entry over it
+    /// (their offsets, largest timestamp and batches) and marks input objects no entry
+    /// refers to any more; returns false and changes nothing otherwise (another compaction
+    /// or a topic deletion won). Inputs that are not contiguous, or a size that is not
+    /// their total, are refused with [`StoreError::Invalid`].
+    async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError>;
+
     /// Reserves the next block of [`PRODUCER_ID_BLOCK`] producer ids; returns its first id.
     /// Blocks never overlap, whoever asks.
     async fn allocate_producer_ids(&self) -> Result<i64, StoreError>;
@@ -675,6 +683,87 @@ pub async fn conformance_suite(store: &dyn Metastore) {
     deadline_suite(store).await;
     groups_suite(store).await;
     topic_changes_suite(store).await;
+    swap_suite(store).await;
+}
+
+/// Compaction's compare-and-swap of index entries.
+async fn swap_suite(store: &dyn Metastore) {
+    let topic = store
+        .create_topic("compacted", 1, &BTreeMap::new())
+        .await
+        .expect("create")
+        .expect("new topic");
+    // Three flushes of one two-record batch each: offsets 0..=1, 2..=3, 4..=5.
+    for (n, key) in ["k/c1", "k/c2", "k/c3"].iter().enumerate() {
+        let appends = vec![PartitionAppend {
+            topic_id: topic.topic_id,
+            partition_index: 0,
+            batches: vec![AppendBatch {
+                byte_offset: 0,
+                byte_length: 10,
+                offset_count: 2,
+                max_timestamp: 100 + n as i64,
+                producer: None,
+                commit_deadline_ms: None,
+            }],
+        }];
+        store
+            .commit_object(commit(ObjectId::new(20 + n as i64), key, &appends, 20_000))
+            .await
+            .expect("commit");
+    }
+    let inputs = vec![(0, "k/c1".to_owned()), (2, "k/c2".to_owned())];
+    let swap = |inputs, size_bytes, key| EntrySwap {
+        topic_id: topic.topic_id,
+        partition_index: 0,
+        inputs,
+        object: ObjectId::new(30),
+        object_key: key,
+        size_bytes,
+    };
+    assert!(matches!(
+        store.swap_entries(swap(&inputs, 25, "k/bad")).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let gapped = vec![(0, "k/c1".to_owned()), (4, "k/c3".to_owned())];
+    assert!(matches!(
+        store.swap_entries(swap(&gapped, 20, "k/bad")).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(
+        store
+            .swap_entries(swap(&inputs, 20, "k/m1"))
+            .await
+            .expect("swap")
+    );
+    assert!(
+        !store
+            .swap_entries(swap(&inputs, 20, "k/m2"))
+            .await
+            .expect("swap"),
+        "the inputs are gone: a second swap loses"
+    );
+    let entries = store
+        .index_entries(&[(topic.topic_id, 0, 0)], 10)
+        .await
+        .expect("entries");
+    let shape: Vec<(i64, i64, &str, i64, i64, i64)> = entries[0]
+        .iter()
+        .map(|e| {
+            (
+                e.base_offset,
+                e.last_offset,
+                e.object_key.as_str(),
+                e.byte_offset,
+                e.byte_length,
+                e.max_timestamp,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![(0, 3, "k/m1", 0, 20, 101), (4, 5, "k/c3", 0, 10, 102)]
+    );
 }
 
 /// Altering a topic's configs and adding partitions.

@@ -245,3 +245,22 @@ pub enum LogStartMove {
     /// No such partition.
     NoPartition,
 }
+
+/// A compaction's change to the index: contiguous entries of one partition, each named by
+/// its base offset and object key, replaced by one entry covering the whole of a new
+/// object that holds their bytes in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySwap<'a> {
+    /// Topic.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition_index: i32,
+    /// (base offset, object key) of every input entry, in offset order.
+    pub inputs: &'a [(i64, String)],
+    /// The new object.
+    pub object: ObjectId,
+    /// Its key.
+    pub object_key: &'a str,
+    /// Its size: the inputs' lengths added up.
+    pub size_bytes: i64,
+}

@@ -210,6 +210,36 @@ pub fn plan_commit(
     plan
 }
 
+/// Checks the entries a compaction swaps out, as `(base, last, byte length)` in the order
+/// their bytes were concatenated: contiguous offsets, lengths adding up to `size_bytes`.
+/// Returns the merged entry's first and last offsets.
+pub fn merge_swapped(
+    rows: impl Iterator<Item = (i64, i64, i64)>,
+    size_bytes: i64,
+) -> Result<(i64, i64), String> {
+    let mut merged: Option<(i64, i64)> = None;
+    let mut total = 0;
+    for (base, last, length) in rows {
+        merged = match merged {
+            None => Some((base, last)),
+            Some((first, previous)) if base == previous + 1 => Some((first, last)),
+            Some((_, previous)) => {
+                return Err(format!(
+                    "entry at {base} does not follow the one ending at {previous}"
+                ));
+            }
+        };
+        total += length;
+    }
+    let merged = merged.ok_or_else(|| "no entries to swap".to_owned())?;
+    if total != size_bytes {
+        return Err(format!(
+            "entries hold {total} bytes, the new object {size_bytes}"
+        ));
+    }
+    Ok(merged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -793,6 +793,87 @@ impl Metastore for PgMetastore {
         Ok(plan.results)
     }
 
+    /// One transaction: lock the input rows (a racing swap of the same rows waits, then
+    /// finds them gone), check them, record the object, replace the rows, mark objects left
+    /// without rows.
+    async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let bases: Vec<i64> = swap.inputs.iter().map(|(b, _)| *b).collect();
+        let keys: Vec<&str> = swap.inputs.iter().map(|(_, k)| k.as_str()).collect();
+        // Expects: every input row still indexed with the object it names.
+        let rows = tx
+            .query(
+                "SELECT i.base_offset, i.last_offset, i.byte_length, i.max_timestamp,
+                        i.batch_count, i.object_id
+                 FROM object_index i JOIN objects o ON o.object_id = i.object_id
+                 JOIN unnest($3::bigint[], $4::text[]) AS w(base_offset, object_key)
+                   ON w.base_offset = i.base_offset AND w.object_key = o.object_key
+                 WHERE i.topic_id = $1 AND i.partition_index = $2
+                 ORDER BY i.base_offset
+                 FOR UPDATE OF i",
+                &[&swap.topic_id, &swap.partition_index, &bases, &keys],
+            )
+            .await
+            .map_err(pg_error)?;
+        if rows.len() != swap.inputs.len() {
+            return Ok(false);
+        }
+        let merged = plan::merge_swapped(
+            rows.iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))),
+            swap.size_bytes,
+        )
+        .map_err(StoreError::Invalid)?;
+        let max_timestamp = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(-1);
+        let batch_count: i32 = rows.iter().map(|r| r.get::<_, i32>(4)).sum();
+        let mut old_objects: Vec<String> = rows.iter().map(|r| r.get(5)).collect();
+        old_objects.sort();
+        old_objects.dedup();
+        let object_id = swap.object.to_string();
+        tx.execute(
+            "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
+            &[&object_id, &swap.object_key, &swap.size_bytes],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "DELETE FROM object_index
+             WHERE topic_id = $1 AND partition_index = $2 AND base_offset = ANY($3)",
+            &[&swap.topic_id, &swap.partition_index, &bases],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO object_index (topic_id, partition_index, base_offset, last_offset,
+                 max_timestamp, object_id, byte_offset, byte_length, batch_count)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
+            &[
+                &swap.topic_id,
+                &swap.partition_index,
+                &merged.0,
+                &merged.1,
+                &max_timestamp,
+                &object_id,
+                &swap.size_bytes,
+                &batch_count,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+        // Objects no row refers to any more wait out the grace period before deletion.
+        tx.execute(
+            "UPDATE objects o SET state = 'marked', marked_at = now()
+             WHERE o.object_id = ANY($1) AND o.state = 'live'
+               AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)",
+            &[&old_objects],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(true)
+    }
+
     async fn allocate_producer_ids(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
         let row = client

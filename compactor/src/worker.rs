@@ -1,0 +1,225 @@
+//! Runs one compaction job: read the inputs' byte ranges, write them as one object, swap
+//! the index rows.
+//!
+//! The output holds the input batches byte for byte, in offset order, so every offset and
+//! every byte a consumer reads stays the same. The swap is a compare-and-swap
+//! ([`Metastore::swap_entries`]): when another worker, a retention pass or a topic
+//! deletion changed the inputs first, it changes nothing and the output is deleted at once
+//! (or, if the worker dies before that, collected later as an object no row refers to).
+//! Inputs are only marked by the swap; they are deleted after the grace period, so reads
+//! already planned against them still succeed.
+
+use bytes::BytesMut;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+use yaks_common::error::StoreError;
+use yaks_common::ids::ObjectId;
+use yaks_common::metastore::{EntrySwap, Metastore};
+use yaks_common::objstore::ObjectStore;
+
+use crate::planner::Job;
+
+/// What became of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// The inputs now live in this object.
+    Swapped {
+        /// The output's key.
+        object_key: String,
+        /// Its size.
+        size_bytes: i64,
+    },
+    /// The inputs changed before the swap; the output was discarded.
+    Lost,
+}
+
+/// A job's partition and where outputs go.
+#[derive(Debug, Clone)]
+pub struct JobTarget<'a> {
+    /// Topic.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition_index: i32,
+    /// Key prefix of objects (`s3.key_prefix`).
+    pub key_prefix: &'a str,
+}
+
+/// Runs `job`: reads its inputs, writes the output, swaps the index rows.
+pub async fn run_job(
+    metastore: &dyn Metastore,
+    objects: &dyn ObjectStore,
+    target: &JobTarget<'_>,
+    job: &Job,
+    now_ms: i64,
+) -> Result<JobOutcome, StoreError> {
+    let mut body = BytesMut::with_capacity(usize::try_from(job.bytes()).unwrap_or(0));
+    for input in &job.inputs {
+        let start = u64::try_from(input.byte_offset).unwrap_or(0);
+        let end = start + u64::try_from(input.byte_length).unwrap_or(0);
+        let bytes = objects
+            .get_range(input.object_key.clone(), start..end)
+            .await?;
+        if bytes.len() as u64 != end - start {
+            return Err(StoreError::Internal(format!(
+                "{} bytes {start}..{end}: read {}",
+                input.object_key,
+                bytes.len()
+            )));
+        }
+        body.extend_from_slice(&bytes);
+    }
+    let size_bytes = body.len() as i64;
+    let object = ObjectId::new(now_ms);
+    let object_key = object.key(target.key_prefix);
+    objects.put(object_key.clone(), body.freeze()).await?;
+    let inputs: Vec<(i64, String)> = job
+        .inputs
+        .iter()
+        .map(|e| (e.base_offset, e.object_key.clone()))
+        .collect();
+    let swapped = metastore
+        .swap_entries(EntrySwap {
+            topic_id: target.topic_id,
+            partition_index: target.partition_index,
+            inputs: &inputs,
+            object,
+            object_key: &object_key,
+            size_bytes,
+        })
+        .await;
+    match swapped {
+        Ok(true) => {
+            info!(
+                topic_id = %target.topic_id,
+                partition = target.partition_index,
+                inputs = inputs.len(),
+                base_offset = job.base_offset(),
+                last_offset = job.last_offset(),
+                size_bytes,
+                %object_key,
+                "compacted"
+            );
+            Ok(JobOutcome::Swapped {
+                object_key,
+                size_bytes,
+            })
+        }
+        Ok(false) => {
+            debug!(%object_key, "inputs changed before the swap; discarding the output");
+            discard(objects, object_key).await;
+            Ok(JobOutcome::Lost)
+        }
+        Err(e) => {
+            // The swap may or may not have happened (a lost COMMIT answer): the output stays
+            // for the garbage collector, which deletes it only if no row refers to it.
+            warn!(%object_key, error = %e, "swapping index rows failed");
+            Err(e)
+        }
+    }
+}
+
+async fn discard(objects: &dyn ObjectStore, key: String) {
+    if let Err(e) = objects.delete(key.clone()).await {
+        warn!(%key, error = %e, "deleting a discarded output failed; garbage collection will");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use yaks_common::metastore::{AppendBatch, MemoryMetastore, ObjectCommit, PartitionAppend};
+    use yaks_common::objstore::MemoryObjectStore;
+
+    use super::*;
+    use crate::planner::{PlannerSettings, plan_partition};
+
+    #[tokio::test]
+    async fn a_job_merges_bytes_in_order_and_a_second_run_loses() {
+        let metastore = MemoryMetastore::default();
+        let objects = MemoryObjectStore::default();
+        let topic = metastore
+            .create_topic("t", 1, &BTreeMap::new())
+            .await
+            .expect("create")
+            .expect("new");
+        for n in 0..4u8 {
+            let key = format!("flush-{n}");
+            // Each object: 5 bytes of another partition, then this partition's 10 bytes.
+            let mut body = vec![0xee; 5];
+            body.extend(std::iter::repeat_n(n, 10));
+            objects
+                .put(key.clone(), Bytes::from(body))
+                .await
+                .expect("put");
+            let appends = vec![PartitionAppend {
+                topic_id: topic.topic_id,
+                partition_index: 0,
+                batches: vec![AppendBatch {
+                    byte_offset: 5,
+                    byte_length: 10,
+                    offset_count: 3,
+                    max_timestamp: i64::from(n),
+                    producer: None,
+                    commit_deadline_ms: None,
+                }],
+            }];
+            metastore
+                .commit_object(ObjectCommit {
+                    object: ObjectId::new(i64::from(n) + 1),
+                    object_key: &key,
+                    size_bytes: 15,
+                    appends: &appends,
+                    now_ms: 1,
+                    producers_expire_before_ms: 0,
+                })
+                .await
+                .expect("commit");
+        }
+        let entries = metastore
+            .index_entries(&[(topic.topic_id, 0, 0)], 100)
+            .await
+            .expect("entries")
+            .remove(0);
+        let settings = PlannerSettings {
+            target_bytes: 1_000,
+            small_bytes: 100,
+            window_ms: i64::MAX,
+        };
+        let jobs = plan_partition(&entries, &settings);
+        assert_eq!(jobs.len(), 1);
+        let target = JobTarget {
+            topic_id: topic.topic_id,
+            partition_index: 0,
+            key_prefix: "c/",
+        };
+        let outcome = run_job(&metastore, &objects, &target, &jobs[0], 10)
+            .await
+            .expect("runs");
+        let JobOutcome::Swapped { object_key, .. } = outcome else {
+            panic!("swapped")
+        };
+        let merged = objects.get_range(object_key, 0..40).await.expect("output");
+        let expected: Vec<u8> = (0..4u8).flat_map(|n| std::iter::repeat_n(n, 10)).collect();
+        assert_eq!(&merged[..], &expected[..]);
+        let after = metastore
+            .index_entries(&[(topic.topic_id, 0, 0)], 100)
+            .await
+            .expect("entries")
+            .remove(0);
+        assert_eq!(after.len(), 1);
+        assert_eq!((after[0].base_offset, after[0].last_offset), (0, 11));
+        assert_eq!(
+            run_job(&metastore, &objects, &target, &jobs[0], 11)
+                .await
+                .expect("runs"),
+            JobOutcome::Lost
+        );
+        assert_eq!(
+            objects.list("c/".into()).await.expect("list").len(),
+            1,
+            "the losing output is deleted"
+        );
+    }
+}
