@@ -84,6 +84,8 @@ async fn read_requests(
 ) {
     let max_frame = state.config.max_frame_bytes;
     let mut previous_produce: Option<oneshot::Receiver<()>> = None;
+    // Fires when the previous produce was answered or can no longer be stored.
+    let mut previous_settled: Option<oneshot::Receiver<()>> = None;
     loop {
         let length = tokio::select! {
             length = reader.read_i32() => match length {
@@ -139,7 +141,14 @@ async fn read_requests(
         let turn = if api_key == ApiKey::Produce {
             let (done, next) = oneshot::channel();
             let wait_for = previous_produce.replace(next);
-            Some(ProduceTurn { wait_for, done })
+            let (settled, next_settled) = oneshot::channel();
+            let wait_settled = previous_settled.replace(next_settled);
+            Some(ProduceTurn {
+                wait_for,
+                done,
+                wait_settled,
+                settled,
+            })
         } else {
             None
         };

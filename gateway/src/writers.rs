@@ -71,13 +71,17 @@ impl WriterPool {
     /// that refused or could not be reached are retried, so nothing is ever appended twice
     /// by this loop. A writer still silent at `deadline` (stopped, or its host gone) may
     /// have appended the request: that is [`RpcError::AnswerLost`], never a retry
-    /// elsewhere, and the writer is skipped for a while.
+    /// elsewhere, and the writer is skipped for a while. Before trying any writer but the
+    /// connection's own, waits for `previous_settled` (the connection's previous produce,
+    /// which that writer accepted, to be answered or unstorable), so the two cannot be
+    /// committed out of order (see [`crate::handlers::ProduceTurn`]).
     pub async fn produce(
         &self,
         sticky: &Sticky,
         body: Bytes,
         deadline: Instant,
         commit_deadline_ms: i64,
+        previous_settled: &mut Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> Result<(usize, Response<Incoming>), RpcError> {
         let headers = [(COMMIT_DEADLINE_HEADER, commit_deadline_ms.to_string())];
         let count = self.urls.len();
@@ -89,6 +93,17 @@ impl WriterPool {
                 let index = (start + step) % count;
                 if pass == 0 && self.is_down(index) {
                     continue;
+                }
+                if index != start
+                    && let Some(settled) = previous_settled.take()
+                    && tokio::time::timeout_at(deadline.into(), settled)
+                        .await
+                        .is_err()
+                {
+                    // Nothing was sent: the client may retry safely.
+                    return Err(RpcError::Unavailable(
+                        "the previous produce of this connection is still unsettled".into(),
+                    ));
                 }
                 let post =
                     self.rpc

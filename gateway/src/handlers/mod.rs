@@ -133,11 +133,60 @@ pub struct RequestContext {
 }
 
 /// A produce request's place in its connection's order.
+///
+/// Produces of a connection reach writers in order: each is sent once the previous one was
+/// accepted. Consecutive produces normally go to the same writer, which commits them in
+/// that order. One that must go to another writer (the previous one's writer failed)
+/// first waits until the previous one is settled — answered, or past the point where it
+/// could still be stored — so it can never be committed ahead of it: an idempotent
+/// producer told OUT_OF_ORDER_SEQUENCE_NUMBER for it would re-send the previous batch under
+/// a new epoch, storing it twice if it was committed after all.
 pub struct ProduceTurn {
     /// Fires when the previous produce of the connection was accepted by a writer.
     pub wait_for: Option<oneshot::Receiver<()>>,
     /// Fire when this one was accepted (dropping it counts too).
     pub done: oneshot::Sender<()>,
+    /// Fires when the previous produce of the connection was settled.
+    pub wait_settled: Option<oneshot::Receiver<()>>,
+    /// Fire when this one is settled (dropping it counts too).
+    pub settled: oneshot::Sender<()>,
+}
+
+/// Signals that a produce is settled once it is dropped — but never before the previous
+/// produce of its connection settled, so "settled" covers every earlier produce too.
+pub struct SettleGuard {
+    previous: Option<oneshot::Receiver<()>>,
+    settled: Option<oneshot::Sender<()>>,
+}
+
+impl SettleGuard {
+    /// A guard firing `settled` after `previous` (if still pending) has fired.
+    pub fn new(previous: Option<oneshot::Receiver<()>>, settled: oneshot::Sender<()>) -> Self {
+        SettleGuard {
+            previous,
+            settled: Some(settled),
+        }
+    }
+
+    /// The previous produce's signal, for a caller that waits for it itself.
+    pub fn previous(&mut self) -> &mut Option<oneshot::Receiver<()>> {
+        &mut self.previous
+    }
+}
+
+impl Drop for SettleGuard {
+    fn drop(&mut self) {
+        let settled = self.settled.take();
+        match self.previous.take() {
+            None => drop(settled),
+            Some(previous) => {
+                tokio::spawn(async move {
+                    let _ = previous.await;
+                    drop(settled);
+                });
+            }
+        }
+    }
 }
 
 /// What the connection should do with a request's result.

@@ -32,7 +32,7 @@ use yaks_common::batch::{BatchError, validate_produce_batch, with_log_append_tim
 use yaks_common::kafka::{self, str_bytes};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 
-use super::{Outcome, ProduceTurn, RequestContext, Versions, encode_response};
+use super::{Outcome, ProduceTurn, RequestContext, SettleGuard, Versions, encode_response};
 use crate::topics::{config_i64, log_append_time};
 
 /// Supported versions. Clients pick their message format from this range: librdkafka
@@ -188,8 +188,17 @@ async fn produce(
     let writer_timeout = Duration::from_millis(state.config.writer_timeout_ms);
     let deadline = Instant::now() + writer_timeout;
     let commit_deadline_ms = state.server_clock.commit_deadline_ms(writer_timeout);
+    // Dropped when this function returns: the produce is then answered, or can no longer
+    // be stored.
+    let mut _settled: Option<SettleGuard> = None;
     let accepted = match turn {
-        Some(ProduceTurn { wait_for, done }) => {
+        Some(ProduceTurn {
+            wait_for,
+            done,
+            wait_settled,
+            settled,
+        }) => {
+            let guard = _settled.insert(SettleGuard::new(wait_settled, settled));
             if let Some(previous) = wait_for {
                 let _ = previous.await;
             }
@@ -200,6 +209,7 @@ async fn produce(
                     body,
                     deadline,
                     commit_deadline_ms,
+                    guard.previous(),
                 )
                 .await;
             drop(done);
@@ -213,6 +223,7 @@ async fn produce(
                     body,
                     deadline,
                     commit_deadline_ms,
+                    &mut None,
                 )
                 .await
         }
@@ -388,7 +399,15 @@ fn fail_all(request: &ProduceRequest, code: i16) -> Vec<Slot> {
 async fn release(turn: Option<ProduceTurn>) {
     // Order still matters for what follows: wait for the previous one before letting the
     // next one go, so a later produce never overtakes an earlier accepted one.
-    if let Some(ProduceTurn { wait_for, done }) = turn {
+    if let Some(ProduceTurn {
+        wait_for,
+        done,
+        wait_settled,
+        settled,
+    }) = turn
+    {
+        // Settled as soon as the previous one is: nothing of this one was sent.
+        let _settled = SettleGuard::new(wait_settled, settled);
         if let Some(previous) = wait_for {
             let _ = previous.await;
         }
