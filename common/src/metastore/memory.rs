@@ -74,8 +74,10 @@ struct State {
     /// (epoch, updated_ms) of producers that bumped their epoch.
     producer_epochs: HashMap<i64, (i16, i64)>,
     producer_states: HashMap<ProducerKey, ProducerState>,
-    /// Objects no index entry refers to any more, by id.
-    marked: std::collections::BTreeSet<String>,
+    /// When each object was recorded, by id.
+    created: HashMap<String, Instant>,
+    /// Objects no index entry refers to any more, by id, with when they were marked.
+    marked: BTreeMap<String, Instant>,
     group_epochs: HashMap<String, i64>,
     groups: BTreeMap<String, StoredGroup>,
     /// (group, topic, partition) → offset.
@@ -400,6 +402,7 @@ impl Metastore for MemoryMetastore {
             object_id.clone(),
             (commit.object_key.to_owned(), commit.size_bytes),
         );
+        state.created.insert(object_id.clone(), Instant::now());
         for entry in plan.entries {
             state.index.insert(
                 (entry.topic_id, entry.partition_index, entry.base_offset),
@@ -462,6 +465,7 @@ impl Metastore for MemoryMetastore {
             object_id.clone(),
             (swap.object_key.to_owned(), swap.size_bytes),
         );
+        state.created.insert(object_id.clone(), Instant::now());
         state.index.insert(
             (swap.topic_id, swap.partition_index, merged.0),
             IndexRow {
@@ -477,10 +481,96 @@ impl Metastore for MemoryMetastore {
         );
         for old in old_objects {
             if !state.index.values().any(|r| r.object_id == old) {
-                state.marked.insert(old);
+                state.marked.insert(old, Instant::now());
             }
         }
         Ok(true)
+    }
+
+    async fn drop_expired_entries(&self) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let State {
+            index, partitions, ..
+        } = &mut *state;
+        let before = index.len();
+        let mut touched = Vec::new();
+        index.retain(|(topic, partition, _), row| {
+            let log_start = partitions.get(&(*topic, *partition)).map_or(0, |p| p.1);
+            let keep = row.last_offset >= log_start;
+            if !keep {
+                touched.push(row.object_id.clone());
+            }
+            keep
+        });
+        let dropped = (before - state.index.len()) as u64;
+        for object in touched {
+            if !state.index.values().any(|r| r.object_id == object) {
+                state.marked.entry(object).or_insert_with(Instant::now);
+            }
+        }
+        Ok(dropped)
+    }
+
+    async fn mark_unreferenced(&self, min_age_ms: i64) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let min_age = Duration::from_millis(u64::try_from(min_age_ms).unwrap_or(0));
+        let unreferenced: Vec<String> = state
+            .objects
+            .keys()
+            .filter(|id| !state.marked.contains_key(*id))
+            .filter(|id| {
+                state
+                    .created
+                    .get(*id)
+                    .is_none_or(|at| at.elapsed() >= min_age)
+            })
+            .filter(|id| !state.index.values().any(|r| r.object_id == **id))
+            .cloned()
+            .collect();
+        for id in &unreferenced {
+            state.marked.insert(id.clone(), Instant::now());
+        }
+        Ok(unreferenced.len() as u64)
+    }
+
+    async fn marked_objects(
+        &self,
+        min_age_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let state = self.state();
+        let min_age = Duration::from_millis(u64::try_from(min_age_ms).unwrap_or(0));
+        Ok(state
+            .marked
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= min_age)
+            .filter_map(|(id, _)| {
+                state
+                    .objects
+                    .get(id)
+                    .map(|(key, _)| (id.clone(), key.clone()))
+            })
+            .take(usize::try_from(limit).unwrap_or(0))
+            .collect())
+    }
+
+    async fn forget_objects(&self, object_ids: &[String]) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for id in object_ids {
+            state.objects.remove(id);
+            state.marked.remove(id);
+            state.created.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn known_objects(&self, object_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let state = self.state();
+        Ok(object_ids
+            .iter()
+            .filter(|id| state.objects.contains_key(*id))
+            .cloned()
+            .collect())
     }
 
     async fn allocate_producer_ids(&self) -> Result<i64, StoreError> {

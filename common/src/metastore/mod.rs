@@ -151,6 +151,28 @@ pub trait Metastore: Send + Sync + 'static {
     /// their total, are refused with [`StoreError::Invalid`].
     async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError>;
 
+    /// Removes index entries wholly below their partition's log start offset (retention,
+    /// DeleteRecords) and marks objects left without entries; returns how many entries went.
+    async fn drop_expired_entries(&self) -> Result<u64, StoreError>;
+
+    /// Marks live objects no index entry refers to (a deleted topic's) that were recorded
+    /// at least `min_age_ms` ago by the store's clock; returns how many.
+    async fn mark_unreferenced(&self, min_age_ms: i64) -> Result<u64, StoreError>;
+
+    /// Objects marked at least `min_age_ms` ago (store's clock), at most `limit`, as
+    /// (object id, key): what the garbage collector may delete from the bucket.
+    async fn marked_objects(
+        &self,
+        min_age_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Forgets objects, once deleted from the bucket.
+    async fn forget_objects(&self, object_ids: &[String]) -> Result<(), StoreError>;
+
+    /// Which of these object ids are recorded (live or marked).
+    async fn known_objects(&self, object_ids: &[String]) -> Result<Vec<String>, StoreError>;
+
     /// Reserves the next block of [`PRODUCER_ID_BLOCK`] producer ids; returns its first id.
     /// Blocks never overlap, whoever asks.
     async fn allocate_producer_ids(&self) -> Result<i64, StoreError>;
@@ -764,6 +786,48 @@ async fn swap_suite(store: &dyn Metastore) {
         shape,
         vec![(0, 3, "k/m1", 0, 20, 101), (4, 5, "k/c3", 0, 10, 102)]
     );
+
+    // The swapped-out objects are marked; the garbage collector sees them and forgets them.
+    let marked = store.marked_objects(0, 100).await.expect("marked");
+    let mut keys: Vec<&str> = marked.iter().map(|(_, k)| k.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec!["k/c1", "k/c2"]);
+    let ids: Vec<String> = marked.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(store.known_objects(&ids).await.expect("known").len(), 2);
+    store.forget_objects(&ids).await.expect("forget");
+    assert!(store.known_objects(&ids).await.expect("known").is_empty());
+    assert!(
+        store
+            .marked_objects(0, 100)
+            .await
+            .expect("marked")
+            .is_empty()
+    );
+
+    // Entries below the log start go, and their objects are marked.
+    store
+        .advance_log_start(topic.topic_id, 0, 4)
+        .await
+        .expect("move");
+    assert_eq!(store.drop_expired_entries().await.expect("drop"), 1);
+    let entries = store
+        .index_entries(&[(topic.topic_id, 0, 0)], 10)
+        .await
+        .expect("entries");
+    assert_eq!(entries[0].len(), 1, "only 4..=5 is left");
+    let marked = store.marked_objects(0, 100).await.expect("marked");
+    assert_eq!(
+        marked.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>(),
+        vec!["k/m1"]
+    );
+
+    // A deleted topic's objects are unreferenced: marked by the sweep.
+    assert!(store.delete_topic(topic.topic_id).await.expect("delete"));
+    assert!(store.mark_unreferenced(0).await.expect("sweep") >= 1);
+    let marked = store.marked_objects(0, 100).await.expect("marked");
+    assert!(marked.iter().any(|(_, k)| k == "k/c3"));
+    let ids: Vec<String> = marked.into_iter().map(|(id, _)| id).collect();
+    store.forget_objects(&ids).await.expect("forget");
 }
 
 /// Altering a topic's configs and adding partitions.

@@ -874,6 +874,96 @@ impl Metastore for PgMetastore {
         Ok(true)
     }
 
+    async fn drop_expired_entries(&self) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // Expects nothing: rows a flush adds are above the log start, and DeleteRecords
+        // only raises it.
+        let dropped: Vec<String> = tx
+            .query(
+                "DELETE FROM object_index i USING partitions p
+                 WHERE p.topic_id = i.topic_id AND p.partition_index = i.partition_index
+                   AND i.last_offset < p.log_start_offset
+                 RETURNING i.object_id",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !dropped.is_empty() {
+            tx.execute(
+                "UPDATE objects o SET state = 'marked', marked_at = now()
+                 WHERE o.object_id = ANY($1) AND o.state = 'live'
+                   AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)",
+                &[&dropped],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(dropped.len() as u64)
+    }
+
+    async fn mark_unreferenced(&self, min_age_ms: i64) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let marked = client
+            .execute(
+                "UPDATE objects o SET state = 'marked', marked_at = now()
+                 WHERE o.state = 'live'
+                   AND o.created_at < now() - $1 * interval '1 millisecond'
+                   AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)",
+                &[&(min_age_ms as f64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(marked)
+    }
+
+    async fn marked_objects(
+        &self,
+        min_age_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT object_id, object_key FROM objects
+                 WHERE state = 'marked' AND marked_at <= now() - $1 * interval '1 millisecond'
+                 ORDER BY marked_at LIMIT $2",
+                &[&(min_age_ms as f64), &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn forget_objects(&self, object_ids: &[String]) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        // Expects: the objects are marked (no index row refers to them).
+        client
+            .execute(
+                "DELETE FROM objects WHERE object_id = ANY($1) AND state = 'marked'",
+                &[&object_ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn known_objects(&self, object_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT object_id FROM objects WHERE object_id = ANY($1)",
+                &[&object_ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn allocate_producer_ids(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
         let row = client
