@@ -5,7 +5,8 @@
 //! restarts, as does the reader's disk cache in `DIR/cache`. The gateway reaches the writer
 //! and the reader over loopback HTTP exactly as in a split deployment. On stop, the gateway
 //! stops taking requests and finishes those in flight while the writer flushes and commits
-//! at once; then the reader and the infrastructure stop.
+//! at once; then the reader and the infrastructure stop. The compactor runs in-process
+//! every `compactor.interval_ms` with an in-process job queue.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -88,6 +89,12 @@ pub async fn run(
     let writer_task = tokio::spawn(writer.run(writer_shutdown));
     let reader_task = tokio::spawn(reader.run(reader_shutdown));
     let gateway_task = tokio::spawn(gateway.run(gateway_shutdown));
+    // The compactor runs in-process with an in-process job queue (no SQS here).
+    let mut compactor_config = config.clone();
+    compactor_config.compactor.queue_url = None;
+    let compactor = roles::compactor(&compactor_config, &backends).await;
+    let (compactor_trigger, compactor_shutdown) = Shutdown::new();
+    let compactor_task = tokio::spawn(compactor.run(compactor_shutdown));
     info!(%kafka_addr, data_dir = %data_dir.display(), "yaks dev is ready; produce with: kcat -b {kafka_addr} -t test -P");
 
     stop.await;
@@ -95,8 +102,10 @@ pub async fn run(
     // the writer flushes its buffer at once, so in-flight produces are committed and
     // answered instead of waiting out the flush interval.
     info!("stopping: gateway and writer drain (flush, commit, answer), then infrastructure");
+    compactor_trigger.trigger();
     gateway_trigger.trigger();
     writer_trigger.trigger();
+    let _ = compactor_task.await;
     let _ = gateway_task.await;
     let _ = writer_task.await;
     // Readers last: fetches in flight at the gateway were answered before it stopped.

@@ -33,6 +33,16 @@ enum Command {
     Reader,
     /// Apply database migrations and exit.
     Migrate,
+    /// Merge small objects, enforce retention, collect garbage: every
+    /// `compactor.interval_ms`, or once (for a Kubernetes CronJob or an ECS scheduled task).
+    Compactor {
+        /// One pass (plan, work the queue, retention, garbage), then exit.
+        #[arg(long)]
+        once: bool,
+        /// List what garbage collection would delete; change nothing (implies --once).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Produce with idempotent producers, read everything back, check that nothing
     /// acknowledged was lost; exits non-zero on any violation.
     Oracle(OracleOptions),
@@ -102,6 +112,40 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let backends = roles::connect(&config).await?;
             let gateway = roles::bind_gateway(&config, &backends).await?;
             run_until_signal(|shutdown| gateway.run(shutdown)).await
+        }
+        Command::Compactor { once, dry_run } => {
+            let backends = roles::connect(&config).await?;
+            let compactor = roles::compactor(&config, &backends).await;
+            if once || dry_run {
+                let report = compactor.run_once(dry_run).await?;
+                println!(
+                    "planned {} jobs: {} compacted, {} lost to another worker, {} failed; \
+                     retention moved {} partitions; garbage: {} entries expired, {} objects \
+                     marked, {} deleted, {} unrecorded deleted{}",
+                    report.planned,
+                    report.compacted,
+                    report.lost,
+                    report.failed,
+                    report.retained,
+                    report.gc.expired_entries,
+                    report.gc.marked,
+                    report.gc.deleted.len(),
+                    report.gc.orphans.len(),
+                    if dry_run {
+                        " (dry run: would delete)"
+                    } else {
+                        ""
+                    }
+                );
+                if dry_run {
+                    for key in report.gc.deleted.iter().chain(&report.gc.orphans) {
+                        println!("{key}");
+                    }
+                }
+                Ok(())
+            } else {
+                run_until_signal(|shutdown| compactor.run(shutdown)).await
+            }
         }
         Command::Oracle(options) => {
             let report = yaks::oracle::run(options).await?;

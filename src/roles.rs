@@ -12,6 +12,8 @@ use yaks_common::config::Config;
 use yaks_common::failpoint::FailPoints;
 use yaks_common::metastore::{PgMetastore, SharedMetastore};
 use yaks_common::objstore::{S3ObjectStore, SharedObjectStore};
+use yaks_compactor::queue::{JobQueue, MemoryQueue, SqsQueue};
+use yaks_compactor::run::Compactor;
 use yaks_gateway::Gateway;
 use yaks_reader::Reader;
 use yaks_writer::{Writer, WriterContext};
@@ -89,4 +91,28 @@ pub async fn bind_reader(config: &Config, backends: &Backends) -> anyhow::Result
     )
     .await
     .context("starting reader")
+}
+
+/// A compactor with its job queue: SQS at `compactor.queue_url`, else an in-process queue.
+pub async fn compactor(config: &Config, backends: &Backends) -> Compactor {
+    let settings = &config.compactor;
+    let queue: Arc<dyn JobQueue> = match &settings.queue_url {
+        Some(url) => Arc::new(SqsQueue::new(
+            SqsQueue::client(settings, &config.s3).await,
+            url.clone(),
+            settings.visibility_timeout_s,
+        )),
+        None => Arc::new(MemoryQueue::new(
+            std::time::Duration::from_secs(settings.visibility_timeout_s.max(1) as u64),
+            settings.max_receives,
+        )),
+    };
+    Compactor::new(
+        backends.metastore.clone(),
+        backends.objects.clone(),
+        queue,
+        settings.clone(),
+        config.s3.key_prefix.clone(),
+        system_clock(),
+    )
 }

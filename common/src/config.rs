@@ -34,6 +34,8 @@ pub struct Config {
     pub s3: S3Config,
     /// Service registry leases.
     pub registry: RegistryConfig,
+    /// Compaction, retention and garbage collection.
+    pub compactor: CompactorConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -182,6 +184,49 @@ impl Default for PostgresConfig {
             pool_size: 16,
             connect_timeout_ms: 5_000,
             idle_in_transaction_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Settings of the compactor role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactorConfig {
+    /// Time between two passes of `yaks compactor` (and of `yaks dev`'s compactor).
+    pub interval_ms: u64,
+    /// A compaction job's inputs add up to at most this many bytes (its output's size).
+    pub target_bytes: i64,
+    /// Index entries shorter than this are merged.
+    pub small_bytes: i64,
+    /// A job's records span at most this much time, so retention can drop whole outputs.
+    pub window_ms: i64,
+    /// Objects are deleted this long after no index entry refers to them (or, for
+    /// uploads never committed, after they were written): longer than any read takes.
+    pub grace_ms: u64,
+    /// SQS queue URL for compaction jobs; unset: an in-process queue (one compactor).
+    pub queue_url: Option<String>,
+    /// SQS endpoint (LocalStack, moto); unset: AWS's. Region and static credentials are
+    /// the `s3` ones.
+    pub sqs_endpoint: Option<String>,
+    /// How long a received job stays invisible to other workers; longer than a job takes.
+    pub visibility_timeout_s: i32,
+    /// Receives after which the in-process queue sets a job aside as dead (SQS: the
+    /// queue's redrive policy decides).
+    pub max_receives: u32,
+}
+
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 60_000,
+            target_bytes: 8 << 20,
+            small_bytes: 4 << 20,
+            window_ms: 3_600_000,
+            grace_ms: 600_000,
+            queue_url: None,
+            sqs_endpoint: None,
+            visibility_timeout_s: 300,
+            max_receives: 5,
         }
     }
 }
@@ -352,6 +397,20 @@ impl Config {
             return Err(invalid(
                 "gateway.max_partitions_per_topic",
                 "must be at least 1",
+            ));
+        }
+        if self.compactor.small_bytes > self.compactor.target_bytes
+            || self.compactor.target_bytes < 1
+        {
+            return Err(invalid(
+                "compactor.small_bytes",
+                "must be at most compactor.target_bytes (which must be positive)",
+            ));
+        }
+        if self.compactor.visibility_timeout_s < 1 || self.compactor.max_receives < 1 {
+            return Err(invalid(
+                "compactor.visibility_timeout_s",
+                "visibility_timeout_s and max_receives must be at least 1",
             ));
         }
         if self.gateway.group_min_session_timeout_ms < 1

@@ -10,10 +10,13 @@
 //! - [`gc`]: drops entries below log starts, marks unreferenced objects, deletes marked and
 //!   unrecorded objects after the grace period (with a dry run).
 //!
-//! Still planned: the job queue (SQS, in-process for `yaks dev`), the retention pass that
-//! applies [`retention`] to every partition, and `yaks compactor [--once]`.
+//! - [`queue`]: the job queue: SQS (dead-letter queue by redrive policy) or in-process.
+//! - [`run`]: a pass (plan onto the queue, work it, retention, garbage) and the loop;
+//!   `yaks compactor [--once]` runs them.
 
 pub mod gc;
 pub mod planner;
+pub mod queue;
 pub mod retention;
+pub mod run;
 pub mod worker;

@@ -167,3 +167,214 @@ async fn many_small_flushes_merge_and_every_read_stays_identical() {
     assert_eq!(after.1, before.1, "ListOffsets by timestamp unchanged");
     roles_after.stop().await;
 }
+
+/// An S3 + SQS endpoint (moto's server) on a free port, stopped when dropped.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    async fn start() -> Moto {
+        let port = port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "moto.server", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto's server (scripts/setup installs moto[server])");
+        let address = format!("127.0.0.1:{port}");
+        wait_for_port(&address, None).await;
+        Moto {
+            child,
+            endpoint: format!("http://{address}"),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactor_once_with_sqs_compacts_retains_collects_and_dead_letters_poison() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    use yaks_compactor::queue::SqsQueue;
+
+    let moto = Moto::start().await;
+    let infra = Infra::start().await;
+    let mut config = infra.config();
+    config.compactor.sqs_endpoint = Some(moto.endpoint.clone());
+    config.compactor.visibility_timeout_s = 1;
+    config.compactor.grace_ms = 0;
+    config.s3.region = "us-east-1".into();
+    // Queues: jobs, and a dead-letter queue taking what was received twice.
+    let sqs = SqsQueue::client(&config.compactor, &config.s3).await;
+    let dead = sqs
+        .create_queue()
+        .queue_name("compaction-dead")
+        .send()
+        .await
+        .expect("create dead-letter queue");
+    let dead_url = dead.queue_url.expect("url");
+    let dead_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dead_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("arn");
+    let jobs = sqs
+        .create_queue()
+        .queue_name("compaction")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{dead_arn}","maxReceiveCount":"2"}}"#),
+        )
+        .send()
+        .await
+        .expect("create queue");
+    let jobs_url = jobs.queue_url.expect("url");
+    config.compactor.queue_url = Some(jobs_url.clone());
+
+    let roles = Roles::start(config.clone()).await;
+    let bootstrap = roles.bootstrap();
+    create_topic(&bootstrap, "compact-me", 1).await;
+    let created = admin(&bootstrap)
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                "expiring",
+                1,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )
+            .set("retention.ms", "60000")],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .expect("create");
+    assert!(created[0].is_ok());
+    let producer = producer(&bootstrap, &[]);
+    for i in 0..20 {
+        let value = format!("value {i}");
+        producer
+            .send(
+                FutureRecord::<(), _>::to("compact-me").payload(value.as_str()),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("delivered");
+    }
+    for _ in 0..3 {
+        // Written with a timestamp far in the past: expired by retention.ms at once.
+        producer
+            .send(
+                FutureRecord::<(), _>::to("expiring")
+                    .payload("old")
+                    .timestamp(1_000),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("delivered");
+    }
+    let reader_bootstrap = bootstrap.clone();
+    let before = tokio::task::spawn_blocking(move || read_all(&reader_bootstrap, "compact-me", 20))
+        .await
+        .expect("join");
+    roles.stop().await;
+
+    // A poison job waits on the queue.
+    sqs.send_message()
+        .queue_url(&jobs_url)
+        .message_body("{not a job")
+        .send()
+        .await
+        .expect("send poison");
+
+    let backends = roles::connect(&config).await.expect("backends");
+    let compactor = roles::compactor(&config, &backends).await;
+    let first = compactor.run_once(false).await.expect("pass");
+    assert_eq!(first.planned, 1, "{first:?}");
+    assert_eq!(first.compacted, 1, "{first:?}");
+    assert!(first.failed >= 1, "the poison job failed: {first:?}");
+    assert_eq!(
+        first.retained, 1,
+        "retention moved the expiring partition: {first:?}"
+    );
+    // The poison job comes back after its visibility timeout and then goes to the
+    // dead-letter queue; the garbage of the first pass is deleted (grace 0).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let dead_body = loop {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        compactor.run_once(false).await.expect("pass");
+        let received = sqs
+            .receive_message()
+            .queue_url(&dead_url)
+            .send()
+            .await
+            .expect("receive dead letters");
+        if let Some(message) = received.messages.unwrap_or_default().into_iter().next() {
+            break message.body.unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the poison job never reached the dead-letter queue"
+        );
+    };
+    assert_eq!(dead_body, "{not a job");
+
+    let sql = infra.sql().await;
+    let live: i64 = sql
+        .query_one("SELECT count(*) FROM objects WHERE state = 'live'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    let marked: i64 = sql
+        .query_one("SELECT count(*) FROM objects", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        live, 1,
+        "20 flushes became one object; the expired ones are gone"
+    );
+    assert_eq!(
+        marked, live,
+        "marked objects were deleted after the (zero) grace"
+    );
+    let keys = backends
+        .objects
+        .list(config.s3.key_prefix.clone())
+        .await
+        .expect("list");
+    assert_eq!(keys.len(), 1, "the bucket holds only the compacted object");
+
+    let roles = Roles::start(config.clone()).await;
+    let after_bootstrap = roles.bootstrap();
+    let (after, watermarks) = tokio::task::spawn_blocking(move || {
+        let read = read_all(&after_bootstrap, "compact-me", 20);
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &after_bootstrap)
+            .create()
+            .expect("consumer");
+        let watermarks = consumer
+            .fetch_watermarks("expiring", 0, Duration::from_secs(10))
+            .expect("watermarks");
+        (read, watermarks)
+    })
+    .await
+    .expect("join");
+    assert_eq!(after.0, before.0, "identical records after compaction");
+    assert_eq!(
+        watermarks,
+        (3, 3),
+        "retention moved the log start past the old records"
+    );
+    roles.stop().await;
+    drop(moto);
+}
