@@ -1,9 +1,9 @@
-//! Compaction against real PostgreSQL and S3 (and moto's SQS), read through real clients:
-//! 200 small flushes on 4 partitions merge into one object per partition and every
-//! consumer reads the same bytes at the same offsets, ListOffsets by time answers the same,
-//! two workers racing on one job swap exactly once, producers and consumers keep their
-//! invariants while the compactor runs, a worker dying before its swap leaves only an
-//! orphan, and `yaks compactor --once` over SQS compacts, enforces retention, collects
+//! Compaction against real PostgreSQL and S3 endpoints, read through real clients: 200 small
+//! flushes on 4 partitions merge into one object per partition and every consumer reads
+//! the same bytes at the same offsets, ListOffsets by time answers the same, two workers
+//! racing on one job swap exactly once, producers and consumers keep their invariants while
+//! the compactor runs, a worker dying before its swap leaves only an orphan, and
+//! `yaks compactor --once` against moto's S3 and SQS compacts, enforces retention, collects
 //! garbage and sends poison jobs to the dead-letter queue.
 
 use std::time::Duration;
@@ -243,7 +243,14 @@ async fn compactor_once_with_sqs_compacts_retains_collects_and_dead_letters_pois
     config.compactor.sqs_endpoint = Some(moto.endpoint.clone());
     config.compactor.visibility_timeout_s = 1;
     config.compactor.grace_ms = 0;
+    // moto is the S3 endpoint too here.
+    config.s3.endpoint = Some(moto.endpoint.clone());
+    config.s3.bucket = "compaction".into();
+    config.s3.create_bucket = true;
+    config.s3.force_path_style = true;
     config.s3.region = "us-east-1".into();
+    config.s3.access_key_id = Some("testing".into());
+    config.s3.secret_access_key = Some("testing".into());
     // Queues: jobs, and a dead-letter queue taking what was received twice.
     let sqs = SqsQueue::client(&config.compactor, &config.s3).await;
     let dead = sqs
