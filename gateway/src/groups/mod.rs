@@ -27,6 +27,7 @@ use tokio::sync::{Mutex, Notify, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use yaks_common::clock::SharedClock;
+use yaks_common::error::StoreError;
 use yaks_common::metastore::{CommittedOffset, GroupListing, GroupWrite, SharedMetastore};
 use yaks_common::shutdown::Shutdown;
 
@@ -98,6 +99,12 @@ pub struct CommitMember {
     pub instance_id: Option<String>,
     /// Generation (-1 for standalone commits).
     pub generation: i32,
+}
+
+/// A failed metastore write of a group, logged; clients retry after finding the coordinator.
+fn store_failed(group_id: &str, error: &StoreError, what: &str) -> ResponseError {
+    warn!(group = group_id, %error, "{what} failed");
+    ResponseError::CoordinatorNotAvailable
 }
 
 /// A group as ListGroups shows it.
@@ -210,6 +217,18 @@ impl Coordinator {
         loaded.deliver(effects.replies);
     }
 
+    /// Another gateway claimed the group since this one loaded it: let go of it, telling
+    /// waiting requests to find the coordinator again.
+    fn fenced(&self, cell: &GroupCell, loaded: &mut Loaded, group_id: &str) -> ResponseError {
+        info!(group = group_id, "another gateway took over the group");
+        self.forget(group_id);
+        cell.closed.store(true, Ordering::SeqCst);
+        cell.wake.notify_one();
+        let effects = loaded.group.kill(ResponseError::NotCoordinator);
+        loaded.deliver(effects.replies);
+        ResponseError::NotCoordinator
+    }
+
     /// Delivers replies and performs the writes the state machine asks for. A fenced write
     /// means another gateway owns the group now: it is unloaded and NOT_COORDINATOR returned.
     async fn settle(
@@ -234,13 +253,7 @@ impl Coordinator {
                     None
                 }
                 Ok(GroupWrite::Fenced) => {
-                    info!(group = %snapshot.group_id, "another gateway took over the group");
-                    self.forget(&snapshot.group_id);
-                    cell.closed.store(true, Ordering::SeqCst);
-                    cell.wake.notify_one();
-                    let effects = loaded.group.kill(ResponseError::NotCoordinator);
-                    loaded.deliver(effects.replies);
-                    return Err(ResponseError::NotCoordinator);
+                    return Err(self.fenced(cell, loaded, &snapshot.group_id));
                 }
                 Err(e) => {
                     warn!(group = %snapshot.group_id, error = %e, "recording a group generation failed");
@@ -485,16 +498,8 @@ impl Coordinator {
                 loaded.known = true;
                 Ok(())
             }
-            Ok(GroupWrite::Fenced) => {
-                drop(loaded);
-                self.forget(group_id);
-                self.unload(&cell).await;
-                Err(ResponseError::NotCoordinator)
-            }
-            Err(e) => {
-                warn!(group = group_id, error = %e, "storing offsets failed");
-                Err(ResponseError::CoordinatorNotAvailable)
-            }
+            Ok(GroupWrite::Fenced) => Err(self.fenced(&cell, &mut loaded, group_id)),
+            Err(e) => Err(store_failed(group_id, &e, "storing offsets")),
         }
     }
 
@@ -549,16 +554,8 @@ impl Coordinator {
                 Ok(())
             }
             Ok(GroupWrite::NotFound) => Err(ResponseError::GroupIdNotFound),
-            Ok(GroupWrite::Fenced) => {
-                drop(loaded);
-                self.forget(group_id);
-                self.unload(&cell).await;
-                Err(ResponseError::NotCoordinator)
-            }
-            Err(e) => {
-                warn!(group = group_id, error = %e, "deleting a group failed");
-                Err(ResponseError::CoordinatorNotAvailable)
-            }
+            Ok(GroupWrite::Fenced) => Err(self.fenced(&cell, &mut loaded, group_id)),
+            Err(e) => Err(store_failed(group_id, &e, "deleting a group")),
         }
     }
 
@@ -620,16 +617,8 @@ impl Coordinator {
                 loaded.known = true;
                 Ok(codes)
             }
-            Ok(GroupWrite::Fenced) => {
-                drop(loaded);
-                self.forget(group_id);
-                self.unload(&cell).await;
-                Err(ResponseError::NotCoordinator)
-            }
-            Err(e) => {
-                warn!(group = group_id, error = %e, "deleting offsets failed");
-                Err(ResponseError::CoordinatorNotAvailable)
-            }
+            Ok(GroupWrite::Fenced) => Err(self.fenced(&cell, &mut loaded, group_id)),
+            Err(e) => Err(store_failed(group_id, &e, "deleting offsets")),
         }
     }
 
