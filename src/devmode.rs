@@ -24,6 +24,10 @@ use crate::roles;
 /// assigned its partitions within a few hundred milliseconds.
 pub const DEV_INITIAL_REBALANCE_DELAY_MS: u64 = 100;
 
+/// Where `yaks dev` serves `/healthz`, `/readyz` and `/metrics` (all roles' metrics: they
+/// share the process) unless `gateway.http_addr` is set.
+pub const DEV_HTTP_ADDR: &str = "127.0.0.1:9096";
+
 /// Options of `yaks dev`.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
@@ -78,10 +82,14 @@ pub async fn run(
         // One developer's consumers: no point waiting 3 s for more members to arrive.
         config.gateway.group_initial_rebalance_delay_ms = DEV_INITIAL_REBALANCE_DELAY_MS;
     }
+    if config.gateway.http_addr == yaks_common::config::GatewayConfig::default().http_addr {
+        config.gateway.http_addr = DEV_HTTP_ADDR.into();
+    }
     config.gateway.writer_urls = vec![writer_url];
     config.gateway.reader_urls = vec![reader.url().to_owned()];
     let gateway = roles::bind_gateway(&config, &backends).await?;
     let kafka_addr = gateway.local_addr()?;
+    let ops_addr = gateway.ops_addr()?;
 
     let (writer_trigger, writer_shutdown) = Shutdown::new();
     let (gateway_trigger, gateway_shutdown) = Shutdown::new();
@@ -95,7 +103,7 @@ pub async fn run(
     let compactor = roles::compactor(&compactor_config, &backends).await;
     let (compactor_trigger, compactor_shutdown) = Shutdown::new();
     let compactor_task = tokio::spawn(compactor.run(compactor_shutdown));
-    info!(%kafka_addr, data_dir = %data_dir.display(), "yaks dev is ready; produce with: kcat -b {kafka_addr} -t test -P");
+    info!(%kafka_addr, data_dir = %data_dir.display(), "yaks dev is ready; produce with: kcat -b {kafka_addr} -t test -P; metrics at http://{ops_addr}/metrics");
 
     stop.await;
     // Both at once: the gateway stops reading requests and finishes those in flight while

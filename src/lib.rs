@@ -8,9 +8,13 @@
 //! - [`chaos`]: `yaks chaos`, the oracle against a split deployment of separate processes
 //!   while they are killed, frozen, and their PostgreSQL and S3 fail.
 //!
+//! - [`admin`]: the admin CLI (`yaks topic|produce|consume|group`), a Kafka client of a
+//!   gateway like Kafka's own tools.
+//!
 //! The role logic lives in the role crates (`yaks-gateway`, `yaks-writer`, …); this crate
 //! only wires them to configuration, signals and each other.
 
+pub mod admin;
 pub mod chaos;
 pub mod dev;
 pub mod devmode;

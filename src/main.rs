@@ -5,19 +5,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
+use yaks::admin::{self, Connection, ConsumeArgs, GroupCommand, ProduceArgs, TopicCommand};
 use yaks::chaos::ChaosOptions;
 use yaks::devmode::{self, DevOptions};
 use yaks::oracle::OracleOptions;
 use yaks::roles;
 use yaks_common::config::Config;
+use yaks_common::ops::{OpsServer, Readiness};
 use yaks_common::shutdown::Shutdown;
 
 /// Kafka-compatible streaming on S3 and PostgreSQL.
 #[derive(Parser, Debug)]
 #[command(name = "yaks", version)]
 struct Cli {
-    /// Settings file (TOML); `YAKS_*` environment variables override it.
-    #[arg(long, global = true)]
+    /// Settings file (TOML), given before the command (`yaks --config yaks.toml writer`);
+    /// `YAKS_*` environment variables override it. (After `topic`, `--config` sets a
+    /// topic config, as in Kafka's tools.)
+    #[arg(long)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -50,6 +54,34 @@ enum Command {
     /// separate processes, while they are killed and frozen and PostgreSQL and S3 fail;
     /// exits non-zero on any violation.
     Chaos(ChaosOptions),
+    /// Create, list, describe, alter or delete topics.
+    Topic {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Produce the lines of standard input, one record each.
+    Produce {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        args: ProduceArgs,
+    },
+    /// Print a topic's records.
+    Consume {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        args: ConsumeArgs,
+    },
+    /// List or describe consumer groups, reset their offsets.
+    Group {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// Run everything in one process with a private PostgreSQL and a loopback S3.
     Dev {
         /// Where the private PostgreSQL and S3 data live.
@@ -144,9 +176,34 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 }
                 Ok(())
             } else {
-                run_until_signal(|shutdown| compactor.run(shutdown)).await
+                let ops = OpsServer::bind(&config.compactor.http_addr).await?;
+                info!(ops = ?ops.local_addr().ok(), "compactor serving /healthz, /readyz, /metrics");
+                run_until_signal(|shutdown| async move {
+                    let readiness = Readiness::new(
+                        backends.metastore.clone(),
+                        backends.objects.clone(),
+                        None,
+                        shutdown.clone(),
+                    );
+                    let (ops_trigger, ops_shutdown) = Shutdown::new();
+                    let ops_task = tokio::spawn(ops.run(readiness, ops_shutdown));
+                    compactor.run(shutdown).await;
+                    ops_trigger.trigger();
+                    let _ = ops_task.await;
+                })
+                .await
             }
         }
+        Command::Topic {
+            connection,
+            command,
+        } => admin::topic(&connection, command).await,
+        Command::Produce { connection, args } => admin::produce(&connection, args).await,
+        Command::Consume { connection, args } => admin::consume(&connection, args).await,
+        Command::Group {
+            connection,
+            command,
+        } => admin::group(&connection, command).await,
         Command::Oracle(options) => {
             let report = yaks::oracle::run(options).await?;
             println!("{}", report.table());

@@ -15,7 +15,14 @@ use serde::{Deserialize, Serialize};
 /// Sections accepted at the top level, also used to filter `YAKS_*` variables so that
 /// unrelated variables such as `YAKS_DATA_DIR` in a script do not count as typos.
 const SECTIONS: &[&str] = &[
-    "gateway", "writer", "reader", "postgres", "s3", "registry", "log",
+    "gateway",
+    "writer",
+    "reader",
+    "postgres",
+    "s3",
+    "registry",
+    "compactor",
+    "log",
 ];
 
 /// The whole settings tree.
@@ -48,6 +55,8 @@ pub struct GatewayConfig {
     pub listen_addr: String,
     /// `host:port` clients are told to connect to; defaults to the bound address.
     pub advertised_addr: Option<String>,
+    /// Address of the HTTP listener serving `/healthz`, `/readyz` and `/metrics`.
+    pub http_addr: String,
     /// Largest request frame accepted, checked before any allocation.
     pub max_frame_bytes: u32,
     /// Writer base URLs (`http://host:port`). Empty: discover live writers in the registry.
@@ -76,6 +85,7 @@ impl Default for GatewayConfig {
         Self {
             listen_addr: "0.0.0.0:9092".into(),
             advertised_addr: None,
+            http_addr: "0.0.0.0:9096".into(),
             max_frame_bytes: 100 * 1024 * 1024,
             writer_urls: Vec::new(),
             auto_create_topics: true,
@@ -213,6 +223,9 @@ pub struct CompactorConfig {
     /// Receives after which the in-process queue sets a job aside as dead (SQS: the
     /// queue's redrive policy decides).
     pub max_receives: u32,
+    /// Address of the HTTP listener serving `/healthz`, `/readyz` and `/metrics` while
+    /// `yaks compactor` runs as a loop (`--once` serves none).
+    pub http_addr: String,
 }
 
 impl Default for CompactorConfig {
@@ -227,6 +240,7 @@ impl Default for CompactorConfig {
             sqs_endpoint: None,
             visibility_timeout_s: 300,
             max_receives: 5,
+            http_addr: "0.0.0.0:9097".into(),
         }
     }
 }
@@ -373,6 +387,18 @@ impl Config {
             return Err(invalid(
                 "gateway.listen_addr",
                 "must be an ip:port such as 0.0.0.0:9092",
+            ));
+        }
+        if self.gateway.http_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "gateway.http_addr",
+                "must be an ip:port such as 0.0.0.0:9096",
+            ));
+        }
+        if self.compactor.http_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "compactor.http_addr",
+                "must be an ip:port such as 0.0.0.0:9097",
             ));
         }
         if self.writer.listen_addr.parse::<SocketAddr>().is_err() {

@@ -14,6 +14,9 @@
 //! - [`rpc`]: the internal HTTP contract between roles (paths, headers, a small client).
 //! - [`kafka`]: helpers shared by everything that encodes Kafka messages.
 //! - [`telemetry`]: logging set-up.
+//! - [`topic_names`]: topic names by id, for labelling metrics.
+//! - [`metrics`]: the catalogue of Prometheus metrics every role exports.
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`, served by every role.
 //! - [`error`]: error kinds that say what the caller should do.
 //! - [`hashing`]: stable rendezvous hashing, so processes agree on owners without talking.
 //! - [`shutdown`]: a cloneable shutdown signal.
@@ -28,8 +31,11 @@ pub mod hashing;
 pub mod ids;
 pub mod kafka;
 pub mod metastore;
+pub mod metrics;
 pub mod objstore;
+pub mod ops;
 pub mod registry;
 pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;
+pub mod topic_names;

@@ -33,6 +33,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Keys under `prefix`, in lexical order.
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+    /// Checks the store answers and the bucket is there, for readiness probes. Stores with
+    /// nothing remote to reach (the in-memory one) are always reachable.
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A shared object-store handle.
@@ -158,6 +163,18 @@ where
 }
 
 impl ObjectStore for S3ObjectStore {
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.client
+                .head_bucket()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|err| classify(err, "head bucket"))
+        })
+    }
+
     fn put(&self, key: String, body: Bytes) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let request = self

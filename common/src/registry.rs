@@ -5,7 +5,8 @@
 //! everyone (lease times use PostgreSQL's clock, so skewed hosts still agree). At clean
 //! shutdown a process leaves at once instead of waiting for its lease to run out.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 use uuid::Uuid;
@@ -23,6 +24,8 @@ pub struct Lease {
     instance_id: String,
     address: String,
     node_id: i32,
+    /// When the last renewal succeeded, by this process's clock.
+    renewed_at: Mutex<Instant>,
 }
 
 impl Lease {
@@ -34,6 +37,7 @@ impl Lease {
         address: String,
     ) -> Result<Lease, StoreError> {
         let instance_id = Uuid::new_v4().to_string();
+        let asked = Instant::now();
         let node_id = metastore
             .renew_lease(role, &instance_id, &address, config.lease_ms as i64)
             .await?;
@@ -44,6 +48,7 @@ impl Lease {
             instance_id,
             address,
             node_id,
+            renewed_at: Mutex::new(asked),
         })
     }
 
@@ -69,6 +74,7 @@ impl Lease {
 
     /// Extends the lease by `registry.lease_ms` from now.
     pub async fn renew(&self) -> Result<(), StoreError> {
+        let asked = Instant::now();
         self.metastore
             .renew_lease(
                 self.role,
@@ -76,8 +82,20 @@ impl Lease {
                 &self.address,
                 self.config.lease_ms as i64,
             )
-            .await
-            .map(|_| ())
+            .await?;
+        if let Ok(mut renewed_at) = self.renewed_at.lock() {
+            *renewed_at = asked;
+        }
+        Ok(())
+    }
+
+    /// True while the last successful renewal is younger than the lease: others still see
+    /// this instance as alive. Measured from when the renewal was sent, so never optimistic.
+    pub fn is_held(&self) -> bool {
+        self.renewed_at
+            .lock()
+            .map(|at| at.elapsed() < Duration::from_millis(self.config.lease_ms))
+            .unwrap_or(false)
     }
 
     /// Waits one heartbeat period; false when `shutdown` came first.

@@ -38,8 +38,8 @@ use crate::shutdown::Shutdown;
 pub const PRODUCE_PATH: &str = "/v1/produce";
 /// Fetch path on readers.
 pub const FETCH_PATH: &str = "/v1/fetch";
-/// Liveness and readiness on every role.
-pub const HEALTH_PATH: &str = "/health";
+/// Liveness, which a gateway probes to tell a gone writer from a slow one.
+pub const HEALTH_PATH: &str = crate::ops::HEALTHZ_PATH;
 /// Header of an internal produce: the time, in the metastore's clock (ms since the epoch),
 /// after which its batches must not be committed, because the gateway answers the client
 /// REQUEST_TIMED_OUT then.

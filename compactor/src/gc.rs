@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use yaks_common::error::StoreError;
 use yaks_common::ids::ObjectId;
 use yaks_common::metastore::Metastore;
+use yaks_common::metrics::metrics;
 use yaks_common::objstore::ObjectStore;
 
 /// Marked objects deleted per pass at most.
@@ -59,13 +60,23 @@ pub async fn collect(
     }
     let marked = metastore.marked_objects(grace_ms, BATCH).await?;
     let mut forgotten = Vec::with_capacity(marked.len());
-    for (object_id, key) in marked {
+    let compactor = &metrics().compactor;
+    for object in marked {
+        let key = object.key;
         if !settings.dry_run {
-            if let Err(e) = objects.delete(key.clone()).await {
+            let deleted = compactor
+                .s3
+                .measure::<_, _, &str>("delete", &[], objects.delete(key.clone()))
+                .await;
+            if let Err(e) = deleted {
                 warn!(%key, error = %e, "deleting a marked object failed; the next pass retries");
                 continue;
             }
-            forgotten.push(object_id);
+            compactor.objects_deleted.inc();
+            compactor
+                .reclaimed_bytes
+                .inc_by(u64::try_from(object.size_bytes).unwrap_or(0));
+            forgotten.push(object.object_id);
         }
         report.deleted.push(key);
     }
@@ -75,7 +86,12 @@ pub async fn collect(
     report.orphans = orphans(metastore, objects, settings, now_ms - grace_ms).await?;
     if !settings.dry_run {
         for key in &report.orphans {
-            objects.delete(key.clone()).await?;
+            compactor
+                .s3
+                .measure::<_, _, &str>("delete", &[], objects.delete(key.clone()))
+                .await?;
+            // An orphan's size is not recorded anywhere; it counts as an object only.
+            compactor.objects_deleted.inc();
         }
     }
     info!(
@@ -97,7 +113,11 @@ async fn orphans(
     settings: &GcSettings,
     before_ms: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let keys = objects.list(settings.key_prefix.clone()).await?;
+    let keys = metrics()
+        .compactor
+        .s3
+        .measure::<_, _, &str>("list", &[], objects.list(settings.key_prefix.clone()))
+        .await?;
     let old: Vec<(String, String)> = keys
         .into_iter()
         .filter_map(|key| {

@@ -5,6 +5,7 @@
 //! second run of it loses the compare-and-swap; retention only ever raises log starts; the
 //! garbage collector deletes only what no entry refers to after the grace period.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,8 +14,10 @@ use yaks_common::clock::SharedClock;
 use yaks_common::config::CompactorConfig;
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{LogStartMove, SharedMetastore, TopicMeta};
+use yaks_common::metrics::{OutcomeLabels, metrics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
+use yaks_common::topic_names::TopicNames;
 
 use crate::gc::{GcReport, GcSettings, collect};
 use crate::planner::{PlannerSettings, plan_partition};
@@ -53,6 +56,7 @@ pub struct Compactor {
     config: CompactorConfig,
     key_prefix: String,
     clock: SharedClock,
+    names: TopicNames,
 }
 
 impl Compactor {
@@ -66,6 +70,7 @@ impl Compactor {
         clock: SharedClock,
     ) -> Compactor {
         Compactor {
+            names: TopicNames::new(metastore.clone()),
             metastore,
             objects,
             queue,
@@ -132,11 +137,14 @@ impl Compactor {
                     Err(e) => {
                         warn!(receives = delivery.receive_count, error = %e, "poison job left for the dead-letter queue");
                         report.failed += 1;
+                        count_job("failed");
                         continue;
                     }
                 };
+                let topic = self.names.names(&[message.topic_id]).await[&message.topic_id].clone();
                 let target = JobTarget {
                     topic_id: message.topic_id,
+                    topic: &topic,
                     partition_index: message.partition_index,
                     key_prefix: &self.key_prefix,
                 };
@@ -148,17 +156,32 @@ impl Compactor {
                     self.clock.now_ms(),
                 )
                 .await;
+                let compactor = &metrics().compactor;
                 match outcome {
                     Ok(outcome) => {
                         match outcome {
-                            JobOutcome::Swapped { .. } => report.compacted += 1,
-                            JobOutcome::Lost => report.lost += 1,
+                            JobOutcome::Swapped { .. } => {
+                                report.compacted += 1;
+                                count_job("compacted");
+                                let inputs: HashSet<&str> = message
+                                    .inputs
+                                    .iter()
+                                    .map(|input| input.object_key.as_str())
+                                    .collect();
+                                compactor.objects_in.inc_by(inputs.len() as u64);
+                                compactor.objects_out.inc();
+                            }
+                            JobOutcome::Lost => {
+                                report.lost += 1;
+                                count_job("lost");
+                            }
                         }
                         self.queue.delete(&delivery.receipt).await?;
                     }
                     Err(e) => {
                         warn!(receives = delivery.receive_count, error = %e, "compaction job failed; it will be received again");
                         report.failed += 1;
+                        count_job("failed");
                     }
                 }
             }
@@ -193,6 +216,7 @@ impl Compactor {
                 .await?;
             if let LogStartMove::Moved { log_start_offset } = result {
                 info!(topic = %topic.name, partition, log_start_offset, "retention moved the log start");
+                metrics().compactor.retention_moves.inc();
                 moved += 1;
             }
         }
@@ -254,4 +278,12 @@ fn retention_of(topic: &TopicMeta) -> Retention {
         max_age_ms: limit(value("retention.ms").unwrap_or(DEFAULT_RETENTION_MS)),
         max_bytes: value("retention.bytes").and_then(limit),
     }
+}
+
+fn count_job(outcome: &'static str) {
+    metrics()
+        .compactor
+        .jobs
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
 }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use yaks_common::error::StoreError;
 use yaks_common::ids::ObjectId;
 use yaks_common::metastore::{EntrySwap, Metastore};
+use yaks_common::metrics::metrics;
 use yaks_common::objstore::ObjectStore;
 
 use crate::planner::Job;
@@ -38,6 +39,8 @@ pub enum JobOutcome {
 pub struct JobTarget<'a> {
     /// Topic.
     pub topic_id: Uuid,
+    /// Its name, which the job's S3 traffic is counted under.
+    pub topic: &'a str,
     /// Partition.
     pub partition_index: i32,
     /// Key prefix of objects (`s3.key_prefix`).
@@ -52,12 +55,17 @@ pub async fn run_job(
     job: &Job,
     now_ms: i64,
 ) -> Result<JobOutcome, StoreError> {
+    let s3 = &metrics().compactor.s3;
     let mut body = BytesMut::with_capacity(usize::try_from(job.bytes()).unwrap_or(0));
     for input in &job.inputs {
         let start = u64::try_from(input.byte_offset).unwrap_or(0);
         let end = start + u64::try_from(input.byte_length).unwrap_or(0);
-        let bytes = objects
-            .get_range(input.object_key.clone(), start..end)
+        let bytes = s3
+            .measure(
+                "get",
+                &[(target.topic, end - start)],
+                objects.get_range(input.object_key.clone(), start..end),
+            )
             .await?;
         if bytes.len() as u64 != end - start {
             return Err(StoreError::Internal(format!(
@@ -71,7 +79,12 @@ pub async fn run_job(
     let size_bytes = body.len() as i64;
     let object = ObjectId::new(now_ms);
     let object_key = object.key(target.key_prefix);
-    objects.put(object_key.clone(), body.freeze()).await?;
+    s3.measure(
+        "put",
+        &[(target.topic, size_bytes as u64)],
+        objects.put(object_key.clone(), body.freeze()),
+    )
+    .await?;
     let inputs: Vec<(i64, String)> = job
         .inputs
         .iter()
@@ -191,6 +204,7 @@ mod tests {
         assert_eq!(jobs.len(), 1);
         let target = JobTarget {
             topic_id: topic.topic_id,
+            topic: &topic.name,
             partition_index: 0,
             key_prefix: "c/",
         };

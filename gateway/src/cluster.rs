@@ -65,6 +65,11 @@ impl ClusterView {
         Ok(view)
     }
 
+    /// True while this gateway's registry lease is held (others see it as alive).
+    pub fn lease_held(&self) -> bool {
+        self.inner.lease.is_held()
+    }
+
     /// This gateway's broker id.
     pub fn node_id(&self) -> i32 {
         self.inner.lease.node_id()

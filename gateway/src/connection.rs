@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -23,6 +24,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info_span, warn};
+use yaks_common::metrics::{ApiLabels, RequestLabels, api_name, error_name, metrics};
 use yaks_common::shutdown::Shutdown;
 
 use crate::GatewayState;
@@ -65,6 +67,8 @@ pub async fn serve(
         peer,
         writer: Sticky::new(id, state.writers.len()),
     });
+    let connections = &metrics().gateway.connections;
+    connections.inc();
     let span = info_span!("connection", id, %peer);
     let write_task = tokio::spawn(write_responses(writer, rx).instrument(span.clone()));
     read_requests(state, connection, reader, tx, shutdown)
@@ -72,6 +76,7 @@ pub async fn serve(
         .await;
     // The reader dropped its sender: the writer task flushes what is pending and ends.
     let _ = write_task.await;
+    connections.dec();
     debug!(parent: &span, "connection closed");
 }
 
@@ -131,6 +136,7 @@ async fn read_requests(
                 return;
             }
         };
+        let started = Instant::now();
         let FrameHead {
             api_key,
             version,
@@ -169,18 +175,37 @@ async fn read_requests(
         };
         let task = tokio::spawn(
             async move {
-                match handlers::dispatch(context, frame).await {
-                    Outcome::Respond(body) => Some(frame_response(
-                        correlation_id,
-                        api_key.response_header_version(version),
-                        body,
-                    )),
-                    Outcome::NoResponse => Some(Bytes::new()),
+                let outcome = handlers::dispatch(context, frame).await;
+                let api = api_name(api_key);
+                let (answer, error) = match outcome {
+                    Outcome::Respond(body, error) => (
+                        Some(frame_response(
+                            correlation_id,
+                            api_key.response_header_version(version),
+                            body,
+                        )),
+                        error_name(error),
+                    ),
+                    Outcome::NoResponse => (Some(Bytes::new()), "NONE"),
                     Outcome::Close(reason) => {
                         warn!(%reason, "closing connection");
-                        None
+                        (None, "CONNECTION_CLOSED")
                     }
-                }
+                };
+                let gateway = &metrics().gateway;
+                gateway
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        api,
+                        version,
+                        error,
+                    })
+                    .inc();
+                gateway
+                    .request_duration
+                    .get_or_create(&ApiLabels { api, version })
+                    .observe(started.elapsed().as_secs_f64());
+                answer
             }
             .instrument(span),
         );

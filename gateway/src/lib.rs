@@ -36,6 +36,7 @@ use yaks_common::config::{GatewayConfig, RegistryConfig};
 use yaks_common::error::StartError;
 use yaks_common::metastore::SharedMetastore;
 use yaks_common::objstore::SharedObjectStore;
+use yaks_common::ops::{OpsServer, Readiness};
 use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
@@ -77,6 +78,7 @@ pub struct GatewayState {
 /// A bound, not yet serving gateway.
 pub struct Gateway {
     listener: TcpListener,
+    ops: OpsServer,
     state: Arc<GatewayState>,
 }
 
@@ -95,6 +97,7 @@ impl Gateway {
             ));
         }
         let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;
+        let ops = OpsServer::bind(&config.http_addr).await?;
         let advertised = advertised_addr(&config, local)?;
         let cluster = ClusterView::register(metastore.clone(), registry, advertised).await?;
         let server_clock = ServerClock::sample(clock.clone(), &metastore).await?;
@@ -124,12 +127,21 @@ impl Gateway {
             cluster,
             next_connection_id: AtomicU64::new(1),
         });
-        Ok(Gateway { listener, state })
+        Ok(Gateway {
+            listener,
+            ops,
+            state,
+        })
     }
 
-    /// The bound address.
+    /// The bound Kafka address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The bound address of `/healthz`, `/readyz` and `/metrics`.
+    pub fn ops_addr(&self) -> std::io::Result<SocketAddr> {
+        self.ops.local_addr()
     }
 
     /// Shared state, for tests and the dev harness.
@@ -140,8 +152,24 @@ impl Gateway {
     /// Serves clients until `shutdown`; then stops accepting, lets in-flight requests
     /// finish, and leaves the registry.
     pub async fn run(self, mut shutdown: Shutdown) {
-        let Gateway { listener, state } = self;
-        info!(addr = ?listener.local_addr().ok(), node_id = state.cluster.node_id(), "gateway listening");
+        let Gateway {
+            listener,
+            ops,
+            state,
+        } = self;
+        info!(addr = ?listener.local_addr().ok(), ops = ?ops.local_addr().ok(),
+              node_id = state.cluster.node_id(), "gateway listening");
+        // The operations endpoints outlive the Kafka listener: /readyz says "shutting down"
+        // while connections drain, /healthz stays up until the gateway is gone.
+        let cluster = state.cluster.clone();
+        let readiness = Readiness::new(
+            state.metastore.clone(),
+            state.objects.clone(),
+            Some(Arc::new(move || cluster.lease_held())),
+            shutdown.clone(),
+        );
+        let (ops_trigger, ops_shutdown) = Shutdown::new();
+        let ops_task = tokio::spawn(ops.run(readiness, ops_shutdown));
         let heartbeat = tokio::spawn(state.cluster.clone().heartbeat(shutdown.clone()));
         let clock_state = state.clone();
         let clock_shutdown = shutdown.clone();
@@ -180,6 +208,8 @@ impl Gateway {
         let _ = sampling.await;
         let _ = ownership.await;
         state.cluster.deregister().await;
+        ops_trigger.trigger();
+        let _ = ops_task.await;
         info!("gateway stopped");
     }
 }

@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use foyer::{
-    BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    BlockEngineConfig, Code, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
+    HybridCacheBuilder, Source,
 };
 use yaks_common::config::{MAX_CACHE_BLOCK_BYTES, ReaderConfig};
 use yaks_common::error::StoreError;
+use yaks_common::metrics::{TierLabels, metrics};
 use yaks_common::objstore::SharedObjectStore;
 
 /// The disk engine's eviction unit; every cached block must fit well inside it.
@@ -101,6 +103,27 @@ pub struct BlockCache {
     objects: SharedObjectStore,
     block_bytes: u64,
     stats: Arc<CacheStats>,
+    has_disk_tier: bool,
+}
+
+/// Counts the memory tier's evictions (`yaks_reader_cache_evictions_total{tier="memory"}`).
+/// The disk tier reclaims whole 16 MiB regions without reporting the entries in them, so
+/// it has no per-block eviction count.
+struct EvictionCounter;
+
+impl EventListener for EvictionCounter {
+    type Key = BlockKey;
+    type Value = Block;
+
+    fn on_leave(&self, reason: Event, _key: &BlockKey, _value: &Block) {
+        if matches!(reason, Event::Evict) {
+            metrics()
+                .reader
+                .cache_evictions
+                .get_or_create(&TierLabels { tier: "memory" })
+                .inc();
+        }
+    }
 }
 
 impl BlockCache {
@@ -112,9 +135,11 @@ impl BlockCache {
     ) -> Result<BlockCache, StoreError> {
         let builder = HybridCacheBuilder::new()
             .with_name("yaks-reader")
+            .with_event_listener(Arc::new(EvictionCounter))
             .memory(config.cache_memory_bytes as usize)
             .with_weighter(|key: &BlockKey, block: &Block| key.object_key.len() + block.0.len())
             .storage();
+        let has_disk_tier = config.cache_dir.is_some() && config.cache_disk_bytes > 0;
         let builder = match (&config.cache_dir, config.cache_disk_bytes) {
             (Some(dir), bytes) if bytes > 0 => {
                 let dir = Path::new(dir);
@@ -143,6 +168,7 @@ impl BlockCache {
             objects,
             block_bytes: config.cache_block_bytes,
             stats: Arc::new(CacheStats::default()),
+            has_disk_tier,
         })
     }
 
@@ -151,13 +177,15 @@ impl BlockCache {
         &self.stats
     }
 
-    /// Bytes `range` of the object at `object_key`, which is `object_size` bytes long.
-    /// A range inside one block is a zero-copy slice of it.
+    /// Bytes `range` of the object at `object_key`, which is `object_size` bytes long, read
+    /// for `topic` (which S3 reads on a miss are counted under). A range inside one block is
+    /// a zero-copy slice of it.
     pub async fn read(
         &self,
         object_key: &str,
         object_size: u64,
         range: Range<u64>,
+        topic: &str,
     ) -> Result<Bytes, StoreError> {
         if range.start >= range.end {
             return Ok(Bytes::new());
@@ -170,13 +198,13 @@ impl BlockCache {
         let first = range.start / self.block_bytes;
         let last = (range.end - 1) / self.block_bytes;
         if first == last {
-            let block = self.block(object_key, object_size, first).await?;
+            let block = self.block(object_key, object_size, first, topic).await?;
             let at = first * self.block_bytes;
             return Ok(block.slice((range.start - at) as usize..(range.end - at) as usize));
         }
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
         for index in first..=last {
-            let block = self.block(object_key, object_size, index).await?;
+            let block = self.block(object_key, object_size, index, topic).await?;
             let at = index * self.block_bytes;
             let from = range.start.max(at) - at;
             let to = range.end.min(at + block.len() as u64) - at;
@@ -190,6 +218,7 @@ impl BlockCache {
         object_key: &str,
         object_size: u64,
         index: u64,
+        topic: &str,
     ) -> Result<Bytes, StoreError> {
         let key = BlockKey {
             object_key: object_key.to_owned(),
@@ -200,11 +229,19 @@ impl BlockCache {
         let objects = self.objects.clone();
         let stats = self.stats.clone();
         let owned_key = object_key.to_owned();
+        let topic = topic.to_owned();
         let entry = self
             .cache
             .get_or_fetch(&key, move || async move {
                 stats.object_gets.fetch_add(1, Ordering::Relaxed);
-                let bytes = objects.get_range(owned_key, start..end).await?;
+                let started = std::time::Instant::now();
+                let got = objects.get_range(owned_key, start..end).await;
+                let shares = [(topic, end - start)];
+                metrics()
+                    .reader
+                    .s3
+                    .record("get", &shares, started.elapsed(), got.is_ok());
+                let bytes = got?;
                 stats
                     .object_get_bytes
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -222,7 +259,30 @@ impl BlockCache {
                 Some(StoreError::NotFound(key)) => StoreError::NotFound(key.clone()),
                 _ => StoreError::Retriable(format!("reading {object_key} block {index}: {e}")),
             })?;
+        self.count_lookup(entry.source());
         Ok(entry.value().0.clone())
+    }
+
+    /// Counts which tier answered a block lookup.
+    fn count_lookup(&self, source: Source) {
+        let reader = &metrics().reader;
+        let (memory_hit, disk_hit) = match source {
+            Source::Memory => (true, false),
+            Source::Disk => (false, true),
+            Source::Outer => (false, false),
+        };
+        let count = |hit: bool, tier: &'static str| {
+            let family = if hit {
+                &reader.cache_hits
+            } else {
+                &reader.cache_misses
+            };
+            family.get_or_create(&TierLabels { tier }).inc();
+        };
+        count(memory_hit, "memory");
+        if !memory_hit && self.has_disk_tier {
+            count(disk_hit, "disk");
+        }
     }
 
     /// Flushes the memory tier to disk where configured, and closes the cache.
@@ -261,12 +321,15 @@ mod tests {
             .expect("open");
         let size = body.len() as u64;
         for range in [0..10, 65_530..65_546, 100..299_999, 299_990..300_000] {
-            let got = cache.read("o", size, range.clone()).await.expect("read");
+            let got = cache
+                .read("o", size, range.clone(), "t")
+                .await
+                .expect("read");
             assert_eq!(&got[..], &body[range.start as usize..range.end as usize]);
         }
         // Five blocks of 64 KiB cover 300,000 bytes; each was fetched once.
         assert_eq!(cache.stats().object_gets.load(Ordering::Relaxed), 5);
-        assert!(cache.read("o", size, 10..size + 1).await.is_err());
+        assert!(cache.read("o", size, 10..size + 1, "t").await.is_err());
     }
 
     #[tokio::test]
@@ -283,7 +346,7 @@ mod tests {
         let reads: Vec<_> = (0..16)
             .map(|i| {
                 let cache = cache.clone();
-                tokio::spawn(async move { cache.read("o", 100_000, i..i + 1000).await })
+                tokio::spawn(async move { cache.read("o", 100_000, i..i + 1000, "t").await })
             })
             .collect();
         for read in reads {
@@ -299,7 +362,10 @@ mod tests {
         let cache = BlockCache::open(&config(64 * 1024, None), store)
             .await
             .expect("open");
-        let err = cache.read("gone", 10, 0..10).await.expect_err("missing");
+        let err = cache
+            .read("gone", 10, 0..10, "t")
+            .await
+            .expect_err("missing");
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     }
 }

@@ -28,6 +28,7 @@ use yaks_common::batch::{HEADER_LEN, LOG_OVERHEAD, offset_count, spans};
 use yaks_common::error::StoreError;
 use yaks_common::kafka;
 use yaks_common::metastore::{IndexEntry, PartitionState, SharedMetastore};
+use yaks_common::topic_names::TopicNames;
 
 use crate::cache::BlockCache;
 use crate::tail::{PartitionKey, Snapshot, TailIndex};
@@ -65,12 +66,14 @@ pub struct FetchService {
     metastore: SharedMetastore,
     cache: BlockCache,
     tail: Arc<TailIndex>,
+    names: TopicNames,
 }
 
 impl FetchService {
     /// A service over the metastore, the cache and the tail index fed by commits.
     pub fn new(metastore: SharedMetastore, cache: BlockCache, tail: Arc<TailIndex>) -> Self {
         FetchService {
+            names: TopicNames::new(metastore.clone()),
             metastore,
             cache,
             tail,
@@ -177,8 +180,9 @@ impl FetchService {
                 continue;
             }
             let budget = w.max_bytes.min(max_bytes - total);
+            let topic = self.names.names(&[w.topic_id]).await[&w.topic_id].clone();
             match self
-                .read_records(&entries, w.fetch_offset, budget, total == 0)
+                .read_records(&entries, w.fetch_offset, budget, total == 0, &topic)
                 .await
             {
                 Ok(records) => {
@@ -269,6 +273,7 @@ impl FetchService {
         fetch_offset: i64,
         budget: usize,
         first_in_response: bool,
+        topic: &str,
     ) -> Result<Bytes, StoreError> {
         let mut out = BytesMut::new();
         for entry in entries {
@@ -283,7 +288,12 @@ impl FetchService {
                 let room = budget.saturating_sub(out.len()).max(HEADER_LEN) as u64;
                 let mut chunk = self
                     .cache
-                    .read(&entry.object_key, object_size, pos..end.min(pos + room))
+                    .read(
+                        &entry.object_key,
+                        object_size,
+                        pos..end.min(pos + room),
+                        topic,
+                    )
                     .await?;
                 let mut batches = spans(&chunk);
                 if batches.is_empty() {
@@ -297,7 +307,7 @@ impl FetchService {
                     }
                     chunk = self
                         .cache
-                        .read(&entry.object_key, object_size, pos..pos + len as u64)
+                        .read(&entry.object_key, object_size, pos..pos + len as u64, topic)
                         .await?;
                     batches = vec![(0, len)];
                 }

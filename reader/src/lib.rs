@@ -9,8 +9,8 @@
 //!   consumers cost no query per fetch;
 //! - [`cache`]: the foyer hybrid cache of aligned object blocks, one ranged GET per miss.
 //!
-//! The internal HTTP endpoint (`POST /v1/fetch`, `GET /health`) is in this file; a reader
-//! registers in the service registry with a lease so gateways find it.
+//! The internal HTTP endpoint (`POST /v1/fetch`, and `/healthz`, `/readyz`, `/metrics`) is
+//! in this file; a reader registers in the service registry with a lease so gateways find it.
 
 pub mod cache;
 pub mod fetch;
@@ -30,9 +30,11 @@ use yaks_common::config::{ReaderConfig, RegistryConfig};
 use yaks_common::error::StartError;
 use yaks_common::kafka;
 use yaks_common::metastore::{Role, SharedMetastore};
+use yaks_common::metrics::metrics;
 use yaks_common::objstore::SharedObjectStore;
+use yaks_common::ops::{self, Readiness};
 use yaks_common::registry::Lease;
-use yaks_common::rpc::{FETCH_PATH, HEALTH_PATH, INTERNAL_FETCH_VERSION, text_response};
+use yaks_common::rpc::{FETCH_PATH, INTERNAL_FETCH_VERSION, text_response};
 use yaks_common::shutdown::Shutdown;
 
 use crate::cache::BlockCache;
@@ -50,7 +52,8 @@ pub struct Reader {
     tail: Arc<TailIndex>,
     metastore: SharedMetastore,
     feed: tokio::sync::mpsc::Receiver<yaks_common::metastore::CommitEvent>,
-    lease: Lease,
+    lease: Arc<Lease>,
+    objects: SharedObjectStore,
 }
 
 impl Reader {
@@ -73,12 +76,12 @@ impl Reader {
             }
             None => format!("http://{local}"),
         };
-        let cache = BlockCache::open(&config, objects).await?;
+        let cache = BlockCache::open(&config, objects.clone()).await?;
         let tail = Arc::new(TailIndex::default());
         // Subscribe before serving: every commit after this point reaches the tail index.
         let feed = metastore.commit_feed().await?;
         let service = FetchService::new(metastore.clone(), cache.clone(), tail.clone());
-        let lease = Lease::acquire(metastore.clone(), registry, Role::Reader, url).await?;
+        let lease = Arc::new(Lease::acquire(metastore.clone(), registry, Role::Reader, url).await?);
         Ok(Reader {
             listener,
             service,
@@ -87,6 +90,7 @@ impl Reader {
             metastore,
             feed,
             lease,
+            objects,
         })
     }
 
@@ -116,7 +120,15 @@ impl Reader {
             metastore,
             feed,
             lease,
+            objects,
         } = self;
+        let held = lease.clone();
+        let readiness = Readiness::new(
+            metastore.clone(),
+            objects,
+            Some(Arc::new(move || held.is_held())),
+            shutdown.clone(),
+        );
         info!(addr = ?listener.local_addr().ok(), url = lease.address(), "reader listening");
         let follower = tokio::spawn(tail::follow(metastore, feed, tail, shutdown.clone()));
         // On shutdown the lease is released at once, while open fetches drain.
@@ -131,7 +143,8 @@ impl Reader {
             listener,
             move |request| {
                 let service = service.clone();
-                async move { handle(&service, request).await }
+                let readiness = readiness.clone();
+                async move { handle(&service, &readiness, request).await }
             },
             shutdown,
         );
@@ -143,10 +156,24 @@ impl Reader {
     }
 }
 
-async fn handle(service: &FetchService, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    service: &FetchService,
+    readiness: &Readiness,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if let Some(answer) = ops::respond(&request, readiness).await {
+        return answer;
+    }
     match (request.method(), request.uri().path()) {
-        (&Method::POST, FETCH_PATH) => fetch(service, request).await,
-        (&Method::GET, HEALTH_PATH) => text_response(StatusCode::OK, "ok"),
+        (&Method::POST, FETCH_PATH) => {
+            let started = std::time::Instant::now();
+            let response = fetch(service, request).await;
+            metrics()
+                .reader
+                .fetch_duration
+                .observe(started.elapsed().as_secs_f64());
+            response
+        }
         _ => text_response(StatusCode::NOT_FOUND, "no such endpoint"),
     }
 }

@@ -268,6 +268,8 @@ fn members(
         ("YAKS_WRITER__FLUSH_INTERVAL_MS", "100".into()),
         ("YAKS_REGISTRY__HEARTBEAT_MS", "500".into()),
         ("YAKS_REGISTRY__LEASE_MS", "3000".into()),
+        // Gateways restart on the same Kafka port; their metrics port is any free one.
+        ("YAKS_GATEWAY__HTTP_ADDR", "127.0.0.1:0".into()),
         ("RUST_LOG", "info".into()),
     ]
     .into_iter()

@@ -147,6 +147,7 @@ async fn many_small_flushes_merge_and_every_read_stays_identical() {
         assert_eq!(jobs.len(), 1, "one run of {} entries", entries.len());
         let target = JobTarget {
             topic_id: topic.topic_id,
+            topic: &topic.name,
             partition_index: partition,
             key_prefix: &config.s3.key_prefix,
         };

@@ -60,6 +60,8 @@ impl Infra {
         config.writer.listen_addr = "127.0.0.1:0".into();
         config.writer.flush_interval_ms = 50;
         config.gateway.listen_addr = "127.0.0.1:0".into();
+        config.gateway.http_addr = "127.0.0.1:0".into();
+        config.compactor.http_addr = "127.0.0.1:0".into();
         // A gateway whose writer lost an answer (the fail point tests) answers the client
         // at the produce's commit deadline; keep that wait short.
         config.gateway.writer_timeout_ms = 8_000;
@@ -96,6 +98,8 @@ impl Infra {
                 s3.secret_access_key.clone().expect("secret"),
             ),
             ("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "20".into()),
+            ("YAKS_GATEWAY__HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("YAKS_COMPACTOR__HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("YAKS_REGISTRY__HEARTBEAT_MS".into(), "500".into()),
             ("YAKS_REGISTRY__LEASE_MS".into(), "3000".into()),
             (
@@ -131,6 +135,8 @@ pub struct InProcessWriter {
 /// A gateway, one or more writers and a reader running in this process.
 pub struct Roles {
     pub kafka: SocketAddr,
+    /// The gateway's `/healthz`, `/readyz`, `/metrics`.
+    pub ops: SocketAddr,
     pub writer_url: String,
     pub reader_url: String,
     pub writers: Vec<InProcessWriter>,
@@ -176,12 +182,14 @@ impl Roles {
             .await
             .expect("gateway binds");
         let kafka = gateway.local_addr().expect("addr");
+        let ops = gateway.ops_addr().expect("ops addr");
         let (gateway_trigger, gateway_shutdown) = Shutdown::new();
         let (reader_trigger, reader_shutdown) = Shutdown::new();
         let gateway_task = tokio::spawn(gateway.run(gateway_shutdown));
         let reader_task = tokio::spawn(reader.run(reader_shutdown));
         Roles {
             kafka,
+            ops,
             writer_url,
             reader_url,
             writers,
@@ -239,9 +247,18 @@ impl Process {
     }
 
     /// SIGINT, as Ctrl-C would, then waits for a clean exit.
-    pub fn interrupt(mut self) -> std::process::ExitStatus {
+    pub fn interrupt(self) -> std::process::ExitStatus {
+        self.signal_and_wait("-INT")
+    }
+
+    /// SIGTERM, as Kubernetes and ECS stop a task, then waits for a clean exit.
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.signal_and_wait("-TERM")
+    }
+
+    fn signal_and_wait(mut self, signal: &str) -> std::process::ExitStatus {
         let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
@@ -287,10 +304,18 @@ pub fn reachable_temp_dir(prefix: &str) -> TempDir {
 pub async fn start_dev(dir: &Path, name: &str, kafka: &str, env: &[(String, String)]) -> Process {
     let data_dir = dir.join("data");
     let data_dir = data_dir.to_str().expect("utf-8 path");
+    let mut env = env.to_vec();
+    if !env.iter().any(|(key, _)| key == "YAKS_GATEWAY__HTTP_ADDR") {
+        // Tests run several `yaks dev` at once; the default metrics port would collide.
+        env.push((
+            "YAKS_GATEWAY__HTTP_ADDR".into(),
+            format!("127.0.0.1:{}", port()),
+        ));
+    }
     let process = Process::spawn(
         name,
         &["dev", "--data-dir", data_dir, "--kafka-addr", kafka],
-        env,
+        &env,
         dir,
     );
     wait_for_port(kafka, Some(&process)).await;
@@ -416,4 +441,21 @@ pub async fn assert_index_contiguous(sql: &tokio_postgres::Client, topic: &str, 
         expected = last + 1;
     }
     assert_eq!(expected, next_offset(sql, topic, partition).await);
+}
+
+/// GETs `http://{addr}{path}`: the status and the body as text.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let client = yaks_common::rpc::RpcClient::new();
+    let base = if addr.starts_with("http://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let response = client
+        .get(&base, path)
+        .await
+        .unwrap_or_else(|refused| panic!("GET {base}{path} failed (refused: {refused})"));
+    let status = response.status().as_u16();
+    let body = yaks_common::rpc::read_body(response).await.expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
 }

@@ -6,12 +6,14 @@ mod harness;
 
 mod admin;
 mod chaos;
+mod cli;
 mod clients;
 mod compaction;
 mod consume;
 mod failures;
 mod groups;
 mod idempotence;
+mod operations;
 mod oracle;
 mod processes;
 mod produce;

@@ -20,6 +20,7 @@ use tracing::debug;
 use uuid::Uuid;
 use yaks_common::batch::BatchInfo;
 use yaks_common::metastore::{AppendBatch, PartitionAppend};
+use yaks_common::metrics::metrics;
 use yaks_common::shutdown::Shutdown;
 
 use crate::WriterContext;
@@ -63,7 +64,30 @@ pub struct Closed;
 struct Append {
     batches: Vec<PartitionBatch>,
     reply: oneshot::Sender<AppendReply>,
-    permit: OwnedSemaphorePermit,
+    permit: Room,
+}
+
+/// Buffer room held by an append until it is answered; counted in
+/// `yaks_writer_buffered_bytes` while held.
+pub(crate) struct Room {
+    _permit: OwnedSemaphorePermit,
+    bytes: i64,
+}
+
+impl Room {
+    fn new(permit: OwnedSemaphorePermit, bytes: usize) -> Room {
+        metrics().writer.buffered.inc_by(bytes as i64);
+        Room {
+            _permit: permit,
+            bytes: bytes as i64,
+        }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        metrics().writer.buffered.dec_by(self.bytes);
+    }
 }
 
 /// Handle to the batcher task.
@@ -112,6 +136,7 @@ impl Batcher {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| Closed)?;
+        let permit = Room::new(permit, bytes);
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Append {
@@ -146,7 +171,7 @@ pub(crate) struct Waiter {
     pub placements: Vec<Placement>,
     pub reply: oneshot::Sender<AppendReply>,
     /// Held until answered, so buffered and uploading bytes count against the room.
-    pub _permit: OwnedSemaphorePermit,
+    pub _permit: Room,
 }
 
 /// A sealed buffer: the object body, its index entries and who waits on it.
@@ -306,7 +331,7 @@ mod tests {
             vec![batch(topic, 1, &[b"d"])],
         ] {
             let (reply, _answer) = oneshot::channel();
-            let permit = room.clone().try_acquire_owned().expect("room");
+            let permit = Room::new(room.clone().try_acquire_owned().expect("room"), 1);
             buffer.add(Append {
                 batches,
                 reply,

@@ -17,7 +17,7 @@
 //! takes flushes in the order the batcher sealed them.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 use tokio::sync::mpsc;
@@ -28,6 +28,8 @@ use yaks_common::error::StoreError;
 use yaks_common::failpoint::{self, FailAction};
 use yaks_common::ids::ObjectId;
 use yaks_common::metastore::{AppendResult, BatchOutcome, ObjectCommit};
+use yaks_common::metrics::{OutcomeLabels, metrics};
+use yaks_common::topic_names::TopicNames;
 
 use crate::WriterContext;
 use crate::batcher::{PartitionOutcome, SealedFlush, Waiter};
@@ -47,6 +49,7 @@ struct InFlight {
 pub struct Committer {
     tx: mpsc::Sender<InFlight>,
     context: WriterContext,
+    names: TopicNames,
 }
 
 impl Committer {
@@ -60,7 +63,8 @@ impl Committer {
             .max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let task = tokio::spawn(commit_loop(context.clone(), rx));
-        (Committer { tx, context }, task)
+        let names = TopicNames::new(context.metastore.clone());
+        (Committer { tx, context, names }, task)
     }
 
     /// Starts uploading `flush` and queues it for commit; waits while too many are in flight.
@@ -69,10 +73,27 @@ impl Committer {
         let key = object.key(&self.context.s3.key_prefix);
         let size = flush.body.len() as i64;
         let objects = self.context.objects.clone();
+        let mut bytes_by_topic: HashMap<Uuid, u64> = HashMap::new();
+        for append in &flush.appends {
+            let bytes: i64 = append.batches.iter().map(|b| b.byte_length).sum();
+            *bytes_by_topic.entry(append.topic_id).or_default() += bytes as u64;
+        }
+        let names = self.names.clone();
         let upload = tokio::spawn({
             let key = key.clone();
             let body = flush.body.clone();
-            async move { objects.put(key, body).await }
+            async move {
+                let started = Instant::now();
+                // The names (a metastore query for a topic not seen before) are looked up
+                // while the upload runs, not after it.
+                let (uploaded, shares) =
+                    tokio::join!(objects.put(key, body), names.shares(&bytes_by_topic));
+                let writer = &metrics().writer;
+                let elapsed = started.elapsed();
+                writer.s3.record("put", &shares, elapsed, uploaded.is_ok());
+                writer.flush_upload_duration.observe(elapsed.as_secs_f64());
+                uploaded
+            }
         });
         let in_flight = InFlight {
             object,
@@ -102,7 +123,11 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
             Ok(result) => result,
             Err(join) => Err(StoreError::Internal(format!("upload task failed: {join}"))),
         };
+        let writer = &metrics().writer;
+        writer.flush_size.observe(size as f64);
+        writer.flush_partitions.observe(flush.appends.len() as f64);
         if let Err(e) = uploaded {
+            count_flush("upload_failed");
             warn!(%object, error = %e, "upload failed; answering the flush with a retriable error");
             fail_all(flush.waiters, ResponseError::KafkaStorageError.code());
             continue;
@@ -130,6 +155,7 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
                 .saturating_sub(context.config.producer_id_expiration_ms as i64),
         };
         let mut attempt = 0;
+        let started = Instant::now();
         let committed = loop {
             attempt += 1;
             match context.metastore.commit_object(commit).await {
@@ -140,6 +166,14 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
                 other => break other,
             }
         };
+        writer
+            .flush_commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        count_flush(if committed.is_ok() {
+            "committed"
+        } else {
+            "commit_failed"
+        });
         match committed {
             Ok(results) => {
                 // Stage: committed-not-acked.
@@ -167,6 +201,14 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
             }
         }
     }
+}
+
+fn count_flush(outcome: &'static str) {
+    metrics()
+        .writer
+        .flushes
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
 }
 
 /// Answers every waiter from the commit results.

@@ -29,6 +29,7 @@ use yaks_common::config::{S3Config, WriterConfig};
 use yaks_common::failpoint::FailPoints;
 use yaks_common::metastore::SharedMetastore;
 use yaks_common::objstore::SharedObjectStore;
+use yaks_common::ops::Readiness;
 use yaks_common::shutdown::Shutdown;
 
 /// What a writer needs to run.
@@ -79,7 +80,13 @@ impl Writer {
         let (batcher, batcher_task) =
             batcher::Batcher::start(self.context.clone(), committer, shutdown.clone());
         let expiry_task = tokio::spawn(expiry::run(self.context.clone(), shutdown.clone()));
-        let handler = server::Handler::new(Arc::new(batcher));
+        let readiness = Readiness::new(
+            self.context.metastore.clone(),
+            self.context.objects.clone(),
+            None,
+            shutdown.clone(),
+        );
+        let handler = server::Handler::new(Arc::new(batcher), readiness);
         yaks_common::rpc::serve(
             self.listener,
             move |request| {

@@ -22,9 +22,10 @@ use tracing::warn;
 use uuid::Uuid;
 use yaks_common::batch::header_info;
 use yaks_common::kafka;
+use yaks_common::ops::{self, Readiness};
 use yaks_common::rpc::{
-    COMMIT_DEADLINE_HEADER, HEALTH_PATH, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH,
-    WRITER_INSTANCE_HEADER, text_response,
+    COMMIT_DEADLINE_HEADER, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH, WRITER_INSTANCE_HEADER,
+    text_response,
 };
 
 use crate::batcher::{Batcher, PartitionBatch, PartitionOutcome};
@@ -40,24 +41,31 @@ const MAX_BODY_BYTES: usize = 512 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Handler {
     batcher: Arc<Batcher>,
+    readiness: Readiness,
     /// Drawn at start; sent on every response ([`WRITER_INSTANCE_HEADER`]).
     instance: http::HeaderValue,
 }
 
 impl Handler {
-    /// A handler feeding `batcher`.
-    pub fn new(batcher: Arc<Batcher>) -> Handler {
+    /// A handler feeding `batcher`, answering the operations endpoints with `readiness`.
+    pub fn new(batcher: Arc<Batcher>, readiness: Readiness) -> Handler {
         let instance = http::HeaderValue::from_str(&Uuid::new_v4().simple().to_string())
             .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-        Handler { batcher, instance }
+        Handler {
+            batcher,
+            readiness,
+            instance,
+        }
     }
 
     /// Answers one request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
-        let mut response = match (request.method(), request.uri().path()) {
-            (&Method::POST, PRODUCE_PATH) => self.produce(request).await,
-            (&Method::GET, HEALTH_PATH) => plain(StatusCode::OK, "ok"),
-            _ => plain(StatusCode::NOT_FOUND, "no such endpoint"),
+        let mut response = if let Some(answer) = ops::respond(&request, &self.readiness).await {
+            answer.map(|b| b.map_err(|never| match never {}).boxed())
+        } else if request.method() == Method::POST && request.uri().path() == PRODUCE_PATH {
+            self.produce(request).await
+        } else {
+            plain(StatusCode::NOT_FOUND, "no such endpoint")
         };
         response
             .headers_mut()

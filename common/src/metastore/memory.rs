@@ -537,7 +537,7 @@ impl Metastore for MemoryMetastore {
         &self,
         min_age_ms: i64,
         limit: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    ) -> Result<Vec<MarkedObject>, StoreError> {
         let state = self.state();
         let min_age = Duration::from_millis(u64::try_from(min_age_ms).unwrap_or(0));
         Ok(state
@@ -545,10 +545,11 @@ impl Metastore for MemoryMetastore {
             .iter()
             .filter(|(_, at)| at.elapsed() >= min_age)
             .filter_map(|(id, _)| {
-                state
-                    .objects
-                    .get(id)
-                    .map(|(key, _)| (id.clone(), key.clone()))
+                state.objects.get(id).map(|(key, size_bytes)| MarkedObject {
+                    object_id: id.clone(),
+                    key: key.clone(),
+                    size_bytes: *size_bytes,
+                })
             })
             .take(usize::try_from(limit).unwrap_or(0))
             .collect())

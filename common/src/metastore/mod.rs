@@ -41,7 +41,7 @@ pub trait Metastore: Send + Sync + 'static {
     /// The cluster's id, reported to clients.
     async fn cluster_id(&self) -> Result<String, StoreError>;
 
-    /// Checks the store answers.
+    /// Checks the store answers and its schema has every migration this build knows.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// The store's clock, ms since the epoch: the clock of commit deadlines
@@ -159,13 +159,13 @@ pub trait Metastore: Send + Sync + 'static {
     /// at least `min_age_ms` ago by the store's clock; returns how many.
     async fn mark_unreferenced(&self, min_age_ms: i64) -> Result<u64, StoreError>;
 
-    /// Objects marked at least `min_age_ms` ago (store's clock), at most `limit`, as
-    /// (object id, key): what the garbage collector may delete from the bucket.
+    /// Objects marked at least `min_age_ms` ago (store's clock), at most `limit`: what the
+    /// garbage collector may delete from the bucket.
     async fn marked_objects(
         &self,
         min_age_ms: i64,
         limit: i64,
-    ) -> Result<Vec<(String, String)>, StoreError>;
+    ) -> Result<Vec<MarkedObject>, StoreError>;
 
     /// Forgets objects, once deleted from the bucket.
     async fn forget_objects(&self, object_ids: &[String]) -> Result<(), StoreError>;
@@ -789,10 +789,11 @@ async fn swap_suite(store: &dyn Metastore) {
 
     // The swapped-out objects are marked; the garbage collector sees them and forgets them.
     let marked = store.marked_objects(0, 100).await.expect("marked");
-    let mut keys: Vec<&str> = marked.iter().map(|(_, k)| k.as_str()).collect();
+    let mut keys: Vec<&str> = marked.iter().map(|m| m.key.as_str()).collect();
     keys.sort_unstable();
     assert_eq!(keys, vec!["k/c1", "k/c2"]);
-    let ids: Vec<String> = marked.iter().map(|(id, _)| id.clone()).collect();
+    assert!(marked.iter().all(|m| m.size_bytes > 0));
+    let ids: Vec<String> = marked.iter().map(|m| m.object_id.clone()).collect();
     assert_eq!(store.known_objects(&ids).await.expect("known").len(), 2);
     store.forget_objects(&ids).await.expect("forget");
     assert!(store.known_objects(&ids).await.expect("known").is_empty());
@@ -817,7 +818,7 @@ async fn swap_suite(store: &dyn Metastore) {
     assert_eq!(entries[0].len(), 1, "only 4..=5 is left");
     let marked = store.marked_objects(0, 100).await.expect("marked");
     assert_eq!(
-        marked.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>(),
+        marked.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
         vec!["k/m1"]
     );
 
@@ -825,8 +826,8 @@ async fn swap_suite(store: &dyn Metastore) {
     assert!(store.delete_topic(topic.topic_id).await.expect("delete"));
     assert!(store.mark_unreferenced(0).await.expect("sweep") >= 1);
     let marked = store.marked_objects(0, 100).await.expect("marked");
-    assert!(marked.iter().any(|(_, k)| k == "k/c3"));
-    let ids: Vec<String> = marked.into_iter().map(|(id, _)| id).collect();
+    assert!(marked.iter().any(|m| m.key == "k/c3"));
+    let ids: Vec<String> = marked.into_iter().map(|m| m.object_id).collect();
     store.forget_objects(&ids).await.expect("forget");
 }
 

@@ -264,3 +264,14 @@ pub struct EntrySwap<'a> {
     /// Its size: the inputs' lengths added up.
     pub size_bytes: i64,
 }
+
+/// An object the garbage collector may delete: marked, and past the grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedObject {
+    /// Its id in the `objects` table.
+    pub object_id: String,
+    /// Its S3 key.
+    pub key: String,
+    /// Its size, for the reclaimed-bytes metric.
+    pub size_bytes: i64,
+}

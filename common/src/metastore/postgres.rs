@@ -6,7 +6,7 @@
 //! not grow with the number of partitions.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -25,6 +25,7 @@ use super::producers::{ProducerState, SequenceRange};
 use super::{Metastore, PRODUCER_ID_BLOCK};
 use crate::config::PostgresConfig;
 use crate::error::StoreError;
+use crate::metrics::{OperationLabels, metrics};
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -114,14 +115,14 @@ impl PgMetastore {
     /// Applies pending migrations under an advisory lock, so concurrent starts apply each
     /// migration exactly once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("migrate").await?;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
             .await
             .map_err(pg_error)?;
         let report = embedded::migrations::runner()
             .set_abort_divergent(true)
-            .run_async(&mut **client)
+            .run_async(&mut ***client)
             .await;
         // Unlock even when the migration failed; the session ends with the connection anyway.
         let unlock = client
@@ -145,7 +146,7 @@ impl PgMetastore {
         names: Option<&[String]>,
         ids: Option<&[Uuid]>,
     ) -> Result<Vec<TopicMeta>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("query_topics").await?;
         let rows = client
             .query(
                 "SELECT t.topic_id, t.name, t.partition_count,
@@ -180,7 +181,7 @@ impl PgMetastore {
         order: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<IndexEntry>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("first_entry").await?;
         let row = client
             .query_opt(
                 &format!(
@@ -197,11 +198,25 @@ impl PgMetastore {
         Ok(row.map(|r| entry_from_row(&r, 0)))
     }
 
-    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool
+    /// A pooled connection for `operation`, timed: the wait for it and how long the
+    /// operation holds it go to the metastore metrics.
+    pub(crate) async fn client(&self, operation: &'static str) -> Result<TimedClient, StoreError> {
+        let asked = Instant::now();
+        let client = self
+            .pool
             .get()
             .await
-            .map_err(|e| StoreError::Retriable(format!("postgres connection: {e}")))
+            .map_err(|e| StoreError::Retriable(format!("postgres connection: {e}")))?;
+        let got = Instant::now();
+        metrics()
+            .metastore
+            .pool_wait
+            .observe((got - asked).as_secs_f64());
+        Ok(TimedClient {
+            client,
+            operation,
+            since: got,
+        })
     }
 }
 
@@ -209,7 +224,7 @@ impl PgMetastore {
 impl Metastore for PgMetastore {
     /// The cluster id created by the first migration.
     async fn cluster_id(&self) -> Result<String, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("cluster_id").await?;
         let row = client
             .query_one("SELECT cluster_id FROM cluster", &[])
             .await
@@ -219,13 +234,27 @@ impl Metastore for PgMetastore {
 
     /// Checks the database answers, for health endpoints.
     async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(pg_error)?;
+        let client = self.client("ping").await?;
+        let applied: Option<i32> = client
+            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        let latest = embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| m.version())
+            .max();
+        if applied.map(|v| v as i64) < latest.map(|v| v as i64) {
+            return Err(StoreError::Retriable(format!(
+                "schema at migration {applied:?}, this build needs {latest:?}"
+            )));
+        }
         Ok(())
     }
 
     async fn server_time_ms(&self) -> Result<i64, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("server_time_ms").await?;
         let row = client
             .query_one(SERVER_NOW_MS, &[])
             .await
@@ -242,7 +271,7 @@ impl Metastore for PgMetastore {
         configs: &BTreeMap<String, Option<String>>,
     ) -> Result<Option<TopicMeta>, StoreError> {
         let topic_id = Uuid::new_v4();
-        let mut client = self.client().await?;
+        let mut client = self.client("create_topic").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         // Expects: no topic of that name (the unique name makes a racing create a no-op).
         let inserted = tx
@@ -286,7 +315,7 @@ impl Metastore for PgMetastore {
         topic_id: Uuid,
         configs: &BTreeMap<String, Option<String>>,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("set_topic_configs").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         // Expects: the topic exists; its row lock orders concurrent alterations.
         let found = tx
@@ -323,7 +352,7 @@ impl Metastore for PgMetastore {
         topic_id: Uuid,
         partition_count: i32,
     ) -> Result<Option<i32>, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("add_partitions").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         // Expects: the topic exists with fewer partitions; its row lock orders concurrent
         // growth.
@@ -366,7 +395,7 @@ impl Metastore for PgMetastore {
         partition_index: i32,
         offset: i64,
     ) -> Result<LogStartMove, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("advance_log_start").await?;
         // One statement: the partition's row lock orders it with flush commits. Expects:
         // the partition exists and `offset` is at most its high watermark; reports which
         // expectation failed otherwise.
@@ -411,7 +440,7 @@ impl Metastore for PgMetastore {
     /// Deletes a topic, its partitions and index rows. Its objects become unreferenced and
     /// are collected by the compactor after the grace period. Returns false when absent.
     async fn delete_topic(&self, topic_id: Uuid) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("delete_topic").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         // Committed offsets go with the topic, as in Kafka.
         tx.execute(
@@ -437,7 +466,7 @@ impl Metastore for PgMetastore {
     ) -> Result<Vec<PartitionState>, StoreError> {
         let topic_ids: Vec<Uuid> = partitions.iter().map(|p| p.0).collect();
         let indexes: Vec<i32> = partitions.iter().map(|p| p.1).collect();
-        let client = self.client().await?;
+        let client = self.client("partition_states").await?;
         let statement = client
             .prepare_cached(
                 "SELECT p.topic_id, p.partition_index, p.next_offset, p.log_start_offset
@@ -472,7 +501,7 @@ impl Metastore for PgMetastore {
         let topic_ids: Vec<Uuid> = wanted.iter().map(|w| w.0).collect();
         let partitions: Vec<i32> = wanted.iter().map(|w| w.1).collect();
         let from_offsets: Vec<i64> = wanted.iter().map(|w| w.2).collect();
-        let client = self.client().await?;
+        let client = self.client("index_entries").await?;
         let statement = client
             .prepare_cached(&format!(
                 "SELECT w.n, e.*
@@ -507,7 +536,7 @@ impl Metastore for PgMetastore {
 
     /// Index entries of one object, in (topic, partition) order.
     async fn object_entries(&self, object_id: &str) -> Result<Vec<PartitionEntry>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("object_entries").await?;
         let statement = client
             .prepare_cached(&format!(
                 "SELECT i.topic_id, i.partition_index, {ENTRY_COLUMNS}
@@ -608,7 +637,7 @@ impl Metastore for PgMetastore {
         let producer_topics: Vec<Uuid> = producer_keys.iter().map(|k| k.1).collect();
         let producer_partitions: Vec<i32> = producer_keys.iter().map(|k| k.2).collect();
 
-        let mut client = self.client().await?;
+        let mut client = self.client("commit_object").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
 
         // Round trip 1: lock the partitions (fixed order, so concurrent commits cannot
@@ -797,7 +826,7 @@ impl Metastore for PgMetastore {
     /// finds them gone), check them, record the object, replace the rows, mark objects left
     /// without rows.
     async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("swap_entries").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let bases: Vec<i64> = swap.inputs.iter().map(|(b, _)| *b).collect();
         let keys: Vec<&str> = swap.inputs.iter().map(|(_, k)| k.as_str()).collect();
@@ -875,7 +904,7 @@ impl Metastore for PgMetastore {
     }
 
     async fn drop_expired_entries(&self) -> Result<u64, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("drop_expired_entries").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         // Expects nothing: rows a flush adds are above the log start, and DeleteRecords
         // only raises it.
@@ -907,7 +936,7 @@ impl Metastore for PgMetastore {
     }
 
     async fn mark_unreferenced(&self, min_age_ms: i64) -> Result<u64, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("mark_unreferenced").await?;
         let marked = client
             .execute(
                 "UPDATE objects o SET state = 'marked', marked_at = now()
@@ -925,22 +954,29 @@ impl Metastore for PgMetastore {
         &self,
         min_age_ms: i64,
         limit: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let client = self.client().await?;
+    ) -> Result<Vec<MarkedObject>, StoreError> {
+        let client = self.client("marked_objects").await?;
         let rows = client
             .query(
-                "SELECT object_id, object_key FROM objects
+                "SELECT object_id, object_key, size_bytes FROM objects
                  WHERE state = 'marked' AND marked_at <= now() - $1 * interval '1 millisecond'
                  ORDER BY marked_at LIMIT $2",
                 &[&(min_age_ms as f64), &limit],
             )
             .await
             .map_err(pg_error)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| MarkedObject {
+                object_id: r.get(0),
+                key: r.get(1),
+                size_bytes: r.get(2),
+            })
+            .collect())
     }
 
     async fn forget_objects(&self, object_ids: &[String]) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("forget_objects").await?;
         // Expects: the objects are marked (no index row refers to them).
         client
             .execute(
@@ -953,7 +989,7 @@ impl Metastore for PgMetastore {
     }
 
     async fn known_objects(&self, object_ids: &[String]) -> Result<Vec<String>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("known_objects").await?;
         let rows = client
             .query(
                 "SELECT object_id FROM objects WHERE object_id = ANY($1)",
@@ -965,7 +1001,7 @@ impl Metastore for PgMetastore {
     }
 
     async fn allocate_producer_ids(&self) -> Result<i64, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("allocate_producer_ids").await?;
         let row = client
             .query_one("SELECT nextval('producer_id_blocks')", &[])
             .await
@@ -980,7 +1016,7 @@ impl Metastore for PgMetastore {
         producer_epoch: i16,
         now_ms: i64,
     ) -> Result<Option<i16>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("bump_producer_epoch").await?;
         // Compare-and-set on the producer's epoch. A producer without a row is at the epoch
         // it wrote with last, or 0, so the first bump inserts. The claimed epoch may be ahead
         // of the row (clients such as Java's bump locally) but never behind it or behind an
@@ -1015,7 +1051,7 @@ impl Metastore for PgMetastore {
     }
 
     async fn expire_producers(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("expire_producers").await?;
         // In slices, so no statement holds many row locks: a commit that meets one waits
         // only for its slice. Expired rows are ignored by commits anyway (the plan treats
         // them as absent), so how soon they go does not change any answer.
@@ -1055,7 +1091,7 @@ impl Metastore for PgMetastore {
         address: &str,
         lease_ms: i64,
     ) -> Result<i32, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("renew_lease").await?;
         let row = client
             .query_one(
                 "INSERT INTO services (role, instance_id, address, lease_expires_at)
@@ -1072,7 +1108,7 @@ impl Metastore for PgMetastore {
 
     /// Removes a registration at clean shutdown, and long-dead ones of any instance.
     async fn deregister(&self, instance_id: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.client("deregister").await?;
         client
             .execute(
                 "DELETE FROM services
@@ -1086,7 +1122,7 @@ impl Metastore for PgMetastore {
 
     /// Live members of `role`, by node id.
     async fn live_members(&self, role: Role) -> Result<Vec<ServiceMember>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("live_members").await?;
         let rows = client
             .query(
                 "SELECT node_id, address FROM services
@@ -1108,7 +1144,7 @@ impl Metastore for PgMetastore {
     // (FOR SHARE: writes of one coordinator do not block each other, a claim waits for them
     // and they for it) and checks it still holds the epoch it claimed.
     async fn claim_group(&self, group_id: &str) -> Result<GroupClaim, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("claim_group").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         let epoch: i64 = tx
             .query_one(
@@ -1150,7 +1186,7 @@ impl Metastore for PgMetastore {
         group: &StoredGroup,
         now_ms: i64,
     ) -> Result<GroupWrite, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("store_group").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         if !holds_group(&tx, &group.group_id, epoch).await? {
             return Ok(GroupWrite::Fenced);
@@ -1187,7 +1223,7 @@ impl Metastore for PgMetastore {
         offsets: &[CommittedOffset],
         now_ms: i64,
     ) -> Result<GroupWrite, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("commit_offsets").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         if !holds_group(&tx, group_id, epoch).await? {
             return Ok(GroupWrite::Fenced);
@@ -1243,7 +1279,7 @@ impl Metastore for PgMetastore {
         group_id: &str,
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Vec<CommittedOffset>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("fetch_offsets").await?;
         let rows = match partitions {
             None => client
                 .query(
@@ -1289,7 +1325,7 @@ impl Metastore for PgMetastore {
         epoch: i64,
         partitions: &[(String, i32)],
     ) -> Result<GroupWrite, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("delete_offsets").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         if !holds_group(&tx, group_id, epoch).await? {
             return Ok(GroupWrite::Fenced);
@@ -1310,7 +1346,7 @@ impl Metastore for PgMetastore {
     }
 
     async fn delete_group(&self, group_id: &str, epoch: i64) -> Result<GroupWrite, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.client("delete_group").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         if !holds_group(&tx, group_id, epoch).await? {
             return Ok(GroupWrite::Fenced);
@@ -1338,7 +1374,7 @@ impl Metastore for PgMetastore {
     }
 
     async fn list_groups(&self) -> Result<Vec<GroupListing>, StoreError> {
-        let client = self.client().await?;
+        let client = self.client("list_groups").await?;
         let rows = client
             .query(
                 "SELECT group_id, coalesce(protocol_type, ''), leader_id IS NOT NULL
@@ -1460,6 +1496,7 @@ const DEADLINE_PASSED: &str = "YK001";
 const SERVER_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
+    metrics().metastore.errors.inc();
     let Some(code) = err.code() else {
         // No SQLSTATE: the connection broke or timed out.
         return StoreError::Retriable(format!("postgres: {err}"));
@@ -1588,4 +1625,37 @@ fn decode_recent(flat: &[i64]) -> Option<VecDeque<SequenceRange>> {
             })
         })
         .collect()
+}
+
+/// A pooled connection that records, when dropped, how long its operation held it.
+pub(crate) struct TimedClient {
+    client: deadpool_postgres::Object,
+    operation: &'static str,
+    since: Instant,
+}
+
+impl std::ops::Deref for TimedClient {
+    type Target = deadpool_postgres::Object;
+
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for TimedClient {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.client
+    }
+}
+
+impl Drop for TimedClient {
+    fn drop(&mut self) {
+        metrics()
+            .metastore
+            .operation_duration
+            .get_or_create(&OperationLabels {
+                operation: self.operation,
+            })
+            .observe(self.since.elapsed().as_secs_f64());
+    }
 }

@@ -17,7 +17,7 @@
 pub mod consumer_protocol;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{CommittedOffset, GroupListing, GroupWrite, SharedMetastore};
+use yaks_common::metrics::{GroupTopicLabels, metrics};
 use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
@@ -40,6 +41,15 @@ use state::{
 /// How often loaded groups are checked against the live gateways, to let go of those that
 /// moved to another gateway.
 const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
+/// Group lag is computed every this many ownership checks.
+const LAG_CHECK_EVERY: u32 = 10;
+
+/// What this coordinator last put into the group metrics.
+#[derive(Default)]
+struct LagReport {
+    groups: i64,
+    lags: HashSet<GroupTopicLabels>,
+}
 
 /// A loaded group with the requests waiting on it.
 struct Loaded {
@@ -287,11 +297,106 @@ impl Coordinator {
     /// Checks loaded groups against the live gateways every second and unloads those that
     /// now belong to another gateway, and those that were only looked at (a DescribeGroups
     /// or a stray Heartbeat for a group that does not exist), until `shutdown`.
+    /// Sets `yaks_gateway_groups` and `yaks_gateway_group_lag_records` for the groups this
+    /// gateway owns: per group and topic, the records between the committed offsets and
+    /// the high watermarks. Label sets of groups no longer owned are removed, so each group's
+    /// lag is reported by its coordinator only.
+    async fn report_lag(&self, reported: &mut LagReport) {
+        let cells: Vec<(String, Arc<GroupCell>)> = self
+            .groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, cell)| (id.clone(), cell.clone()))
+            .collect();
+        let mut known = Vec::new();
+        for (group_id, cell) in cells {
+            if cell.loaded.lock().await.known {
+                known.push(group_id);
+            }
+        }
+        let gateway = &metrics().gateway;
+        // By difference: several gateways in one process (tests, `yaks dev`) add up.
+        gateway.groups.inc_by(known.len() as i64 - reported.groups);
+        reported.groups = known.len() as i64;
+        let mut lags: HashMap<GroupTopicLabels, i64> = HashMap::new();
+        for group_id in known {
+            let offsets = match self.metastore.fetch_offsets(&group_id, None).await {
+                Ok(offsets) => offsets,
+                Err(e) => {
+                    debug!(group = %group_id, error = %e, "reading offsets for the lag failed");
+                    continue;
+                }
+            };
+            let names: Vec<String> = offsets.iter().map(|o| o.topic.clone()).collect();
+            let Ok(topics) = self.metastore.topics(Some(&names)).await else {
+                continue;
+            };
+            let ids: HashMap<&str, uuid::Uuid> = topics
+                .iter()
+                .map(|t| (t.name.as_str(), t.topic_id))
+                .collect();
+            let wanted: Vec<(uuid::Uuid, i32, &CommittedOffset)> = offsets
+                .iter()
+                .filter_map(|o| Some((*ids.get(o.topic.as_str())?, o.partition_index, o)))
+                .collect();
+            let keys: Vec<(uuid::Uuid, i32)> = wanted.iter().map(|(t, p, _)| (*t, *p)).collect();
+            let Ok(states) = self.metastore.partition_states(&keys).await else {
+                continue;
+            };
+            let ends: HashMap<(uuid::Uuid, i32), i64> = states
+                .iter()
+                .map(|s| ((s.topic_id, s.partition_index), s.next_offset))
+                .collect();
+            for (topic_id, partition, committed) in wanted {
+                let Some(end) = ends.get(&(topic_id, partition)) else {
+                    continue;
+                };
+                let labels = GroupTopicLabels {
+                    group: group_id.clone(),
+                    topic: committed.topic.clone(),
+                };
+                *lags.entry(labels).or_default() += (end - committed.offset).max(0);
+            }
+        }
+        for stale in reported
+            .lags
+            .iter()
+            .filter(|labels| !lags.contains_key(*labels))
+        {
+            gateway.group_lag.remove(stale);
+        }
+        reported.lags.clear();
+        for (labels, lag) in lags {
+            gateway.group_lag.get_or_create(&labels).set(lag);
+            reported.lags.insert(labels);
+        }
+    }
+
+    /// Stops reporting groups (this gateway stops coordinating).
+    fn clear_lag(&self, reported: &mut LagReport) {
+        let gateway = &metrics().gateway;
+        for labels in reported.lags.drain() {
+            gateway.group_lag.remove(&labels);
+        }
+        gateway.groups.dec_by(reported.groups);
+        reported.groups = 0;
+    }
+
     pub async fn keep_ownership(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut reported = LagReport::default();
+        let mut checks: u32 = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(OWNERSHIP_CHECK) => {}
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => {
+                    self.clear_lag(&mut reported);
+                    return;
+                }
+            }
+            checks = checks.wrapping_add(1);
+            if checks.is_multiple_of(LAG_CHECK_EVERY) {
+                self.report_lag(&mut reported).await;
             }
             let moved: Vec<String> = self
                 .groups

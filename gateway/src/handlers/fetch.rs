@@ -27,7 +27,9 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tracing::warn;
 use uuid::Uuid;
+use yaks_common::batch::spans;
 use yaks_common::kafka::{self, topic_name};
+use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::INTERNAL_FETCH_VERSION;
 
 use super::{RequestContext, Versions};
@@ -376,6 +378,7 @@ fn build(version: i16, wanted: &[Wanted], partitions: Vec<PartitionData>) -> Fet
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     let mut last: Option<(&str, Uuid)> = None;
     for (w, data) in wanted.iter().zip(partitions) {
+        count_fetched(&w.topic, data.records.as_ref());
         let key = (w.topic.as_str(), w.topic_id);
         if let (Some(topic), true) = (responses.last_mut(), last == Some(key)) {
             topic.partitions.push(data);
@@ -391,6 +394,25 @@ fn build(version: i16, wanted: &[Wanted], partitions: Vec<PartitionData>) -> Fet
         last = Some(key);
     }
     FetchResponse::default().with_responses(responses)
+}
+
+/// Adds what a partition returns to the per-topic fetch metrics.
+fn count_fetched(topic: &str, records: Option<&Bytes>) {
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return;
+    };
+    let labels = TopicLabels {
+        topic: topic.to_owned(),
+    };
+    let gateway = &metrics().gateway;
+    gateway
+        .fetch_bytes
+        .get_or_create(&labels)
+        .inc_by(records.len() as u64);
+    gateway
+        .fetch_batches
+        .get_or_create(&labels)
+        .inc_by(spans(records).len() as u64);
 }
 
 #[cfg(test)]

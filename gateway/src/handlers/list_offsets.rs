@@ -21,6 +21,7 @@ use uuid::Uuid;
 use yaks_common::batch::{batch_times, record_times, spans};
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{IndexEntry, PartitionState};
+use yaks_common::metrics::metrics;
 
 use super::fetch::{LEADER_EPOCH, epoch_error};
 use super::{RequestContext, Versions};
@@ -95,7 +96,15 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
                 partitions.push(answer);
                 continue;
             }
-            match lookup(state, version, ps, partition.timestamp).await {
+            match lookup(
+                state,
+                version,
+                topic.name.0.as_str(),
+                ps,
+                partition.timestamp,
+            )
+            .await
+            {
                 Ok(Some(found)) => {
                     answer.offset = found.offset;
                     answer.timestamp = found.timestamp;
@@ -118,6 +127,7 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
 async fn lookup(
     state: &GatewayState,
     version: i16,
+    topic: &str,
     ps: &PartitionState,
     timestamp: i64,
 ) -> Result<Option<Found>, i16> {
@@ -153,7 +163,7 @@ async fn lookup(
             return Err(e.kafka_code());
         }
     };
-    let found = match search_entry(state, &entry, timestamp).await {
+    let found = match search_entry(state, topic, &entry, timestamp).await {
         Ok(found) => found,
         Err(e) => {
             warn!(error = %e, object = %entry.object_key, "reading batches for a time lookup failed");
@@ -170,15 +180,21 @@ async fn lookup(
 /// [`MAX_TIMESTAMP`] the first record holding the entry's max timestamp.
 async fn search_entry(
     state: &GatewayState,
+    topic: &str,
     entry: &IndexEntry,
     timestamp: i64,
 ) -> Result<Option<Found>, StoreError> {
     let start = entry.byte_offset as u64;
-    let bytes = state
-        .objects
-        .get_range(
-            entry.object_key.clone(),
-            start..start + entry.byte_length as u64,
+    let length = entry.byte_length as u64;
+    let bytes = metrics()
+        .gateway
+        .s3
+        .measure(
+            "get",
+            &[(topic, length)],
+            state
+                .objects
+                .get_range(entry.object_key.clone(), start..start + length),
         )
         .await?;
     let target = if timestamp == MAX_TIMESTAMP {

@@ -27,6 +27,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod reported;
 pub mod sync_group;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use yaks_common::kafka;
 
 use crate::GatewayState;
 use crate::connection::ConnectionState;
+use crate::handlers::reported::Reported;
 
 /// An inclusive version range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,8 +193,8 @@ impl Drop for SettleGuard {
 
 /// What the connection should do with a request's result.
 pub enum Outcome {
-    /// Send this response body.
-    Respond(Bytes),
+    /// Send this response body, which reports this error code (for the metrics).
+    Respond(Bytes, i16),
     /// Send nothing (acks=0 produce).
     NoResponse,
     /// Close the connection, logging why.
@@ -212,7 +214,7 @@ pub async fn dispatch(context: RequestContext, body: Bytes) -> Outcome {
 async fn run<Req, Resp, F, Fut>(context: RequestContext, body: Bytes, handler: F) -> Outcome
 where
     Req: Decodable,
-    Resp: Encodable,
+    Resp: Encodable + Reported,
     F: FnOnce(RequestContext, Req) -> Fut,
     Fut: std::future::Future<Output = Resp>,
 {
@@ -227,9 +229,9 @@ where
 
 /// Encodes a response, or closes the connection if the handler built one that the version
 /// cannot carry (a bug, logged).
-pub fn encode_response<T: Encodable>(response: &T, version: i16) -> Outcome {
+pub fn encode_response<T: Encodable + Reported>(response: &T, version: i16) -> Outcome {
     match kafka::encode(response, version) {
-        Ok(bytes) => Outcome::Respond(bytes),
+        Ok(bytes) => Outcome::Respond(bytes, response.reported_error()),
         Err(e) => {
             warn!(error = %e, version, "encoding response failed");
             Outcome::Close(format!("response encoding failed: {e}"))

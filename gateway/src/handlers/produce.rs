@@ -28,8 +28,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tracing::{debug, warn};
 use uuid::Uuid;
-use yaks_common::batch::{BatchError, validate_produce_batch, with_log_append_time};
+use yaks_common::batch::{BatchError, header_info, validate_produce_batch, with_log_append_time};
 use yaks_common::kafka::{self, str_bytes};
+use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 
 use super::{Outcome, ProduceTurn, RequestContext, SettleGuard, Versions, encode_response};
@@ -47,6 +48,9 @@ struct Slot {
     result: Result<(i64, i64), (i16, Option<String>)>,
     /// The append time stamped on the batch (LogAppendTime topics), else -1.
     log_append_time_ms: i64,
+    /// Size and record count of the forwarded batch, counted in the metrics once stored.
+    bytes: usize,
+    records: i32,
 }
 
 impl Slot {
@@ -60,6 +64,8 @@ impl Slot {
             partition,
             result,
             log_append_time_ms: -1,
+            bytes: 0,
+            records: 0,
         }
     }
 }
@@ -145,6 +151,10 @@ async fn produce(
                     let now_ms = state.clock.now_ms();
                     partition.records = Some(with_log_append_time(records, now_ms));
                     slots[slot_index].log_append_time_ms = now_ms;
+                }
+                if let Some(records) = &partition.records {
+                    slots[slot_index].bytes = records.len();
+                    slots[slot_index].records = header_info(records).map_or(0, |i| i.record_count);
                 }
                 forwarded.insert((meta.topic_id, partition.index), slot_index);
                 valid.push(partition);
@@ -424,6 +434,18 @@ fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
             .with_log_append_time_ms(-1);
         match slot.result {
             Ok((base_offset, log_start_offset)) => {
+                let labels = TopicLabels {
+                    topic: slot.topic.clone(),
+                };
+                let gateway = &metrics().gateway;
+                gateway
+                    .produce_bytes
+                    .get_or_create(&labels)
+                    .inc_by(slot.bytes as u64);
+                gateway
+                    .produce_records
+                    .get_or_create(&labels)
+                    .inc_by(slot.records.max(0) as u64);
                 partition.base_offset = base_offset;
                 partition.log_append_time_ms = slot.log_append_time_ms;
                 if version >= 5 {

@@ -1,0 +1,330 @@
+//! Operating yaks: `/metrics` read by Prometheus's own parser, `/readyz` following
+//! PostgreSQL, SIGTERM on a writer holding acknowledged-to-be data.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureRecord;
+
+use crate::harness::*;
+
+/// One sample of a `/metrics` page.
+#[derive(Debug, serde::Deserialize)]
+struct Sample {
+    name: String,
+    labels: HashMap<String, String>,
+    value: f64,
+}
+
+/// Fetches `/metrics` from `addr` and parses it with the Prometheus project's parsers
+/// (`tests/clients/parse_metrics.py`), which fail on anything malformed.
+async fn scrape(addr: &str) -> Vec<Sample> {
+    let (status, text) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("python3")
+            .arg(format!("{dir}/parse_metrics.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/setup installs prometheus-client)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("parser ran")
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "the Prometheus parsers refuse /metrics: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("sample"))
+        .collect()
+}
+
+/// Sum of the samples named `name` whose labels include `labels`.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_with_produce_and_fetch_per_topic() {
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let bootstrap = roles.bootstrap();
+    let topic = "metered";
+    create_topic(&bootstrap, topic, 2).await;
+    let ops = roles.ops.to_string();
+
+    let before = scrape(&ops).await;
+    let produced = value(
+        &before,
+        "yaks_gateway_produce_records_total",
+        &[("topic", topic)],
+    );
+    assert_eq!(produced, 0.0, "a new topic starts at zero");
+
+    const RECORDS: usize = 200;
+    let producer = producer(&bootstrap, &[]);
+    let payload = "x".repeat(1000);
+    let mut sends = Vec::new();
+    for i in 0..RECORDS {
+        sends.push(enqueue(
+            &producer,
+            FutureRecord::to(topic)
+                .partition((i % 2) as i32)
+                .key("k")
+                .payload(payload.as_str()),
+        ));
+    }
+    assert_eq!(deliveries(sends).await.len(), RECORDS);
+
+    let bootstrap_for_consumer = bootstrap.clone();
+    let consumed = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap_for_consumer)
+            .set("group.id", "metrics-reader")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["metered"]).expect("subscribe");
+        let mut count = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while count < RECORDS && std::time::Instant::now() < deadline {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("fetch");
+                assert_eq!(message.payload().map(<[u8]>::len), Some(1000));
+                count += 1;
+            }
+        }
+        count
+    })
+    .await
+    .expect("join");
+    assert_eq!(consumed, RECORDS);
+
+    let after = scrape(&ops).await;
+    let topic_label = [("topic", topic)];
+    assert_eq!(
+        value(&after, "yaks_gateway_produce_records_total", &topic_label),
+        RECORDS as f64,
+        "every acknowledged record is counted once"
+    );
+    assert!(
+        value(&after, "yaks_gateway_produce_bytes_total", &topic_label)
+            >= (RECORDS * payload.len()) as f64
+    );
+    assert!(
+        value(&after, "yaks_gateway_fetch_bytes_total", &topic_label)
+            >= (RECORDS * payload.len()) as f64,
+        "what was consumed is counted"
+    );
+    // S3 traffic of the topic: the writer's uploads and the reader's cache misses.
+    let put = [("operation", "put"), ("topic", topic)];
+    assert!(value(&after, "yaks_writer_s3_bytes_total", &put) >= (RECORDS * 1000) as f64);
+    assert!(value(&after, "yaks_writer_s3_requests_total", &put) > 0.0);
+    let get = [("operation", "get"), ("topic", topic)];
+    assert!(value(&after, "yaks_reader_s3_bytes_total", &get) > 0.0);
+    assert!(value(&after, "yaks_reader_s3_requests_total", &get) >= 1.0);
+    // Requests by api and error, latency histograms, flushes, cache and pool figures.
+    assert!(
+        value(
+            &after,
+            "yaks_gateway_requests_total",
+            &[("api", "Produce"), ("error", "NONE")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &after,
+            "yaks_gateway_request_duration_seconds_count",
+            &[("api", "Fetch")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &after,
+            "yaks_writer_flushes_total",
+            &[("outcome", "committed")]
+        ) >= 1.0
+    );
+    assert!(value(&after, "yaks_writer_flush_upload_seconds_count", &[]) >= 1.0);
+    assert!(value(&after, "yaks_writer_flush_commit_seconds_count", &[]) >= 1.0);
+    assert!(
+        value(
+            &after,
+            "yaks_reader_cache_misses_total",
+            &[("tier", "memory")]
+        ) >= 1.0
+    );
+    assert!(value(&after, "yaks_metastore_pool_wait_seconds_count", &[]) >= 1.0);
+    assert!(
+        value(
+            &after,
+            "yaks_metastore_operation_duration_seconds_count",
+            &[("operation", "commit_object")]
+        ) >= 1.0
+    );
+    // Writers and readers serve the same page on their own port.
+    let writer = roles.writer_url.clone();
+    assert!(!scrape(&writer).await.is_empty());
+    roles.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_postgres_is_down_and_recovers() {
+    let mut infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let gateway = roles.ops.to_string();
+    let targets = [gateway.as_str(), &roles.writer_url, &roles.reader_url];
+    for target in targets {
+        assert_eq!(http_get(target, "/healthz").await.0, 200, "{target}");
+        let (status, body) = http_get(target, "/readyz").await;
+        assert_eq!(status, 200, "{target}: {body}");
+    }
+
+    tokio::task::block_in_place(|| infra.postgres.stop()).expect("postgres stops");
+    for target in targets {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = http_get(target, "/readyz").await;
+            if status == 503 {
+                assert!(body.contains("postgres"), "{target}: {body}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{target} still ready with postgres down"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Alive all the same: liveness does not depend on PostgreSQL.
+        assert_eq!(http_get(target, "/healthz").await.0, 200);
+    }
+
+    tokio::task::block_in_place(|| infra.postgres.start_again()).expect("postgres starts");
+    for target in targets {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = http_get(target, "/readyz").await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{target} not ready again: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    roles.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_a_writer_commits_and_acknowledges_its_buffer() {
+    let infra = Infra::start().await;
+    let mut env = infra.process_env("sigterm");
+    // Nothing is flushed by time or size during the test: only the shutdown flushes.
+    env.push(("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "600000".into()));
+    let writer_port = port();
+    let mut writer_env = env.clone();
+    writer_env.push((
+        "YAKS_WRITER__LISTEN_ADDR".into(),
+        format!("127.0.0.1:{writer_port}"),
+    ));
+    let writer = Process::spawn("writer", &["writer"], &writer_env, infra.path());
+    wait_for_port(&format!("127.0.0.1:{writer_port}"), Some(&writer)).await;
+    let reader_port = port();
+    let mut reader_env = env.clone();
+    reader_env.push((
+        "YAKS_READER__LISTEN_ADDR".into(),
+        format!("127.0.0.1:{reader_port}"),
+    ));
+    let reader = Process::spawn("reader", &["reader"], &reader_env, infra.path());
+    wait_for_port(&format!("127.0.0.1:{reader_port}"), Some(&reader)).await;
+    let kafka = format!("127.0.0.1:{}", port());
+    let mut gateway_env = env.clone();
+    gateway_env.push(("YAKS_GATEWAY__LISTEN_ADDR".into(), kafka.clone()));
+    gateway_env.push((
+        "YAKS_GATEWAY__WRITER_URLS".into(),
+        format!("[\"http://127.0.0.1:{writer_port}\"]"),
+    ));
+    let gateway = Process::spawn("gateway", &["gateway"], &gateway_env, infra.path());
+    wait_for_port(&kafka, Some(&gateway)).await;
+    create_topic(&kafka, "drained", 1).await;
+
+    let producer = producer(&kafka, &[]);
+    let sends: Vec<_> = (0..5)
+        .map(|i| {
+            let value = format!("buffered {i}");
+            enqueue(
+                &producer,
+                FutureRecord::to("drained").key("k").payload(&value),
+            )
+        })
+        .collect();
+    // The records sit in the writer's buffer (the flush interval is ten minutes).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sql = infra.sql().await;
+    let stored: i64 = sql
+        .query_one("SELECT count(*) FROM object_index", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(stored, 0, "nothing committed before the signal");
+
+    let log = writer.log.clone();
+    let stopping = tokio::task::spawn_blocking(move || writer.terminate());
+    let offsets: Vec<i64> = deliveries(sends)
+        .await
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![0, 1, 2, 3, 4],
+        "acknowledged with their offsets"
+    );
+    let status = stopping.await.expect("join");
+    assert!(
+        status.success(),
+        "the writer exits cleanly on SIGTERM\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let next_offset: i64 = sql
+        .query_one(
+            "SELECT p.next_offset FROM partitions p JOIN topics t USING (topic_id)
+             WHERE t.name = 'drained' AND p.partition_index = 0",
+            &[],
+        )
+        .await
+        .expect("partition")
+        .get(0);
+    assert_eq!(next_offset, 5, "committed in PostgreSQL");
+    for process in [gateway, reader] {
+        assert!(process.terminate().success());
+    }
+}
