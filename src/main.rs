@@ -102,7 +102,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    yaks_common::telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,12 +112,39 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let telemetry = yaks_common::telemetry::init(
+        &config.log,
+        &format!("yaks-{}", cli.command.name()),
+        runtime.handle().clone(),
+    );
+    let code = match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
             eprintln!("yaks: {e:#}");
             ExitCode::FAILURE
+        }
+    };
+    telemetry.shutdown();
+    code
+}
+
+impl Command {
+    /// The command's name, which names the process in exported traces (`yaks-gateway`).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Gateway => "gateway",
+            Command::Writer => "writer",
+            Command::Reader => "reader",
+            Command::Migrate => "migrate",
+            Command::Compactor { .. } => "compactor",
+            Command::Topic { .. } => "topic",
+            Command::Produce { .. } => "produce",
+            Command::Consume { .. } => "consume",
+            Command::Group { .. } => "group",
+            Command::Oracle(_) => "oracle",
+            Command::Chaos(_) => "chaos",
+            Command::Dev { .. } => "dev",
         }
     }
 }

@@ -326,6 +326,11 @@ pub struct LogConfig {
     pub format: String,
     /// A tracing filter (`info`, `yaks_writer=debug,info`); `RUST_LOG` wins when set.
     pub filter: String,
+    /// OTLP/HTTP traces endpoint of a collector (`http://localhost:4318/v1/traces`);
+    /// unset: no spans are exported.
+    pub otlp_endpoint: Option<String>,
+    /// Share of traces exported (0 to 1), decided where a trace starts (the gateway).
+    pub otlp_sample_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -333,6 +338,8 @@ impl Default for LogConfig {
         Self {
             format: "text".into(),
             filter: "info".into(),
+            otlp_endpoint: None,
+            otlp_sample_ratio: 0.05,
         }
     }
 }
@@ -555,6 +562,19 @@ impl Config {
                 "registry.heartbeat_ms",
                 "must be positive and at most half of registry.lease_ms",
             ));
+        }
+        if let Some(endpoint) = &self.log.otlp_endpoint
+            && !endpoint.starts_with("http://")
+        {
+            return Err(invalid(
+                "log.otlp_endpoint",
+                format!(
+                    "must be an http:// URL such as http://localhost:4318/v1/traces (got {endpoint:?})"
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.log.otlp_sample_ratio) {
+            return Err(invalid("log.otlp_sample_ratio", "must be between 0 and 1"));
         }
         if self.log.format != "text" && self.log.format != "json" {
             return Err(invalid("log.format", "must be `text` or `json`"));

@@ -110,7 +110,7 @@ impl RpcClient {
     ) -> Result<Response<Incoming>, RpcError> {
         let mut request = Request::post(format!("{base_url}{path}"))
             .header(http::header::CONTENT_TYPE, "application/x-kafka");
-        for (name, value) in headers {
+        for (name, value) in headers.iter().chain(&crate::telemetry::trace_headers()) {
             request = request.header(*name, value.as_str());
         }
         let request = request

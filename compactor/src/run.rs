@@ -123,15 +123,23 @@ impl Compactor {
         Ok(planned)
     }
 
-    /// Works the queue until it has nothing visible: each job run and deleted, a failing
-    /// one left to be received again (and set aside after too many receives).
-    pub async fn work(&self, report: &mut PassReport) -> Result<(), StoreError> {
+    /// Works the queue until it has nothing visible (or `stop` fired): each job run and
+    /// deleted, a failing one left to be received again (and set aside after too many
+    /// receives).
+    async fn work_until(
+        &self,
+        report: &mut PassReport,
+        stop: Option<&Shutdown>,
+    ) -> Result<(), StoreError> {
         loop {
             let deliveries = self.queue.receive(10).await?;
             if deliveries.is_empty() {
                 return Ok(());
             }
             for delivery in deliveries {
+                if stop.is_some_and(Shutdown::is_triggered) {
+                    return Ok(());
+                }
                 let message = match delivery.job {
                     Ok(message) => message,
                     Err(e) => {
@@ -226,11 +234,22 @@ impl Compactor {
     /// One full pass: retention (so expired data is not compacted), plan, work, garbage.
     /// A dry run only lists what garbage collection would delete.
     pub async fn run_once(&self, dry_run: bool) -> Result<PassReport, StoreError> {
+        self.pass(dry_run, None).await
+    }
+
+    /// [`Compactor::run_once`], cut short when `stop` fires: no new job is started and
+    /// garbage is left for the next pass (a job not deleted from the queue is received
+    /// again after its visibility timeout).
+    async fn pass(&self, dry_run: bool, stop: Option<&Shutdown>) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         if !dry_run {
             report.retained = self.enforce_retention().await?;
             report.planned = self.plan().await?;
-            self.work(&mut report).await?;
+            self.work_until(&mut report, stop).await?;
+            if stop.is_some_and(Shutdown::is_triggered) {
+                info!(?report, "compactor pass cut short by shutdown");
+                return Ok(report);
+            }
         }
         let settings = GcSettings {
             grace: Duration::from_millis(self.config.grace_ms),
@@ -253,7 +272,7 @@ impl Compactor {
     pub async fn run(self, mut shutdown: Shutdown) {
         let interval = Duration::from_millis(self.config.interval_ms);
         loop {
-            if let Err(e) = self.run_once(false).await {
+            if let Err(e) = self.pass(false, Some(&shutdown)).await {
                 warn!(error = %e, "compactor pass failed");
             }
             tokio::select! {

@@ -158,13 +158,20 @@ async fn read_requests(
         } else {
             None
         };
+        // A root span: each request is its own trace (the connection's span would make a
+        // long-lived client one endless trace); the connection id links them in logs.
         let span = info_span!(
+            parent: None,
             "request",
+            connection = connection.id,
+            peer = %connection.peer,
             api = ?api_key,
             version,
             correlation_id,
             client_id = header.client_id.as_deref().unwrap_or(""),
+            trace_id = tracing::field::Empty,
         );
+        yaks_common::telemetry::record_trace_id(&span);
         let context = RequestContext {
             state: state.clone(),
             connection: connection.clone(),

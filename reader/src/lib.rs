@@ -25,7 +25,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use kafka_protocol::messages::FetchRequest;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 use yaks_common::config::{ReaderConfig, RegistryConfig};
 use yaks_common::error::StartError;
 use yaks_common::kafka;
@@ -167,7 +167,9 @@ async fn handle(
     match (request.method(), request.uri().path()) {
         (&Method::POST, FETCH_PATH) => {
             let started = std::time::Instant::now();
-            let response = fetch(service, request).await;
+            let span = tracing::info_span!("fetch", trace_id = tracing::field::Empty);
+            yaks_common::telemetry::continue_trace(&span, request.headers());
+            let response = fetch(service, request).instrument(span).await;
             metrics()
                 .reader
                 .fetch_duration

@@ -328,3 +328,107 @@ async fn sigterm_on_a_writer_commits_and_acknowledges_its_buffer() {
         assert!(process.terminate().success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_and_a_fetch_are_each_one_trace_across_gateway_writer_and_reader() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let collector = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/traces"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&collector)
+        .await;
+    let dir = reachable_temp_dir("yaks-otlp-");
+    let kafka = format!("127.0.0.1:{}", port());
+    let env = vec![
+        (
+            "YAKS_LOG__OTLP_ENDPOINT".to_owned(),
+            format!("{}/v1/traces", collector.uri()),
+        ),
+        ("YAKS_LOG__OTLP_SAMPLE_RATIO".to_owned(), "1".to_owned()),
+    ];
+    let dev = start_dev(dir.path(), "dev", &kafka, &env).await;
+    create_topic(&kafka, "traced", 1).await;
+    let producer = producer(&kafka, &[]);
+    let sends = vec![enqueue(
+        &producer,
+        FutureRecord::to("traced").key("k").payload("v"),
+    )];
+    assert_eq!(deliveries(sends).await.len(), 1);
+    let bootstrap = kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "traced")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["traced"]).expect("subscribe");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                message.expect("fetch");
+                return;
+            }
+        }
+        panic!("nothing consumed");
+    })
+    .await
+    .expect("join");
+
+    // Spans arrive in batches; collect until a writer and a reader span joined a trace
+    // started by a gateway request.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut spans = Vec::new();
+        let mut services = Vec::new();
+        for request in collector.received_requests().await.unwrap_or_default() {
+            let export = ExportTraceServiceRequest::decode(request.body.as_slice())
+                .expect("an OTLP protobuf export");
+            for resource in export.resource_spans {
+                if let Some(resource) = &resource.resource {
+                    for attribute in &resource.attributes {
+                        services.push(format!("{:?}", attribute.value));
+                    }
+                }
+                for scope in resource.scope_spans {
+                    spans.extend(scope.spans);
+                }
+            }
+        }
+        let joined = |name: &str| {
+            spans.iter().any(|child| {
+                child.name == name
+                    && !child.parent_span_id.is_empty()
+                    && spans
+                        .iter()
+                        .any(|root| root.name == "request" && root.trace_id == child.trace_id)
+            })
+        };
+        if joined("produce") && joined("fetch") {
+            assert!(
+                services.iter().any(|s| s.contains("yaks-dev")),
+                "spans name their service: {services:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no trace spans gateway and writer/reader: {:?}",
+            spans
+                .iter()
+                .map(|s| (&s.name, hex(&s.trace_id)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(dev.interrupt().success());
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -18,7 +18,7 @@ use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
-use tracing::warn;
+use tracing::{Instrument, warn};
 use uuid::Uuid;
 use yaks_common::batch::header_info;
 use yaks_common::kafka;
@@ -63,7 +63,9 @@ impl Handler {
         let mut response = if let Some(answer) = ops::respond(&request, &self.readiness).await {
             answer.map(|b| b.map_err(|never| match never {}).boxed())
         } else if request.method() == Method::POST && request.uri().path() == PRODUCE_PATH {
-            self.produce(request).await
+            let span = tracing::info_span!("produce", trace_id = tracing::field::Empty);
+            yaks_common::telemetry::continue_trace(&span, request.headers());
+            self.produce(request).instrument(span).await
         } else {
             plain(StatusCode::NOT_FOUND, "no such endpoint")
         };
