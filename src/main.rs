@@ -82,6 +82,12 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// GET an HTTP URL and exit 0 on a 2xx answer: container health checks
+    /// (`yaks probe http://127.0.0.1:9096/readyz`) in an image without curl.
+    Probe {
+        /// The URL, e.g. `http://127.0.0.1:9094/healthz`.
+        url: String,
+    },
     /// Run everything in one process with a private PostgreSQL and a loopback S3.
     Dev {
         /// Where the private PostgreSQL and S3 data live.
@@ -142,6 +148,7 @@ impl Command {
             Command::Produce { .. } => "produce",
             Command::Consume { .. } => "consume",
             Command::Group { .. } => "group",
+            Command::Probe { .. } => "probe",
             Command::Oracle(_) => "oracle",
             Command::Chaos(_) => "chaos",
             Command::Dev { .. } => "dev",
@@ -230,6 +237,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             connection,
             command,
         } => admin::group(&connection, command).await,
+        Command::Probe { url } => probe(&url).await,
         Command::Oracle(options) => {
             let report = yaks::oracle::run(options).await?;
             println!("{}", report.table());
@@ -263,6 +271,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             .await
         }
     }
+}
+
+/// `yaks probe URL`.
+async fn probe(url: &str) -> anyhow::Result<()> {
+    let client = yaks_common::rpc::RpcClient::new();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(5), client.get(url, ""))
+        .await
+        .map_err(|_| anyhow::anyhow!("{url}: no answer within 5 s"))?
+        .map_err(|_| anyhow::anyhow!("{url}: unreachable"))?;
+    let status = response.status();
+    let body = yaks_common::rpc::read_body(response)
+        .await
+        .unwrap_or_default();
+    println!("{status} {}", String::from_utf8_lossy(&body).trim());
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    Ok(())
 }
 
 /// Runs a role until Ctrl-C or SIGTERM, then lets it shut down cleanly.

@@ -63,7 +63,7 @@ pub async fn bind_writer(config: &Config, backends: &Backends) -> anyhow::Result
         clock: system_clock(),
         fail_points: Arc::new(fail_points),
     };
-    Writer::bind(context)
+    Writer::bind(context, config.registry.clone())
         .await
         .with_context(|| format!("binding writer on {}", config.writer.listen_addr))
 }

@@ -106,6 +106,10 @@ impl Default for GatewayConfig {
 pub struct WriterConfig {
     /// Address the internal HTTP listener binds.
     pub listen_addr: String,
+    /// Base URL gateways reach this writer at (`http://host:port`), published in the
+    /// registry for gateways without `gateway.writer_urls`; defaults to the bound address
+    /// (on ECS, the task's address).
+    pub advertised_url: Option<String>,
     /// A buffer holding this many bytes is flushed at once.
     pub flush_bytes: u64,
     /// A non-empty buffer is flushed at the latest this long after its first batch.
@@ -124,6 +128,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             listen_addr: "0.0.0.0:9094".into(),
+            advertised_url: None,
             flush_bytes: 8 * 1024 * 1024,
             flush_interval_ms: 250,
             max_buffered_bytes: 256 * 1024 * 1024,
@@ -481,6 +486,14 @@ impl Config {
         {
             return Err(invalid(
                 "reader.advertised_url",
+                format!("must start with http:// (got {url:?})"),
+            ));
+        }
+        if let Some(url) = &self.writer.advertised_url
+            && !url.starts_with("http://")
+        {
+            return Err(invalid(
+                "writer.advertised_url",
                 format!("must start with http:// (got {url:?})"),
             ));
         }

@@ -4,6 +4,7 @@
 //! each other, so the seams between roles are the types defined here:
 //!
 //! - [`config`]: the settings tree loaded by figment (defaults < TOML file < `YAKS_*` env).
+//! - [`advertise`]: the address a role registers (setting, bound address, or ECS task IP).
 //! - [`ids`]: object ids and the one path resolver that turns them into S3 keys.
 //! - [`clock`]: injected time, so tests can control it.
 //! - [`batch`]: RecordBatch (magic 2) header parsing and validation, without decoding records.
@@ -22,6 +23,7 @@
 //! - [`shutdown`]: a cloneable shutdown signal.
 //! - [`failpoint`]: named points on the durability path where tests inject failures.
 
+pub mod advertise;
 pub mod batch;
 pub mod clock;
 pub mod config;

@@ -21,7 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 /// Label of S3 requests that belong to no single topic (listing, deleting garbage).
 pub const NO_TOPIC: &str = "-";
@@ -97,6 +97,40 @@ pub struct TierLabels {
     pub tier: &'static str,
 }
 
+/// The registry, and the name and help of every family registered in it (a family with no
+/// samples yet is not rendered, but it is in the catalogue).
+#[derive(Default)]
+struct Catalogue {
+    registry: Registry,
+    families: Vec<(String, String)>,
+}
+
+impl Catalogue {
+    fn register(&mut self, name: impl Into<String>, help: &str, metric: impl Metric) {
+        let name = name.into();
+        self.families.push((name.clone(), help.to_owned()));
+        self.registry.register(name, help, metric);
+    }
+
+    fn register_with_unit(
+        &mut self,
+        name: impl Into<String>,
+        help: &str,
+        unit: Unit,
+        metric: impl Metric,
+    ) {
+        let name = name.into();
+        let suffix = match &unit {
+            Unit::Bytes => "bytes",
+            Unit::Seconds => "seconds",
+            _ => "",
+        };
+        self.families
+            .push((format!("{name}_{suffix}"), help.to_owned()));
+        self.registry.register_with_unit(name, help, unit, metric);
+    }
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms to ~33 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 17))
@@ -125,7 +159,7 @@ pub struct S3Metrics {
 }
 
 impl S3Metrics {
-    fn register(registry: &mut Registry, role: &str) -> S3Metrics {
+    fn register(registry: &mut Catalogue, role: &str) -> S3Metrics {
         let metrics = S3Metrics {
             requests: Family::default(),
             bytes: Family::default(),
@@ -310,7 +344,7 @@ pub struct Metrics {
     pub compactor: CompactorMetrics,
     /// Metastore.
     pub metastore: MetastoreMetrics,
-    registry: Registry,
+    catalogue: Catalogue,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -323,10 +357,18 @@ pub fn metrics() -> &'static Metrics {
 /// The process's metrics as OpenMetrics text, for `/metrics`.
 pub fn render() -> String {
     let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &METRICS.registry) {
+    if let Err(e) =
+        prometheus_client::encoding::text::encode(&mut text, &METRICS.catalogue.registry)
+    {
         tracing::warn!(error = %e, "encoding metrics failed");
     }
     text
+}
+
+/// Every metric family yaks exports, as (name, help), in registration order. Names are
+/// as exposed, without the `_total` counters get or a histogram's `_bucket/_sum/_count`.
+pub fn families() -> &'static [(String, String)] {
+    &METRICS.catalogue.families
 }
 
 /// Content type of [`render`]'s output.
@@ -334,25 +376,25 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::default();
-        let gateway = GatewayMetrics::register(&mut registry);
-        let writer = WriterMetrics::register(&mut registry);
-        let reader = ReaderMetrics::register(&mut registry);
-        let compactor = CompactorMetrics::register(&mut registry);
-        let metastore = MetastoreMetrics::register(&mut registry);
+        let mut catalogue = Catalogue::default();
+        let gateway = GatewayMetrics::register(&mut catalogue);
+        let writer = WriterMetrics::register(&mut catalogue);
+        let reader = ReaderMetrics::register(&mut catalogue);
+        let compactor = CompactorMetrics::register(&mut catalogue);
+        let metastore = MetastoreMetrics::register(&mut catalogue);
         Metrics {
             gateway,
             writer,
             reader,
             compactor,
             metastore,
-            registry,
+            catalogue,
         }
     }
 }
 
 impl GatewayMetrics {
-    fn register(r: &mut Registry) -> GatewayMetrics {
+    fn register(r: &mut Catalogue) -> GatewayMetrics {
         let m = GatewayMetrics {
             requests: Family::default(),
             request_duration: latency_family(),
@@ -418,7 +460,7 @@ impl GatewayMetrics {
 }
 
 impl WriterMetrics {
-    fn register(r: &mut Registry) -> WriterMetrics {
+    fn register(r: &mut Catalogue) -> WriterMetrics {
         let m = WriterMetrics {
             flushes: Family::default(),
             flush_size: bytes_histogram(),
@@ -467,7 +509,7 @@ impl WriterMetrics {
 }
 
 impl ReaderMetrics {
-    fn register(r: &mut Registry) -> ReaderMetrics {
+    fn register(r: &mut Catalogue) -> ReaderMetrics {
         let m = ReaderMetrics {
             cache_hits: Family::default(),
             cache_misses: Family::default(),
@@ -501,7 +543,7 @@ impl ReaderMetrics {
 }
 
 impl CompactorMetrics {
-    fn register(r: &mut Registry) -> CompactorMetrics {
+    fn register(r: &mut Catalogue) -> CompactorMetrics {
         let m = CompactorMetrics {
             jobs: Family::default(),
             objects_in: Counter::default(),
@@ -547,7 +589,7 @@ impl CompactorMetrics {
 }
 
 impl MetastoreMetrics {
-    fn register(r: &mut Registry) -> MetastoreMetrics {
+    fn register(r: &mut Catalogue) -> MetastoreMetrics {
         let m = MetastoreMetrics {
             pool_wait: latency_histogram(),
             operation_duration: latency_family(),
@@ -638,8 +680,8 @@ mod tests {
 
     #[test]
     fn s3_shares_add_up_to_one_request() {
-        let mut registry = Registry::default();
-        let s3 = S3Metrics::register(&mut registry, "test");
+        let mut catalogue = Catalogue::default();
+        let s3 = S3Metrics::register(&mut catalogue, "test");
         s3.record(
             "put",
             &[("a", 300), ("b", 100)],
@@ -664,7 +706,7 @@ mod tests {
         };
         assert_eq!(s3.errors.get_or_create(&none).get(), 1.0);
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        prometheus_client::encoding::text::encode(&mut text, &catalogue.registry).expect("encodes");
         assert!(
             text.contains("yaks_test_s3_requests_total{operation=\"put\",topic=\"a\"} 0.75"),
             "{text}"

@@ -5,7 +5,8 @@
 //! give each partition a leader chosen by rendezvous hashing over them, so every gateway
 //! tells clients the same thing and connections spread evenly. Any gateway can serve any
 //! partition; "leader" only steers where clients connect. The same refresh reads the live
-//! readers, which Fetch is routed to when `gateway.reader_urls` is empty. Consumer groups
+//! readers and writers, which Fetch and Produce are routed to when `gateway.reader_urls` /
+//! `gateway.writer_urls` are empty. Consumer groups
 //! are spread the same way: a group's coordinator is the rendezvous choice for its id.
 
 use std::sync::{Arc, RwLock};
@@ -35,6 +36,7 @@ struct Inner {
     cluster_id: String,
     brokers: RwLock<Vec<Broker>>,
     readers: RwLock<Vec<ServiceMember>>,
+    writers: RwLock<Vec<String>>,
 }
 
 /// Shared view of the live gateways and readers, refreshed with every lease renewal.
@@ -59,6 +61,7 @@ impl ClusterView {
                 cluster_id,
                 brokers: RwLock::new(Vec::new()),
                 readers: RwLock::new(Vec::new()),
+                writers: RwLock::new(Vec::new()),
             }),
         };
         view.refresh_members().await?;
@@ -146,6 +149,15 @@ impl ClusterView {
             .clone()
     }
 
+    /// Base URLs of the live writers in the registry, in node-id order.
+    pub fn live_writers(&self) -> Vec<String> {
+        self.inner
+            .writers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     async fn refresh_members(&self) -> Result<(), StoreError> {
         let metastore = self.inner.lease.metastore();
         let gateways = metastore.live_members(Role::Gateway).await?;
@@ -157,6 +169,13 @@ impl ClusterView {
             .readers
             .write()
             .unwrap_or_else(|p| p.into_inner()) = readers;
+        let mut writers = metastore.live_members(Role::Writer).await?;
+        writers.sort_by_key(|w| w.node_id);
+        *self
+            .inner
+            .writers
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = writers.into_iter().map(|w| w.address).collect();
         Ok(())
     }
 

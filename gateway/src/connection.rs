@@ -65,7 +65,7 @@ pub async fn serve(
     let connection = Arc::new(ConnectionState {
         id,
         peer,
-        writer: Sticky::new(id, state.writers.len()),
+        writer: Sticky::new(id),
     });
     let connections = &metrics().gateway.connections;
     connections.inc();

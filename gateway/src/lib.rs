@@ -91,14 +91,9 @@ impl Gateway {
         objects: SharedObjectStore,
         clock: SharedClock,
     ) -> Result<Gateway, StartError> {
-        if config.writer_urls.is_empty() {
-            return Err(StartError::Config(
-                "`gateway.writer_urls` must name at least one writer (http://host:port)".into(),
-            ));
-        }
         let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;
         let ops = OpsServer::bind(&config.http_addr).await?;
-        let advertised = advertised_addr(&config, local)?;
+        let advertised = advertised_addr(&config, local).await?;
         let cluster = ClusterView::register(metastore.clone(), registry, advertised).await?;
         let server_clock = ServerClock::sample(clock.clone(), &metastore).await?;
         let groups = Arc::new(Coordinator::new(
@@ -117,7 +112,7 @@ impl Gateway {
             server_clock,
             groups,
             topics: TopicCache::new(metastore.clone()),
-            writers: WriterPool::new(config.writer_urls.clone()),
+            writers: WriterPool::new(config.writer_urls.clone(), cluster.clone()),
             readers: ReaderPool::new(config.reader_urls.clone()),
             producer_ids: ProducerIds::new(metastore.clone()),
             clock,
@@ -214,17 +209,22 @@ impl Gateway {
     }
 }
 
-fn advertised_addr(config: &GatewayConfig, local: SocketAddr) -> Result<(String, u16), StartError> {
+async fn advertised_addr(
+    config: &GatewayConfig,
+    local: SocketAddr,
+) -> Result<(String, u16), StartError> {
     let text = match &config.advertised_addr {
         Some(addr) => addr.clone(),
-        None if local.ip().is_unspecified() => {
-            return Err(StartError::Config(
-                "`gateway.advertised_addr` must be set when listening on all interfaces \
-                 (clients need an address to connect to)"
-                    .into(),
-            ));
-        }
-        None => local.to_string(),
+        None => match yaks_common::advertise::reachable_ip(local).await? {
+            Some(ip) => SocketAddr::new(ip, local.port()).to_string(),
+            None => {
+                return Err(StartError::Config(
+                    "`gateway.advertised_addr` must be set when listening on all interfaces \
+                     (clients need an address to connect to)"
+                        .into(),
+                ));
+            }
+        },
     };
     let (host, port) = text.rsplit_once(':').ok_or_else(|| {
         StartError::Config(format!(

@@ -1,13 +1,15 @@
 //! Produce routing: which writer a connection's produce requests go to.
 //!
-//! A connection sticks to one writer (chosen from its id) while that writer answers, so the
+//! The writers are `gateway.writer_urls`, or else the writers holding a lease in the
+//! registry (so writers can scale like any stateless service). A connection sticks to one
+//! writer (chosen from its id) while that writer answers, so the
 //! batches one connection sends to a partition are committed in the order sent. A writer
 //! that refuses or cannot be reached is skipped for [`DOWN_FOR`] and the connection moves
 //! to the next one; after a writer change, ordering across the change rests on the
 //! idempotent-producer sequence check, as in Kafka.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,52 +20,82 @@ use yaks_common::rpc::{
     COMMIT_DEADLINE_HEADER, HEALTH_PATH, PRODUCE_PATH, RpcClient, RpcError, WRITER_INSTANCE_HEADER,
 };
 
+use crate::cluster::ClusterView;
+
 /// How long a writer that lost an answer gets to show whether it is still the same process.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a writer that failed is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(2);
 
-/// The configured writers and their recent health.
+/// Where the writers come from.
+enum Writers {
+    /// `gateway.writer_urls`.
+    Configured(Vec<String>),
+    /// The live writers in the registry.
+    Registered(ClusterView),
+}
+
+/// The writers and their recent health.
 pub struct WriterPool {
-    urls: Vec<String>,
-    down_until: Mutex<Vec<Option<Instant>>>,
+    writers: Writers,
+    down_until: Mutex<HashMap<String, Instant>>,
     rpc: RpcClient,
 }
 
-/// A connection's current writer.
+/// A connection's current writer (its base URL), chosen at its first produce.
 #[derive(Debug)]
-pub struct Sticky(AtomicUsize);
+pub struct Sticky {
+    connection_id: u64,
+    writer: Mutex<Option<String>>,
+}
 
 impl Sticky {
-    /// Starts a connection on the writer its id hashes to.
-    pub fn new(connection_id: u64, writers: usize) -> Sticky {
-        Sticky(AtomicUsize::new((connection_id as usize) % writers.max(1)))
+    /// A connection with no writer yet; its first produce picks the one its id hashes to.
+    pub fn new(connection_id: u64) -> Sticky {
+        Sticky {
+            connection_id,
+            writer: Mutex::new(None),
+        }
+    }
+
+    fn get(&self) -> Option<String> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, url: &str) {
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(url.to_owned());
     }
 }
 
 impl WriterPool {
-    /// A pool over `urls` (at least one).
-    pub fn new(urls: Vec<String>) -> WriterPool {
-        let count = urls.len();
+    /// A pool over `urls`, or, when empty, over the live writers `cluster` sees.
+    pub fn new(urls: Vec<String>, cluster: ClusterView) -> WriterPool {
+        let writers = if urls.is_empty() {
+            Writers::Registered(cluster)
+        } else {
+            Writers::Configured(
+                urls.into_iter()
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .collect(),
+            )
+        };
         WriterPool {
-            urls: urls
-                .into_iter()
-                .map(|u| u.trim_end_matches('/').to_owned())
-                .collect(),
-            down_until: Mutex::new(vec![None; count]),
+            writers,
+            down_until: Mutex::new(HashMap::new()),
             rpc: RpcClient::new(),
         }
     }
 
-    /// Number of writers.
-    pub fn len(&self) -> usize {
-        self.urls.len()
-    }
-
-    /// True when no writer is configured.
-    pub fn is_empty(&self) -> bool {
-        self.urls.is_empty()
+    /// The writers as of now.
+    pub fn urls(&self) -> Vec<String> {
+        match &self.writers {
+            Writers::Configured(urls) => urls.clone(),
+            Writers::Registered(cluster) => cluster.live_writers(),
+        }
     }
 
     /// Sends an internal produce body and returns once a writer *accepted* it, with that
@@ -82,19 +114,32 @@ impl WriterPool {
         deadline: Instant,
         commit_deadline_ms: i64,
         previous_settled: &mut Option<tokio::sync::oneshot::Receiver<()>>,
-    ) -> Result<(usize, Response<Incoming>), RpcError> {
+    ) -> Result<(String, Response<Incoming>), RpcError> {
         let headers = [(COMMIT_DEADLINE_HEADER, commit_deadline_ms.to_string())];
-        let count = self.urls.len();
-        let start = sticky.0.load(Ordering::Relaxed);
-        let mut last_error = RpcError::Unavailable("no writer configured".into());
+        let urls = self.urls();
+        let count = urls.len();
+        if count == 0 {
+            return Err(RpcError::Unavailable(
+                "no writer is registered (gateway.writer_urls is empty)".into(),
+            ));
+        }
+        // The connection's writer, if it is still among the writers; else the one its id
+        // hashes to.
+        let current = sticky.get();
+        let start = current
+            .as_ref()
+            .and_then(|url| urls.iter().position(|u| u == url))
+            .unwrap_or((sticky.connection_id as usize) % count);
+        let mut last_error = RpcError::Unavailable("no writer accepted".into());
         // First pass skips writers marked down; the second tries them anyway.
         for pass in 0..2 {
             for step in 0..count {
-                let index = (start + step) % count;
-                if pass == 0 && self.is_down(index) {
+                let url = &urls[(start + step) % count];
+                if pass == 0 && self.is_down(url) {
                     continue;
                 }
-                if index != start
+                let moving = current.as_ref().is_some_and(|c| c != url);
+                if moving
                     && let Some(settled) = previous_settled.take()
                     && tokio::time::timeout_at(deadline.into(), settled)
                         .await
@@ -105,27 +150,26 @@ impl WriterPool {
                         "the previous produce of this connection is still unsettled".into(),
                     ));
                 }
-                let post =
-                    self.rpc
-                        .post_with(&self.urls[index], PRODUCE_PATH, body.clone(), &headers);
+                let post = self
+                    .rpc
+                    .post_with(url, PRODUCE_PATH, body.clone(), &headers);
                 let Ok(posted) = tokio::time::timeout_at(deadline.into(), post).await else {
-                    self.skip(index, "writer did not accept a produce in time");
+                    self.skip(url, "writer did not accept a produce in time");
                     return Err(RpcError::AnswerLost(format!(
-                        "{} did not accept the produce in time",
-                        self.urls[index]
+                        "{url} did not accept the produce in time"
                     )));
                 };
                 match posted {
                     Ok(response) => {
-                        if index != start {
-                            sticky.0.store(index, Ordering::Relaxed);
+                        if current.as_deref() != Some(url.as_str()) {
+                            sticky.set(url);
                         }
-                        self.mark_up(index);
-                        return Ok((index, response));
+                        self.mark_up(url);
+                        return Ok((url.clone(), response));
                     }
                     Err(e) => {
-                        warn!(writer = %self.urls[index], error = %e, "writer did not accept a produce");
-                        self.mark_down(index);
+                        warn!(writer = %url, error = %e, "writer did not accept a produce");
+                        self.mark_down(url);
                         last_error = e;
                     }
                 }
@@ -139,9 +183,9 @@ impl WriterPool {
     /// overloaded). Skip it, so the client's retry goes to another writer at once, where
     /// the sequence check answers it with the original offsets if the first attempt was
     /// committed.
-    pub fn skip(&self, index: usize, why: &str) {
-        warn!(writer = %self.urls[index], why, "skipping writer for a while");
-        self.mark_down(index);
+    pub fn skip(&self, url: &str, why: &str) {
+        warn!(writer = %url, why, "skipping writer for a while");
+        self.mark_down(url);
     }
 
     /// A writer accepted a produce (as writer process `instance`) and its answer was lost.
@@ -150,8 +194,8 @@ impl WriterPool {
     /// commit deadline has passed. Only then may the client be told it timed out: it may
     /// re-send the records under a new producer epoch, which the sequence check cannot
     /// relate to the first attempt.
-    pub async fn settle_lost(&self, index: usize, instance: Option<&str>, deadline: Instant) {
-        let probe = self.rpc.get(&self.urls[index], HEALTH_PATH);
+    pub async fn settle_lost(&self, url: &str, instance: Option<&str>, deadline: Instant) {
+        let probe = self.rpc.get(url, HEALTH_PATH);
         let gone = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
             Ok(Err(refused)) => refused,
             Ok(Ok(response)) => {
@@ -168,17 +212,22 @@ impl WriterPool {
         }
     }
 
-    fn is_down(&self, index: usize) -> bool {
+    fn is_down(&self, url: &str) -> bool {
         let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        down[index].is_some_and(|until| Instant::now() < until)
+        down.get(url).is_some_and(|until| Instant::now() < *until)
     }
 
-    fn mark_down(&self, index: usize) {
-        self.down_until.lock().unwrap_or_else(|p| p.into_inner())[index] =
-            Some(Instant::now() + DOWN_FOR);
+    fn mark_down(&self, url: &str) {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(url.to_owned(), Instant::now() + DOWN_FOR);
     }
 
-    fn mark_up(&self, index: usize) {
-        self.down_until.lock().unwrap_or_else(|p| p.into_inner())[index] = None;
+    fn mark_up(&self, url: &str) {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(url);
     }
 }

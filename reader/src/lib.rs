@@ -26,6 +26,7 @@ use hyper::body::Incoming;
 use kafka_protocol::messages::FetchRequest;
 use tokio::net::TcpListener;
 use tracing::{Instrument, info, warn};
+use yaks_common::advertise::advertised_url;
 use yaks_common::config::{ReaderConfig, RegistryConfig};
 use yaks_common::error::StartError;
 use yaks_common::kafka;
@@ -65,17 +66,7 @@ impl Reader {
         objects: SharedObjectStore,
     ) -> Result<Reader, StartError> {
         let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;
-        let url = match &config.advertised_url {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None if local.ip().is_unspecified() => {
-                return Err(StartError::Config(
-                    "`reader.advertised_url` must be set when listening on all interfaces \
-                     (gateways need an address to reach this reader)"
-                        .into(),
-                ));
-            }
-            None => format!("http://{local}"),
-        };
+        let url = advertised_url(config.advertised_url.as_deref(), local, "reader").await?;
         let cache = BlockCache::open(&config, objects.clone()).await?;
         let tail = Arc::new(TailIndex::default());
         // Subscribe before serving: every commit after this point reaches the tail index.

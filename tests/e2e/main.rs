@@ -10,6 +10,7 @@ mod cli;
 mod clients;
 mod compaction;
 mod consume;
+mod discovery;
 mod failures;
 mod groups;
 mod idempotence;

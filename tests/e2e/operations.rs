@@ -432,3 +432,45 @@ async fn a_produce_and_a_fetch_are_each_one_trace_across_gateway_writer_and_read
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn every_metric_the_dashboard_queries_is_exported() {
+    // Counters are sampled as `name_total`, histograms as `name_bucket/_sum/_count`.
+    let families: std::collections::HashSet<&str> = yaks_common::metrics::families()
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/infra/compose/grafana/dashboards/yaks.json"
+        ))
+        .expect("dashboard file"),
+    )
+    .expect("dashboard JSON");
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if !word.starts_with("yaks_") {
+                    continue;
+                }
+                let family = ["_total", "_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .unwrap_or(word);
+                assert!(
+                    families.contains(family) || families.contains(word),
+                    "panel {:?} queries {word}, which yaks does not export",
+                    panel["title"]
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(
+        queried > 30,
+        "the dashboard queries yaks metrics ({queried})"
+    );
+}

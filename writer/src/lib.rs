@@ -24,12 +24,15 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tracing::info;
+use yaks_common::advertise::advertised_url;
 use yaks_common::clock::SharedClock;
-use yaks_common::config::{S3Config, WriterConfig};
+use yaks_common::config::{RegistryConfig, S3Config, WriterConfig};
+use yaks_common::error::StartError;
 use yaks_common::failpoint::FailPoints;
-use yaks_common::metastore::SharedMetastore;
+use yaks_common::metastore::{Role, SharedMetastore};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::Readiness;
+use yaks_common::registry::Lease;
 use yaks_common::shutdown::Shutdown;
 
 /// What a writer needs to run.
@@ -49,17 +52,34 @@ pub struct WriterContext {
     pub fail_points: Arc<FailPoints>,
 }
 
-/// A bound, not yet running writer; binding first lets callers learn the port.
+/// A bound, registered, not yet running writer; binding first lets callers learn the port.
 pub struct Writer {
     listener: TcpListener,
     context: WriterContext,
+    lease: Arc<Lease>,
 }
 
 impl Writer {
-    /// Binds the internal HTTP listener.
-    pub async fn bind(context: WriterContext) -> std::io::Result<Writer> {
-        let listener = TcpListener::bind(&context.config.listen_addr).await?;
-        Ok(Writer { listener, context })
+    /// Binds the internal HTTP listener and registers the writer, so gateways that
+    /// discover writers in the registry send it produce requests.
+    pub async fn bind(
+        context: WriterContext,
+        registry: RegistryConfig,
+    ) -> Result<Writer, StartError> {
+        let (listener, local) = yaks_common::rpc::bind(&context.config.listen_addr).await?;
+        let url = advertised_url(context.config.advertised_url.as_deref(), local, "writer").await?;
+        let lease =
+            Arc::new(Lease::acquire(context.metastore.clone(), registry, Role::Writer, url).await?);
+        Ok(Writer {
+            listener,
+            context,
+            lease,
+        })
+    }
+
+    /// The URL this writer registered.
+    pub fn url(&self) -> &str {
+        self.lease.address()
     }
 
     /// The writer's fail points, for tests that inject failures.
@@ -80,12 +100,23 @@ impl Writer {
         let (batcher, batcher_task) =
             batcher::Batcher::start(self.context.clone(), committer, shutdown.clone());
         let expiry_task = tokio::spawn(expiry::run(self.context.clone(), shutdown.clone()));
+        let held = self.lease.clone();
         let readiness = Readiness::new(
             self.context.metastore.clone(),
             self.context.objects.clone(),
-            None,
+            Some(Arc::new(move || held.is_held())),
             shutdown.clone(),
         );
+        // Leaves the registry as soon as shutdown starts, so gateways stop choosing this
+        // writer while it drains.
+        let keeper = {
+            let lease = self.lease.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                lease.keep(shutdown).await;
+                lease.release().await;
+            })
+        };
         let handler = server::Handler::new(Arc::new(batcher), readiness);
         yaks_common::rpc::serve(
             self.listener,
@@ -101,6 +132,7 @@ impl Writer {
         let _ = batcher_task.await;
         let _ = committer_task.await;
         let _ = expiry_task.await;
+        let _ = keeper.await;
         info!("writer stopped");
     }
 }

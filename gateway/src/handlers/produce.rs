@@ -278,10 +278,10 @@ async fn produce(
             warn!(error = %e, "writer accepted a produce but its answer was lost");
             state
                 .writers
-                .settle_lost(writer, instance.as_deref(), deadline)
+                .settle_lost(&writer, instance.as_deref(), deadline)
                 .await;
             // Skipped from the answer on, so the client's retry goes elsewhere.
-            state.writers.skip(writer, "a produce answer was lost");
+            state.writers.skip(&writer, "a produce answer was lost");
             fill_forwarded(
                 &mut slots,
                 &forwarded,
@@ -293,7 +293,7 @@ async fn produce(
             warn!("writer did not answer a produce in time");
             state
                 .writers
-                .skip(writer, "a produce answer did not come in time");
+                .skip(&writer, "a produce answer did not come in time");
             fill_forwarded(
                 &mut slots,
                 &forwarded,
