@@ -474,3 +474,19 @@ fn every_metric_the_dashboard_queries_is_exported() {
         "the dashboard queries yaks metrics ({queried})"
     );
 }
+
+#[test]
+fn the_readme_lists_every_metric() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for (name, _) in yaks_common::metrics::families() {
+        // The S3 families of every role are listed once, as `yaks_<role>_s3_...`.
+        let generic = ["gateway", "writer", "reader", "compactor"]
+            .iter()
+            .find_map(|role| name.strip_prefix(&format!("yaks_{role}_s3_")))
+            .map(|rest| format!("yaks_<role>_s3_{rest}"));
+        let listed = readme.contains(&format!("`{name}`"))
+            || generic.is_some_and(|g| readme.contains(&format!("`{g}`")));
+        assert!(listed, "README does not list {name}");
+    }
+}
