@@ -40,6 +40,21 @@ async fn yaks(brokers: &str, args: &[&str], input: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The lag column of `yaks group describe`'s lines for topic `cli`.
+fn lags_of(described: &str) -> Vec<i64> {
+    described
+        .lines()
+        .filter(|l| l.starts_with("cli "))
+        .map(|l| {
+            l.split_whitespace()
+                .last()
+                .expect("lag")
+                .parse()
+                .expect("number")
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_round_trips_topics_records_and_group_offsets() {
     let dir = reachable_temp_dir("yaks-cli-");
@@ -177,17 +192,7 @@ async fn the_cli_round_trips_topics_records_and_group_offsets() {
             .any(|l| l.starts_with("cli-group"))
     );
     let described = yaks(b, &["group", "describe", "cli-group"], "").await;
-    let lags: Vec<i64> = described
-        .lines()
-        .filter(|l| l.starts_with("cli "))
-        .map(|l| {
-            l.split_whitespace()
-                .last()
-                .expect("lag")
-                .parse()
-                .expect("number")
-        })
-        .collect();
+    let lags = lags_of(&described);
     assert_eq!(lags.len(), 4, "one line per partition: {described}");
     assert!(lags.iter().all(|lag| *lag == 0), "{described}");
     let dry = yaks(
@@ -219,17 +224,7 @@ async fn the_cli_round_trips_topics_records_and_group_offsets() {
     )
     .await;
     let described = yaks(b, &["group", "describe", "cli-group"], "").await;
-    let total_lag: i64 = described
-        .lines()
-        .filter(|l| l.starts_with("cli "))
-        .map(|l| {
-            l.split_whitespace()
-                .last()
-                .expect("lag")
-                .parse::<i64>()
-                .expect("number")
-        })
-        .sum();
+    let total_lag: i64 = lags_of(&described).iter().sum();
     assert_eq!(
         total_lag, 20,
         "after the reset everything is unread: {described}"

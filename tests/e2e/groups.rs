@@ -276,22 +276,9 @@ async fn a_new_consumer_resumes_exactly_after_the_committed_offsets() {
 async fn the_group_moves_to_the_other_gateway_when_its_coordinator_dies() {
     let infra = Infra::start().await;
     let env = infra.process_env("groups");
-    let mut reader_env = env.clone();
-    let reader_port = port();
-    reader_env.push((
-        "YAKS_READER__LISTEN_ADDR".into(),
-        format!("127.0.0.1:{reader_port}"),
-    ));
-    let reader = Process::spawn("reader", &["reader"], &reader_env, infra.path());
-    wait_for_port(&format!("127.0.0.1:{reader_port}"), Some(&reader)).await;
-    let writer_port = port();
-    let mut writer_env = env.clone();
-    writer_env.push((
-        "YAKS_WRITER__LISTEN_ADDR".into(),
-        format!("127.0.0.1:{writer_port}"),
-    ));
-    let writer = Process::spawn("writer", &["writer"], &writer_env, infra.path());
-    wait_for_port(&format!("127.0.0.1:{writer_port}"), Some(&writer)).await;
+    // Kept alive to the end of the test (dropping a `Process` kills it).
+    let (_reader, _) = spawn_listening(&infra, "reader", "reader", &env).await;
+    let (_writer, writer_port) = spawn_listening(&infra, "writer", "writer", &env).await;
     let mut gateways = Vec::new();
     let mut addresses = Vec::new();
     for i in 0..2 {

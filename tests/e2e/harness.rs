@@ -459,3 +459,22 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     let body = yaks_common::rpc::read_body(response).await.expect("body");
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// Starts `yaks ROLE` (`writer` or `reader`) as process `name` listening on a free loopback
+/// port, with `env`; returns it once it listens, with its port.
+pub async fn spawn_listening(
+    infra: &Infra,
+    name: &str,
+    role: &str,
+    env: &[(String, String)],
+) -> (Process, u16) {
+    let port = port();
+    let mut env = env.to_vec();
+    env.push((
+        format!("YAKS_{}__LISTEN_ADDR", role.to_uppercase()),
+        format!("127.0.0.1:{port}"),
+    ));
+    let process = Process::spawn(name, &[role], &env, infra.path());
+    wait_for_port(&format!("127.0.0.1:{port}"), Some(&process)).await;
+    (process, port)
+}

@@ -249,22 +249,8 @@ async fn sigterm_on_a_writer_commits_and_acknowledges_its_buffer() {
     let mut env = infra.process_env("sigterm");
     // Nothing is flushed by time or size during the test: only the shutdown flushes.
     env.push(("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "600000".into()));
-    let writer_port = port();
-    let mut writer_env = env.clone();
-    writer_env.push((
-        "YAKS_WRITER__LISTEN_ADDR".into(),
-        format!("127.0.0.1:{writer_port}"),
-    ));
-    let writer = Process::spawn("writer", &["writer"], &writer_env, infra.path());
-    wait_for_port(&format!("127.0.0.1:{writer_port}"), Some(&writer)).await;
-    let reader_port = port();
-    let mut reader_env = env.clone();
-    reader_env.push((
-        "YAKS_READER__LISTEN_ADDR".into(),
-        format!("127.0.0.1:{reader_port}"),
-    ));
-    let reader = Process::spawn("reader", &["reader"], &reader_env, infra.path());
-    wait_for_port(&format!("127.0.0.1:{reader_port}"), Some(&reader)).await;
+    let (writer, writer_port) = spawn_listening(&infra, "writer", "writer", &env).await;
+    let (reader, _) = spawn_listening(&infra, "reader", "reader", &env).await;
     let kafka = format!("127.0.0.1:{}", port());
     let mut gateway_env = env.clone();
     gateway_env.push(("YAKS_GATEWAY__LISTEN_ADDR".into(), kafka.clone()));

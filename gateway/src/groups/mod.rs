@@ -297,20 +297,23 @@ impl Coordinator {
     /// Checks loaded groups against the live gateways every second and unloads those that
     /// now belong to another gateway, and those that were only looked at (a DescribeGroups
     /// or a stray Heartbeat for a group that does not exist), until `shutdown`.
+    /// The groups loaded here, as they are now.
+    fn cells(&self) -> Vec<(String, Arc<GroupCell>)> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, cell)| (id.clone(), cell.clone()))
+            .collect()
+    }
+
     /// Sets `yaks_gateway_groups` and `yaks_gateway_group_lag_records` for the groups this
     /// gateway owns: per group and topic, the records between the committed offsets and
     /// the high watermarks. Label sets of groups no longer owned are removed, so each group's
     /// lag is reported by its coordinator only.
     async fn report_lag(&self, reported: &mut LagReport) {
-        let cells: Vec<(String, Arc<GroupCell>)> = self
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(id, cell)| (id.clone(), cell.clone()))
-            .collect();
         let mut known = Vec::new();
-        for (group_id, cell) in cells {
+        for (group_id, cell) in self.cells() {
             if cell.loaded.lock().await.known {
                 known.push(group_id);
             }
@@ -412,14 +415,7 @@ impl Coordinator {
                     self.unload(&cell).await;
                 }
             }
-            let cells: Vec<(String, Arc<GroupCell>)> = self
-                .groups
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|(id, cell)| (id.clone(), cell.clone()))
-                .collect();
-            for (group_id, cell) in cells {
+            for (group_id, cell) in self.cells() {
                 let unused = cell
                     .loaded
                     .try_lock()
