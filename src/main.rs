@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
 use yaks::admin::{self, Connection, ConsumeArgs, GroupCommand, ProduceArgs, TopicCommand};
+use yaks::bench::BenchOptions;
 use yaks::chaos::ChaosOptions;
 use yaks::devmode::{self, DevOptions};
 use yaks::oracle::OracleOptions;
@@ -82,6 +83,9 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Measure throughput, latency, per-flush cost and memory against the raw limits of the
+    /// same S3 endpoint and PostgreSQL, on a private deployment it starts; prints a table.
+    Bench(BenchOptions),
     /// GET an HTTP URL and exit 0 on a 2xx answer: container health checks
     /// (`yaks probe http://127.0.0.1:9096/readyz`) in an image without curl.
     Probe {
@@ -149,6 +153,7 @@ impl Command {
             Command::Consume { .. } => "consume",
             Command::Group { .. } => "group",
             Command::Probe { .. } => "probe",
+            Command::Bench(_) => "bench",
             Command::Oracle(_) => "oracle",
             Command::Chaos(_) => "chaos",
             Command::Dev { .. } => "dev",
@@ -238,6 +243,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             command,
         } => admin::group(&connection, command).await,
         Command::Probe { url } => probe(&url).await,
+        Command::Bench(options) => {
+            println!("{}", yaks::bench::run(options).await?);
+            Ok(())
+        }
         Command::Oracle(options) => {
             let report = yaks::oracle::run(options).await?;
             println!("{}", report.table());

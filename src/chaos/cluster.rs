@@ -164,6 +164,11 @@ impl Member {
         Ok(())
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// True between [`Member::freeze`] and [`Member::thaw`].
     pub fn is_frozen(&self) -> bool {
         self.frozen

@@ -1,0 +1,305 @@
+//! Kafka load for `yaks bench`: producers that record every acknowledgement's latency, a
+//! consumer that measures throughput, and an end-to-end latency probe.
+//!
+//! Producers are librdkafka `ThreadedProducer`s (acks=all, as users run them) whose delivery
+//! callback receives the send time as its opaque value, so latency costs no allocation or
+//! task per record.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+
+/// Record size the issue measures with.
+pub const RECORD_BYTES: usize = 1024;
+
+/// Latencies and counts of acknowledged records, shared by the producers of one run.
+#[derive(Default)]
+pub struct Acks {
+    /// Microseconds from send to acknowledgement, one per acknowledged record.
+    latencies_us: Mutex<Vec<u32>>,
+    acked: AtomicU64,
+    failed: AtomicU64,
+    /// When the last acknowledgement arrived, µs after `origin`.
+    last_us: AtomicU64,
+    origin: Mutex<Option<Instant>>,
+}
+
+impl Acks {
+    fn origin(&self) -> Instant {
+        *self
+            .origin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now)
+    }
+}
+
+struct Timed(Arc<Acks>);
+
+impl ClientContext for Timed {}
+
+impl ProducerContext for Timed {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_us: usize) {
+        let now_us = self.0.origin().elapsed().as_micros() as u64;
+        match result {
+            Ok(_) => {
+                self.0.acked.fetch_add(1, Ordering::Relaxed);
+                self.0.last_us.fetch_max(now_us, Ordering::Relaxed);
+                let latency = now_us.saturating_sub(sent_us as u64).min(u32::MAX as u64) as u32;
+                self.0
+                    .latencies_us
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(latency);
+            }
+            Err(_) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// What a produce run achieved.
+#[derive(Debug, Clone, Default)]
+pub struct ProduceResult {
+    /// Records acknowledged.
+    pub acked: u64,
+    /// Records that failed.
+    pub failed: u64,
+    /// Acknowledged MiB per second, first send to last acknowledgement.
+    pub mib_per_s: f64,
+    /// Acknowledged records per second.
+    pub records_per_s: f64,
+    /// Acknowledgement latency percentiles, ms: p50, p99, p99.9.
+    pub ack_ms: [f64; 3],
+}
+
+/// How a produce run is driven.
+#[derive(Debug, Clone)]
+pub struct ProduceLoad {
+    /// Topic to write.
+    pub topic: String,
+    /// Its partition count; records go round-robin over them.
+    pub partitions: i32,
+    /// Producers (each a librdkafka client with its own connections).
+    pub producers: usize,
+    /// How long producers send.
+    pub duration: Duration,
+    /// Total records per second over all producers; `None`: as fast as acknowledged.
+    pub rate: Option<f64>,
+    /// Stop after this many records in all (split evenly over the producers).
+    pub records: Option<u64>,
+}
+
+/// Runs `load` against `brokers` and waits for every acknowledgement.
+pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResult> {
+    let acks = Arc::new(Acks::default());
+    let origin = acks.origin();
+    let payload = vec![b'y'; RECORD_BYTES];
+    let mut threads = Vec::new();
+    for index in 0..load.producers {
+        let producer: ThreadedProducer<Timed> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.kbytes", "65536")
+            .set("queue.buffering.max.messages", "1000000")
+            .create_with_context(Timed(acks.clone()))
+            .context("creating a bench producer")?;
+        let load = load.clone();
+        let payload = payload.clone();
+        threads.push(std::thread::spawn(move || {
+            let per_producer_rate = load.rate.map(|r| r / load.producers as f64);
+            let started = Instant::now();
+            let limit = load
+                .records
+                .map_or(u64::MAX, |r| r.div_ceil(load.producers as u64));
+            let mut sent: u64 = 0;
+            while sent < limit && started.elapsed() < load.duration {
+                if let Some(rate) = per_producer_rate {
+                    let due = (started.elapsed().as_secs_f64() * rate) as u64;
+                    if sent >= due {
+                        std::thread::sleep(Duration::from_micros(500));
+                        continue;
+                    }
+                }
+                let partition = ((sent as usize + index) % load.partitions as usize) as i32;
+                let sent_us = origin.elapsed().as_micros() as usize;
+                let mut record =
+                    BaseRecord::<(), [u8], usize>::with_opaque_to(&load.topic, sent_us)
+                        .payload(&payload[..])
+                        .partition(partition);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err((e, _)) => return Err(anyhow::anyhow!("producing: {e}")),
+                    }
+                }
+                sent += 1;
+            }
+            producer
+                .flush(Duration::from_secs(120))
+                .map_err(|e| anyhow::anyhow!("waiting for acknowledgements: {e}"))?;
+            Ok(sent)
+        }));
+    }
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
+    }
+    let acked = acks.acked.load(Ordering::Relaxed);
+    let seconds = (acks.last_us.load(Ordering::Relaxed) as f64 / 1e6).max(1e-3);
+    let mut latencies =
+        std::mem::take(&mut *acks.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
+    latencies.sort_unstable();
+    Ok(ProduceResult {
+        acked,
+        failed: acks.failed.load(Ordering::Relaxed),
+        mib_per_s: acked as f64 * RECORD_BYTES as f64 / (1 << 20) as f64 / seconds,
+        records_per_s: acked as f64 / seconds,
+        ack_ms: [
+            percentile_us(&latencies, 0.50) / 1e3,
+            percentile_us(&latencies, 0.99) / 1e3,
+            percentile_us(&latencies, 0.999) / 1e3,
+        ],
+    })
+}
+
+/// The `q` quantile of sorted microsecond samples.
+pub fn percentile_us(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index] as f64
+}
+
+/// Reads `records` records of `topic` (all `partitions`) from the log start and returns
+/// MiB/s of record values.
+pub fn consume(brokers: &str, topic: &str, partitions: i32, records: u64) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "yaks-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .context("creating a bench consumer")?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    let mut read = 0u64;
+    let mut bytes = 0u64;
+    let deadline = started + Duration::from_secs(300);
+    while read < records {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "read {read} of {records} records in 300 s"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.context("fetching")?;
+            bytes += message.payload().map_or(0, <[u8]>::len) as u64;
+            read += 1;
+        }
+    }
+    Ok(bytes as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// End-to-end latency: one record every `every`, `count` times, each carrying its send
+/// time; a consumer tailing the partition measures when it arrives. Returns p50 and p99 ms.
+pub fn end_to_end(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    every: Duration,
+) -> anyhow::Result<[f64; 2]> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "yaks-bench-e2e")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "500")
+        .create()
+        .context("creating the latency consumer")?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, 0, Offset::End)?;
+    consumer.assign(&assignment)?;
+    // Let the consumer reach the end before the first record is sent.
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_secs(2) {
+        consumer.poll(Duration::from_millis(100));
+    }
+    let brokers = brokers.to_owned();
+    let topic_name = topic.to_owned();
+    let sender = std::thread::spawn(move || -> anyhow::Result<()> {
+        let producer: ThreadedProducer<Timed> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .create_with_context(Timed(Arc::new(Acks::default())))?;
+        for _ in 0..count {
+            let now_us = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros()
+                .to_string();
+            let record = BaseRecord::<(), str, usize>::with_opaque_to(&topic_name, 0)
+                .payload(&now_us)
+                .partition(0);
+            producer
+                .send(record)
+                .map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
+            std::thread::sleep(every);
+        }
+        producer
+            .flush(Duration::from_secs(60))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    });
+    let mut latencies = Vec::with_capacity(count);
+    let deadline = Instant::now() + every * count as u32 + Duration::from_secs(30);
+    while latencies.len() < count && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.context("fetching")?;
+        let received_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as u64;
+        if let Some(sent_us) = message
+            .payload()
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            latencies.push(received_us.saturating_sub(sent_us).min(u32::MAX as u64) as u32);
+        }
+    }
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("latency sender panicked"))??;
+    anyhow::ensure!(!latencies.is_empty(), "no record arrived at the consumer");
+    latencies.sort_unstable();
+    Ok([
+        percentile_us(&latencies, 0.50) / 1e3,
+        percentile_us(&latencies, 0.99) / 1e3,
+    ])
+}

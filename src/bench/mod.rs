@@ -1,0 +1,726 @@
+//! `yaks bench`: how close yaks gets to the limits of the machine and the object store.
+//!
+//! Self-contained by default: a private PostgreSQL (with `pg_stat_statements`, and the
+//! writer connecting as its own role so its statements can be counted), the loopback S3
+//! endpoint, and a gateway, a writer and a reader as separate `yaks` processes (so each
+//! one's peak RSS is its own). Each run measures the raw limits of the same endpoints
+//! first ([`raw`]), then drives yaks with librdkafka ([`load`]); the table gives every
+//! figure with its reference and ratio, medians over `--runs`, and whether the issue's
+//! target holds.
+
+pub mod load;
+pub mod raw;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use tracing::info;
+use yaks_common::config::{Config, WriterConfig};
+use yaks_common::objstore::S3ObjectStore;
+
+use crate::chaos::cluster::{Member, Role};
+use crate::dev::postgres::{EmbeddedPostgres, free_port};
+use crate::dev::s3::DevS3;
+use load::{ProduceLoad, ProduceResult};
+
+/// Options of `yaks bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchOptions {
+    /// A smoke run: short phases, one run, small data (CI).
+    #[arg(long)]
+    pub quick: bool,
+    /// Runs; figures are their medians.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Where the private PostgreSQL, S3 data, caches and logs go.
+    #[arg(long, default_value = ".yaks-bench")]
+    pub data_dir: PathBuf,
+    /// The `yaks` binary to run the roles with (default: this one).
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+}
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    produce_for: Duration,
+    raw_objects: usize,
+    commits: usize,
+    consume_records: u64,
+    latency_samples: usize,
+    many_producers: usize,
+}
+
+impl Scale {
+    fn of(options: &BenchOptions) -> Scale {
+        if options.quick {
+            Scale {
+                produce_for: Duration::from_secs(2),
+                raw_objects: 4,
+                commits: 50,
+                consume_records: 10_000,
+                latency_samples: 20,
+                many_producers: 10,
+            }
+        } else {
+            Scale {
+                produce_for: Duration::from_secs(8),
+                raw_objects: 24,
+                commits: 300,
+                consume_records: 150_000,
+                latency_samples: 100,
+                many_producers: 50,
+            }
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    s3: raw::S3Limits,
+    commit_ms: [f64; 2],
+    full: [ProduceResult; 2],
+    half: [ProduceResult; 2],
+    consume_cold: f64,
+    consume_warm: f64,
+    warm_gets: f64,
+    e2e_ms: [f64; 2],
+    flush_one: FlushCost,
+    flush_many: FlushCost,
+    many: ProduceResult,
+}
+
+/// Which per-flush window of a run a table row shows.
+type CostOf = fn(&Run) -> FlushCost;
+
+/// Per-flush cost over a measured window.
+#[derive(Debug, Clone, Copy, Default)]
+struct FlushCost {
+    flushes: f64,
+    partitions: f64,
+    s3_requests: f64,
+    statements: f64,
+    rows: f64,
+}
+
+/// Runs the benchmark and returns the table.
+pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
+    let scale = Scale::of(&options);
+    let runs = if options.quick {
+        1
+    } else {
+        options.runs.max(1)
+    };
+    let binary = match &options.binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe().context("finding the yaks binary")?,
+    };
+    let run_id = format!("{:x}", yaks_common::clock::system_clock().now_ms());
+    let dir = std::path::absolute(options.data_dir.join(format!("run-{run_id}")))?;
+    std::fs::create_dir_all(dir.join("logs"))?;
+    info!(dir = %dir.display(), "bench starting");
+
+    let postgres_dir = dir.join("postgres");
+    let mut postgres =
+        tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&postgres_dir)).await??;
+    let postgres = enable_statement_counts(&mut postgres)
+        .await
+        .map(|()| postgres)?;
+    let s3 = DevS3::start(&dir.join("s3"), 0).await?;
+    let s3_config = s3.s3_config("yaks-bench");
+    let writer_config = WriterConfig::default();
+    let mut members = members(&binary, &dir, &postgres, &s3_config)?;
+    for member in &mut members {
+        member.start().await?;
+    }
+    let gateway = members
+        .iter()
+        .find(|m| m.role == Role::Gateway)
+        .map(|m| m.addr.clone())
+        .context("gateway")?;
+    let writer = url_of(&members, Role::Writer)?;
+    let reader = url_of(&members, Role::Reader)?;
+
+    let objects: Arc<dyn yaks_common::objstore::ObjectStore> =
+        Arc::new(S3ObjectStore::connect(&s3_config).await?);
+    let mut results = Vec::new();
+    for index in 0..runs {
+        info!(run = index + 1, of = runs, "bench run");
+        let context = RunContext {
+            brokers: &gateway,
+            writer: &writer,
+            reader: &reader,
+            postgres_url: postgres.url(),
+            objects: objects.clone(),
+            writer_config: &writer_config,
+            scale,
+            tag: format!("r{index}"),
+        };
+        results.push(context.run().await?);
+    }
+    let rss: Vec<(String, u64)> = members
+        .iter()
+        .map(|m| (m.name.clone(), m.pid().map_or(0, peak_rss_bytes)))
+        .collect();
+    for member in &mut members {
+        member.stop(Duration::from_secs(30)).await;
+    }
+    s3.stop().await;
+    let mut postgres = postgres;
+    let _ = tokio::task::spawn_blocking(move || postgres.stop()).await;
+    Ok(table(&results, &rss, &writer_config, runs))
+}
+
+struct RunContext<'a> {
+    brokers: &'a str,
+    writer: &'a str,
+    reader: &'a str,
+    postgres_url: String,
+    objects: Arc<dyn yaks_common::objstore::ObjectStore>,
+    writer_config: &'a WriterConfig,
+    scale: Scale,
+    tag: String,
+}
+
+impl RunContext<'_> {
+    async fn run(&self) -> anyhow::Result<Run> {
+        let scale = self.scale;
+        let mut run = Run {
+            s3: raw::s3(
+                self.objects.clone(),
+                scale.raw_objects,
+                self.writer_config.flush_bytes as usize,
+                Config::default().reader.cache_block_bytes as usize,
+                self.writer_config.max_uploads_in_flight,
+            )
+            .await?,
+            commit_ms: raw::postgres_commit(&self.postgres_url, scale.commits).await?,
+            ..Run::default()
+        };
+
+        for (slot, partitions) in [(0, 1), (1, 16)] {
+            let topic = self.topic(&format!("p{partitions}"), partitions).await?;
+            let before = self.flush_snapshot().await?;
+            let full = self.produce(&topic, partitions, 4, None).await?;
+            if partitions == 1 {
+                run.flush_one = self.flush_snapshot().await?.since(&before);
+            }
+            let half = self
+                .produce(&topic, partitions, 4, Some(full.records_per_s / 2.0))
+                .await?;
+            run.full[slot] = full;
+            run.half[slot] = half;
+        }
+
+        // Consume: a bounded topic read twice; the second read must come from the cache.
+        let topic = self.topic("consume", 16).await?;
+        let brokers = self.brokers.to_owned();
+        let load = ProduceLoad {
+            topic: topic.clone(),
+            partitions: 16,
+            producers: 4,
+            duration: raw::PHASE_TIMEOUT,
+            rate: None,
+            records: Some(scale.consume_records),
+        };
+        let records = blocking(move || load::produce(&brokers, &load))
+            .await?
+            .acked;
+        let brokers = self.brokers.to_owned();
+        let name = topic.clone();
+        run.consume_cold = blocking(move || load::consume(&brokers, &name, 16, records)).await?;
+        let gets_before = self.reader_gets().await?;
+        let brokers = self.brokers.to_owned();
+        let name = topic.clone();
+        run.consume_warm = blocking(move || load::consume(&brokers, &name, 16, records)).await?;
+        run.warm_gets = self.reader_gets().await? - gets_before;
+
+        let topic = self.topic("e2e", 1).await?;
+        let brokers = self.brokers.to_owned();
+        let samples = scale.latency_samples;
+        run.e2e_ms = blocking(move || {
+            load::end_to_end(&brokers, &topic, samples, Duration::from_millis(20))
+        })
+        .await?;
+
+        let topic = self.topic("p1000", 1000).await?;
+        let before = self.flush_snapshot().await?;
+        run.many = self
+            .produce(&topic, 1000, scale.many_producers, None)
+            .await?;
+        run.flush_many = self.flush_snapshot().await?.since(&before);
+        Ok(run)
+    }
+
+    async fn topic(&self, what: &str, partitions: i32) -> anyhow::Result<String> {
+        let name = format!("bench-{what}-{}", self.tag);
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers)
+            .create()?;
+        let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
+            result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
+        }
+        Ok(name)
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        partitions: i32,
+        producers: usize,
+        rate: Option<f64>,
+    ) -> anyhow::Result<ProduceResult> {
+        let load = ProduceLoad {
+            topic: topic.to_owned(),
+            partitions,
+            producers,
+            duration: self.scale.produce_for,
+            rate,
+            records: None,
+        };
+        let brokers = self.brokers.to_owned();
+        let result = blocking(move || load::produce(&brokers, &load)).await?;
+        anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
+        Ok(result)
+    }
+
+    async fn reader_gets(&self) -> anyhow::Result<f64> {
+        let page = scrape(self.reader).await?;
+        Ok(metric(
+            &page,
+            "yaks_reader_s3_requests_total",
+            &["operation=\"get\""],
+        ))
+    }
+
+    async fn flush_snapshot(&self) -> anyhow::Result<FlushCost> {
+        let page = scrape(self.writer).await?;
+        let (statements, rows) = writer_statements(&self.postgres_url).await?;
+        Ok(FlushCost {
+            flushes: metric(
+                &page,
+                "yaks_writer_flushes_total",
+                &["outcome=\"committed\""],
+            ),
+            partitions: metric(&page, "yaks_writer_flush_partitions_sum", &[]),
+            s3_requests: metric(&page, "yaks_writer_s3_requests_total", &[]),
+            statements,
+            rows,
+        })
+    }
+}
+
+impl FlushCost {
+    /// Per-flush figures of the window between `before` and `self`.
+    fn since(&self, before: &FlushCost) -> FlushCost {
+        let flushes = (self.flushes - before.flushes).max(1.0);
+        FlushCost {
+            flushes,
+            partitions: (self.partitions - before.partitions) / flushes,
+            s3_requests: (self.s3_requests - before.s3_requests) / flushes,
+            statements: (self.statements - before.statements) / flushes,
+            rows: (self.rows - before.rows) / flushes,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(raw::PHASE_TIMEOUT, tokio::task::spawn_blocking(work))
+        .await
+        .context("a bench phase took more than 300 s")??
+}
+
+/// Role that connects the writer, so `pg_stat_statements` can tell its statements apart.
+const WRITER_ROLE: &str = "yaks_writer";
+
+/// Loads `pg_stat_statements` (a restart) and creates the writer's role.
+async fn enable_statement_counts(postgres: &mut EmbeddedPostgres) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls)
+        .await
+        .context("connecting to the bench postgres")?;
+    let task = tokio::spawn(connection);
+    client
+        .batch_execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        .await?;
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{WRITER_ROLE}') THEN
+                 CREATE ROLE {WRITER_ROLE} LOGIN SUPERUSER;
+               END IF;
+             END $$;"
+        ))
+        .await?;
+    drop(client);
+    let _ = task.await;
+    tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        postgres.stop()?;
+        postgres.start_again()
+    })?;
+    let (client, connection) =
+        tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .context("pg_stat_statements (part of the postgresql package)")?;
+    Ok(())
+}
+
+/// Statements the writer's role ran, and rows they touched, lease renewals left out.
+async fn writer_statements(url: &str) -> anyhow::Result<(f64, f64)> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(s.calls), 0)::float8, coalesce(sum(s.rows), 0)::float8
+             FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+             WHERE r.rolname = $1 AND s.query NOT ILIKE '%services%'",
+            &[&WRITER_ROLE],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// One reader, one writer (connecting as [`WRITER_ROLE`]), one gateway finding both in the
+/// registry.
+fn members(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    postgres: &EmbeddedPostgres,
+    s3: &yaks_common::config::S3Config,
+) -> anyhow::Result<Vec<Member>> {
+    let common: Vec<(String, String)> = [
+        ("YAKS_POSTGRES__URL", postgres.url()),
+        ("YAKS_S3__ENDPOINT", s3.endpoint.clone().unwrap_or_default()),
+        ("YAKS_S3__BUCKET", s3.bucket.clone()),
+        ("YAKS_S3__FORCE_PATH_STYLE", "true".into()),
+        ("YAKS_S3__CREATE_BUCKET", "true".into()),
+        (
+            "YAKS_S3__ACCESS_KEY_ID",
+            s3.access_key_id.clone().unwrap_or_default(),
+        ),
+        (
+            "YAKS_S3__SECRET_ACCESS_KEY",
+            s3.secret_access_key.clone().unwrap_or_default(),
+        ),
+        ("YAKS_GATEWAY__HTTP_ADDR", "127.0.0.1:0".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let logs = dir.join("logs");
+    let addr = || -> anyhow::Result<String> { Ok(format!("127.0.0.1:{}", free_port()?)) };
+    let mut members = Vec::new();
+
+    let listen = addr()?;
+    let mut env = common.clone();
+    env.push(("YAKS_READER__LISTEN_ADDR".into(), listen.clone()));
+    env.push((
+        "YAKS_READER__CACHE_DIR".into(),
+        dir.join("cache").display().to_string(),
+    ));
+    env.push((
+        "YAKS_READER__CACHE_MEMORY_BYTES".into(),
+        "1073741824".into(),
+    ));
+    env.push(("YAKS_READER__CACHE_DISK_BYTES".into(), "4294967296".into()));
+    members.push(Member::new(binary, Role::Reader, 0, listen, env, &logs));
+
+    let listen = addr()?;
+    let mut env = common.clone();
+    env.push(("YAKS_WRITER__LISTEN_ADDR".into(), listen.clone()));
+    env.push((
+        "YAKS_POSTGRES__URL".into(),
+        postgres
+            .url()
+            .replacen("//yaks@", &format!("//{WRITER_ROLE}@"), 1),
+    ));
+    members.push(Member::new(binary, Role::Writer, 0, listen, env, &logs));
+
+    let listen = addr()?;
+    let mut env = common;
+    env.push(("YAKS_GATEWAY__LISTEN_ADDR".into(), listen.clone()));
+    members.push(Member::new(binary, Role::Gateway, 0, listen, env, &logs));
+    Ok(members)
+}
+
+fn url_of(members: &[Member], role: Role) -> anyhow::Result<String> {
+    members
+        .iter()
+        .find(|m| m.role == role)
+        .map(|m| format!("http://{}", m.addr))
+        .with_context(|| format!("no {role:?}"))
+}
+
+async fn scrape(base: &str) -> anyhow::Result<String> {
+    let client = yaks_common::rpc::RpcClient::new();
+    let response = client
+        .get(base, "/metrics")
+        .await
+        .map_err(|_| anyhow::anyhow!("{base}/metrics unreachable"))?;
+    let body = yaks_common::rpc::read_body(response).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sum of the samples of `name` whose labels contain every one of `labels`.
+fn metric(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l),
+                None => (series, ""),
+            };
+            (series_name == name && labels.iter().all(|l| series_labels.contains(l)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// A process's peak resident set (VmHWM), bytes.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return 0.0;
+    }
+    values[values.len() / 2]
+}
+
+/// The table: each figure with its reference, their ratio, the issue's target and verdict.
+fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usize) -> String {
+    let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    let put = m(&|r| r.s3.put_mib_per_s);
+    let put_p99 = m(&|r| r.s3.put_p99_ms);
+    let get = m(&|r| r.s3.get_mib_per_s);
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut row = |what: &str, value: String, reference: String, target: String| {
+        rows.push([what.to_owned(), value, reference, target, String::new()]);
+    };
+    let verdict = |ok: bool| if ok { "yes" } else { "NO" }.to_owned();
+    let mut verdicts = Vec::new();
+
+    row(
+        "raw S3 PUT (8 MiB objects, 4 at once)",
+        format!("{put:.1} MiB/s, p99 {put_p99:.0} ms"),
+        String::new(),
+        String::new(),
+    );
+    row(
+        "raw S3 ranged GET (4 MiB, 4 at once)",
+        format!("{get:.1} MiB/s"),
+        String::new(),
+        String::new(),
+    );
+    let commit = [m(&|r| r.commit_ms[0]), m(&|r| r.commit_ms[1])];
+    row(
+        "raw PostgreSQL one-row commit",
+        format!("p50 {:.2} ms, p99 {:.2} ms", commit[0], commit[1]),
+        String::new(),
+        String::new(),
+    );
+    for (slot, partitions) in [(0, 1), (1, 16)] {
+        let mib = m(&|r| r.full[slot].mib_per_s);
+        let records = m(&|r| r.full[slot].records_per_s);
+        let ack = [
+            m(&|r| r.full[slot].ack_ms[0]),
+            m(&|r| r.full[slot].ack_ms[1]),
+            m(&|r| r.full[slot].ack_ms[2]),
+        ];
+        let ratio = mib / put.max(1e-9);
+        let ok = ratio >= 0.75;
+        verdicts.push((format!("produce {partitions}p"), ok));
+        row(
+            &format!("produce, {partitions} partition(s), full load"),
+            format!(
+                "{mib:.1} MiB/s, {records:.0} rec/s, ack p50/p99/p999 {:.0}/{:.0}/{:.0} ms",
+                ack[0], ack[1], ack[2]
+            ),
+            format!("{:.0}% of raw PUT", ratio * 100.0),
+            format!("≥ 75% of raw PUT: {}", verdict(ok)),
+        );
+        let half = [
+            m(&|r| r.half[slot].ack_ms[0]),
+            m(&|r| r.half[slot].ack_ms[1]),
+            m(&|r| r.half[slot].ack_ms[2]),
+        ];
+        let bound = writer.flush_interval_ms as f64 + 2.0 * put_p99 + 50.0;
+        let ok = half[1] <= bound;
+        verdicts.push((format!("half-load p99 {partitions}p"), ok));
+        row(
+            &format!("produce, {partitions} partition(s), half load"),
+            format!(
+                "{:.1} MiB/s, ack p50/p99/p999 {:.0}/{:.0}/{:.0} ms",
+                m(&|r| r.half[slot].mib_per_s),
+                half[0],
+                half[1],
+                half[2]
+            ),
+            format!(
+                "bound {bound:.0} ms = flush {} + 2 × PUT p99 + 50",
+                writer.flush_interval_ms
+            ),
+            format!("p99 ≤ bound: {}", verdict(ok)),
+        );
+    }
+    let cold = m(&|r| r.consume_cold);
+    let warm = m(&|r| r.consume_warm);
+    let gets = m(&|r| r.warm_gets);
+    let ok = warm >= 3.0 * cold && gets == 0.0;
+    verdicts.push(("warm consume".into(), ok));
+    row(
+        "consume cold (cache empty)",
+        format!("{cold:.1} MiB/s"),
+        format!("{:.0}% of raw GET", cold / get.max(1e-9) * 100.0),
+        String::new(),
+    );
+    row(
+        "consume warm (same data again)",
+        format!("{warm:.1} MiB/s, {gets:.0} S3 GETs"),
+        format!("{:.1} × cold", warm / cold.max(1e-9)),
+        format!("≥ 3 × cold, 0 GETs: {}", verdict(ok)),
+    );
+    row(
+        "end-to-end latency (1 record / 20 ms)",
+        format!(
+            "p50 {:.0} ms, p99 {:.0} ms",
+            m(&|r| r.e2e_ms[0]),
+            m(&|r| r.e2e_ms[1])
+        ),
+        String::new(),
+        String::new(),
+    );
+    let costs: [(&str, CostOf); 2] = [
+        ("per flush, 1 partition", |r| r.flush_one),
+        ("per flush, 1,000-partition topic", |r| r.flush_many),
+    ];
+    for (what, cost) in costs {
+        row(
+            what,
+            format!(
+                "{:.0} partitions, {:.2} S3 requests, {:.1} SQL statements, {:.1} rows",
+                m(&|r| cost(r).partitions),
+                m(&|r| cost(r).s3_requests),
+                m(&|r| cost(r).statements),
+                m(&|r| cost(r).rows)
+            ),
+            String::new(),
+            String::new(),
+        );
+    }
+    let one = m(&|r| r.flush_one.statements);
+    let many_statements = m(&|r| r.flush_many.statements);
+    let ok = (many_statements - one).abs() <= 0.5;
+    verdicts.push(("statements per flush".into(), ok));
+    row(
+        "SQL statements per flush, 1,000 vs 1 partition",
+        format!("{many_statements:.1} vs {one:.1}"),
+        String::new(),
+        format!("same: {}", verdict(ok)),
+    );
+    let many = m(&|r| r.many.mib_per_s);
+    let single = m(&|r| r.full[0].mib_per_s);
+    let ok = many >= 0.8 * single;
+    verdicts.push(("1,000 partitions".into(), ok));
+    row(
+        "1,000 partitions × many producers",
+        format!(
+            "{many:.1} MiB/s, ack p99 {:.0} ms",
+            m(&|r| r.many.ack_ms[1])
+        ),
+        format!("{:.0}% of 1 partition", many / single.max(1e-9) * 100.0),
+        format!("≥ 80%: {}", verdict(ok)),
+    );
+    for (name, bytes) in rss {
+        let mib = *bytes as f64 / (1 << 20) as f64;
+        let target = if name.starts_with("writer") {
+            let bound = writer.max_buffered_bytes as f64 / (1 << 20) as f64 + 256.0;
+            let ok = mib <= bound;
+            verdicts.push(("writer memory".into(), ok));
+            format!(
+                "≤ max_buffered_bytes + 256 MiB ({bound:.0} MiB): {}",
+                verdict(ok)
+            )
+        } else {
+            String::new()
+        };
+        row(
+            &format!("peak RSS, {name}"),
+            format!("{mib:.0} MiB"),
+            String::new(),
+            target,
+        );
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(10)
+        })
+        .collect();
+    let mut out = format!(
+        "yaks bench: medians of {count} run(s); targets met: {} of {}\n",
+        verdicts.iter().filter(|(_, ok)| *ok).count(),
+        verdicts.len()
+    );
+    let header = ["what", "figure", "reference", "target"];
+    out.push_str(&format!(
+        "| {:w0$} | {:w1$} | {:w2$} | {:w3$} |\n",
+        header[0],
+        header[1],
+        header[2],
+        header[3],
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2],
+        w3 = widths[3]
+    ));
+    out.push_str(&format!(
+        "|{}|{}|{}|{}|\n",
+        "-".repeat(widths[0] + 2),
+        "-".repeat(widths[1] + 2),
+        "-".repeat(widths[2] + 2),
+        "-".repeat(widths[3] + 2)
+    ));
+    for r in &rows {
+        out.push_str(&format!(
+            "| {:w0$} | {:w1$} | {:w2$} | {:w3$} |\n",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        ));
+    }
+    out
+}
