@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -44,6 +45,10 @@ pub struct BenchOptions {
     /// The `yaks` binary to run the roles with (default: this one).
     #[arg(long)]
     pub binary: Option<PathBuf>,
+    /// Keep the run's directory (PostgreSQL, logs) instead of removing it at the end; a
+    /// failed run always keeps it.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Sizes of one run.
@@ -175,6 +180,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
     s3.stop().await;
     let mut postgres = postgres;
     let _ = tokio::task::spawn_blocking(move || postgres.stop()).await;
+    if !options.keep {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing {}", dir.display()))?;
+    }
     Ok(table(&results, &rss, &writer_config, runs))
 }
 
@@ -256,7 +265,26 @@ impl RunContext<'_> {
             .produce(&topic, 1000, scale.many_producers, None)
             .await?;
         run.flush_many = self.flush_snapshot().await?.since(&before);
+        self.clear_bucket().await?;
         Ok(run)
+    }
+
+    /// Deletes every object the run wrote: a run stores tens of GiB, and the runs after it
+    /// (which use topics of their own) never read them.
+    async fn clear_bucket(&self) -> anyhow::Result<()> {
+        let keys = self.objects.list(String::new()).await?;
+        let objects = self.objects.clone();
+        futures::stream::iter(keys)
+            .map(|key| {
+                let objects = objects.clone();
+                async move { objects.delete(key).await }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()?;
+        Ok(())
     }
 
     async fn topic(&self, what: &str, partitions: i32) -> anyhow::Result<String> {
