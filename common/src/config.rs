@@ -59,6 +59,9 @@ pub struct GatewayConfig {
     pub http_addr: String,
     /// Largest request frame accepted, checked before any allocation.
     pub max_frame_bytes: u32,
+    /// Request bytes all connections may have read and not yet answered; a connection
+    /// reads its next frame only once it fits (so memory is bounded by settings, not load).
+    pub max_in_flight_bytes: u64,
     /// Writer base URLs (`http://host:port`). Empty: discover live writers in the registry.
     pub writer_urls: Vec<String>,
     /// Create unknown topics on Metadata/Produce, as Kafka's `auto.create.topics.enable`.
@@ -87,6 +90,7 @@ impl Default for GatewayConfig {
             advertised_addr: None,
             http_addr: "0.0.0.0:9096".into(),
             max_frame_bytes: 100 * 1024 * 1024,
+            max_in_flight_bytes: 256 * 1024 * 1024,
             writer_urls: Vec::new(),
             auto_create_topics: true,
             default_partitions: 1,
@@ -427,6 +431,12 @@ impl Config {
         }
         if self.gateway.max_frame_bytes < 1024 {
             return Err(invalid("gateway.max_frame_bytes", "must be at least 1024"));
+        }
+        if self.gateway.max_in_flight_bytes < u64::from(self.gateway.max_frame_bytes) {
+            return Err(invalid(
+                "gateway.max_in_flight_bytes",
+                "must be at least gateway.max_frame_bytes",
+            ));
         }
         if self.gateway.default_partitions < 1 {
             return Err(invalid("gateway.default_partitions", "must be at least 1"));

@@ -72,6 +72,9 @@ pub struct GatewayState {
     pub server_clock: ServerClock,
     /// Consumer groups this gateway coordinates.
     pub groups: Arc<Coordinator>,
+    /// Budget of request bytes read and not yet answered, over all connections, in KiB
+    /// (`gateway.max_in_flight_bytes`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     next_connection_id: AtomicU64,
 }
 
@@ -108,7 +111,11 @@ impl Gateway {
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
             },
         ));
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            (config.max_in_flight_bytes / 1024) as usize,
+        ));
         let state = Arc::new(GatewayState {
+            in_flight,
             server_clock,
             groups,
             topics: TopicCache::new(metastore.clone()),

@@ -181,8 +181,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
     let mut postgres = postgres;
     let _ = tokio::task::spawn_blocking(move || postgres.stop()).await;
     if !options.keep {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("removing {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     Ok(table(&results, &rss, &writer_config, runs))
 }
