@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::config::CompactorConfig;
 use yaks_common::error::StoreError;
-use yaks_common::metastore::{LogStartMove, SharedMetastore, TopicMeta};
+use yaks_common::metastore::{IndexEntry, LogStartMove, SharedMetastore, TopicMeta};
 use yaks_common::metrics::{OutcomeLabels, metrics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
@@ -97,6 +97,22 @@ impl Compactor {
             .collect())
     }
 
+    /// The first index entries of a partition from its log start.
+    async fn entries(
+        &self,
+        topic: &TopicMeta,
+        partition: i32,
+        log_start: i64,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        Ok(self
+            .metastore
+            .index_entries(&[(topic.topic_id, partition, log_start)], ENTRIES_PER_PASS)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
+
     /// Plans jobs for every partition and sends them to the queue.
     pub async fn plan(&self) -> Result<usize, StoreError> {
         let settings = PlannerSettings {
@@ -106,13 +122,7 @@ impl Compactor {
         };
         let mut planned = 0;
         for (topic, partition, log_start) in self.partitions().await? {
-            let entries = self
-                .metastore
-                .index_entries(&[(topic.topic_id, partition, log_start)], ENTRIES_PER_PASS)
-                .await?
-                .into_iter()
-                .next()
-                .unwrap_or_default();
+            let entries = self.entries(&topic, partition, log_start).await?;
             for job in plan_partition(&entries, &settings) {
                 self.queue
                     .send(&JobMessage::new(topic.topic_id, partition, &job))
@@ -205,13 +215,7 @@ impl Compactor {
             if retention.max_age_ms.is_none() && retention.max_bytes.is_none() {
                 continue;
             }
-            let entries = self
-                .metastore
-                .index_entries(&[(topic.topic_id, partition, log_start)], ENTRIES_PER_PASS)
-                .await?
-                .into_iter()
-                .next()
-                .unwrap_or_default();
+            let entries = self.entries(&topic, partition, log_start).await?;
             let Some(start) = new_log_start(&entries, retention, now_ms) else {
                 continue;
             };

@@ -545,9 +545,9 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
     let put = m(&|r| r.s3.put_mib_per_s);
     let put_p99 = m(&|r| r.s3.put_p99_ms);
     let get = m(&|r| r.s3.get_mib_per_s);
-    let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut rows: Vec<[String; 4]> = Vec::new();
     let mut row = |what: &str, value: String, reference: String, target: String| {
-        rows.push([what.to_owned(), value, reference, target, String::new()]);
+        rows.push([what.to_owned(), value, reference, target]);
     };
     let verdict = |ok: bool| if ok { "yes" } else { "NO" }.to_owned();
     let mut verdicts = Vec::new();
@@ -703,51 +703,26 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
             target,
         );
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(10)
-        })
-        .collect();
+    let widths: [usize; 4] = std::array::from_fn(|c| {
+        rows.iter()
+            .map(|r| r[c].chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(10)
+    });
     let mut out = format!(
         "yaks bench: medians of {count} run(s); targets met: {} of {}\n",
         verdicts.iter().filter(|(_, ok)| *ok).count(),
         verdicts.len()
     );
-    let header = ["what", "figure", "reference", "target"];
-    out.push_str(&format!(
-        "| {:w0$} | {:w1$} | {:w2$} | {:w3$} |\n",
-        header[0],
-        header[1],
-        header[2],
-        header[3],
-        w0 = widths[0],
-        w1 = widths[1],
-        w2 = widths[2],
-        w3 = widths[3]
-    ));
-    out.push_str(&format!(
-        "|{}|{}|{}|{}|\n",
-        "-".repeat(widths[0] + 2),
-        "-".repeat(widths[1] + 2),
-        "-".repeat(widths[2] + 2),
-        "-".repeat(widths[3] + 2)
-    ));
-    for r in &rows {
-        out.push_str(&format!(
-            "| {:w0$} | {:w1$} | {:w2$} | {:w3$} |\n",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        ));
+    let header = ["what", "figure", "reference", "target"].map(str::to_owned);
+    let rule = widths.map(|w| "-".repeat(w));
+    for cells in std::iter::once(&header).chain([&rule]).chain(&rows) {
+        out.push('|');
+        for (cell, width) in cells.iter().zip(widths) {
+            out.push_str(&format!(" {cell:width$} |"));
+        }
+        out.push('\n');
     }
     out
 }
