@@ -67,9 +67,9 @@ struct Append {
     permit: Room,
 }
 
-/// Buffer room held by an append until it is answered; counted in
-/// `yaks_writer_buffered_bytes` while held.
-pub(crate) struct Room {
+/// Buffer room held by an append from before its body is read until it is answered;
+/// counted in `yaks_writer_buffered_bytes` while held.
+pub struct Room {
     _permit: OwnedSemaphorePermit,
     bytes: i64,
 }
@@ -121,14 +121,10 @@ impl Batcher {
         )
     }
 
-    /// Waits for buffer room, then accepts the append. Once this returns, the append is
-    /// ordered after every append accepted before it; the receiver yields its answer
-    /// after commit.
-    pub async fn append(
-        &self,
-        batches: Vec<PartitionBatch>,
-    ) -> Result<oneshot::Receiver<AppendReply>, Closed> {
-        let bytes: usize = batches.iter().map(|b| b.records.len()).sum();
+    /// Waits for `bytes` of buffer room. The writer's server reserves a request's room
+    /// before it reads the body, so requests waiting for room hold no memory and the writer's
+    /// footprint is bounded by `max_buffered_bytes`, not by how much gateways send at once.
+    pub async fn reserve(&self, bytes: usize) -> Result<Room, Closed> {
         let permits = bytes.min(self.room_bytes).div_ceil(PERMIT_BYTES).max(1) as u32;
         let permit = self
             .room
@@ -136,17 +132,37 @@ impl Batcher {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| Closed)?;
-        let permit = Room::new(permit, bytes);
+        Ok(Room::new(permit, bytes))
+    }
+
+    /// Accepts an append into room reserved for it. Once this returns, the append is
+    /// ordered after every append accepted before it; the receiver yields its answer after
+    /// commit.
+    pub async fn accept(
+        &self,
+        batches: Vec<PartitionBatch>,
+        room: Room,
+    ) -> Result<oneshot::Receiver<AppendReply>, Closed> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Append {
                 batches,
                 reply,
-                permit,
+                permit: room,
             })
             .await
             .map_err(|_| Closed)?;
         Ok(answer)
+    }
+
+    /// [`Batcher::reserve`] room for the batches' bytes, then [`Batcher::accept`] them.
+    pub async fn append(
+        &self,
+        batches: Vec<PartitionBatch>,
+    ) -> Result<oneshot::Receiver<AppendReply>, Closed> {
+        let bytes: usize = batches.iter().map(|b| b.records.len()).sum();
+        let room = self.reserve(bytes).await?;
+        self.accept(batches, room).await
     }
 }
 

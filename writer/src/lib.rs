@@ -2,7 +2,8 @@
 //!
 //! The write path of DESIGN.md, in the order bytes travel:
 //! - [`server`]: the internal HTTP endpoint; decodes a `ProduceRequest` from a gateway,
-//!   waits for buffer room (back-pressure), accepts it, and streams the answer after commit.
+//!   reserves buffer room before reading a body (back-pressure that also bounds memory),
+//!   accepts it, and streams the answer after commit.
 //! - [`batcher`]: the open buffer, flushed at `flush_bytes` or `flush_interval`; each flush
 //!   becomes one object in which each partition's batches form one contiguous byte range.
 //! - [`committer`]: uploads flushes (several may overlap), then commits them to PostgreSQL

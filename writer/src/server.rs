@@ -1,17 +1,18 @@
 //! The writer's internal HTTP endpoint.
 //!
 //! `POST /v1/produce` takes a Kafka-encoded `ProduceRequest` (topic ids, batches already
-//! validated by a gateway), waits for buffer room, accepts it — the status line goes out at
-//! that moment — and streams the `ProduceResponse` once the flush holding it has committed.
+//! validated by a gateway), reserves buffer room for its content length before reading the
+//! body, accepts it — the status line goes out at that moment — and streams the `ProduceResponse` once the flush holding it has committed.
 //! See `yaks_common::rpc` for why acceptance and answer are separate.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Body as _;
 use hyper::body::{Frame, Incoming};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ProduceRequest;
@@ -83,11 +84,26 @@ impl Handler {
                 None => return plain(StatusCode::BAD_REQUEST, "malformed commit deadline"),
             },
         };
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
+        // Room first, body second: a request waiting for room is only its headers, and TCP
+        // holds the rest back at the gateway.
+        let Some(length) = request.body().size_hint().exact() else {
+            return plain(
+                StatusCode::LENGTH_REQUIRED,
+                "produce bodies need a content length",
+            );
+        };
+        if length > MAX_BODY_BYTES as u64 {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{length} bytes is over the {MAX_BODY_BYTES}-byte limit"),
+            );
+        }
+        let room = match self.batcher.reserve(length as usize).await {
+            Ok(room) => room,
+            Err(closed) => return plain(StatusCode::SERVICE_UNAVAILABLE, closed.to_string()),
+        };
+        let body = match read_exactly(request.into_body(), length as usize).await {
+            Ok(body) => body,
             Err(e) => return plain(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
         };
         let produce: ProduceRequest = match kafka::decode(body, INTERNAL_PRODUCE_VERSION) {
@@ -134,7 +150,7 @@ impl Handler {
         let answer = if batches.is_empty() {
             None
         } else {
-            match self.batcher.append(batches).await {
+            match self.batcher.accept(batches, room).await {
                 Ok(answer) => Some(answer),
                 Err(closed) => return plain(StatusCode::SERVICE_UNAVAILABLE, closed.to_string()),
             }
@@ -168,6 +184,25 @@ impl Handler {
         );
         response
     }
+}
+
+/// Reads a body of `length` bytes into one buffer, frame by frame, so the frames are freed
+/// as they are copied rather than all held until the end.
+async fn read_exactly(mut body: Incoming, length: usize) -> Result<Bytes, String> {
+    let mut buffer = BytesMut::with_capacity(length);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Some(data) = frame.data_ref() {
+            if buffer.len() + data.len() > length {
+                return Err(format!("body longer than its {length}-byte content length"));
+            }
+            buffer.extend_from_slice(data);
+        }
+    }
+    if buffer.len() != length {
+        return Err(format!("body ended at {} of {length} bytes", buffer.len()));
+    }
+    Ok(buffer.freeze())
 }
 
 fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
