@@ -105,11 +105,7 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
             )
             .await
             {
-                Ok(Some(found)) => {
-                    answer.offset = found.offset;
-                    answer.timestamp = found.timestamp;
-                    answer.leader_epoch = LEADER_EPOCH;
-                }
+                Ok(Some(found)) => found.fill(&mut answer, version),
                 Ok(None) => {}
                 Err(code) => answer.error_code = code,
             }
@@ -267,6 +263,18 @@ fn error_response(request: &ListOffsetsRequest, code: i16) -> ListOffsetsRespons
     ListOffsetsResponse::default().with_topics(topics)
 }
 
+impl Found {
+    /// Puts the position into `answer`; the leader epoch only from v4, where it exists (an
+    /// older response carrying one fails to encode).
+    fn fill(&self, answer: &mut ListOffsetsPartitionResponse, version: i16) {
+        answer.offset = self.offset;
+        answer.timestamp = self.timestamp;
+        if version >= 4 {
+            answer.leader_epoch = LEADER_EPOCH;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +295,36 @@ mod tests {
             let bytes = kafka::encode(&response, version).expect("encodes");
             let decoded: ListOffsetsResponse = kafka::decode(bytes, version).expect("decodes");
             assert_eq!(decoded.topics[0].partitions[0].error_code, 3, "v{version}");
+        }
+    }
+
+    #[test]
+    fn every_version_encodes_a_found_offset() {
+        let found = Found {
+            offset: 42,
+            timestamp: 1_700_000_000_000,
+        };
+        for version in VERSIONS.min..=VERSIONS.max {
+            let mut answer = ListOffsetsPartitionResponse::default()
+                .with_partition_index(3)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(-1);
+            found.fill(&mut answer, version);
+            let response = ListOffsetsResponse::default().with_topics(vec![
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(vec![answer]),
+            ]);
+            let bytes = kafka::encode(&response, version).expect("encodes");
+            let decoded: ListOffsetsResponse = kafka::decode(bytes, version).expect("decodes");
+            let partition = &decoded.topics[0].partitions[0];
+            assert_eq!(partition.offset, 42, "v{version}");
+            assert_eq!(
+                partition.leader_epoch,
+                if version >= 4 { LEADER_EPOCH } else { -1 },
+                "v{version}"
+            );
         }
     }
 }

@@ -121,7 +121,13 @@ pub async fn handle(context: RequestContext, request: OffsetFetchRequest) -> Off
                                 OffsetFetchResponsePartition::default()
                                     .with_partition_index(f.partition)
                                     .with_committed_offset(f.offset)
-                                    .with_committed_leader_epoch(f.leader_epoch)
+                                    // From v5 only; an older response carrying one
+                                    // (committed by a newer client) fails to encode.
+                                    .with_committed_leader_epoch(if context.version >= 5 {
+                                        f.leader_epoch
+                                    } else {
+                                        -1
+                                    })
                                     .with_metadata(Some(str_bytes(&f.metadata)))
                                     .with_error_code(f.error)
                             })

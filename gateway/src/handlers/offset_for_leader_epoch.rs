@@ -74,7 +74,10 @@ pub async fn handle(
                 if let Some(code) = epoch_error(partition.current_leader_epoch) {
                     answer.error_code = code;
                 } else if partition.leader_epoch == LEADER_EPOCH {
-                    answer.leader_epoch = LEADER_EPOCH;
+                    if context.version >= 1 {
+                        // v0 answers carry no epoch.
+                        answer.leader_epoch = LEADER_EPOCH;
+                    }
                     answer.end_offset = ps.next_offset;
                 }
             } else {
