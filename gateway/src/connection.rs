@@ -56,7 +56,7 @@ pub struct ConnectionState {
 /// connection's and the gateway's byte budgets its request holds until the response is
 /// written.
 struct Pending {
-    task: JoinHandle<Option<Bytes>>,
+    task: JoinHandle<Option<ResponseFrame>>,
     api_key: ApiKey,
     _budget: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
@@ -151,7 +151,7 @@ async fn read_requests(
                 // Answered before the header is parsed: a newer header may not parse.
                 let body = handlers::api_versions::unsupported_version_body();
                 let task =
-                    tokio::spawn(async move { Some(frame_response(correlation_id, 0, body)) });
+                    tokio::spawn(async move { Some(ResponseFrame::new(correlation_id, 0, body)) });
                 if tx
                     .send(Pending {
                         task,
@@ -220,14 +220,14 @@ async fn read_requests(
                 let api = api_name(api_key);
                 let (answer, error) = match outcome {
                     Outcome::Respond(body, error) => (
-                        Some(frame_response(
+                        Some(ResponseFrame::new(
                             correlation_id,
                             api_key.response_header_version(version),
                             body,
                         )),
                         error_name(error),
                     ),
-                    Outcome::NoResponse => (Some(Bytes::new()), "NONE"),
+                    Outcome::NoResponse => (Some(ResponseFrame::default()), "NONE"),
                     Outcome::Close(reason) => {
                         warn!(%reason, "closing connection");
                         (None, "CONNECTION_CLOSED")
@@ -371,8 +371,13 @@ async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>
             }
         };
         if !frame.is_empty() {
-            // (An empty frame is an acks=0 produce: no response.)
-            if let Err(e) = writer.write_all(&frame).await {
+            // (An empty frame is an acks=0 produce: no response.) A body larger than the
+            // buffer goes to the socket directly, after what is buffered.
+            let written = match writer.write_all(&frame.head).await {
+                Ok(()) => writer.write_all(&frame.body).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 debug!(error = %e, "client went away");
                 return;
             }
@@ -391,20 +396,36 @@ async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>
     let _ = writer.into_inner().shutdown().await;
 }
 
-/// Size prefix + response header + body.
-fn frame_response(correlation_id: i32, header_version: i16, body: Bytes) -> Bytes {
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut out = BytesMut::with_capacity(body.len() + 16);
-    out.extend_from_slice(&[0u8; 4]);
-    if let Err(e) = header.encode(&mut out, header_version) {
-        // Cannot happen for a plain correlation id; answer nothing rather than garbage.
-        warn!(error = %e, "encoding response header");
-        return Bytes::new();
+/// A response as written to the client: the size prefix and response header, then the
+/// body. Kept apart so that a large body (a fetch's records) is written as it is rather
+/// than copied behind a few header bytes. Empty: no response (an acks=0 produce).
+#[derive(Default)]
+struct ResponseFrame {
+    head: Bytes,
+    body: Bytes,
+}
+
+impl ResponseFrame {
+    fn new(correlation_id: i32, header_version: i16, body: Bytes) -> ResponseFrame {
+        let header = ResponseHeader::default().with_correlation_id(correlation_id);
+        let mut head = BytesMut::with_capacity(16);
+        head.extend_from_slice(&[0u8; 4]);
+        if let Err(e) = header.encode(&mut head, header_version) {
+            // Cannot happen for a plain correlation id; answer nothing rather than garbage.
+            warn!(error = %e, "encoding response header");
+            return ResponseFrame::default();
+        }
+        let length = (head.len() - 4 + body.len()) as i32;
+        head[..4].copy_from_slice(&length.to_be_bytes());
+        ResponseFrame {
+            head: head.freeze(),
+            body,
+        }
     }
-    out.extend_from_slice(&body);
-    let length = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&length.to_be_bytes());
-    out.freeze()
+
+    fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -416,7 +437,7 @@ mod tests {
 
     use super::*;
 
-    fn pending(task: JoinHandle<Option<Bytes>>, budget: &Arc<Semaphore>) -> Pending {
+    fn pending(task: JoinHandle<Option<ResponseFrame>>, budget: &Arc<Semaphore>) -> Pending {
         let permit = || budget.clone().try_acquire_owned().expect("budget");
         Pending {
             task,
@@ -437,9 +458,14 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         // Both queued before the writer starts: the first is answered, the second (a
         // pipelined produce waiting for its flush) is not.
-        let first = tokio::spawn(async { Some(Bytes::from_static(b"first")) });
+        let first = tokio::spawn(async {
+            Some(ResponseFrame {
+                head: Bytes::from_static(b"fir"),
+                body: Bytes::from_static(b"st"),
+            })
+        });
         tx.send(pending(first, &budget)).await.expect("queued");
-        let second = tokio::spawn(std::future::pending::<Option<Bytes>>());
+        let second = tokio::spawn(std::future::pending::<Option<ResponseFrame>>());
         tx.send(pending(second, &budget)).await.expect("queued");
         let writer = tokio::spawn(write_responses(write, rx));
 

@@ -275,7 +275,13 @@ impl FetchService {
         first_in_response: bool,
         topic: &str,
     ) -> Result<Bytes, StoreError> {
-        let mut out = BytesMut::new();
+        // Sized once: growing by doubling copied a multi-MiB response several times over.
+        let wanted: i64 = entries
+            .iter()
+            .filter(|e| e.last_offset >= fetch_offset)
+            .map(|e| e.byte_length)
+            .sum();
+        let mut out = BytesMut::with_capacity((wanted.max(0) as usize).min(budget));
         for entry in entries {
             if entry.last_offset < fetch_offset {
                 continue;
