@@ -118,7 +118,9 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
             .context("creating a bench producer")?;
         let load = load.clone();
         let payload = payload.clone();
-        threads.push(std::thread::spawn(move || {
+        // Named, so that a profile tells the clients' sending threads apart.
+        let thread = std::thread::Builder::new().name(format!("bench-producer-{index}"));
+        threads.push(thread.spawn(move || {
             let per_producer_rate = load.rate.map(|r| r / load.producers as f64);
             let started = Instant::now();
             let limit = load
@@ -155,7 +157,7 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
                 .flush(Duration::from_secs(120))
                 .map_err(|e| anyhow::anyhow!("waiting for acknowledgements: {e}"))?;
             Ok(sent)
-        }));
+        })?);
     }
     for thread in threads {
         thread

@@ -78,7 +78,7 @@ impl Scale {
                 produce_for: Duration::from_secs(8),
                 raw_objects: 24,
                 commits: 300,
-                consume_records: 150_000,
+                consume_records: 500_000,
                 latency_samples: 100,
                 many_producers: 50,
             }
