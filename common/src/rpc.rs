@@ -196,6 +196,12 @@ pub async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, std::net:
     }
 }
 
+/// Largest read buffer of one internal HTTP connection. A writer holds a connection per
+/// produce in flight (hundreds at full load, each waiting for its flush to commit), and at
+/// hyper's default (~400 KiB, kept for the connection's life) those buffers alone came to
+/// more than the writer's whole produce buffer.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Serves HTTP/1.1 on `listener` until `shutdown`, then lets open requests finish.
 pub async fn serve<S, F, B>(listener: TcpListener, handler: S, mut shutdown: Shutdown)
 where
@@ -218,6 +224,7 @@ where
             async move { Ok::<_, Infallible>(handler(request).await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(READ_BUFFER_BYTES)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
