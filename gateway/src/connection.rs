@@ -28,6 +28,7 @@ use yaks_common::metrics::{ApiLabels, RequestLabels, api_name, error_name, metri
 use yaks_common::shutdown::Shutdown;
 
 use crate::GatewayState;
+use crate::handlers::produce_room::ProduceRoom;
 use crate::handlers::{self, Outcome, ProduceTurn, RequestContext};
 use crate::writers::Sticky;
 
@@ -102,6 +103,8 @@ async fn read_requests(
     let mut previous_produce: Option<oneshot::Receiver<()>> = None;
     // Fires when the previous produce was answered or can no longer be stored.
     let mut previous_settled: Option<oneshot::Receiver<()>> = None;
+    let produce_room = Arc::new(ProduceRoom::default());
+    let mut produce_seq: u64 = 0;
     loop {
         let length = tokio::select! {
             length = reader.read_i32() => match length {
@@ -183,11 +186,14 @@ async fn read_requests(
             let wait_for = previous_produce.replace(next);
             let (settled, next_settled) = oneshot::channel();
             let wait_settled = previous_settled.replace(next_settled);
+            produce_seq += 1;
             Some(ProduceTurn {
                 wait_for,
                 done,
                 wait_settled,
                 settled,
+                seq: produce_seq,
+                room: produce_room.clone(),
             })
         } else {
             None

@@ -27,6 +27,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod produce_room;
 pub mod reported;
 pub mod sync_group;
 
@@ -152,6 +153,10 @@ pub struct ProduceTurn {
     pub wait_settled: Option<oneshot::Receiver<()>>,
     /// Fire when this one is settled (dropping it counts too).
     pub settled: oneshot::Sender<()>,
+    /// Place in the connection's produce order.
+    pub seq: u64,
+    /// The connection's produces waiting for their turn, which the one sent may carry.
+    pub room: Arc<produce_room::ProduceRoom>,
 }
 
 /// Signals that a produce is settled once it is dropped — but never before the previous

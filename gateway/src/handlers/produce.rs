@@ -18,7 +18,8 @@
 //! it carries a commit deadline that ends before then (see [`crate::deadlines`]), so a
 //! client told "timed out" can rely on the attempt never being stored later.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,6 +27,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use uuid::Uuid;
 use yaks_common::batch::{BatchError, header_info, validate_produce_batch, with_log_append_time};
@@ -33,6 +35,7 @@ use yaks_common::kafka::{self, str_bytes};
 use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 
+use super::produce_room::{Answer, Answers, MAX_CARRIED_BYTES, Waiting};
 use super::{Outcome, ProduceTurn, RequestContext, SettleGuard, Versions, encode_response};
 use crate::topics::{config_i64, log_append_time};
 
@@ -173,90 +176,169 @@ async fn produce(
         release(turn).await;
         return shape(context.version, slots);
     }
+    let bytes: usize = slots.iter().map(|s| s.bytes).sum();
+    let answer = match turn {
+        Some(turn) => send_in_turn(context, acks, request.timeout_ms, forward, bytes, turn).await,
+        None => {
+            let mut previous = None;
+            send(
+                context,
+                acks,
+                request.timeout_ms,
+                forward,
+                Vec::new(),
+                &mut previous,
+            )
+            .await
+        }
+    };
+    match answer {
+        Ok(answers) => {
+            for (key, &index) in &forwarded {
+                if let Some(&(code, base_offset, log_start_offset)) = answers.get(key) {
+                    slots[index].result = if code == 0 {
+                        Ok((base_offset, log_start_offset))
+                    } else {
+                        Err((code, None))
+                    };
+                }
+            }
+        }
+        Err(error) => fill_forwarded(&mut slots, &forwarded, Err(error)),
+    }
+    debug!(partitions = slots.len(), "produce answered");
+    shape(context.version, slots)
+}
+
+/// Waits for this produce's turn in its connection's order, unless an earlier one carries
+/// it along first; when the turn comes, carries the produces ready right behind it
+/// (see [`super::produce_room`]) and sends them all as one internal request.
+async fn send_in_turn(
+    context: &RequestContext,
+    acks: i16,
+    timeout_ms: i32,
+    topics: Vec<TopicProduceData>,
+    bytes: usize,
+    turn: ProduceTurn,
+) -> Answer {
+    let ProduceTurn {
+        wait_for,
+        done,
+        wait_settled,
+        settled,
+        seq,
+        room,
+    } = turn;
+    // Dropped when this function returns: the produce is then answered, or can no longer
+    // be stored.
+    let mut guard = SettleGuard::new(wait_settled, settled);
+    let partitions = topics
+        .iter()
+        .flat_map(|t| t.partition_data.iter().map(|p| (t.topic_id, p.index)))
+        .collect();
+    let (answer, mut answered) = oneshot::channel();
+    room.put(
+        seq,
+        Waiting {
+            acks,
+            topics,
+            partitions,
+            bytes,
+            done,
+            answer,
+        },
+    );
+    let mine = match wait_for {
+        None => room.take(seq),
+        Some(previous) => tokio::select! {
+            _ = previous => room.take(seq),
+            carried = &mut answered => return carried_answer(carried),
+        },
+    };
+    let Some(mine) = mine else {
+        // An earlier produce took this one along; its answer comes from there.
+        return carried_answer(answered.await);
+    };
+    let mut partitions: HashSet<(Uuid, i32)> = mine.partitions.into_iter().collect();
+    let carried = room.carry_after(
+        seq,
+        acks,
+        &mut partitions,
+        MAX_CARRIED_BYTES.saturating_sub(mine.bytes),
+    );
+    let mut topics = mine.topics;
+    let mut dones = vec![mine.done];
+    let mut answers = Vec::with_capacity(carried.len());
+    for other in carried {
+        topics.extend(other.topics);
+        dones.push(other.done);
+        answers.push(other.answer);
+    }
+    let answer = send(context, acks, timeout_ms, topics, dones, guard.previous()).await;
+    for other in answers {
+        let _ = other.send(answer.clone());
+    }
+    answer
+}
+
+/// The answer an earlier produce of the connection passed on; if it is gone (that request
+/// failed before it could say), the outcome is unknown.
+fn carried_answer(carried: Result<Answer, oneshot::error::RecvError>) -> Answer {
+    carried.unwrap_or_else(|_| {
+        Err((
+            ResponseError::RequestTimedOut.code(),
+            Some("the produce carrying this one ended without an answer".into()),
+        ))
+    })
+}
+
+/// Sends `topics` to the connection's writer as one internal request and waits for the
+/// answer. `dones` are fired once a writer accepted it, or none would. Acceptance and
+/// answer share one deadline, so a stopped writer holds neither this request nor the
+/// connection's next ones for longer than `writer_timeout_ms`.
+async fn send(
+    context: &RequestContext,
+    acks: i16,
+    timeout_ms: i32,
+    topics: Vec<TopicProduceData>,
+    dones: Vec<oneshot::Sender<()>>,
+    previous_settled: &mut Option<oneshot::Receiver<()>>,
+) -> Answer {
+    let state = &context.state;
     let internal = ProduceRequest::default()
         .with_acks(acks)
-        .with_timeout_ms(request.timeout_ms)
-        .with_topic_data(forward);
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topics);
     let body = match kafka::encode(&internal, INTERNAL_PRODUCE_VERSION) {
         Ok(body) => body,
         Err(e) => {
             warn!(error = %e, "encoding internal produce failed");
-            release(turn).await;
-            fill_forwarded(
-                &mut slots,
-                &forwarded,
-                Err((ResponseError::UnknownServerError.code(), None)),
-            );
-            return shape(context.version, slots);
+            return Err((ResponseError::UnknownServerError.code(), None));
         }
     };
-
-    // Wait for the connection's previous produce to be accepted, then send and wait for
-    // ours to be accepted, then let the next one go. Acceptance and answer share one
-    // deadline, so a stopped writer holds neither this request nor the connection's next
-    // ones for longer than `writer_timeout_ms`.
     let writer_timeout = Duration::from_millis(state.config.writer_timeout_ms);
     let deadline = Instant::now() + writer_timeout;
     let commit_deadline_ms = state.server_clock.commit_deadline_ms(writer_timeout);
-    // Dropped when this function returns: the produce is then answered, or can no longer
-    // be stored.
-    let mut _settled: Option<SettleGuard> = None;
-    let accepted = match turn {
-        Some(ProduceTurn {
-            wait_for,
-            done,
-            wait_settled,
-            settled,
-        }) => {
-            let guard = _settled.insert(SettleGuard::new(wait_settled, settled));
-            if let Some(previous) = wait_for {
-                let _ = previous.await;
-            }
-            let accepted = state
-                .writers
-                .produce(
-                    &context.connection.writer,
-                    body,
-                    deadline,
-                    commit_deadline_ms,
-                    guard.previous(),
-                )
-                .await;
-            drop(done);
-            accepted
-        }
-        None => {
-            state
-                .writers
-                .produce(
-                    &context.connection.writer,
-                    body,
-                    deadline,
-                    commit_deadline_ms,
-                    &mut None,
-                )
-                .await
-        }
-    };
+    let accepted = state
+        .writers
+        .produce(
+            &context.connection.writer,
+            body,
+            deadline,
+            commit_deadline_ms,
+            previous_settled,
+        )
+        .await;
+    drop(dones);
     let (writer, answer) = match accepted {
         Ok(accepted) => accepted,
         Err(RpcError::AnswerLost(e)) => {
             // The writer may hold the request: the outcome is unknown.
-            fill_forwarded(
-                &mut slots,
-                &forwarded,
-                Err((ResponseError::RequestTimedOut.code(), Some(e))),
-            );
-            return shape(context.version, slots);
+            return Err((ResponseError::RequestTimedOut.code(), Some(e)));
         }
         Err(e) => {
             warn!(error = %e, "no writer accepted the produce");
-            fill_forwarded(
-                &mut slots,
-                &forwarded,
-                Err((ResponseError::KafkaStorageError.code(), Some(e.to_string()))),
-            );
-            return shape(context.version, slots);
+            return Err((ResponseError::KafkaStorageError.code(), Some(e.to_string())));
         }
     };
     if acks == 0 {
@@ -264,7 +346,7 @@ async fn produce(
         tokio::spawn(async move {
             let _ = read_body(answer).await;
         });
-        return shape(context.version, slots);
+        return Err((ResponseError::UnknownServerError.code(), None));
     }
 
     let instance = answer
@@ -282,52 +364,37 @@ async fn produce(
                 .await;
             // Skipped from the answer on, so the client's retry goes elsewhere.
             state.writers.skip(&writer, "a produce answer was lost");
-            fill_forwarded(
-                &mut slots,
-                &forwarded,
-                Err((ResponseError::RequestTimedOut.code(), Some(e))),
-            );
-            return shape(context.version, slots);
+            return Err((ResponseError::RequestTimedOut.code(), Some(e)));
         }
         Err(_) => {
             warn!("writer did not answer a produce in time");
             state
                 .writers
                 .skip(&writer, "a produce answer did not come in time");
-            fill_forwarded(
-                &mut slots,
-                &forwarded,
-                Err((ResponseError::RequestTimedOut.code(), None)),
-            );
-            return shape(context.version, slots);
+            return Err((ResponseError::RequestTimedOut.code(), None));
         }
     };
     let answered: ProduceResponse = match kafka::decode(body, INTERNAL_PRODUCE_VERSION) {
         Ok(answered) => answered,
         Err(e) => {
             warn!(error = %e, "undecodable answer from writer");
-            fill_forwarded(
-                &mut slots,
-                &forwarded,
-                Err((ResponseError::RequestTimedOut.code(), None)),
-            );
-            return shape(context.version, slots);
+            return Err((ResponseError::RequestTimedOut.code(), None));
         }
     };
+    let mut answers = Answers::new();
     for topic in answered.responses {
         for partition in topic.partition_responses {
-            let Some(&index) = forwarded.get(&(topic.topic_id, partition.index)) else {
-                continue;
-            };
-            slots[index].result = if partition.error_code == 0 {
-                Ok((partition.base_offset, partition.log_start_offset))
-            } else {
-                Err((partition.error_code, None))
-            };
+            answers.insert(
+                (topic.topic_id, partition.index),
+                (
+                    partition.error_code,
+                    partition.base_offset,
+                    partition.log_start_offset,
+                ),
+            );
         }
     }
-    debug!(partitions = slots.len(), "produce answered");
-    shape(context.version, slots)
+    Ok(Arc::new(answers))
 }
 
 /// Why a partition is refused before it reaches a writer, if it is.
@@ -414,6 +481,7 @@ async fn release(turn: Option<ProduceTurn>) {
         done,
         wait_settled,
         settled,
+        ..
     }) = turn
     {
         // Settled as soon as the previous one is: nothing of this one was sent.
