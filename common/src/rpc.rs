@@ -197,10 +197,10 @@ pub async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, std::net:
 }
 
 /// Largest read buffer of one internal HTTP connection. A writer holds a connection per
-/// produce in flight (hundreds at full load, each waiting for its flush to commit), and at
-/// hyper's default (~400 KiB, kept for the connection's life) those buffers alone came to
-/// more than the writer's whole produce buffer.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// produce in flight (thousands at full load, each waiting for its flush to commit), and
+/// at hyper's default (~400 KiB, kept for the connection's life) those buffers alone came
+/// to more than the writer's whole produce buffer; 16 KiB keeps 3,000 of them under 50 MiB.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Serves HTTP/1.1 on `listener` until `shutdown`, then lets open requests finish.
 pub async fn serve<S, F, B>(listener: TcpListener, handler: S, mut shutdown: Shutdown)
