@@ -35,7 +35,7 @@ use yaks_common::kafka::{self, str_bytes};
 use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 
-use super::produce_room::{Answer, Answers, MAX_CARRIED_BYTES, Waiting};
+use super::produce_room::{Answer, Answers, Deadline, MAX_CARRIED_BYTES, Waiting};
 use super::{Outcome, ProduceTurn, RequestContext, SettleGuard, Versions, encode_response};
 use crate::topics::{config_i64, log_append_time};
 
@@ -177,19 +177,33 @@ async fn produce(
         return shape(context.version, slots);
     }
     let bytes: usize = slots.iter().map(|s| s.bytes).sum();
+    // From now, not from when the turn comes: see [`Deadline`].
+    let writer_timeout = Duration::from_millis(state.config.writer_timeout_ms);
+    let deadline = Deadline {
+        at: Instant::now() + writer_timeout,
+        commit_ms: state.server_clock.commit_deadline_ms(writer_timeout),
+    };
     let answer = match turn {
-        Some(turn) => send_in_turn(context, acks, request.timeout_ms, forward, bytes, turn).await,
+        Some(turn) => {
+            let ready = Ready {
+                acks,
+                timeout_ms: request.timeout_ms,
+                topics: forward,
+                bytes,
+                deadline,
+            };
+            send_in_turn(context, ready, turn).await
+        }
         None => {
             let mut previous = None;
-            send(
-                context,
+            let ready = Ready {
                 acks,
-                request.timeout_ms,
-                forward,
-                Vec::new(),
-                &mut previous,
-            )
-            .await
+                timeout_ms: request.timeout_ms,
+                topics: forward,
+                bytes,
+                deadline,
+            };
+            send(context, ready, Vec::new(), &mut previous).await
         }
     };
     match answer {
@@ -210,17 +224,19 @@ async fn produce(
     shape(context.version, slots)
 }
 
-/// Waits for this produce's turn in its connection's order, unless an earlier one carries
-/// it along first; when the turn comes, carries the produces ready right behind it
-/// (see [`super::produce_room`]) and sends them all as one internal request.
-async fn send_in_turn(
-    context: &RequestContext,
+/// A produce's valid batches, ready to go to a writer.
+struct Ready {
     acks: i16,
     timeout_ms: i32,
     topics: Vec<TopicProduceData>,
     bytes: usize,
-    turn: ProduceTurn,
-) -> Answer {
+    deadline: Deadline,
+}
+
+/// Waits for this produce's turn in its connection's order, unless an earlier one carries
+/// it along first; when the turn comes, carries the produces ready right behind it
+/// (see [`super::produce_room`]) and sends them all as one internal request.
+async fn send_in_turn(context: &RequestContext, ready: Ready, turn: ProduceTurn) -> Answer {
     let ProduceTurn {
         wait_for,
         done,
@@ -232,7 +248,8 @@ async fn send_in_turn(
     // Dropped when this function returns: the produce is then answered, or can no longer
     // be stored.
     let mut guard = SettleGuard::new(wait_settled, settled);
-    let partitions = topics
+    let partitions = ready
+        .topics
         .iter()
         .flat_map(|t| t.partition_data.iter().map(|p| (t.topic_id, p.index)))
         .collect();
@@ -240,10 +257,11 @@ async fn send_in_turn(
     room.put(
         seq,
         Waiting {
-            acks,
-            topics,
+            acks: ready.acks,
+            topics: ready.topics,
             partitions,
-            bytes,
+            bytes: ready.bytes,
+            deadline: ready.deadline,
             done,
             answer,
         },
@@ -262,19 +280,27 @@ async fn send_in_turn(
     let mut partitions: HashSet<(Uuid, i32)> = mine.partitions.into_iter().collect();
     let carried = room.carry_after(
         seq,
-        acks,
+        mine.acks,
         &mut partitions,
         MAX_CARRIED_BYTES.saturating_sub(mine.bytes),
     );
-    let mut topics = mine.topics;
+    let mut merged = Ready {
+        acks: mine.acks,
+        timeout_ms: ready.timeout_ms,
+        topics: mine.topics,
+        bytes: mine.bytes,
+        deadline: mine.deadline,
+    };
     let mut dones = vec![mine.done];
     let mut answers = Vec::with_capacity(carried.len());
     for other in carried {
-        topics.extend(other.topics);
+        merged.topics.extend(other.topics);
+        merged.bytes += other.bytes;
+        merged.deadline = merged.deadline.min(other.deadline);
         dones.push(other.done);
         answers.push(other.answer);
     }
-    let answer = send(context, acks, timeout_ms, topics, dones, guard.previous()).await;
+    let answer = send(context, merged, dones, guard.previous()).await;
     for other in answers {
         let _ = other.send(answer.clone());
     }
@@ -292,19 +318,28 @@ fn carried_answer(carried: Result<Answer, oneshot::error::RecvError>) -> Answer 
     })
 }
 
-/// Sends `topics` to the connection's writer as one internal request and waits for the
-/// answer. `dones` are fired once a writer accepted it, or none would. Acceptance and
-/// answer share one deadline, so a stopped writer holds neither this request nor the
-/// connection's next ones for longer than `writer_timeout_ms`.
+/// Sends a produce (or several carried together) to the connection's writer as one
+/// internal request and waits for the answer. `dones` are fired once a writer accepted it,
+/// or none would. Acceptance and answer share one deadline, so a stopped writer holds
+/// neither this request nor the connection's next ones past it.
 async fn send(
     context: &RequestContext,
-    acks: i16,
-    timeout_ms: i32,
-    topics: Vec<TopicProduceData>,
+    ready: Ready,
     dones: Vec<oneshot::Sender<()>>,
     previous_settled: &mut Option<oneshot::Receiver<()>>,
 ) -> Answer {
     let state = &context.state;
+    let Ready {
+        acks,
+        timeout_ms,
+        topics,
+        deadline:
+            Deadline {
+                at: deadline,
+                commit_ms: commit_deadline_ms,
+            },
+        ..
+    } = ready;
     let internal = ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(timeout_ms)
@@ -316,9 +351,6 @@ async fn send(
             return Err((ResponseError::UnknownServerError.code(), None));
         }
     };
-    let writer_timeout = Duration::from_millis(state.config.writer_timeout_ms);
-    let deadline = Instant::now() + writer_timeout;
-    let commit_deadline_ms = state.server_clock.commit_deadline_ms(writer_timeout);
     let accepted = state
         .writers
         .produce(

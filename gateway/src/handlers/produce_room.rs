@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use kafka_protocol::messages::produce_request::TopicProduceData;
 use tokio::sync::oneshot;
@@ -30,6 +31,28 @@ pub type Answers = HashMap<(Uuid, i32), (i16, i64, i64)>;
 /// in it gets.
 pub type Answer = Result<Arc<Answers>, (i16, Option<String>)>;
 
+/// When the gateway gives up on a produce, and the commit deadline sent with it: both fixed
+/// when the request arrived, not when its turn came, so a request that waited behind a
+/// stopped writer is not held (nor stored) past the time its client was promised. An
+/// internal request carrying several takes the earliest of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// Acceptance and answer must come before this.
+    pub at: Instant,
+    /// In the metastore's clock; a commit after it must not store the batches.
+    pub commit_ms: i64,
+}
+
+impl Deadline {
+    /// The earlier of both deadlines.
+    pub fn min(self, other: Deadline) -> Deadline {
+        Deadline {
+            at: self.at.min(other.at),
+            commit_ms: self.commit_ms.min(other.commit_ms),
+        }
+    }
+}
+
 /// A validated produce request ready to go to a writer, waiting for its turn.
 pub struct Waiting {
     /// The request's acks; only requests with the same acks travel together.
@@ -40,6 +63,8 @@ pub struct Waiting {
     pub partitions: Vec<(Uuid, i32)>,
     /// Record bytes in `topics`.
     pub bytes: usize,
+    /// When the gateway gives up on it, fixed when it arrived (see [`Deadline`]).
+    pub deadline: Deadline,
     /// Fired (or dropped) once a writer accepted it, or refused it: the connection's next
     /// produce may go.
     pub done: oneshot::Sender<()>,
@@ -116,6 +141,10 @@ mod tests {
             topics: Vec::new(),
             partitions: partitions.iter().map(|&p| (Uuid::nil(), p)).collect(),
             bytes,
+            deadline: Deadline {
+                at: Instant::now(),
+                commit_ms: 0,
+            },
             done,
             answer,
         };
@@ -161,5 +190,25 @@ mod tests {
         room.put(2, waiting(-1, &[1], 60).0);
         room.put(3, waiting(-1, &[2], 60).0);
         assert_eq!(carried(&room, 1, &[0], 100), vec![1], "room for one");
+    }
+
+    #[test]
+    fn carried_requests_keep_the_earliest_deadline() {
+        let now = Instant::now();
+        let early = Deadline {
+            at: now,
+            commit_ms: 200,
+        };
+        let late = Deadline {
+            at: now + std::time::Duration::from_secs(1),
+            commit_ms: 100,
+        };
+        assert_eq!(
+            early.min(late),
+            Deadline {
+                at: now,
+                commit_ms: 100
+            }
+        );
     }
 }
