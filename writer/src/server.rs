@@ -2,7 +2,8 @@
 //!
 //! `POST /v1/produce` takes a Kafka-encoded `ProduceRequest` (topic ids, batches already
 //! validated by a gateway), reserves buffer room for its content length before reading the
-//! body, accepts it — the status line goes out at that moment — and streams the `ProduceResponse` once the flush holding it has committed.
+//! body, accepts it — the status line goes out at that moment — and streams the
+//! `ProduceResponse` once the flush holding it has committed.
 //! See `yaks_common::rpc` for why acceptance and answer are separate.
 
 use std::collections::{HashMap, HashSet};
@@ -12,8 +13,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::Body as _;
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Body as _, Frame, Incoming};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
