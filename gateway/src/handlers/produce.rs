@@ -183,28 +183,16 @@ async fn produce(
         at: Instant::now() + writer_timeout,
         commit_ms: state.server_clock.commit_deadline_ms(writer_timeout),
     };
+    let ready = Ready {
+        acks,
+        timeout_ms: request.timeout_ms,
+        topics: forward,
+        bytes,
+        deadline,
+    };
     let answer = match turn {
-        Some(turn) => {
-            let ready = Ready {
-                acks,
-                timeout_ms: request.timeout_ms,
-                topics: forward,
-                bytes,
-                deadline,
-            };
-            send_in_turn(context, ready, turn).await
-        }
-        None => {
-            let mut previous = None;
-            let ready = Ready {
-                acks,
-                timeout_ms: request.timeout_ms,
-                topics: forward,
-                bytes,
-                deadline,
-            };
-            send(context, ready, Vec::new(), &mut previous).await
-        }
+        Some(turn) => send_in_turn(context, ready, turn).await,
+        None => send(context, ready, Vec::new(), &mut None).await,
     };
     match answer {
         Ok(answers) => {
