@@ -15,7 +15,7 @@
 //! check still needs, plus the sampling error.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 use yaks_common::clock::SharedClock;
@@ -30,6 +30,28 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// passed the deadline check to finish. A quarter of the writer timeout, at most 2 s.
 pub fn margin(writer_timeout: Duration) -> Duration {
     (writer_timeout / 4).min(Duration::from_secs(2))
+}
+
+/// When the gateway gives up on a produce, and the commit deadline sent with it: both fixed
+/// when the request arrived, not when its turn came, so a request that waited behind a
+/// stopped writer is not held (nor stored) past the time its client was promised. An
+/// internal request carrying several takes the earliest of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// Acceptance and answer must come before this.
+    pub at: Instant,
+    /// In the metastore's clock; a commit after it must not store the batches.
+    pub commit_ms: i64,
+}
+
+impl Deadline {
+    /// The earlier of both deadlines.
+    pub fn min(self, other: Deadline) -> Deadline {
+        Deadline {
+            at: self.at.min(other.at),
+            commit_ms: self.commit_ms.min(other.commit_ms),
+        }
+    }
 }
 
 /// This gateway's view of the metastore's clock.
@@ -82,6 +104,15 @@ impl ServerClock {
         server_now + writer_timeout.as_millis() as i64 - guard
     }
 
+    /// Both deadlines of a request arriving now that the gateway answers within
+    /// `writer_timeout`.
+    pub fn deadline(&self, writer_timeout: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + writer_timeout,
+            commit_ms: self.commit_deadline_ms(writer_timeout),
+        }
+    }
+
     /// Resamples every [`SAMPLE_EVERY`] until `shutdown`.
     pub async fn keep(&self, metastore: SharedMetastore, mut shutdown: Shutdown) {
         loop {
@@ -119,6 +150,26 @@ mod tests {
         assert!(
             (deadline - expected).abs() < 1_000,
             "deadline {deadline} near {expected}"
+        );
+    }
+
+    #[test]
+    fn carried_requests_keep_the_earliest_deadline() {
+        let now = Instant::now();
+        let early = Deadline {
+            at: now,
+            commit_ms: 200,
+        };
+        let late = Deadline {
+            at: now + Duration::from_secs(1),
+            commit_ms: 100,
+        };
+        assert_eq!(
+            early.min(late),
+            Deadline {
+                at: now,
+                commit_ms: 100
+            }
         );
     }
 }

@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -35,8 +35,9 @@ use yaks_common::kafka::{self, str_bytes};
 use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 
-use super::produce_room::{Answer, Answers, Deadline, MAX_CARRIED_BYTES, Waiting};
+use super::produce_room::{Answer, Answers, MAX_CARRIED_BYTES, Waiting};
 use super::{Outcome, ProduceTurn, RequestContext, SettleGuard, Versions, encode_response};
+use crate::deadlines::Deadline;
 use crate::topics::{config_i64, log_append_time};
 
 /// Supported versions. Clients pick their message format from this range: librdkafka
@@ -178,11 +179,9 @@ async fn produce(
     }
     let bytes: usize = slots.iter().map(|s| s.bytes).sum();
     // From now, not from when the turn comes: see [`Deadline`].
-    let writer_timeout = Duration::from_millis(state.config.writer_timeout_ms);
-    let deadline = Deadline {
-        at: Instant::now() + writer_timeout,
-        commit_ms: state.server_clock.commit_deadline_ms(writer_timeout),
-    };
+    let deadline = state
+        .server_clock
+        .deadline(Duration::from_millis(state.config.writer_timeout_ms));
     let ready = Ready {
         acks,
         timeout_ms: request.timeout_ms,

@@ -14,11 +14,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use kafka_protocol::messages::produce_request::TopicProduceData;
 use tokio::sync::oneshot;
 use uuid::Uuid;
+
+use crate::deadlines::Deadline;
 
 /// Most record bytes one internal request carries: a writer's flush (`writer.flush_bytes`
 /// defaults to 8 MiB) gains nothing from larger ones.
@@ -30,28 +31,6 @@ pub type Answers = HashMap<(Uuid, i32), (i16, i64, i64)>;
 /// What became of an internal request: the writer's answers, or the error every partition
 /// in it gets.
 pub type Answer = Result<Arc<Answers>, (i16, Option<String>)>;
-
-/// When the gateway gives up on a produce, and the commit deadline sent with it: both fixed
-/// when the request arrived, not when its turn came, so a request that waited behind a
-/// stopped writer is not held (nor stored) past the time its client was promised. An
-/// internal request carrying several takes the earliest of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
-    /// Acceptance and answer must come before this.
-    pub at: Instant,
-    /// In the metastore's clock; a commit after it must not store the batches.
-    pub commit_ms: i64,
-}
-
-impl Deadline {
-    /// The earlier of both deadlines.
-    pub fn min(self, other: Deadline) -> Deadline {
-        Deadline {
-            at: self.at.min(other.at),
-            commit_ms: self.commit_ms.min(other.commit_ms),
-        }
-    }
-}
 
 /// A validated produce request ready to go to a writer, waiting for its turn.
 pub struct Waiting {
@@ -127,6 +106,8 @@ impl ProduceRoom {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn waiting(
@@ -190,25 +171,5 @@ mod tests {
         room.put(2, waiting(-1, &[1], 60).0);
         room.put(3, waiting(-1, &[2], 60).0);
         assert_eq!(carried(&room, 1, &[0], 100), vec![1], "room for one");
-    }
-
-    #[test]
-    fn carried_requests_keep_the_earliest_deadline() {
-        let now = Instant::now();
-        let early = Deadline {
-            at: now,
-            commit_ms: 200,
-        };
-        let late = Deadline {
-            at: now + std::time::Duration::from_secs(1),
-            commit_ms: 100,
-        };
-        assert_eq!(
-            early.min(late),
-            Deadline {
-                at: now,
-                commit_ms: 100
-            }
-        );
     }
 }
