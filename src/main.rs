@@ -257,12 +257,21 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
         }
         Command::Chaos(options) => {
-            let report = yaks::chaos::run(options).await?;
-            println!("{}", report.table());
-            if report.holds() {
+            let series = options.runs > 1;
+            let reports = yaks::chaos::run_series(options, |report| {
+                if series {
+                    println!("## run {} (seed {})\n", report.dir.display(), report.seed);
+                }
+                println!("{}", report.table());
+            })
+            .await?;
+            if series {
+                println!("## Summary\n\n{}", yaks::chaos::summary(&reports));
+            }
+            if reports.iter().all(|r| r.holds()) {
                 Ok(())
             } else {
-                anyhow::bail!("invariants violated or faults not injected (see the table)")
+                anyhow::bail!("invariants violated or faults not injected (see the tables)")
             }
         }
         Command::Dev {

@@ -249,11 +249,38 @@ pub fn batch_times(batch: &[u8]) -> Option<BatchTimes> {
 }
 
 /// Each record's offset delta and timestamp, for an uncompressed batch; `None` for a
-/// compressed or malformed one. Record layout: length varint, attributes i8, timestamp
-/// delta varlong, offset delta varint, then key, value and headers, skipped by length.
+/// compressed or malformed one.
 pub fn record_times(batch: &[u8]) -> Option<Vec<RecordTime>> {
-    let times = batch_times(batch)?;
-    if times.compressed {
+    let base_timestamp = batch_times(batch)?.base_timestamp;
+    let heads = record_heads(batch)?;
+    let mut out = Vec::with_capacity(heads.len());
+    for head in heads {
+        out.push(RecordTime {
+            offset_delta: head.offset_delta,
+            timestamp: base_timestamp.checked_add(head.timestamp_delta)?,
+        });
+    }
+    Some(out)
+}
+
+/// Each record's key (`None` for a null key), for an uncompressed batch; `None` for a
+/// compressed or malformed one.
+pub fn record_keys(batch: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    Some(record_heads(batch)?.into_iter().map(|h| h.key).collect())
+}
+
+/// The leading fields of one record.
+struct RecordHead<'a> {
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&'a [u8]>,
+}
+
+/// Walks the records of an uncompressed batch. Record layout: length varint, attributes
+/// i8, timestamp delta varlong, offset delta varint, key length varint (-1: null) and key,
+/// then value and headers, skipped by the record's length.
+fn record_heads(batch: &[u8]) -> Option<Vec<RecordHead<'_>>> {
+    if batch_times(batch)?.compressed {
         return None;
     }
     let count = usize::try_from(i32_at(batch, 57)).ok()?;
@@ -267,10 +294,18 @@ pub fn record_times(batch: &[u8]) -> Option<Vec<RecordTime>> {
         let mut pos = 1; // attributes
         let (timestamp_delta, used) = varint(body.get(pos..)?)?;
         pos += used;
-        let (offset_delta, _) = varint(body.get(pos..)?)?;
-        out.push(RecordTime {
+        let (offset_delta, used) = varint(body.get(pos..)?)?;
+        pos += used;
+        let (key_length, used) = varint(body.get(pos..)?)?;
+        pos += used;
+        let key = match usize::try_from(key_length) {
+            Ok(len) => Some(body.get(pos..pos.checked_add(len)?)?),
+            Err(_) => None,
+        };
+        out.push(RecordHead {
+            timestamp_delta,
             offset_delta: i32::try_from(offset_delta).ok()?,
-            timestamp: times.base_timestamp.checked_add(timestamp_delta)?,
+            key,
         });
         at = body_end;
     }
@@ -377,8 +412,10 @@ mod tests {
             vec![(0, 5_000), (1, 5_000), (2, 5_000)]
         );
         assert_eq!(record_times(&raw[..raw.len() - 3]), None, "truncated");
+        assert_eq!(record_keys(&raw), Some(vec![None, None, None]), "null keys");
         raw[22] |= 1; // gzip
         assert_eq!(record_times(&raw), None);
+        assert_eq!(record_keys(&raw), None);
         assert!(batch_times(&raw).expect("header").compressed);
     }
 

@@ -14,9 +14,13 @@
 //!
 //! The run's verdict is the oracle's: every invariant must hold. The report adds what was
 //! injected and when, so a failure can be matched to the faults around it; each process's
-//! log is kept under the run's directory.
+//! log is kept under the run's directory, the clients' beside them. Where an invariant
+//! broke, the report shows the offending producer's batches around the first violations
+//! and what its client decided meanwhile ([`context`]). [`run_series`] repeats runs with
+//! varying seeds and [`summary`] says which invariants broke in how many of them.
 
 pub mod cluster;
+pub mod context;
 pub mod s3proxy;
 
 use std::path::PathBuf;
@@ -24,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tracing::{info, warn};
+use yaks_common::config::PostgresConfig;
+use yaks_common::metastore::PgMetastore;
+use yaks_common::objstore::S3ObjectStore;
 use yaks_common::shutdown::Shutdown;
 
 use crate::dev::postgres::{EmbeddedPostgres, free_port};
@@ -47,6 +54,13 @@ pub struct ChaosOptions {
     /// What is broken while it does.
     #[command(flatten)]
     pub faults: FaultPlan,
+    /// Runs, one after another, each on a fresh deployment; run n (from 0) draws its S3
+    /// faults from `--seed` + n, unless `--same-seed`.
+    #[arg(long, default_value_t = 1)]
+    pub runs: u32,
+    /// Every run draws from `--seed` itself.
+    #[arg(long)]
+    pub same_seed: bool,
 }
 
 /// The faults of a run.
@@ -80,6 +94,9 @@ impl Default for FaultPlan {
     }
 }
 
+/// The run's bucket.
+const BUCKET: &str = "yaks-chaos";
+
 /// Gateways give up on a writer after this long (`gateway.writer_timeout_ms`); the freeze
 /// should outlast it.
 const WRITER_TIMEOUT_MS: u64 = 10_000;
@@ -102,6 +119,8 @@ pub struct FaultCount {
 pub struct ChaosReport {
     /// Where the run's data and logs are.
     pub dir: PathBuf,
+    /// Seed of its S3 fault draws.
+    pub seed: u64,
     /// The oracle's verdict.
     pub oracle: oracle::Report,
     /// What was injected.
@@ -113,6 +132,9 @@ pub struct ChaosReport {
     /// Problems of the harness itself (a process that would not come back); a run with
     /// any did not test what it meant to.
     pub harness_errors: Vec<String>,
+    /// For each place a violation was found: the producer's batches around it and what
+    /// its client decided meanwhile, as Markdown.
+    pub explained: Vec<String>,
 }
 
 impl ChaosReport {
@@ -144,12 +166,83 @@ impl ChaosReport {
         for error in &self.harness_errors {
             out.push_str(&format!("\nharness error: {error}"));
         }
+        if !self.explained.is_empty() {
+            out.push_str("\n### Around the violations\n\n");
+            out.push_str(&self.explained.join("\n"));
+        }
         out.push_str(&format!(
             "\nprocess logs: {}\n",
             self.dir.join("logs").display()
         ));
         out
     }
+}
+
+/// Runs `options.runs` chaos runs one after another, handing each report to `each` as it
+/// ends (so a long series shows its progress); returns them all.
+pub async fn run_series(
+    options: ChaosOptions,
+    mut each: impl FnMut(&ChaosReport),
+) -> anyhow::Result<Vec<ChaosReport>> {
+    let mut reports = Vec::new();
+    for n in 0..options.runs.max(1) {
+        let mut one = options.clone();
+        if !options.same_seed {
+            one.faults.seed = options.faults.seed.wrapping_add(u64::from(n));
+        }
+        let report = run(one).await?;
+        each(&report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// A series at a glance: one row per run, then how many runs broke each invariant.
+pub fn summary(reports: &[ChaosReport]) -> String {
+    let mut out = String::from(
+        "| run | seed | acknowledged | failed deliveries | read back | broken invariants |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    let mut broken: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
+    for (n, report) in reports.iter().enumerate() {
+        let mut names = Vec::new();
+        for finding in report.oracle.findings.iter().filter(|f| f.violations > 0) {
+            let entry = broken.entry(finding.invariant).or_default();
+            entry.0 += 1;
+            entry.1 += finding.violations;
+            names.push(format!("{} ({})", finding.invariant, finding.violations));
+        }
+        if !report.harness_errors.is_empty() {
+            names.push(format!("harness: {}", report.harness_errors.join("; ")));
+        }
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            n + 1,
+            report.seed,
+            report.oracle.acknowledged,
+            report.oracle.failed,
+            report.oracle.consumed,
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    out.push('\n');
+    if broken.is_empty() {
+        out.push_str(&format!(
+            "every invariant held in all {} runs\n",
+            reports.len()
+        ));
+    }
+    for (invariant, (runs, violations)) in broken {
+        out.push_str(&format!(
+            "{invariant}: broken in {runs} of {} runs ({violations} violations in all)\n",
+            reports.len()
+        ));
+    }
+    out
 }
 
 /// Runs the oracle against a split deployment under faults.
@@ -208,10 +301,15 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     let (trigger, shutdown) = Shutdown::new();
     let span = options.workload.pace.max(Duration::from_secs(10));
     let driving = tokio::spawn(driver.drive(span, shutdown));
+    let mut workload = options.workload.clone();
+    if workload.client_debug.is_empty() {
+        // What the clients decided (retries, epoch bumps) explains most violations.
+        workload.client_debug = "eos".into();
+    }
     let oracle = oracle::run(OracleOptions {
         brokers: gateways.join(","),
         data_dir: dir.join("oracle"),
-        workload: options.workload.clone(),
+        workload,
     })
     .await;
     trigger.trigger();
@@ -219,6 +317,12 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     for member in &mut driver.members {
         member.stop(Duration::from_secs(15)).await;
     }
+    let explained = match (&oracle, &driver.postgres) {
+        (Ok(report), Some(postgres)) if !report.holds() => {
+            explain(report, &postgres.url(), &s3, &dir).await
+        }
+        _ => Vec::new(),
+    };
     let s3_counts = proxy.counts();
     proxy.stop().await;
     s3.stop().await;
@@ -230,12 +334,113 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     let faults = driver.counts(&s3_counts);
     Ok(ChaosReport {
         dir,
+        seed: plan.seed,
         oracle,
         faults,
         s3: s3_counts,
         timeline: driver.timeline,
         harness_errors: driver.errors,
+        explained,
     })
+}
+
+/// The batches around each place the oracle found a violation, with what the client
+/// decided meanwhile (see [`context`]), as Markdown sections.
+async fn explain(
+    report: &oracle::Report,
+    postgres_url: &str,
+    s3: &DevS3,
+    dir: &std::path::Path,
+) -> Vec<String> {
+    let s3_config = s3.s3_config(BUCKET);
+    let metastore = PgMetastore::connect(&PostgresConfig {
+        url: Some(postgres_url.to_owned()),
+        ..PostgresConfig::default()
+    });
+    let objects = S3ObjectStore::connect(&s3_config).await;
+    let (metastore, objects) = match (metastore, objects) {
+        (Ok(metastore), Ok(objects)) => (metastore, objects),
+        (Err(e), _) | (_, Err(e)) => {
+            return vec![format!("no context: the run's stores did not open: {e}")];
+        }
+    };
+    let commits = context::commits_in_logs(&dir.join("logs"));
+    let mut sections = Vec::new();
+    for finding in &report.findings {
+        for place in &finding.places {
+            let mut section = format!(
+                "#### {} — {}/{} offset {}: producer {} sequence {}{}
+
+",
+                finding.invariant,
+                place.topic,
+                place.partition,
+                place.offset,
+                place.id.producer,
+                place.id.sequence,
+                place
+                    .earlier
+                    .map_or_else(String::new, |o| format!(" (earlier: offset {o})")),
+            );
+            let batches = match context::batches_around(
+                &metastore,
+                &objects,
+                &s3_config.key_prefix,
+                &commits,
+                place,
+            )
+            .await
+            {
+                Ok(batches) => batches,
+                Err(e) => {
+                    section.push_str(&format!(
+                        "batches not read: {e:#}
+"
+                    ));
+                    sections.push(section);
+                    continue;
+                }
+            };
+            section.push_str(&context::table(&batches));
+            // What the client decided from a little before the first of these batches
+            // was sealed to a little after the last one was.
+            let times: Vec<&str> = batches.iter().map(|b| b.object_time.as_str()).collect();
+            if let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) {
+                let decisions = context::client_decisions(
+                    &dir.join("oracle").join("clients.log"),
+                    place.id.producer,
+                    &shift(first, -15_000),
+                    &shift(last, 2_000),
+                );
+                if !decisions.is_empty() {
+                    section.push_str(&format!(
+                        "
+client {} meanwhile:
+```
+{}
+```
+",
+                        place.id.producer,
+                        decisions.join("\n")
+                    ));
+                }
+            }
+            sections.push(section);
+        }
+    }
+    sections
+}
+
+/// A time of day (`HH:MM:SS.mmm`) moved by `ms`.
+fn shift(time: &str, ms: i64) -> String {
+    let parts: Vec<i64> = time
+        .split([':', '.'])
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let [h, m, s, milli] = parts[..] else {
+        return time.to_owned();
+    };
+    oracle::observed::time_of_day(((h * 60 + m) * 60 + s) * 1_000 + milli + ms)
 }
 
 /// Two readers, two writers, two gateways on free loopback ports, all sharing PostgreSQL
@@ -254,7 +459,7 @@ fn members(
             IDLE_IN_TRANSACTION_MS.to_string(),
         ),
         ("YAKS_S3__ENDPOINT", s3_endpoint.to_owned()),
-        ("YAKS_S3__BUCKET", "yaks-chaos".into()),
+        ("YAKS_S3__BUCKET", BUCKET.into()),
         ("YAKS_S3__FORCE_PATH_STYLE", "true".into()),
         ("YAKS_S3__CREATE_BUCKET", "true".into()),
         ("YAKS_S3__ACCESS_KEY_ID", ACCESS_KEY.into()),
@@ -270,7 +475,8 @@ fn members(
         ("YAKS_REGISTRY__LEASE_MS", "3000".into()),
         // Gateways restart on the same Kafka port; their metrics port is any free one.
         ("YAKS_GATEWAY__HTTP_ADDR", "127.0.0.1:0".into()),
-        ("RUST_LOG", "info".into()),
+        // Which writer stored which object, for the context of a violation.
+        ("RUST_LOG", "info,yaks_writer::committer=debug".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -561,6 +767,59 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report(seed: u64, reordered: u64) -> ChaosReport {
+        let finding = |invariant, violations| oracle::check::Finding {
+            invariant,
+            checked: 10,
+            violations,
+            example: None,
+            places: Vec::new(),
+        };
+        ChaosReport {
+            dir: PathBuf::from("run"),
+            seed,
+            oracle: oracle::Report {
+                run: "r".into(),
+                acknowledged: 10,
+                failed: 0,
+                consumed: 10 + reordered,
+                produce_time: Duration::from_secs(1),
+                latency: Default::default(),
+                retries: 0,
+                client_errors: Vec::new(),
+                findings: vec![finding("1 completeness", 0), finding("5 order", reordered)],
+            },
+            faults: Vec::new(),
+            s3: Default::default(),
+            timeline: Vec::new(),
+            harness_errors: Vec::new(),
+            explained: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_summary_counts_the_runs_that_broke_each_invariant() {
+        let text = summary(&[report(1, 0), report(2, 3), report(3, 1)]);
+        assert!(
+            text.contains("| 2 | 2 | 10 | 0 | 13 | 5 order (3) |"),
+            "{text}"
+        );
+        assert!(text.contains("| 1 | 1 | 10 | 0 | 10 | none |"), "{text}");
+        assert!(
+            text.contains("5 order: broken in 2 of 3 runs (4 violations in all)"),
+            "{text}"
+        );
+        assert!(!text.contains("completeness:"), "{text}");
+        assert!(summary(&[report(1, 0)]).contains("every invariant held in all 1 runs"));
+    }
+
+    #[test]
+    fn times_of_day_shift_across_the_second_and_the_minute() {
+        assert_eq!(shift("18:24:09.615", 500), "18:24:10.115");
+        assert_eq!(shift("18:24:09.615", -15_000), "18:23:54.615");
+        assert_eq!(shift("not a time", 1), "not a time");
+    }
 
     #[test]
     fn defaults_are_the_flags_defaults() {

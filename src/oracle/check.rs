@@ -58,7 +58,29 @@ pub struct Finding {
     pub violations: u64,
     /// The first violation, described.
     pub example: Option<String>,
+    /// Where the first few violations are in the log, for invariants about records in
+    /// it: what `yaks chaos` explains with the batches around them.
+    pub places: Vec<Place>,
 }
+
+/// Where in a partition a violation is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The offending record's offset.
+    pub offset: i64,
+    /// The record.
+    pub id: RecordId,
+    /// Where the same record, or the record it should have come after, was stored
+    /// earlier, if that is known.
+    pub earlier: Option<i64>,
+}
+
+/// Places kept per invariant: a few are enough to see a pattern.
+const PLACES: usize = 3;
 
 impl Finding {
     fn new(invariant: &'static str) -> Finding {
@@ -67,16 +89,25 @@ impl Finding {
             checked: 0,
             violations: 0,
             example: None,
+            places: Vec::new(),
         }
     }
 
-    fn check(&mut self, holds: bool, describe: impl FnOnce() -> String) {
+    /// Counts one check; returns whether it broke the invariant.
+    fn check(&mut self, holds: bool, describe: impl FnOnce() -> String) -> bool {
         self.checked += 1;
         if !holds {
             self.violations += 1;
             if self.example.is_none() {
                 self.example = Some(describe());
             }
+        }
+        !holds
+    }
+
+    fn place(&mut self, place: impl FnOnce() -> Place) {
+        if self.places.len() < PLACES {
+            self.places.push(place());
         }
     }
 }
@@ -108,7 +139,8 @@ pub fn check(
     let mut stored_at: HashMap<RecordId, (String, i32, i64)> = HashMap::new();
     for ((topic, partition), log) in logs {
         let mut seen = HashSet::new();
-        let mut last_sequence: HashMap<u32, u64> = HashMap::new();
+        // Per producer: the sequence and offset of its last record so far.
+        let mut last_sequence: HashMap<u32, (u64, i64)> = HashMap::new();
         for record in &log.records {
             duplicate_offsets.check(seen.insert(record.offset), || {
                 format!("{topic}/{partition} offset {} read twice", record.offset)
@@ -132,20 +164,40 @@ pub fn check(
                     record.offset
                 )
             });
+            let place = |earlier: Option<i64>| Place {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: record.offset,
+                id,
+                earlier,
+            };
             let previous = stored_at.insert(id, (topic.clone(), *partition, record.offset));
-            idempotence.check(previous.is_none(), || {
+            let twice = idempotence.check(previous.is_none(), || {
                 format!(
                     "{id:?} at {topic}/{partition} offset {} and at {previous:?}",
                     record.offset
                 )
             });
-            let before = last_sequence.insert(id.producer, id.sequence);
-            order.check(before.is_none_or(|b| b < id.sequence), || {
+            if twice {
+                let earlier = previous
+                    .as_ref()
+                    .filter(|(t, p, _)| t == topic && p == partition)
+                    .map(|(_, _, offset)| *offset);
+                idempotence.place(|| place(earlier));
+            }
+            let before = last_sequence.insert(id.producer, (id.sequence, record.offset));
+            let reordered = order.check(before.is_none_or(|(b, _)| b < id.sequence), || {
                 format!(
-                    "{topic}/{partition} offset {}: producer {} sequence {} after {before:?}",
-                    record.offset, id.producer, id.sequence
+                    "{topic}/{partition} offset {}: producer {} sequence {} after {:?}",
+                    record.offset,
+                    id.producer,
+                    id.sequence,
+                    before.map(|(sequence, _)| sequence)
                 )
             });
+            if reordered {
+                order.place(|| place(before.map(|(_, offset)| offset)));
+            }
         }
         let mut offsets: Vec<i64> = seen.into_iter().collect();
         offsets.sort_unstable();
@@ -265,5 +317,34 @@ mod tests {
             consumed(4, id(1, 6)),
         ];
         assert_eq!(violations(&[], records, 5), vec![0, 1, 1, 0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn order_and_idempotence_violations_say_where_they_are() {
+        let records = vec![
+            consumed(0, id(0, 0)),
+            consumed(1, id(0, 1)),
+            consumed(2, id(0, 0)),
+        ];
+        let logs = BTreeMap::from([(
+            ("t".to_owned(), 0),
+            PartitionLog {
+                log_start: 0,
+                high_watermark: 3,
+                records,
+            },
+        )]);
+        let findings = check(&[], &logs, SENT);
+        let place = |earlier| Place {
+            topic: "t".into(),
+            partition: 0,
+            offset: 2,
+            id: id(0, 0),
+            earlier: Some(earlier),
+        };
+        // Out of order after the record at 1; stored before at 0.
+        assert_eq!(findings[4].places, vec![place(1)]);
+        assert_eq!(findings[6].places, vec![place(0)]);
+        assert!(findings[..4].iter().all(|f| f.places.is_empty()));
     }
 }

@@ -81,6 +81,10 @@ pub struct Workload {
     /// is not an acknowledgement, so not a violation).
     #[arg(long, default_value = "300", value_parser = seconds)]
     pub message_timeout: Duration,
+    /// librdkafka debug contexts of the producers (`eos`, `msg`, `all`, …), logged to
+    /// `clients.log` in the data directory; empty: none.
+    #[arg(long, default_value = "")]
+    pub client_debug: String,
 }
 
 impl Default for Workload {
@@ -205,7 +209,14 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
     });
 
     let started = Instant::now();
-    let observed = Arc::new(Observed::default());
+    let observed = Arc::new(if workload.client_debug.is_empty() {
+        Observed::default()
+    } else {
+        let path = options.data_dir.join("clients.log");
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        Observed::logging_to(file)
+    });
     let mut producers = Vec::new();
     for producer in 0..workload.producers {
         producers.push(tokio::spawn(produce(
@@ -228,6 +239,7 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
         latencies.extend(produced.latencies);
     }
     let produce_time = started.elapsed();
+    observed.flush_client_log();
     let ledger = ledger_thread
         .join()
         .map_err(|_| anyhow::anyhow!("ledger thread panicked"))??;
@@ -318,7 +330,14 @@ async fn produce(
     ledger: std_mpsc::Sender<Vec<Ack>>,
 ) -> anyhow::Result<Produced> {
     let producer = context.producer;
-    let client: FutureProducer<ObservingContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    if !workload.client_debug.is_empty() {
+        // The level otherwise follows the `log` crate's, which yaks does not use.
+        config
+            .set("debug", &workload.client_debug)
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    let client: FutureProducer<ObservingContext> = config
         .set("bootstrap.servers", &brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")

@@ -7,10 +7,13 @@
 //! statistics), latencies from the time between queueing a record and its delivery report.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use tracing::debug;
@@ -19,6 +22,8 @@ use tracing::debug;
 #[derive(Debug, Default)]
 pub struct Observed {
     inner: Mutex<Counters>,
+    /// Where librdkafka's log lines go (`--client-debug`), if anywhere.
+    client_log: Mutex<Option<BufWriter<File>>>,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +36,24 @@ struct Counters {
 }
 
 impl Observed {
+    /// Counters that also write every client's log lines to `file`, one line each, stamped
+    /// with the time and the producer: what librdkafka decided (an epoch bump, a retry) is
+    /// then next to the gateways' and writers' logs of the same moment.
+    pub fn logging_to(file: File) -> Observed {
+        Observed {
+            client_log: Mutex::new(Some(BufWriter::new(file))),
+            ..Observed::default()
+        }
+    }
+
+    /// Writes out what the client log holds.
+    pub fn flush_client_log(&self) {
+        let mut log = self.client_log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = log.as_mut() {
+            let _ = log.flush();
+        }
+    }
+
     /// Errors by kind, most frequent first.
     pub fn errors(&self) -> Vec<(String, u64)> {
         let counters = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,6 +94,22 @@ impl ClientContext for ObservingContext {
         }
     }
 
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let mut log = self
+            .observed
+            .client_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = log.as_mut() {
+            let now = time_of_day(yaks_common::clock::system_clock().now_ms());
+            let _ = writeln!(
+                log,
+                "{now} producer {} {level:?} {facility} {message}",
+                self.producer
+            );
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         debug!(producer = self.producer, %error, reason, "client error");
         let kind = match error.rdkafka_error_code() {
@@ -84,6 +123,19 @@ impl ClientContext for ObservingContext {
             .unwrap_or_else(|p| p.into_inner());
         *counters.errors.entry(kind).or_default() += 1;
     }
+}
+
+/// `HH:MM:SS.mmm` (UTC) of a wall-clock time in ms: how the roles' logs stamp their lines,
+/// short of the date, which a run does not span.
+pub fn time_of_day(ms: i64) -> String {
+    let ms_of_day = ms.rem_euclid(86_400_000);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1_000 % 60,
+        ms_of_day % 1_000
+    )
 }
 
 /// Acknowledgement latencies of a run.

@@ -23,8 +23,11 @@ async fn no_acknowledged_record_is_lost_while_processes_die_and_postgres_and_s3_
             pace: Duration::from_secs(30),
             consume_timeout: Duration::from_secs(120),
             message_timeout: Duration::from_secs(120),
+            client_debug: String::new(),
         },
         faults: FaultPlan::default(),
+        runs: 1,
+        same_seed: false,
     })
     .await
     .expect("chaos run");

@@ -447,6 +447,7 @@ async fn producers_and_consumers_keep_going_while_the_compactor_runs() {
             pace: Duration::from_secs(8),
             consume_timeout: Duration::from_secs(60),
             message_timeout: Duration::from_secs(60),
+            ..Workload::default()
         },
     })
     .await
