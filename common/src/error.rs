@@ -48,11 +48,26 @@ impl crate::metastore::SequenceError {
             crate::metastore::SequenceError::OutOfOrder => {
                 ResponseError::OutOfOrderSequenceNumber.code()
             }
+            // Not OUT_OF_ORDER_SEQUENCE_NUMBER, which Kafka answers for a gap: librdkafka
+            // reads that as "the earlier batches are lost", bumps the epoch of the whole
+            // producer and re-sends every batch it is unsure of under the new epoch, where
+            // the sequence check cannot recognise one that was stored after all. This code
+            // means "not stored, retry" to every client (librdkafka: retry, not persisted;
+            // Java: a retriable exception), and the retry follows the earlier batch's.
+            crate::metastore::SequenceError::Ahead => ResponseError::NotEnoughReplicas.code(),
             crate::metastore::SequenceError::StaleEpoch => {
                 ResponseError::InvalidProducerEpoch.code()
             }
         }
     }
+}
+
+/// The message (Produce v8 and later carry one) that goes with an error code a writer
+/// answered, where the code's own description would mislead: NOT_ENOUGH_REPLICAS comes only
+/// from [`crate::metastore::SequenceError::Ahead`], yaks having no replicas to lack.
+pub fn produce_error_message(code: i16) -> Option<String> {
+    (code == ResponseError::NotEnoughReplicas.code())
+        .then(|| format!("{}; retry after it", crate::metastore::SequenceError::Ahead))
 }
 
 /// Why a role could not start: the caller prints it and exits.

@@ -342,7 +342,8 @@ async fn idempotence_suite(store: &dyn Metastore, topic: &TopicMeta) {
     );
 
     // A later flush (any writer) retrying 2..=3 gets the original offset and stores
-    // nothing, so the object is not recorded; a gap and an old epoch are refused.
+    // nothing, so the object is not recorded; a gap waits for what it misses, an old
+    // epoch is refused.
     let retry = one(vec![batch(0, 0, 2)]);
     let results = store
         .commit_object(commit(ObjectId::new(11), "k/p2", &retry, 11_000))
@@ -366,7 +367,7 @@ async fn idempotence_suite(store: &dyn Metastore, topic: &TopicMeta) {
         .expect("commit");
     assert_eq!(
         outcomes(results),
-        vec![BatchOutcome::Rejected(SequenceError::OutOfOrder)]
+        vec![BatchOutcome::Rejected(SequenceError::Ahead)]
     );
     let states = store
         .partition_states(&[(topic.topic_id, 0)])

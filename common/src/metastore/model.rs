@@ -128,9 +128,16 @@ impl BatchOutcome {
 /// Why an idempotent producer's batch was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SequenceError {
-    /// The batch does not follow the last one the producer wrote to the partition.
+    /// The batch lies behind the last one the producer wrote to the partition and is not a
+    /// retry of a recent one: it can never be stored.
     #[error("out of order sequence number")]
     OutOfOrder,
+    /// The batch lies ahead of the last one stored: an earlier batch of the producer for
+    /// this partition is not stored yet. That one may still be on its way (through another
+    /// writer, or about to be retried), so this is not a verdict on it: not stored now,
+    /// the client retries.
+    #[error("an earlier batch of this producer for this partition is not stored yet")]
+    Ahead,
     /// The batch carries an epoch older than one the producer already wrote with.
     #[error("producer epoch is older than the partition has seen")]
     StaleEpoch,

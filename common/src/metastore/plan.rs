@@ -343,7 +343,7 @@ mod tests {
         );
         assert!(retry.entries.is_empty() && retry.next_offsets.is_empty());
         assert!(retry.producer_states.is_empty());
-        // A gap is refused.
+        // A gap is not stored: the batch before it is still to come.
         let gap = vec![PartitionAppend {
             topic_id: TOPIC,
             partition_index: 0,
@@ -352,8 +352,9 @@ mod tests {
         let refused = plan_commit(&gap, &partitions(2), stored.clone(), clocks(200, 0));
         assert_eq!(
             refused.results[0].batches,
-            vec![BatchOutcome::Rejected(SequenceError::OutOfOrder)]
+            vec![BatchOutcome::Rejected(SequenceError::Ahead)]
         );
+        assert!(refused.entries.is_empty() && refused.producer_states.is_empty());
         // Once the state expired, the same batch is taken as a first write.
         let expired = plan_commit(&gap, &partitions(2), stored, clocks(200, 150));
         assert_eq!(

@@ -11,14 +11,30 @@
 //! - a batch of the current epoch whose exact sequence range is among the recent ones is a
 //!   *duplicate*: a retry of something already stored, answered with its original offset;
 //! - an epoch older than the state's is refused (INVALID_PRODUCER_EPOCH);
-//! - a newer epoch must start at sequence 0 (OUT_OF_ORDER_SEQUENCE_NUMBER otherwise) and
-//!   forgets the recent batches of the old one;
+//! - a newer epoch must start at sequence 0 and forgets the recent batches of the old one;
 //! - the current epoch must continue at the last sequence + 1 (wrapping after `i32::MAX`);
+//!   a batch behind that is refused (OUT_OF_ORDER_SEQUENCE_NUMBER);
 //! - with no state at all (first write, or state expired after
 //!   `writer.producer_id_expiration_ms`), any sequence is taken, as Kafka does since KIP-360.
 //!
+//! One rule differs from Kafka's, on purpose: a batch *ahead* of the next sequence (a gap,
+//! or a new epoch not starting at 0) is not refused as out of order but left [`Ahead`]:
+//! not stored, retriable. In Kafka one leader judges a partition's batches in the order
+//! they arrive, so a gap means the earlier batches are gone. Here an earlier batch may
+//! still be stored after the later one was judged (it sits in a writer that is frozen, or
+//! slow, or that a dead gateway sent it to), and the client's reading of
+//! OUT_OF_ORDER_SEQUENCE_NUMBER — the earlier batches are lost, so bump the epoch and
+//! re-send whatever is unconfirmed under it — stores records twice whenever one of them
+//! was stored after all, in this partition or, since librdkafka bumps the epoch of the
+//! whole producer, in any other. A verdict here never depends on a batch not seen yet:
+//! refusals are final (a stale epoch, a sequence already passed), a gap only says "not
+//! yet", and the client's retry of the earlier batch fills it. A client that gave up on a
+//! batch moves to a new epoch itself (librdkafka and Java do, on their delivery timeouts).
+//!
 //! These functions are pure; the metastore applies them inside the commit transaction, where
 //! they are right whichever writer the batch came through.
+//!
+//! [`Ahead`]: SequenceError::Ahead
 
 use std::collections::VecDeque;
 
@@ -82,20 +98,20 @@ pub fn check(state: Option<&ProducerState>, batch: &ProducerBatch) -> Verdict {
         return Verdict::Reject(SequenceError::StaleEpoch);
     }
     if batch.producer_epoch > state.producer_epoch {
+        // The new epoch's first batch is not stored yet, or this one is it.
         return if batch.first_sequence == 0 {
             Verdict::Append
         } else {
-            Verdict::Reject(SequenceError::OutOfOrder)
+            Verdict::Reject(SequenceError::Ahead)
         };
     }
-    let follows = state
-        .recent
-        .back()
-        .is_none_or(|last| in_sequence(last.last_sequence, batch.first_sequence));
-    if follows {
-        Verdict::Append
-    } else {
-        Verdict::Reject(SequenceError::OutOfOrder)
+    let Some(last) = state.recent.back() else {
+        return Verdict::Append;
+    };
+    match distance(last.last_sequence, batch.first_sequence) {
+        0 => Verdict::Append,
+        d if d < i64::from(i32::MAX) / 2 => Verdict::Reject(SequenceError::Ahead),
+        _ => Verdict::Reject(SequenceError::OutOfOrder),
     }
 }
 
@@ -137,8 +153,12 @@ pub fn last_sequence(first_sequence: i32, offset_count: i64) -> i32 {
     (last % (i64::from(i32::MAX) + 1)) as i32
 }
 
-fn in_sequence(last: i32, next: i32) -> bool {
-    i64::from(next) == i64::from(last) + 1 || (next == 0 && last == i32::MAX)
+/// How far `first` lies past the sequence that follows `last`, counting in the circle of
+/// sequences (they wrap from `i32::MAX` to 0): 0 when it follows; a small distance is a gap
+/// ahead, one of more than half the circle a sequence already passed.
+fn distance(last: i32, first: i32) -> i64 {
+    let circle = i64::from(i32::MAX) + 1;
+    (i64::from(first) - (i64::from(last) + 1)).rem_euclid(circle)
 }
 
 #[cfg(test)]
@@ -192,12 +212,25 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_is_out_of_order_and_an_older_epoch_is_stale() {
-        let (verdicts, _) = run(&[batch(1, 0, 1), batch(1, 2, 1), batch(0, 1, 1)]);
+    fn a_gap_waits_a_passed_sequence_is_out_of_order_and_an_older_epoch_is_stale() {
+        let (verdicts, _) = run(&[
+            batch(1, 0, 2),
+            batch(1, 3, 1),
+            batch(1, 2, 1),
+            batch(1, 3, 1),
+            batch(1, 1, 1),
+            batch(0, 4, 1),
+        ]);
         assert_eq!(
             verdicts,
             vec![
                 Verdict::Append,
+                // 2 is missing: 3 is not refused for good, only not stored yet...
+                Verdict::Reject(SequenceError::Ahead),
+                // ...and once 2 arrives, 3's retry follows it.
+                Verdict::Append,
+                Verdict::Append,
+                // 1 lies behind the last stored batch and is not one of the recent ones.
                 Verdict::Reject(SequenceError::OutOfOrder),
                 Verdict::Reject(SequenceError::StaleEpoch),
             ]
@@ -218,7 +251,8 @@ mod tests {
             vec![
                 Verdict::Append,
                 Verdict::Append,
-                Verdict::Reject(SequenceError::OutOfOrder),
+                // The new epoch's first batch is still to come.
+                Verdict::Reject(SequenceError::Ahead),
                 Verdict::Append,
                 Verdict::Append,
             ]
@@ -258,5 +292,21 @@ mod tests {
         assert_eq!(last_sequence(5, 1), 5);
         let (verdicts, _) = run(&[batch(0, i32::MAX - 1, 2), batch(0, 0, 1)]);
         assert_eq!(verdicts, vec![Verdict::Append, Verdict::Append]);
+        // Across the wrap, a gap is still ahead and a passed sequence still behind.
+        assert_eq!(distance(i32::MAX, 3), 3);
+        assert_eq!(distance(2, i32::MAX), i64::from(i32::MAX) - 3);
+        let (verdicts, _) = run(&[
+            batch(0, i32::MAX - 1, 1),
+            batch(0, 1, 1),
+            batch(0, i32::MAX - 5, 1),
+        ]);
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::Append,
+                Verdict::Reject(SequenceError::Ahead),
+                Verdict::Reject(SequenceError::OutOfOrder),
+            ]
+        );
     }
 }

@@ -141,9 +141,10 @@ pub struct RequestContext {
 /// accepted. Consecutive produces normally go to the same writer, which commits them in
 /// that order. One that must go to another writer (the previous one's writer failed)
 /// first waits until the previous one is settled — answered, or past the point where it
-/// could still be stored — so it can never be committed ahead of it: an idempotent
-/// producer told OUT_OF_ORDER_SEQUENCE_NUMBER for it would re-send the previous batch under
-/// a new epoch, storing it twice if it was committed after all.
+/// could still be stored — so it can never be committed ahead of it. That keeps the order
+/// of producers without idempotence across a writer change, and spares an idempotent one
+/// the retry its batch would get for arriving ahead of the previous one (see
+/// `yaks_common::metastore::producers`).
 pub struct ProduceTurn {
     /// Fires when the previous produce of the connection was accepted by a writer.
     pub wait_for: Option<oneshot::Receiver<()>>,

@@ -11,8 +11,10 @@
 //!
 //! Batches of idempotent producers (producer id ≥ 0; epoch and base sequence must then be set,
 //! else INVALID_RECORD) are judged at commit, where a retry is answered with its original
-//! offset and a gap or stale epoch gets OUT_OF_ORDER_SEQUENCE_NUMBER or INVALID_PRODUCER_EPOCH
-//! (see `yaks_common::metastore::producers`). Transactional batches are refused.
+//! offset, a sequence already passed gets OUT_OF_ORDER_SEQUENCE_NUMBER, a stale epoch
+//! INVALID_PRODUCER_EPOCH, and a gap NOT_ENOUGH_REPLICAS (retriable: the batch it misses may
+//! still be stored; see `yaks_common::metastore::producers`). Transactional batches are
+//! refused.
 //!
 //! A produce not answered within `gateway.writer_timeout_ms` gets REQUEST_TIMED_OUT, and
 //! it carries a commit deadline that ends before then (see [`crate::deadlines`]), so a
@@ -31,6 +33,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use uuid::Uuid;
 use yaks_common::batch::{BatchError, header_info, validate_produce_batch, with_log_append_time};
+use yaks_common::error::produce_error_message;
 use yaks_common::kafka::{self, str_bytes};
 use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
@@ -200,7 +203,7 @@ async fn produce(
                     slots[index].result = if code == 0 {
                         Ok((base_offset, log_start_offset))
                     } else {
-                        Err((code, None))
+                        Err((code, produce_error_message(code)))
                     };
                 }
             }
