@@ -10,7 +10,7 @@ use anyhow::Context;
 use yaks_common::clock::system_clock;
 use yaks_common::config::Config;
 use yaks_common::failpoint::FailPoints;
-use yaks_common::metastore::{PgMetastore, SharedMetastore};
+use yaks_common::metastore::PgMetastore;
 use yaks_common::objstore::{S3ObjectStore, SharedObjectStore};
 use yaks_compactor::queue::{JobQueue, MemoryQueue, SqsQueue};
 use yaks_compactor::run::Compactor;
@@ -21,8 +21,8 @@ use yaks_writer::{Writer, WriterContext};
 /// The two backends every role needs.
 #[derive(Clone)]
 pub struct Backends {
-    /// PostgreSQL.
-    pub metastore: SharedMetastore,
+    /// PostgreSQL: every domain; each role is handed it as the store it asks for.
+    pub metastore: Arc<PgMetastore>,
     /// S3.
     pub objects: SharedObjectStore,
 }

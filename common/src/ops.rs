@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use crate::error::StartError;
-use crate::metastore::SharedMetastore;
+use crate::metastore::Cluster;
 use crate::objstore::SharedObjectStore;
 use crate::rpc::text_response;
 use crate::shutdown::Shutdown;
@@ -50,7 +50,7 @@ pub struct Readiness {
 pub type RegistrationCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 struct ReadinessInner {
-    metastore: SharedMetastore,
+    metastore: Arc<dyn Cluster>,
     objects: SharedObjectStore,
     registered: Option<RegistrationCheck>,
     shutdown: Shutdown,
@@ -61,7 +61,7 @@ impl Readiness {
     /// Readiness of a role using these backends; `registered` when the role must hold a
     /// registry lease to be found; not ready once `shutdown` fired.
     pub fn new(
-        metastore: SharedMetastore,
+        metastore: Arc<dyn Cluster>,
         objects: SharedObjectStore,
         registered: Option<RegistrationCheck>,
         shutdown: Shutdown,

@@ -5,7 +5,7 @@
 //! everyone (lease times use PostgreSQL's clock, so skewed hosts still agree). At clean
 //! shutdown a process leaves at once instead of waiting for its lease to run out.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -13,12 +13,12 @@ use uuid::Uuid;
 
 use crate::config::RegistryConfig;
 use crate::error::StoreError;
-use crate::metastore::{Role, SharedMetastore};
+use crate::metastore::{Cluster, Role};
 use crate::shutdown::Shutdown;
 
 /// One registration, renewed until released.
 pub struct Lease {
-    metastore: SharedMetastore,
+    metastore: Arc<dyn Cluster>,
     config: RegistryConfig,
     role: Role,
     instance_id: String,
@@ -31,7 +31,7 @@ pub struct Lease {
 impl Lease {
     /// Registers a new instance of `role` reachable at `address`.
     pub async fn acquire(
-        metastore: SharedMetastore,
+        metastore: Arc<dyn Cluster>,
         config: RegistryConfig,
         role: Role,
         address: String,
@@ -68,7 +68,7 @@ impl Lease {
     }
 
     /// The metastore the lease lives in.
-    pub fn metastore(&self) -> &SharedMetastore {
+    pub fn metastore(&self) -> &Arc<dyn Cluster> {
         &self.metastore
     }
 

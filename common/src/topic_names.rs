@@ -10,19 +10,19 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use crate::metastore::SharedMetastore;
+use crate::metastore::Topics;
 use crate::metrics::NO_TOPIC;
 
 /// A process-lifetime cache of topic names.
 #[derive(Clone)]
 pub struct TopicNames {
-    metastore: SharedMetastore,
+    metastore: Arc<dyn Topics>,
     names: Arc<RwLock<HashMap<Uuid, Arc<str>>>>,
 }
 
 impl TopicNames {
     /// An empty cache reading names from `metastore` on a miss.
-    pub fn new(metastore: SharedMetastore) -> TopicNames {
+    pub fn new(metastore: Arc<dyn Topics>) -> TopicNames {
         TopicNames {
             metastore,
             names: Arc::default(),

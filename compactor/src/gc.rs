@@ -13,7 +13,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 use yaks_common::error::StoreError;
 use yaks_common::ids::ObjectId;
-use yaks_common::metastore::Metastore;
+use yaks_common::metastore::Objects;
 use yaks_common::metrics::metrics;
 use yaks_common::objstore::ObjectStore;
 
@@ -47,7 +47,7 @@ pub struct GcReport {
 
 /// One garbage-collection pass.
 pub async fn collect(
-    metastore: &dyn Metastore,
+    metastore: &dyn Objects,
     objects: &dyn ObjectStore,
     settings: &GcSettings,
     now_ms: i64,
@@ -108,7 +108,7 @@ pub async fn collect(
 /// Keys under the prefix, written before `before_ms` (by their id), that no object row
 /// records.
 async fn orphans(
-    metastore: &dyn Metastore,
+    metastore: &dyn Objects,
     objects: &dyn ObjectStore,
     settings: &GcSettings,
     before_ms: i64,
@@ -144,7 +144,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use bytes::Bytes;
-    use yaks_common::metastore::{AppendBatch, MemoryMetastore, ObjectCommit, PartitionAppend};
+    use yaks_common::metastore::{
+        AppendBatch, Log, MemoryMetastore, ObjectCommit, PartitionAppend, Topics,
+    };
     use yaks_common::objstore::MemoryObjectStore;
 
     use super::*;

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::config::CompactorConfig;
 use yaks_common::error::StoreError;
-use yaks_common::metastore::{IndexEntry, LogStartMove, SharedMetastore, TopicMeta};
+use yaks_common::metastore::{IndexEntry, Log, LogStartMove, Objects, TopicMeta, Topics};
 use yaks_common::metrics::{OutcomeLabels, metrics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
@@ -48,9 +48,15 @@ pub struct PassReport {
     pub gc: GcReport,
 }
 
+/// The metastore domains the compactor uses: topics and their configs (retention), the log
+/// it reads and whose start it moves, and the objects it swaps, drops and collects.
+pub trait CompactorStore: Topics + Log + Objects {}
+
+impl<T: Topics + Log + Objects + ?Sized> CompactorStore for T {}
+
 /// The compactor: its stores, queue and settings.
 pub struct Compactor {
-    metastore: SharedMetastore,
+    metastore: Arc<dyn CompactorStore>,
     objects: SharedObjectStore,
     queue: Arc<dyn JobQueue>,
     config: CompactorConfig,
@@ -62,7 +68,7 @@ pub struct Compactor {
 impl Compactor {
     /// A compactor over these stores.
     pub fn new(
-        metastore: SharedMetastore,
+        metastore: Arc<dyn CompactorStore>,
         objects: SharedObjectStore,
         queue: Arc<dyn JobQueue>,
         config: CompactorConfig,

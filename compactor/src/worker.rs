@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 use yaks_common::error::StoreError;
 use yaks_common::ids::ObjectId;
-use yaks_common::metastore::{EntrySwap, Metastore};
+use yaks_common::metastore::{EntrySwap, Objects};
 use yaks_common::metrics::metrics;
 use yaks_common::objstore::ObjectStore;
 
@@ -49,7 +49,7 @@ pub struct JobTarget<'a> {
 
 /// Runs `job`: reads its inputs, writes the output, swaps the index rows.
 pub async fn run_job(
-    metastore: &dyn Metastore,
+    metastore: &dyn Objects,
     objects: &dyn ObjectStore,
     target: &JobTarget<'_>,
     job: &Job,
@@ -142,7 +142,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use bytes::Bytes;
-    use yaks_common::metastore::{AppendBatch, MemoryMetastore, ObjectCommit, PartitionAppend};
+    use yaks_common::metastore::{
+        AppendBatch, Log, MemoryMetastore, ObjectCommit, PartitionAppend, Topics,
+    };
     use yaks_common::objstore::MemoryObjectStore;
 
     use super::*;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use yaks_common::config::RegistryConfig;
 use yaks_common::error::StoreError;
 use yaks_common::hashing::rendezvous;
-use yaks_common::metastore::{Role, ServiceMember, SharedMetastore};
+use yaks_common::metastore::{Cluster, Role, ServiceMember};
 use yaks_common::registry::Lease;
 use yaks_common::shutdown::Shutdown;
 
@@ -48,7 +48,7 @@ pub struct ClusterView {
 impl ClusterView {
     /// Registers this gateway and reads the current members.
     pub async fn register(
-        metastore: SharedMetastore,
+        metastore: Arc<dyn Cluster>,
         registry: RegistryConfig,
         advertised: (String, u16),
     ) -> Result<ClusterView, StoreError> {

@@ -14,13 +14,14 @@
 //! moment the gateway will answer it minus [`margin`]: the time a COMMIT that passed its
 //! check still needs, plus the sampling error.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use tracing::warn;
 use yaks_common::clock::SharedClock;
 use yaks_common::error::StoreError;
-use yaks_common::metastore::SharedMetastore;
+use yaks_common::metastore::Cluster;
 use yaks_common::shutdown::Shutdown;
 
 /// How often the offset to the metastore's clock is measured again.
@@ -67,7 +68,7 @@ impl ServerClock {
     /// Measures the offset once; fails when the metastore does not answer.
     pub async fn sample(
         clock: SharedClock,
-        metastore: &SharedMetastore,
+        metastore: &dyn Cluster,
     ) -> Result<ServerClock, StoreError> {
         let server = ServerClock {
             clock,
@@ -79,7 +80,7 @@ impl ServerClock {
     }
 
     /// Measures the offset again.
-    pub async fn resample(&self, metastore: &SharedMetastore) -> Result<(), StoreError> {
+    pub async fn resample(&self, metastore: &dyn Cluster) -> Result<(), StoreError> {
         let before = self.clock.now_ms();
         let server = metastore.server_time_ms().await?;
         let after = self.clock.now_ms();
@@ -114,13 +115,13 @@ impl ServerClock {
     }
 
     /// Resamples every [`SAMPLE_EVERY`] until `shutdown`.
-    pub async fn keep(&self, metastore: SharedMetastore, mut shutdown: Shutdown) {
+    pub async fn keep(&self, metastore: Arc<dyn Cluster>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(SAMPLE_EVERY) => {}
             }
-            if let Err(e) = self.resample(&metastore).await {
+            if let Err(e) = self.resample(metastore.as_ref()).await {
                 warn!(error = %e, "sampling the metastore's clock failed");
             }
         }
@@ -129,8 +130,6 @@ impl ServerClock {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use yaks_common::clock::system_clock;
     use yaks_common::metastore::MemoryMetastore;
 
@@ -140,7 +139,7 @@ mod tests {
     async fn deadlines_end_a_margin_before_the_gateway_answers() {
         assert_eq!(margin(Duration::from_secs(30)), Duration::from_secs(2));
         assert_eq!(margin(Duration::from_secs(4)), Duration::from_secs(1));
-        let metastore: SharedMetastore = Arc::new(MemoryMetastore::default());
+        let metastore = MemoryMetastore::default();
         let server = ServerClock::sample(system_clock(), &metastore)
             .await
             .expect("sample");

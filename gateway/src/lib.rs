@@ -34,7 +34,7 @@ use tracing::{info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::config::{GatewayConfig, RegistryConfig};
 use yaks_common::error::StartError;
-use yaks_common::metastore::SharedMetastore;
+use yaks_common::metastore::{Cluster, Groups, Log, Producers, Topics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::{OpsServer, Readiness};
 use yaks_common::shutdown::Shutdown;
@@ -48,12 +48,17 @@ use crate::readers::ReaderPool;
 use crate::topics::TopicCache;
 use crate::writers::WriterPool;
 
+/// The metastore domains a gateway uses: every one but the compactor's objects.
+pub trait GatewayStore: Cluster + Topics + Log + Producers + Groups {}
+
+impl<T: Cluster + Topics + Log + Producers + Groups + ?Sized> GatewayStore for T {}
+
 /// What every request handler can reach.
 pub struct GatewayState {
     /// Gateway settings.
     pub config: GatewayConfig,
     /// Topics, offsets, registry.
-    pub metastore: SharedMetastore,
+    pub metastore: Arc<dyn GatewayStore>,
     /// Record data, read by ListOffsets time lookups.
     pub objects: SharedObjectStore,
     /// Who we are and who else is alive.
@@ -90,7 +95,7 @@ impl Gateway {
     pub async fn bind(
         config: GatewayConfig,
         registry: RegistryConfig,
-        metastore: SharedMetastore,
+        metastore: Arc<dyn GatewayStore>,
         objects: SharedObjectStore,
         clock: SharedClock,
     ) -> Result<Gateway, StartError> {
@@ -98,7 +103,7 @@ impl Gateway {
         let ops = OpsServer::bind(&config.http_addr).await?;
         let advertised = advertised_addr(&config, local).await?;
         let cluster = ClusterView::register(metastore.clone(), registry, advertised).await?;
-        let server_clock = ServerClock::sample(clock.clone(), &metastore).await?;
+        let server_clock = ServerClock::sample(clock.clone(), metastore.as_ref()).await?;
         let groups = Arc::new(Coordinator::new(
             metastore.clone(),
             cluster.clone(),

@@ -7,21 +7,22 @@
 //! when the gateway stops are simply never used.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 use yaks_common::error::StoreError;
-use yaks_common::metastore::{PRODUCER_ID_BLOCK, SharedMetastore};
+use yaks_common::metastore::{PRODUCER_ID_BLOCK, Producers};
 
 /// This gateway's current block of producer ids.
 pub struct ProducerIds {
-    metastore: SharedMetastore,
+    metastore: Arc<dyn Producers>,
     /// Ids not handed out yet; empty until the first call.
     block: Mutex<Range<i64>>,
 }
 
 impl ProducerIds {
     /// An allocator that reserves its first block on first use.
-    pub fn new(metastore: SharedMetastore) -> ProducerIds {
+    pub fn new(metastore: Arc<dyn Producers>) -> ProducerIds {
         ProducerIds {
             metastore,
             block: Mutex::new(0..0),
@@ -53,7 +54,7 @@ mod tests {
 
     #[tokio::test]
     async fn two_gateways_never_hand_out_the_same_id() {
-        let metastore: SharedMetastore = Arc::new(MemoryMetastore::default());
+        let metastore = Arc::new(MemoryMetastore::default());
         let a = ProducerIds::new(metastore.clone());
         let b = ProducerIds::new(metastore);
         let mut seen = HashSet::new();

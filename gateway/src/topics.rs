@@ -6,12 +6,12 @@
 //! Also here: Kafka's rules for topic names and the topic configs yaks accepts.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use yaks_common::error::StoreError;
-use yaks_common::metastore::{SharedMetastore, TopicMeta};
+use yaks_common::metastore::{TopicMeta, Topics};
 
 /// How long a cached answer (topic or no topic) is trusted.
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -21,14 +21,14 @@ const MAX_NAME_LEN: usize = 249;
 
 /// Short-lived cache of topics by name, and of known topics by id (Fetch v13+).
 pub struct TopicCache {
-    metastore: SharedMetastore,
+    metastore: Arc<dyn Topics>,
     entries: RwLock<HashMap<String, (Instant, Option<TopicMeta>)>>,
     by_id: RwLock<HashMap<Uuid, (Instant, TopicMeta)>>,
 }
 
 impl TopicCache {
     /// An empty cache over `metastore`.
-    pub fn new(metastore: SharedMetastore) -> TopicCache {
+    pub fn new(metastore: Arc<dyn Topics>) -> TopicCache {
         TopicCache {
             metastore,
             entries: RwLock::new(HashMap::new()),

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use yaks_common::batch::{HEADER_LEN, LOG_OVERHEAD, offset_count, spans};
 use yaks_common::error::StoreError;
 use yaks_common::kafka;
-use yaks_common::metastore::{IndexEntry, PartitionState, SharedMetastore};
+use yaks_common::metastore::{IndexEntry, Log, PartitionState};
 use yaks_common::topic_names::TopicNames;
 
 use crate::cache::BlockCache;
@@ -63,7 +63,7 @@ impl Wanted {
 /// Serves fetches; cheap to clone.
 #[derive(Clone)]
 pub struct FetchService {
-    metastore: SharedMetastore,
+    metastore: Arc<dyn Log>,
     cache: BlockCache,
     tail: Arc<TailIndex>,
     names: TopicNames,
@@ -71,7 +71,11 @@ pub struct FetchService {
 
 impl FetchService {
     /// A service over the metastore, the cache and the tail index fed by commits.
-    pub fn new(metastore: SharedMetastore, cache: BlockCache, tail: Arc<TailIndex>) -> Self {
+    pub fn new(
+        metastore: Arc<dyn crate::ReaderStore>,
+        cache: BlockCache,
+        tail: Arc<TailIndex>,
+    ) -> Self {
         FetchService {
             names: TopicNames::new(metastore.clone()),
             metastore,

@@ -30,7 +30,7 @@ use yaks_common::advertise::advertised_url;
 use yaks_common::config::{ReaderConfig, RegistryConfig};
 use yaks_common::error::StartError;
 use yaks_common::kafka;
-use yaks_common::metastore::{Role, SharedMetastore};
+use yaks_common::metastore::{Cluster, Log, Role, Topics};
 use yaks_common::metrics::metrics;
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::{self, Readiness};
@@ -45,13 +45,19 @@ use crate::tail::TailIndex;
 /// Largest internal fetch request body: partitions and offsets only, never records.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// The metastore domains a reader uses: the log it serves (offsets, the index, the commit
+/// feed), topic names for its metrics, and the cluster it registers in.
+pub trait ReaderStore: Cluster + Topics + Log {}
+
+impl<T: Cluster + Topics + Log + ?Sized> ReaderStore for T {}
+
 /// A bound, registered, not yet serving reader.
 pub struct Reader {
     listener: TcpListener,
     service: FetchService,
     cache: BlockCache,
     tail: Arc<TailIndex>,
-    metastore: SharedMetastore,
+    metastore: Arc<dyn ReaderStore>,
     feed: tokio::sync::mpsc::Receiver<yaks_common::metastore::CommitEvent>,
     lease: Arc<Lease>,
     objects: SharedObjectStore,
@@ -62,7 +68,7 @@ impl Reader {
     pub async fn bind(
         config: ReaderConfig,
         registry: RegistryConfig,
-        metastore: SharedMetastore,
+        metastore: Arc<dyn ReaderStore>,
         objects: SharedObjectStore,
     ) -> Result<Reader, StartError> {
         let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;

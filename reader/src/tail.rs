@@ -18,15 +18,13 @@
 //! by retention can be.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{debug, warn};
 use uuid::Uuid;
-use yaks_common::metastore::{
-    CommitEvent, IndexEntry, PartitionEntry, PartitionState, SharedMetastore,
-};
+use yaks_common::metastore::{CommitEvent, IndexEntry, Log, PartitionEntry, PartitionState};
 use yaks_common::shutdown::Shutdown;
 
 /// A partition.
@@ -277,9 +275,9 @@ impl TailIndex {
 /// Follows the commit feed into `tail` until `shutdown`: each committed object's entries are
 /// read (one query per commit, whatever the number of consumers) and applied in commit order.
 pub async fn follow(
-    metastore: SharedMetastore,
+    metastore: Arc<dyn Log>,
     mut feed: tokio::sync::mpsc::Receiver<CommitEvent>,
-    tail: std::sync::Arc<TailIndex>,
+    tail: Arc<TailIndex>,
     mut shutdown: Shutdown,
 ) {
     loop {

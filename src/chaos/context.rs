@@ -16,7 +16,7 @@ use std::path::Path;
 use bytes::Bytes;
 use yaks_common::batch::{header_info, record_keys, spans};
 use yaks_common::ids::ObjectId;
-use yaks_common::metastore::{Metastore, PgMetastore};
+use yaks_common::metastore::{Log, PgMetastore, Topics};
 use yaks_common::objstore::{ObjectStore, S3ObjectStore};
 
 use crate::oracle::check::Place;

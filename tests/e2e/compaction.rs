@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use yaks::roles;
+use yaks_common::metastore::{Log, Topics};
 use yaks_compactor::planner::{PlannerSettings, plan_partition};
 use yaks_compactor::worker::{JobOutcome, JobTarget, run_job};
 

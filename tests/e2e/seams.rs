@@ -12,13 +12,38 @@ async fn the_s3_object_store_passes_the_shared_suite() {
     yaks_common::objstore::conformance_suite(&store, "suite/").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_postgres_metastore_passes_the_shared_suite() {
-    let infra = Infra::start().await;
-    let store =
-        yaks_common::metastore::PgMetastore::connect(&infra.config().postgres).expect("pool");
-    store.migrate().await.expect("migrations");
-    yaks_common::metastore::conformance_suite(&store).await;
+/// A fresh PostgreSQL metastore, migrated, with the server it lives on.
+struct TestPg {
+    _infra: Infra,
+    store: yaks_common::metastore::PgMetastore,
+}
+
+impl TestPg {
+    async fn start() -> TestPg {
+        let infra = Infra::start().await;
+        let store =
+            yaks_common::metastore::PgMetastore::connect(&infra.config().postgres).expect("pool");
+        store.migrate().await.expect("migrations");
+        TestPg {
+            _infra: infra,
+            store,
+        }
+    }
+}
+
+impl std::ops::Deref for TestPg {
+    type Target = yaks_common::metastore::PgMetastore;
+
+    fn deref(&self) -> &Self::Target {
+        &self.store
+    }
+}
+
+/// The PostgreSQL metastore passes the shared suite, one test per case.
+mod postgres_metastore {
+    use super::*;
+
+    yaks_common::metastore_test_suite!(TestPg::start().await);
 }
 
 /// The fence behind commit deadlines: whatever a writer's statements checked earlier, a

@@ -270,7 +270,7 @@ mod tests {
     use yaks_common::clock::system_clock;
     use yaks_common::config::{S3Config, WriterConfig};
     use yaks_common::failpoint::FailPoints;
-    use yaks_common::metastore::{MemoryMetastore, Metastore};
+    use yaks_common::metastore::{Log, MemoryMetastore, Topics};
     use yaks_common::objstore::{MemoryObjectStore, ObjectStore};
     use yaks_common::shutdown::{Shutdown, ShutdownTrigger};
 

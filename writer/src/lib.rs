@@ -30,11 +30,17 @@ use yaks_common::clock::SharedClock;
 use yaks_common::config::{RegistryConfig, S3Config, WriterConfig};
 use yaks_common::error::StartError;
 use yaks_common::failpoint::FailPoints;
-use yaks_common::metastore::{Role, SharedMetastore};
+use yaks_common::metastore::{Cluster, Log, Producers, Role, Topics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::Readiness;
 use yaks_common::registry::Lease;
 use yaks_common::shutdown::Shutdown;
+
+/// The metastore domains a writer uses: the log it commits flushes to, the producer state
+/// it expires, topic names for its metrics, and the cluster it registers in.
+pub trait WriterStore: Cluster + Topics + Log + Producers {}
+
+impl<T: Cluster + Topics + Log + Producers + ?Sized> WriterStore for T {}
 
 /// What a writer needs to run.
 #[derive(Clone)]
@@ -44,7 +50,7 @@ pub struct WriterContext {
     /// For the key prefix.
     pub s3: S3Config,
     /// Offsets and the index.
-    pub metastore: SharedMetastore,
+    pub metastore: Arc<dyn WriterStore>,
     /// Where flushed objects go.
     pub objects: SharedObjectStore,
     /// Stamps object ids and producer state.

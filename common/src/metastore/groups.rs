@@ -1,4 +1,5 @@
-//! What the metastore keeps of consumer groups, and the binary form of their members.
+//! The groups domain: what the metastore keeps of consumer groups ([`Groups`]), and the
+//! binary form of their members.
 //!
 //! The coordinating gateway holds a group's live membership; the metastore keeps the last
 //! generation that became Stable or Empty ([`StoredGroup`]), committed offsets
@@ -6,7 +7,62 @@
 //! lost the group ([`GroupWrite::Fenced`]). Members are stored as one binary column whose
 //! encoding is here, shared by both backends and tested on its own.
 
+use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::error::StoreError;
+
+/// Consumer groups' generations and committed offsets, each write fenced by the group's
+/// coordinator epoch.
+#[async_trait]
+pub trait Groups: Send + Sync + 'static {
+    /// Takes over a consumer group as its coordinator: bumps the group's coordinator epoch
+    /// (fencing the previous coordinator's writes) and returns it with the last recorded
+    /// generation.
+    async fn claim_group(&self, group_id: &str) -> Result<GroupClaim, StoreError>;
+
+    /// Records a generation of a group, if `epoch` is still the group's coordinator epoch.
+    async fn store_group(
+        &self,
+        epoch: i64,
+        group: &StoredGroup,
+        now_ms: i64,
+    ) -> Result<GroupWrite, StoreError>;
+
+    /// Stores committed offsets (replacing earlier ones of the same partitions), if `epoch`
+    /// is still the group's coordinator epoch; a group with no recorded generation gets an
+    /// empty one, so it is listed.
+    async fn commit_offsets(
+        &self,
+        group_id: &str,
+        epoch: i64,
+        offsets: &[CommittedOffset],
+        now_ms: i64,
+    ) -> Result<GroupWrite, StoreError>;
+
+    /// Committed offsets of a group, by topic and partition; `None` returns all of them.
+    /// Partitions without a commit are absent.
+    async fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<CommittedOffset>, StoreError>;
+
+    /// Deletes committed offsets of some partitions, if `epoch` is still current.
+    async fn delete_offsets(
+        &self,
+        group_id: &str,
+        epoch: i64,
+        partitions: &[(String, i32)],
+    ) -> Result<GroupWrite, StoreError>;
+
+    /// Deletes a group's recorded generation and offsets, if `epoch` is still current;
+    /// [`GroupWrite::NotFound`] when it has neither.
+    async fn delete_group(&self, group_id: &str, epoch: i64) -> Result<GroupWrite, StoreError>;
+
+    /// Every group with a recorded generation, by id.
+    async fn list_groups(&self) -> Result<Vec<GroupListing>, StoreError>;
+}
 
 /// A consumer group as its coordinator last recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +100,15 @@ pub struct StoredMember {
     pub protocols: Vec<(String, Bytes)>,
     /// The member's assignment.
     pub assignment: Bytes,
+}
+
+/// The fencing rule of every group write: the writer must hold the group's current
+/// coordinator epoch, the one its last [`Groups::claim_group`] returned. Only an exact match
+/// holds: a smaller epoch was taken over by another coordinator, and no epoch is ever
+/// larger than the recorded one, since only claims make them. Both backends apply it under
+/// the group's lock, before anything of the write is stored.
+pub fn holds_epoch(recorded: Option<i64>, epoch: i64) -> bool {
+    recorded == Some(epoch)
 }
 
 /// One committed offset.
@@ -226,6 +291,13 @@ mod tests {
             ],
             assignment: Bytes::from_static(b"\x00\x00assigned"),
         }
+    }
+
+    #[test]
+    fn only_the_current_coordinator_epoch_writes() {
+        assert!(holds_epoch(Some(3), 3));
+        assert!(!holds_epoch(Some(4), 3), "taken over");
+        assert!(!holds_epoch(None, 3), "never claimed");
     }
 
     #[test]

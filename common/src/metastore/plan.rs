@@ -210,6 +210,20 @@ pub fn plan_commit(
     plan
 }
 
+/// Whether a compaction swap still applies: every input entry, named by its base offset and
+/// object key, is indexed at that offset over that object. Anything else means another
+/// compaction, retention or a topic deletion changed the partition since the compactor read
+/// it, and the swap loses. `indexed` is what the store found at the inputs' base offsets.
+pub fn swap_inputs_current<'a>(
+    inputs: &[(i64, String)],
+    indexed: impl IntoIterator<Item = (i64, &'a str)>,
+) -> bool {
+    let indexed: std::collections::HashMap<i64, &str> = indexed.into_iter().collect();
+    inputs
+        .iter()
+        .all(|(base, key)| indexed.get(base) == Some(&key.as_str()))
+}
+
 /// Checks the entries a compaction swaps out, as `(base, last, byte length)` in the order
 /// their bytes were concatenated: contiguous offsets, lengths adding up to `size_bytes`.
 /// Returns the merged entry's first and last offsets.
@@ -281,6 +295,20 @@ mod tests {
                 log_start_offset: 3,
             },
         )])
+    }
+
+    #[test]
+    fn a_swap_applies_only_while_every_input_is_indexed_as_named() {
+        let inputs = vec![(0, "k/a".to_owned()), (2, "k/b".to_owned())];
+        assert!(swap_inputs_current(&inputs, [(0, "k/a"), (2, "k/b")]));
+        assert!(
+            !swap_inputs_current(&inputs, [(0, "k/a"), (2, "k/merged")]),
+            "another compaction replaced an input"
+        );
+        assert!(
+            !swap_inputs_current(&inputs, [(2, "k/b")]),
+            "retention dropped an input"
+        );
     }
 
     #[test]

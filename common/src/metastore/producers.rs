@@ -1,4 +1,5 @@
-//! The idempotent-producer rules: which batches a partition takes from a producer.
+//! The producers domain: producer ids and epochs ([`Producers`]), and the idempotent-producer
+//! rules, which batches a partition takes from a producer.
 //!
 //! Vocabulary: a producer is known by its *id* and *epoch* (InitProducerId hands them out);
 //! every batch it sends to a partition carries the *sequence* numbers of its first and last
@@ -38,7 +39,38 @@
 
 use std::collections::VecDeque;
 
+use async_trait::async_trait;
+
 use super::model::{ProducerBatch, SequenceError};
+use crate::error::StoreError;
+
+/// Producer ids are handed out in blocks this large, so a gateway asks the metastore once
+/// per this many InitProducerId calls.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Producer ids and epochs as InitProducerId hands them out, and their expiry. Per-partition
+/// producer state is written by the log's commit ([`super::Log::commit_object`]).
+#[async_trait]
+pub trait Producers: Send + Sync + 'static {
+    /// Reserves the next block of [`PRODUCER_ID_BLOCK`] producer ids; returns its first id.
+    /// Blocks never overlap, whoever asks.
+    async fn allocate_producer_ids(&self) -> Result<i64, StoreError>;
+
+    /// Moves an allocated producer from `producer_epoch` to the next epoch (KIP-360) unless
+    /// something newer is known (an earlier bump past it, a partition that saw a newer
+    /// epoch) or the id was never handed out; then `None`, and the caller hands out a new id.
+    /// A claim ahead of the recorded epoch is fine: clients may bump locally.
+    async fn bump_producer_epoch(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        now_ms: i64,
+    ) -> Result<Option<i16>, StoreError>;
+
+    /// Forgets producer state and epochs last written before `before_ms`; returns how many
+    /// entries went.
+    async fn expire_producers(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
 
 /// Batches remembered per producer and partition: Kafka's, and the most a client keeps in
 /// flight per partition (`max.in.flight.requests.per.connection` ≤ 5 with idempotence).
@@ -151,6 +183,32 @@ pub fn record(
 pub fn last_sequence(first_sequence: i32, offset_count: i64) -> i32 {
     let last = i64::from(first_sequence) + offset_count.max(1) - 1;
     (last % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// What the store knows of a producer id when a client asks to move past an epoch
+/// (InitProducerId with the id and epoch it has, KIP-360).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochRecord {
+    /// The id lies in a block the store handed out.
+    pub handed_out: bool,
+    /// The epoch an earlier bump moved it to, if it was bumped and not expired since.
+    pub bumped_to: Option<i16>,
+    /// The newest epoch any partition stored a batch with, if any.
+    pub newest_written: Option<i16>,
+}
+
+/// The epoch a bump past `claim` moves the producer to, or `None` when the claim is stale
+/// and the client must be given a new producer id instead: the id was never handed out,
+/// an earlier bump or a partition already went past `claim`, or the epochs ran out. A
+/// claim ahead of what the store knows is fine: clients such as Java's bump locally. Two
+/// bumps with the same claim: the first moves the record past it, the second is stale.
+pub fn bump_epoch(claim: i16, record: EpochRecord) -> Option<i16> {
+    let newer_known = record.bumped_to.is_some_and(|e| e > claim)
+        || record.newest_written.is_some_and(|e| e > claim);
+    if !record.handed_out || newer_known {
+        return None;
+    }
+    claim.checked_add(1)
 }
 
 /// How far `first` lies past the sequence that follows `last`, counting in the circle of
@@ -284,6 +342,38 @@ mod tests {
             check(Some(&state), &batch(0, 2, 1)),
             Verdict::Duplicate { base_offset: 102 }
         );
+    }
+
+    #[test]
+    fn a_bump_moves_past_the_claim_unless_something_newer_is_known() {
+        let fresh = EpochRecord {
+            handed_out: true,
+            bumped_to: None,
+            newest_written: None,
+        };
+        assert_eq!(bump_epoch(0, fresh), Some(1));
+        let claim_ahead = EpochRecord {
+            bumped_to: Some(1),
+            newest_written: Some(1),
+            ..fresh
+        };
+        assert_eq!(bump_epoch(3, claim_ahead), Some(4), "clients bump locally");
+        let bumped = EpochRecord {
+            bumped_to: Some(1),
+            ..fresh
+        };
+        assert_eq!(bump_epoch(0, bumped), None, "the same claim twice");
+        let written = EpochRecord {
+            newest_written: Some(2),
+            ..fresh
+        };
+        assert_eq!(bump_epoch(1, written), None, "a partition saw epoch 2");
+        let unknown = EpochRecord {
+            handed_out: false,
+            ..fresh
+        };
+        assert_eq!(bump_epoch(0, unknown), None);
+        assert_eq!(bump_epoch(i16::MAX, fresh), None, "epochs ran out");
     }
 
     #[test]

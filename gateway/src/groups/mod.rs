@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::error::StoreError;
-use yaks_common::metastore::{CommittedOffset, GroupListing, GroupWrite, SharedMetastore};
+use yaks_common::metastore::{CommittedOffset, GroupListing, GroupWrite};
 use yaks_common::metrics::{GroupTopicLabels, metrics};
 use yaks_common::shutdown::Shutdown;
 
@@ -91,7 +91,7 @@ struct GroupCell {
 
 /// The groups this gateway coordinates.
 pub struct Coordinator {
-    metastore: SharedMetastore,
+    metastore: Arc<dyn crate::GatewayStore>,
     cluster: ClusterView,
     clock: SharedClock,
     settings: GroupSettings,
@@ -131,7 +131,7 @@ pub struct Listed {
 impl Coordinator {
     /// A coordinator with nothing loaded.
     pub fn new(
-        metastore: SharedMetastore,
+        metastore: Arc<dyn crate::GatewayStore>,
         cluster: ClusterView,
         clock: SharedClock,
         settings: GroupSettings,

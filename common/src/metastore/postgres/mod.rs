@@ -1,0 +1,195 @@
+//! The PostgreSQL metastore, what the product runs on: the pool, migrations and error
+//! mapping here, each domain's statements in the file named after it.
+//!
+//! Schema in `migrations/`, applied by refinery under an advisory lock. The statements only
+//! check the states they expect, as their comments say; Kafka semantics stay in the roles
+//! and the pure rule modules. The writer's flush commit (`Log::commit_object`, in `log.rs`)
+//! is one transaction whose statement count does not grow with the number of partitions.
+
+mod cluster;
+mod groups;
+mod log;
+mod objects;
+mod producers;
+mod topics;
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tracing::info;
+
+use crate::config::PostgresConfig;
+use crate::error::StoreError;
+use crate::metrics::{OperationLabels, metrics};
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Key of the advisory lock that serialises migrations across processes ("yaks" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x7961_6b73;
+
+/// Handle to the PostgreSQL metastore: a connection pool and the statements that use it.
+#[derive(Clone)]
+pub struct PgMetastore {
+    pool: Pool,
+    /// For the commit feed's dedicated LISTEN connection, which cannot be pooled.
+    pg_config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for PgMetastore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgMetastore").finish_non_exhaustive()
+    }
+}
+
+impl PgMetastore {
+    /// Builds the pool for `config.url`. No connection is opened until first use.
+    pub fn connect(config: &PostgresConfig) -> Result<PgMetastore, StoreError> {
+        let url = config
+            .url
+            .as_deref()
+            .ok_or_else(|| StoreError::Invalid("postgres.url is not set".into()))?;
+        let mut pg_config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("postgres.url: {e}")))?;
+        pg_config.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
+        if pg_config.get_application_name().is_none() {
+            pg_config.application_name("yaks");
+        }
+        if config.idle_in_transaction_timeout_ms > 0 {
+            let mut options = pg_config.get_options().unwrap_or_default().to_owned();
+            if !options.is_empty() {
+                options.push(' ');
+            }
+            options.push_str(&format!(
+                "-c idle_in_transaction_session_timeout={}",
+                config.idle_in_transaction_timeout_ms
+            ));
+            pg_config.options(&options);
+        }
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Internal(format!("postgres pool: {e}")))?;
+        Ok(PgMetastore { pool, pg_config })
+    }
+
+    /// Applies pending migrations under an advisory lock, so concurrent starts apply each
+    /// migration exactly once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client("migrate").await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await
+            .map_err(pg_error)?;
+        let report = embedded::migrations::runner()
+            .set_abort_divergent(true)
+            .run_async(&mut ***client)
+            .await;
+        // Unlock even when the migration failed; the session ends with the connection anyway.
+        let unlock = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+            .await;
+        let report = report.map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        unlock.map_err(pg_error)?;
+        for migration in report.applied_migrations() {
+            info!(
+                version = migration.version(),
+                name = migration.name(),
+                "applied migration"
+            );
+        }
+        Ok(())
+    }
+
+    /// A pooled connection for `operation`, timed: the wait for it and how long the
+    /// operation holds it go to the metastore metrics.
+    pub(crate) async fn client(&self, operation: &'static str) -> Result<TimedClient, StoreError> {
+        let asked = Instant::now();
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Retriable(format!("postgres connection: {e}")))?;
+        let got = Instant::now();
+        metrics()
+            .metastore
+            .pool_wait
+            .observe((got - asked).as_secs_f64());
+        Ok(TimedClient {
+            client,
+            operation,
+            since: got,
+        })
+    }
+}
+
+/// The server's clock in ms since the epoch: the clock commit deadlines are in.
+const SERVER_NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// Maps a PostgreSQL error to what the caller should do about it.
+pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
+    metrics().metastore.errors.inc();
+    let Some(code) = err.code() else {
+        // No SQLSTATE: the connection broke or timed out.
+        return StoreError::Retriable(format!("postgres: {err}"));
+    };
+    let class = &code.code()[..2];
+    let detail = format!("postgres: {err} ({})", code.code());
+    if *code == SqlState::T_R_SERIALIZATION_FAILURE
+        || *code == SqlState::T_R_DEADLOCK_DETECTED
+        || matches!(class, "08" | "53" | "57" | "40")
+    {
+        StoreError::Retriable(detail)
+    } else if matches!(class, "22" | "23") {
+        StoreError::Invalid(detail)
+    } else {
+        StoreError::Internal(detail)
+    }
+}
+
+/// A pooled connection that records, when dropped, how long its operation held it.
+pub(crate) struct TimedClient {
+    client: deadpool_postgres::Object,
+    operation: &'static str,
+    since: Instant,
+}
+
+impl std::ops::Deref for TimedClient {
+    type Target = deadpool_postgres::Object;
+
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for TimedClient {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.client
+    }
+}
+
+impl Drop for TimedClient {
+    fn drop(&mut self) {
+        metrics()
+            .metastore
+            .operation_duration
+            .get_or_create(&OperationLabels {
+                operation: self.operation,
+            })
+            .observe(self.since.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,195 @@
+//! [`Objects`] on PostgreSQL: the compaction swap, retention's drops and the `objects`
+//! rows' marks for garbage collection.
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::metastore::model::*;
+use crate::metastore::plan;
+
+use super::super::objects::Objects;
+use super::{PgMetastore, pg_error};
+
+#[async_trait]
+impl Objects for PgMetastore {
+    /// One transaction: lock the input rows (a racing swap of the same rows waits, then
+    /// finds them gone), check them, record the object, replace the rows, mark objects left
+    /// without rows.
+    async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError> {
+        let mut client = self.client("swap_entries").await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let bases: Vec<i64> = swap.inputs.iter().map(|(b, _)| *b).collect();
+        // Locks the entries at the inputs' offsets; the swap goes ahead only if they are
+        // still the inputs ([`plan::swap_inputs_current`]).
+        let rows = tx
+            .query(
+                "SELECT i.base_offset, i.last_offset, i.byte_length, i.max_timestamp,
+                        i.batch_count, i.object_id, o.object_key
+                 FROM object_index i JOIN objects o ON o.object_id = i.object_id
+                 WHERE i.topic_id = $1 AND i.partition_index = $2
+                   AND i.base_offset = ANY($3)
+                 ORDER BY i.base_offset
+                 FOR UPDATE OF i",
+                &[&swap.topic_id, &swap.partition_index, &bases],
+            )
+            .await
+            .map_err(pg_error)?;
+        if !plan::swap_inputs_current(
+            swap.inputs,
+            rows.iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, &str>(6))),
+        ) {
+            return Ok(false);
+        }
+        let merged = plan::merge_swapped(
+            rows.iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))),
+            swap.size_bytes,
+        )
+        .map_err(StoreError::Invalid)?;
+        let max_timestamp = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(-1);
+        let batch_count: i32 = rows.iter().map(|r| r.get::<_, i32>(4)).sum();
+        let mut old_objects: Vec<String> = rows.iter().map(|r| r.get(5)).collect();
+        old_objects.sort();
+        old_objects.dedup();
+        let object_id = swap.object.to_string();
+        tx.execute(
+            "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
+            &[&object_id, &swap.object_key, &swap.size_bytes],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "DELETE FROM object_index
+             WHERE topic_id = $1 AND partition_index = $2 AND base_offset = ANY($3)",
+            &[&swap.topic_id, &swap.partition_index, &bases],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO object_index (topic_id, partition_index, base_offset, last_offset,
+                 max_timestamp, object_id, byte_offset, byte_length, batch_count)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
+            &[
+                &swap.topic_id,
+                &swap.partition_index,
+                &merged.0,
+                &merged.1,
+                &max_timestamp,
+                &object_id,
+                &swap.size_bytes,
+                &batch_count,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+        // Objects no row refers to any more wait out the grace period before deletion.
+        tx.execute(
+            "UPDATE objects o SET state = 'marked', marked_at = now()
+             WHERE o.object_id = ANY($1) AND o.state = 'live'
+               AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)",
+            &[&old_objects],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(true)
+    }
+
+    async fn drop_expired_entries(&self) -> Result<u64, StoreError> {
+        let mut client = self.client("drop_expired_entries").await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        // Expects nothing: rows a flush adds are above the log start, and DeleteRecords
+        // only raises it.
+        let dropped: Vec<String> = tx
+            .query(
+                "DELETE FROM object_index i USING partitions p
+                 WHERE p.topic_id = i.topic_id AND p.partition_index = i.partition_index
+                   AND i.last_offset < p.log_start_offset
+                 RETURNING i.object_id",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !dropped.is_empty() {
+            tx.execute(
+                "UPDATE objects o SET state = 'marked', marked_at = now()
+                 WHERE o.object_id = ANY($1) AND o.state = 'live'
+                   AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)",
+                &[&dropped],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(dropped.len() as u64)
+    }
+
+    async fn mark_unreferenced(&self, min_age_ms: i64) -> Result<u64, StoreError> {
+        let client = self.client("mark_unreferenced").await?;
+        let marked = client
+            .execute(
+                "UPDATE objects o SET state = 'marked', marked_at = now()
+                 WHERE o.state = 'live'
+                   AND o.created_at < now() - $1 * interval '1 millisecond'
+                   AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)",
+                &[&(min_age_ms as f64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(marked)
+    }
+
+    async fn marked_objects(
+        &self,
+        min_age_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<MarkedObject>, StoreError> {
+        let client = self.client("marked_objects").await?;
+        let rows = client
+            .query(
+                "SELECT object_id, object_key, size_bytes FROM objects
+                 WHERE state = 'marked' AND marked_at <= now() - $1 * interval '1 millisecond'
+                 ORDER BY marked_at LIMIT $2",
+                &[&(min_age_ms as f64), &limit],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| MarkedObject {
+                object_id: r.get(0),
+                key: r.get(1),
+                size_bytes: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn forget_objects(&self, object_ids: &[String]) -> Result<(), StoreError> {
+        let client = self.client("forget_objects").await?;
+        // Expects: the objects are marked (no index row refers to them).
+        client
+            .execute(
+                "DELETE FROM objects WHERE object_id = ANY($1) AND state = 'marked'",
+                &[&object_ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn known_objects(&self, object_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let client = self.client("known_objects").await?;
+        let rows = client
+            .query(
+                "SELECT object_id FROM objects WHERE object_id = ANY($1)",
+                &[&object_ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}

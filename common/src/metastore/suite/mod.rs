@@ -1,0 +1,79 @@
+//! The behaviour every metastore implementation must share, one case per behaviour.
+//!
+//! [`metastore_test_suite!`](crate::metastore_test_suite) turns each case into its own test
+//! against a fresh store, so a failing case does not hide the others: the in-memory backend
+//! runs it in this crate's unit tests, the PostgreSQL one in `tests/e2e/seams.rs` against a
+//! real server. Compiled only for tests (the `test-suite` feature lets other crates' tests
+//! use it). A new domain adds its file here and its cases to the macro's list.
+
+mod cluster;
+mod groups;
+mod log;
+mod objects;
+mod producers;
+mod topics;
+
+pub use cluster::*;
+pub use groups::*;
+pub use log::*;
+pub use objects::*;
+pub use producers::*;
+pub use topics::*;
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::*;
+use crate::error::StoreError;
+use crate::ids::ObjectId;
+
+/// Defines one `#[tokio::test]` per case of the shared suite. `$store` is evaluated afresh
+/// in each test and must give a pointer to an empty store (a `Box` of one, or a guard that
+/// also keeps its server alive and derefs to it).
+#[macro_export]
+macro_rules! metastore_test_suite {
+    ($store:expr) => {
+        $crate::metastore_test_suite!(@cases $store;
+            the_cluster_has_an_id_and_answers,
+            leases_give_stable_node_ids_and_run_out,
+            topics_are_created_once_and_listed,
+            topic_configs_change_and_topics_grow,
+            commits_take_the_next_offsets_and_are_announced,
+            entries_are_found_by_time,
+            deleting_a_topic_takes_its_partitions_and_index,
+            a_batch_past_its_commit_deadline_is_not_stored,
+            idempotent_batches_are_judged_at_commit,
+            a_swap_replaces_entries_once,
+            replaced_and_expired_objects_are_marked_then_forgotten,
+            group_writes_are_fenced_by_the_coordinator_epoch,
+            deleting_a_topic_deletes_its_committed_offsets,
+        );
+    };
+    (@cases $store:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $store;
+                $crate::metastore::suite::$case(&*store).await;
+            }
+        )*
+    };
+}
+
+/// A flush commit of `appends` as object `object`, 20 bytes long.
+fn commit<'a>(
+    object: ObjectId,
+    object_key: &'a str,
+    appends: &'a [PartitionAppend],
+    now_ms: i64,
+) -> ObjectCommit<'a> {
+    ObjectCommit {
+        object,
+        object_key,
+        size_bytes: 20,
+        appends,
+        now_ms,
+        producers_expire_before_ms: now_ms - 1_000,
+    }
+}
