@@ -8,7 +8,7 @@
 //! - [`chaos`]: `yaks chaos`, the oracle against a split deployment of separate processes
 //!   while they are killed, frozen, and their PostgreSQL and S3 fail.
 //!
-//! - [`bench`]: `yaks bench`, throughput and latency next to the raw limits of the same
+//! - [`bench`](mod@bench): `yaks bench`, throughput and latency next to the raw limits of the same
 //!   S3 endpoint and PostgreSQL, against the targets.
 //! - [`admin`]: the admin CLI (`yaks topic|produce|consume|group`), a Kafka client of a
 //!   gateway like Kafka's own tools.

@@ -3,7 +3,7 @@
 //! Writers, readers and the compactor see topic ids only (the internal protocol and the
 //! object index carry ids), but operators read metrics by topic name. Ids are never reused
 //! and topics are never renamed, so a name once learned stays true; a topic deleted before
-//! its name was learned is labelled [`NO_TOPIC`](crate::metrics::NO_TOPIC).
+//! its name was learned is labelled [`crate::metrics::NO_TOPIC`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -1,6 +1,8 @@
 //! The compactor role: merges small objects, enforces retention, collects garbage.
 //!
-//! Being built (issue "The compactor"). Modules:
+//! One pass plans merge jobs and works them, moves log starts by retention and collects
+//! garbage; `yaks compactor` runs passes in a loop, `--once` runs one (a scheduled job).
+//! Modules:
 //! - [`planner`]: a pure function of a partition's index entries that picks runs of small
 //!   entries into jobs.
 //! - [`retention`]: a pure function of a partition's index entries that says how far
@@ -9,7 +11,6 @@
 //!   index rows by compare-and-swap.
 //! - [`gc`]: drops entries below log starts, marks unreferenced objects, deletes marked and
 //!   unrecorded objects after the grace period (with a dry run).
-//!
 //! - [`queue`]: the job queue: SQS (dead-letter queue by redrive policy) or in-process.
 //! - [`run`]: a pass (plan onto the queue, work it, retention, garbage) and the loop;
 //!   `yaks compactor [--once]` runs them.

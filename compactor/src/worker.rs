@@ -3,7 +3,7 @@
 //!
 //! The output holds the input batches byte for byte, in offset order, so every offset and
 //! every byte a consumer reads stays the same. The swap is a compare-and-swap
-//! ([`Metastore::swap_entries`]): when another worker, a retention pass or a topic
+//! ([`Objects::swap_entries`]): when another worker, a retention pass or a topic
 //! deletion changed the inputs first, it changes nothing and the output is deleted at once
 //! (or, if the worker dies before that, collected later as an object no row refers to).
 //! Inputs are only marked by the swap; they are deleted after the grace period, so reads

@@ -19,7 +19,7 @@ pub trait Cluster: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// The store's clock, ms since the epoch: the clock of commit deadlines
-    /// ([`AppendBatch::commit_deadline_ms`]), which gateways sample to set them.
+    /// ([`super::AppendBatch::commit_deadline_ms`]), which gateways sample to set them.
     async fn server_time_ms(&self) -> Result<i64, StoreError>;
 
     /// Registers or renews a process's lease; returns its node id, stable per instance.

@@ -66,7 +66,7 @@ pub trait Log: Send + Sync + 'static {
     async fn commit_feed(&self) -> Result<tokio::sync::mpsc::Receiver<CommitEvent>, StoreError>;
 
     /// Atomically commits an uploaded object: under the partitions' locks, decides each
-    /// batch by the idempotent-producer rules ([`plan::plan_commit`]), gives the stored ones
+    /// batch by the idempotent-producer rules ([`super::plan::plan_commit`]), gives the stored ones
     /// the partition's next offsets, indexes them, records producer state and announces the
     /// object on the commit feed. Partitions that no longer exist are skipped (absent from
     /// the result). An object none of whose batches was stored is not recorded.

@@ -19,7 +19,7 @@
 //! - [`memory`]: [`MemoryMetastore`], for unit tests of the roles' logic; one file per domain.
 //! - [`model`]: the types the domains share.
 //! - `suite`: the behaviour both must share, one test per case
-//!   ([`metastore_test_suite!`](crate::metastore_test_suite)); compiled for tests only.
+//!   (`metastore_test_suite!`); compiled for tests, or with the `test-suite` feature.
 //!
 //! A new domain (transactions, credentials, ACLs) is a trait in its own file, a file in each
 //! backend, a file of cases in `suite`, and a bound on [`Metastore`].

@@ -63,7 +63,7 @@ pub struct ProducerBatch {
     pub last_sequence: i32,
 }
 
-/// A flushed object to commit: what [`super::Metastore::commit_object`] records.
+/// A flushed object to commit: what [`super::Log::commit_object`] records.
 #[derive(Debug, Clone, Copy)]
 pub struct ObjectCommit<'a> {
     /// The object's id.
@@ -176,7 +176,7 @@ pub struct PartitionEntry {
 /// What the commit feed reports to readers, in commit order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitEvent {
-    /// An object was committed; its index entries follow from [`super::Metastore::object_entries`].
+    /// An object was committed; its index entries follow from [`super::Log::object_entries`].
     Committed {
         /// Id of the committed object.
         object_id: String,

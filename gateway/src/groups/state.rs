@@ -8,7 +8,7 @@
 //! to waiting requests (a rebalance completing answers every member's JoinGroup) come back
 //! as [`Reply`] values for the caller to deliver. When state must be written to PostgreSQL
 //! before anyone is told (the leader's assignment, a group turned empty), the effects say
-//! so; [`super::coordinator`] writes it and calls [`Group::persisted`].
+//! so; the coordinator ([`super::Coordinator`]) writes it and calls [`Group::persisted`].
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
