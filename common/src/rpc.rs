@@ -63,6 +63,28 @@ pub enum RpcError {
     /// The peer accepted the request but the answer was lost: the outcome is unknown.
     #[error("answer lost: {0}")]
     AnswerLost(String),
+    /// The peer refused the request itself (a 4xx status: malformed, too large, no such
+    /// path). Nothing happened, and any other peer would refuse it too: it is not a sign
+    /// that this peer is down, and retrying it elsewhere is pointless.
+    #[error("request refused with {status}: {detail}")]
+    Rejected {
+        /// The status the peer answered.
+        status: StatusCode,
+        /// The peer's explanation (its response body).
+        detail: String,
+    },
+}
+
+/// Why a liveness probe ([`RpcClient::get`]) got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeFailure {
+    /// The connection was refused: nothing listens there, the process is gone.
+    #[error("connection refused")]
+    Refused,
+    /// Anything else (a timeout, a reset, an address that does not resolve): the process
+    /// may be alive but unreachable, or stopped.
+    #[error("no answer")]
+    Failed,
 }
 
 /// A pooled HTTP/1.1 client for internal calls.
@@ -90,7 +112,8 @@ impl RpcClient {
     }
 
     /// POSTs `body` to `base_url` + `path` and returns once the peer answered with its
-    /// status and headers. A non-2xx status is [`RpcError::Unavailable`].
+    /// status and headers. A 4xx status is [`RpcError::Rejected`], any other non-2xx
+    /// status (the peer is overloaded, shutting down, failing) [`RpcError::Unavailable`].
     pub async fn post(
         &self,
         base_url: &str,
@@ -121,32 +144,41 @@ impl RpcClient {
             .request(request)
             .await
             .map_err(|e| RpcError::Unavailable(format!("{base_url}: {e}")))?;
-        if !response.status().is_success() {
-            let status = response.status();
+        let status = response.status();
+        if !status.is_success() {
             let detail = read_body(response).await.unwrap_or_default();
+            let detail = String::from_utf8_lossy(&detail).into_owned();
+            if status.is_client_error() {
+                return Err(RpcError::Rejected { status, detail });
+            }
             return Err(RpcError::Unavailable(format!(
-                "{base_url} answered {status}: {}",
-                String::from_utf8_lossy(&detail)
+                "{base_url} answered {status}: {detail}"
             )));
         }
         Ok(response)
     }
 
-    /// GETs `base_url` + `path`. `Err(true)` when the connection was refused (nothing
-    /// listens there: the process is gone), `Err(false)` on any other failure.
-    pub async fn get(&self, base_url: &str, path: &str) -> Result<Response<Incoming>, bool> {
+    /// GETs `base_url` + `path`, whatever status the peer answers.
+    pub async fn get(
+        &self,
+        base_url: &str,
+        path: &str,
+    ) -> Result<Response<Incoming>, ProbeFailure> {
         let request = Request::get(format!("{base_url}{path}"))
             .body(Full::new(Bytes::new()))
-            .map_err(|_| false)?;
+            .map_err(|_| ProbeFailure::Failed)?;
         self.client.request(request).await.map_err(|e| {
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             while let Some(error) = source {
                 if let Some(io) = error.downcast_ref::<std::io::Error>() {
-                    return io.kind() == std::io::ErrorKind::ConnectionRefused;
+                    if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                        return ProbeFailure::Refused;
+                    }
+                    return ProbeFailure::Failed;
                 }
                 source = error.source();
             }
-            false
+            ProbeFailure::Failed
         })
     }
 }

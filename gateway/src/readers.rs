@@ -65,13 +65,15 @@ impl ReaderPool {
         up.into_iter().chain(down).cloned().collect()
     }
 
-    /// Sends an internal fetch body to `url`; a reader that fails is marked down.
+    /// Sends an internal fetch body to `url`; a reader that fails is marked down, one that
+    /// refuses the request itself ([`RpcError::Rejected`]) is not.
     pub async fn fetch(&self, url: &str, body: Bytes) -> Result<Bytes, RpcError> {
         let result = match self.rpc.post(url, FETCH_PATH, body).await {
             Ok(response) => read_body(response).await,
             Err(e) => Err(e),
         };
         match &result {
+            Err(RpcError::Rejected { .. }) => {}
             Ok(_) => {
                 self.down_until
                     .lock()

@@ -17,7 +17,8 @@ use http::Response;
 use hyper::body::Incoming;
 use tracing::warn;
 use yaks_common::rpc::{
-    COMMIT_DEADLINE_HEADER, HEALTH_PATH, PRODUCE_PATH, RpcClient, RpcError, WRITER_INSTANCE_HEADER,
+    COMMIT_DEADLINE_HEADER, HEALTH_PATH, PRODUCE_PATH, ProbeFailure, RpcClient, RpcError,
+    WRITER_INSTANCE_HEADER,
 };
 
 use crate::cluster::ClusterView;
@@ -167,6 +168,11 @@ impl WriterPool {
                         self.mark_up(url);
                         return Ok((url.clone(), response));
                     }
+                    // Another writer would refuse it too, and this one is not down.
+                    Err(e @ RpcError::Rejected { .. }) => {
+                        warn!(writer = %url, error = %e, "writer refused a produce");
+                        return Err(e);
+                    }
                     Err(e) => {
                         warn!(writer = %url, error = %e, "writer did not accept a produce");
                         self.mark_down(url);
@@ -197,7 +203,7 @@ impl WriterPool {
     pub async fn settle_lost(&self, url: &str, instance: Option<&str>, deadline: Instant) {
         let probe = self.rpc.get(url, HEALTH_PATH);
         let gone = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-            Ok(Err(refused)) => refused,
+            Ok(Err(failure)) => failure == ProbeFailure::Refused,
             Ok(Ok(response)) => {
                 let now = response
                     .headers()
@@ -229,5 +235,78 @@ impl WriterPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(url);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::StatusCode;
+    use http_body_util::Full;
+    use yaks_common::rpc::{bind, serve, text_response};
+    use yaks_common::shutdown::{Shutdown, ShutdownTrigger};
+
+    use super::*;
+
+    /// A peer on loopback answering every request with `status`, counting them.
+    async fn peer(status: StatusCode) -> (String, Arc<AtomicUsize>, ShutdownTrigger) {
+        let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let (trigger, shutdown) = Shutdown::new();
+        let handler = move |_request| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { text_response::<Full<Bytes>>(status, "answered") }
+        };
+        tokio::spawn(serve(listener, handler, shutdown));
+        (format!("http://{addr}"), requests, trigger)
+    }
+
+    fn pool(urls: Vec<String>) -> WriterPool {
+        WriterPool {
+            writers: Writers::Configured(urls),
+            down_until: Mutex::new(HashMap::new()),
+            rpc: RpcClient::new(),
+        }
+    }
+
+    async fn produce(pool: &WriterPool) -> Result<String, RpcError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        pool.produce(&Sticky::new(0), Bytes::new(), deadline, 0, &mut None)
+            .await
+            .map(|(url, _)| url)
+    }
+
+    #[tokio::test]
+    async fn a_writer_refusing_the_request_is_neither_marked_down_nor_retried_elsewhere() {
+        let (refusing, refused, _a) = peer(StatusCode::BAD_REQUEST).await;
+        let (other, others, _b) = peer(StatusCode::OK).await;
+        let pool = pool(vec![refusing.clone(), other]);
+
+        let error = produce(&pool).await.expect_err("refused");
+        assert!(
+            matches!(error, RpcError::Rejected { status, .. } if status == StatusCode::BAD_REQUEST),
+            "{error}"
+        );
+        assert_eq!(refused.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            others.load(Ordering::SeqCst),
+            0,
+            "not sent to another writer"
+        );
+        assert!(!pool.is_down(&refusing));
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_writer_is_marked_down_and_the_next_one_takes_the_request() {
+        let (failing, _, _a) = peer(StatusCode::SERVICE_UNAVAILABLE).await;
+        let (other, others, _b) = peer(StatusCode::OK).await;
+        let pool = pool(vec![failing.clone(), other.clone()]);
+
+        assert_eq!(produce(&pool).await.expect("accepted"), other);
+        assert_eq!(others.load(Ordering::SeqCst), 1);
+        assert!(pool.is_down(&failing));
     }
 }

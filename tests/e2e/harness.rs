@@ -454,7 +454,7 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     let response = client
         .get(&base, path)
         .await
-        .unwrap_or_else(|refused| panic!("GET {base}{path} failed (refused: {refused})"));
+        .unwrap_or_else(|failure| panic!("GET {base}{path} failed: {failure}"));
     let status = response.status().as_u16();
     let body = yaks_common::rpc::read_body(response).await.expect("body");
     (status, String::from_utf8_lossy(&body).into_owned())

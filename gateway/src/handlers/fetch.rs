@@ -30,7 +30,7 @@ use uuid::Uuid;
 use yaks_common::batch::spans;
 use yaks_common::kafka::{self, topic_name};
 use yaks_common::metrics::{TopicLabels, metrics};
-use yaks_common::rpc::INTERNAL_FETCH_VERSION;
+use yaks_common::rpc::{INTERNAL_FETCH_VERSION, RpcError};
 
 use super::{RequestContext, Versions};
 use crate::GatewayState;
@@ -225,6 +225,13 @@ async fn gather(
                 total += bytes;
                 satisfied |= total >= min_bytes || any_error;
             }
+            Err(e @ RpcError::Rejected { .. }) => {
+                // Every reader would refuse it: its partitions are answered with an error.
+                warn!(reader = %done.url, error = %e, "reader refused a fetch");
+                for i in &done.partitions {
+                    candidates.remove(i);
+                }
+            }
             Err(e) => {
                 warn!(reader = %done.url, error = %e, "reader failed a fetch; trying the next");
                 for &i in &done.partitions {
@@ -300,15 +307,19 @@ async fn call(
     id: usize,
     url: String,
     body: Result<Bytes, String>,
-) -> (usize, Result<FetchResponse, String>) {
+) -> (usize, Result<FetchResponse, RpcError>) {
     let body = match body {
+        // Not the reader's doing, and no other reader would get a better request.
+        Err(detail) => {
+            let status = http::StatusCode::BAD_REQUEST;
+            return (id, Err(RpcError::Rejected { status, detail }));
+        }
         Ok(body) => body,
-        Err(e) => return (id, Err(e)),
     };
     let result = match state.readers.fetch(&url, body).await {
         Ok(bytes) => kafka::decode::<FetchResponse>(bytes, INTERNAL_FETCH_VERSION)
-            .map_err(|e| format!("undecodable reader answer: {e}")),
-        Err(e) => Err(e.to_string()),
+            .map_err(|e| RpcError::AnswerLost(format!("undecodable reader answer: {e}"))),
+        Err(e) => Err(e),
     };
     (id, result)
 }

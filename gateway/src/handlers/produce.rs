@@ -38,7 +38,9 @@ use yaks_common::kafka::{self, str_bytes};
 use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 
-use super::produce_room::{Answer, Answers, MAX_CARRIED_BYTES, Waiting};
+use super::produce_room::{
+    Answer, Answers, MAX_CARRIED_BYTES, PartitionAnswer, Refusal, Stored, Waiting,
+};
 use super::{Outcome, ProduceTurn, RequestContext, SettleGuard, Versions, encode_response};
 use crate::deadlines::Deadline;
 use crate::topics::{config_i64, log_append_time};
@@ -52,7 +54,7 @@ pub const VERSIONS: Versions = Versions { min: 3, max: 11 };
 struct Slot {
     topic: String,
     partition: i32,
-    result: Result<(i64, i64), (i16, Option<String>)>,
+    result: PartitionAnswer,
     /// The append time stamped on the batch (LogAppendTime topics), else -1.
     log_append_time_ms: i64,
     /// Size and record count of the forwarded batch, counted in the metrics once stored.
@@ -61,11 +63,7 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(
-        topic: String,
-        partition: i32,
-        result: Result<(i64, i64), (i16, Option<String>)>,
-    ) -> Slot {
+    fn new(topic: String, partition: i32, result: PartitionAnswer) -> Slot {
         Slot {
             topic,
             partition,
@@ -112,7 +110,7 @@ async fn produce(
             release(turn).await;
             return shape(
                 context.version,
-                fail_all(&request, ResponseError::KafkaStorageError.code()),
+                fail_all(&request, Refusal::new(ResponseError::KafkaStorageError)),
             );
         }
     };
@@ -135,13 +133,13 @@ async fn produce(
             if let (None, Some(meta)) = (&refusal, meta)
                 && forwarded.contains_key(&(meta.topic_id, partition.index))
             {
-                refusal = Some((
-                    ResponseError::InvalidRequest.code(),
-                    Some("partition appears twice in one produce request".into()),
+                refusal = Some(Refusal::with_message(
+                    ResponseError::InvalidRequest,
+                    "partition appears twice in one produce request",
                 ));
             }
             // Until the writer answers, a forwarded partition counts as unanswered.
-            let unanswered = (ResponseError::UnknownServerError.code(), None);
+            let unanswered = Refusal::new(ResponseError::UnknownServerError);
             slots.push(Slot::new(
                 name.clone(),
                 partition.index,
@@ -199,16 +197,16 @@ async fn produce(
     match answer {
         Ok(answers) => {
             for (key, &index) in &forwarded {
-                if let Some(&(code, base_offset, log_start_offset)) = answers.get(key) {
-                    slots[index].result = if code == 0 {
-                        Ok((base_offset, log_start_offset))
-                    } else {
-                        Err((code, produce_error_message(code)))
-                    };
+                if let Some(answer) = answers.get(key) {
+                    slots[index].result = answer.clone();
                 }
             }
         }
-        Err(error) => fill_forwarded(&mut slots, &forwarded, Err(error)),
+        Err(refusal) => {
+            for &index in forwarded.values() {
+                slots[index].result = Err(refusal.clone());
+            }
+        }
     }
     debug!(partitions = slots.len(), "produce answered");
     shape(context.version, slots)
@@ -301,9 +299,9 @@ async fn send_in_turn(context: &RequestContext, ready: Ready, turn: ProduceTurn)
 /// failed before it could say), the outcome is unknown.
 fn carried_answer(carried: Result<Answer, oneshot::error::RecvError>) -> Answer {
     carried.unwrap_or_else(|_| {
-        Err((
-            ResponseError::RequestTimedOut.code(),
-            Some("the produce carrying this one ended without an answer".into()),
+        Err(Refusal::with_message(
+            ResponseError::RequestTimedOut,
+            "the produce carrying this one ended without an answer",
         ))
     })
 }
@@ -338,7 +336,7 @@ async fn send(
         Ok(body) => body,
         Err(e) => {
             warn!(error = %e, "encoding internal produce failed");
-            return Err((ResponseError::UnknownServerError.code(), None));
+            return Err(Refusal::new(ResponseError::UnknownServerError));
         }
     };
     let accepted = state
@@ -356,11 +354,24 @@ async fn send(
         Ok(accepted) => accepted,
         Err(RpcError::AnswerLost(e)) => {
             // The writer may hold the request: the outcome is unknown.
-            return Err((ResponseError::RequestTimedOut.code(), Some(e)));
+            return Err(Refusal::with_message(ResponseError::RequestTimedOut, e));
         }
-        Err(e) => {
+        Err(RpcError::Rejected { status, detail }) => {
+            // Nothing was stored, and no writer would take it: not worth a retry.
+            let error = if status == http::StatusCode::PAYLOAD_TOO_LARGE {
+                ResponseError::MessageTooLarge
+            } else {
+                ResponseError::UnknownServerError
+            };
+            let message = format!("the writer refused the request ({status}): {detail}");
+            return Err(Refusal::with_message(error, message));
+        }
+        Err(e @ RpcError::Unavailable(_)) => {
             warn!(error = %e, "no writer accepted the produce");
-            return Err((ResponseError::KafkaStorageError.code(), Some(e.to_string())));
+            return Err(Refusal::with_message(
+                ResponseError::KafkaStorageError,
+                e.to_string(),
+            ));
         }
     };
     if acks == 0 {
@@ -368,7 +379,7 @@ async fn send(
         tokio::spawn(async move {
             let _ = read_body(answer).await;
         });
-        return Err((ResponseError::UnknownServerError.code(), None));
+        return Err(Refusal::new(ResponseError::UnknownServerError));
     }
 
     let instance = answer
@@ -378,7 +389,7 @@ async fn send(
         .map(str::to_owned);
     let body = match tokio::time::timeout_at(deadline.into(), read_body(answer)).await {
         Ok(Ok(body)) => body,
-        Ok(Err(RpcError::AnswerLost(e))) | Ok(Err(RpcError::Unavailable(e))) => {
+        Ok(Err(e)) => {
             warn!(error = %e, "writer accepted a produce but its answer was lost");
             state
                 .writers
@@ -386,34 +397,42 @@ async fn send(
                 .await;
             // Skipped from the answer on, so the client's retry goes elsewhere.
             state.writers.skip(&writer, "a produce answer was lost");
-            return Err((ResponseError::RequestTimedOut.code(), Some(e)));
+            return Err(Refusal::with_message(
+                ResponseError::RequestTimedOut,
+                e.to_string(),
+            ));
         }
         Err(_) => {
             warn!("writer did not answer a produce in time");
             state
                 .writers
                 .skip(&writer, "a produce answer did not come in time");
-            return Err((ResponseError::RequestTimedOut.code(), None));
+            return Err(Refusal::new(ResponseError::RequestTimedOut));
         }
     };
     let answered: ProduceResponse = match kafka::decode(body, INTERNAL_PRODUCE_VERSION) {
         Ok(answered) => answered,
         Err(e) => {
             warn!(error = %e, "undecodable answer from writer");
-            return Err((ResponseError::RequestTimedOut.code(), None));
+            return Err(Refusal::new(ResponseError::RequestTimedOut));
         }
     };
     let mut answers = Answers::new();
     for topic in answered.responses {
         for partition in topic.partition_responses {
-            answers.insert(
-                (topic.topic_id, partition.index),
-                (
-                    partition.error_code,
-                    partition.base_offset,
-                    partition.log_start_offset,
-                ),
-            );
+            let code = partition.error_code;
+            let answer = if code == 0 {
+                Ok(Stored {
+                    base_offset: partition.base_offset,
+                    log_start_offset: partition.log_start_offset,
+                })
+            } else {
+                Err(Refusal {
+                    code,
+                    message: produce_error_message(code),
+                })
+            };
+            answers.insert((topic.topic_id, partition.index), answer);
         }
     }
     Ok(Arc::new(answers))
@@ -424,70 +443,60 @@ fn refuse(
     acks: i16,
     topic: Option<(i32, &std::collections::BTreeMap<String, Option<String>>)>,
     partition: &PartitionProduceData,
-) -> Option<(i16, Option<String>)> {
+) -> Option<Refusal> {
     if !matches!(acks, -1..=1) {
-        return Some((ResponseError::InvalidRequiredAcks.code(), None));
+        return Some(Refusal::new(ResponseError::InvalidRequiredAcks));
     }
     let Some((partition_count, configs)) = topic else {
-        return Some((ResponseError::UnknownTopicOrPartition.code(), None));
+        return Some(Refusal::new(ResponseError::UnknownTopicOrPartition));
     };
     if partition.index < 0 || partition.index >= partition_count {
-        return Some((ResponseError::UnknownTopicOrPartition.code(), None));
+        return Some(Refusal::new(ResponseError::UnknownTopicOrPartition));
     }
     let Some(records) = &partition.records else {
-        return Some((
-            ResponseError::CorruptMessage.code(),
-            Some("records are null".into()),
+        return Some(Refusal::with_message(
+            ResponseError::CorruptMessage,
+            "records are null",
         ));
     };
     let info = match validate_produce_batch(records) {
         Ok(info) => info,
         Err(BatchError::Corrupt(reason)) => {
             warn!(partition = partition.index, %reason, "corrupt batch refused");
-            return Some((ResponseError::CorruptMessage.code(), Some(reason)));
+            return Some(Refusal::with_message(ResponseError::CorruptMessage, reason));
         }
         Err(BatchError::Invalid(reason)) => {
             warn!(partition = partition.index, %reason, "invalid batch refused");
-            return Some((ResponseError::InvalidRecord.code(), Some(reason)));
+            return Some(Refusal::with_message(ResponseError::InvalidRecord, reason));
         }
     };
     if info.is_transactional {
-        return Some((
-            ResponseError::InvalidRecord.code(),
-            Some("transactional batches are not supported yet".into()),
+        return Some(Refusal::with_message(
+            ResponseError::InvalidRecord,
+            "transactional batches are not supported yet",
         ));
     }
     let limit = config_i64(configs, "max.message.bytes").unwrap_or(i64::MAX);
     if records.len() as i64 > limit {
-        return Some((
-            ResponseError::MessageTooLarge.code(),
-            Some(format!(
+        return Some(Refusal::with_message(
+            ResponseError::MessageTooLarge,
+            format!(
                 "batch of {} bytes exceeds max.message.bytes {limit}",
                 records.len()
-            )),
+            ),
         ));
     }
     None
 }
 
-fn fill_forwarded(
-    slots: &mut [Slot],
-    forwarded: &HashMap<(Uuid, i32), usize>,
-    result: Result<(i64, i64), (i16, Option<String>)>,
-) {
-    for &index in forwarded.values() {
-        slots[index].result = result.clone();
-    }
-}
-
-fn fail_all(request: &ProduceRequest, code: i16) -> Vec<Slot> {
+fn fail_all(request: &ProduceRequest, refusal: Refusal) -> Vec<Slot> {
     let mut slots = Vec::new();
     for topic in &request.topic_data {
         for partition in &topic.partition_data {
             slots.push(Slot::new(
                 topic.name.0.to_string(),
                 partition.index,
-                Err((code, None)),
+                Err(refusal.clone()),
             ));
         }
     }
@@ -523,7 +532,10 @@ fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
             .with_index(slot.partition)
             .with_log_append_time_ms(-1);
         match slot.result {
-            Ok((base_offset, log_start_offset)) => {
+            Ok(Stored {
+                base_offset,
+                log_start_offset,
+            }) => {
                 let labels = TopicLabels {
                     topic: slot.topic.clone(),
                 };
@@ -542,7 +554,7 @@ fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
                     partition.log_start_offset = log_start_offset;
                 }
             }
-            Err((code, message)) => {
+            Err(Refusal { code, message }) => {
                 partition.error_code = code;
                 partition.base_offset = -1;
                 if version >= 8 {
@@ -568,17 +580,24 @@ fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
 mod tests {
     use super::*;
 
+    fn stored(base_offset: i64) -> Stored {
+        Stored {
+            base_offset,
+            log_start_offset: 0,
+        }
+    }
+
     #[test]
     fn every_version_encodes_offsets_and_errors() {
         for version in VERSIONS.min..=VERSIONS.max {
             let slots = vec![
-                Slot::new("a".into(), 0, Ok((42, 0))),
+                Slot::new("a".into(), 0, Ok(stored(42))),
                 Slot::new(
                     "a".into(),
                     1,
-                    Err((ResponseError::CorruptMessage.code(), Some("crc".into()))),
+                    Err(Refusal::with_message(ResponseError::CorruptMessage, "crc")),
                 ),
-                Slot::new("b".into(), 0, Ok((7, 0))),
+                Slot::new("b".into(), 0, Ok(stored(7))),
             ];
             let response = shape(version, slots);
             assert_eq!(response.responses.len(), 2, "grouped by topic");

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::TopicProduceData;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -25,12 +26,52 @@ use crate::deadlines::Deadline;
 /// defaults to 8 MiB) gains nothing from larger ones.
 pub const MAX_CARRIED_BYTES: usize = 8 << 20;
 
-/// Per partition of an internal request: Kafka error code, base offset, log start offset.
-pub type Answers = HashMap<(Uuid, i32), (i16, i64, i64)>;
+/// Where a partition's batch was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The offset of the batch's first record.
+    pub base_offset: i64,
+    /// The partition's log start offset at the time.
+    pub log_start_offset: i64,
+}
 
-/// What became of an internal request: the writer's answers, or the error every partition
+/// Why a partition's batch was not stored (or may not have been): a Kafka error code, with
+/// the message Produce v8 and later carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The Kafka error code.
+    pub code: i16,
+    /// What the client is told beside it, where the code alone would mislead or say little.
+    pub message: Option<String>,
+}
+
+impl Refusal {
+    /// An error code with no message.
+    pub fn new(error: ResponseError) -> Refusal {
+        Refusal {
+            code: error.code(),
+            message: None,
+        }
+    }
+
+    /// An error code with a message.
+    pub fn with_message(error: ResponseError, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code: error.code(),
+            message: Some(message.into()),
+        }
+    }
+}
+
+/// One partition's answer.
+pub type PartitionAnswer = Result<Stored, Refusal>;
+
+/// The answers to an internal request, by partition.
+pub type Answers = HashMap<(Uuid, i32), PartitionAnswer>;
+
+/// What became of an internal request: the writer's answers, or the refusal every partition
 /// in it gets.
-pub type Answer = Result<Arc<Answers>, (i16, Option<String>)>;
+pub type Answer = Result<Arc<Answers>, Refusal>;
 
 /// A validated produce request ready to go to a writer, waiting for its turn.
 pub struct Waiting {
