@@ -15,6 +15,7 @@
 //! - [`rpc`]: the internal HTTP contract between roles (paths, headers, a small client).
 //! - [`kafka`]: helpers shared by everything that encodes Kafka messages.
 //! - [`telemetry`]: logging set-up.
+//! - [`topic_config`]: the topic configs yaks accepts, their defaults, and which it enforces.
 //! - [`topic_names`]: topic names by id, for labelling metrics.
 //! - [`metrics`]: the catalogue of Prometheus metrics every role exports.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`, served by every role.
@@ -40,4 +41,5 @@ pub mod registry;
 pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;
+pub mod topic_config;
 pub mod topic_names;

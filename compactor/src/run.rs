@@ -17,6 +17,7 @@ use yaks_common::metastore::{IndexEntry, Log, LogStartMove, Objects, TopicMeta, 
 use yaks_common::metrics::{OutcomeLabels, metrics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
+use yaks_common::topic_config::TopicConfigs;
 use yaks_common::topic_names::TopicNames;
 
 use crate::gc::{GcReport, GcSettings, collect};
@@ -27,9 +28,6 @@ use crate::worker::{JobOutcome, JobTarget, run_job};
 
 /// Index entries read per partition per pass.
 const ENTRIES_PER_PASS: i64 = 10_000;
-
-/// Kafka's `retention.ms` default: 7 days.
-const DEFAULT_RETENTION_MS: i64 = 604_800_000;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -295,17 +293,10 @@ impl Compactor {
 
 /// A topic's retention limits (Kafka's defaults when unset; -1 is unlimited).
 fn retention_of(topic: &TopicMeta) -> Retention {
-    let value = |name: &str| {
-        topic
-            .configs
-            .get(name)
-            .and_then(|v| v.as_deref())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-    };
-    let limit = |v: i64| (v >= 0).then_some(v);
+    let configs = TopicConfigs::new(&topic.configs);
     Retention {
-        max_age_ms: limit(value("retention.ms").unwrap_or(DEFAULT_RETENTION_MS)),
-        max_bytes: value("retention.bytes").and_then(limit),
+        max_age_ms: configs.retention_ms(),
+        max_bytes: configs.retention_bytes(),
     }
 }
 

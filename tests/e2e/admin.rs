@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
@@ -242,6 +245,40 @@ async fn topic_configs_are_described_altered_and_partitions_added() {
         .await
         .expect("delivered to the new partition");
     assert_eq!((delivery.partition, delivery.offset), (2, 0));
+
+    // Asked for documentation (as `kafka-configs.sh --describe --all` asks), DescribeConfigs
+    // says of each config whether yaks enforces it; not asked, it sends none.
+    let mut stream = tokio::net::TcpStream::connect(roles.kafka)
+        .await
+        .expect("connect");
+    let documented = |documentation: bool| {
+        DescribeConfigsRequest::default()
+            .with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("configured"))
+                    .with_configuration_keys(None),
+            ])
+            .with_include_documentation(documentation)
+    };
+    let response: DescribeConfigsResponse =
+        crate::protocol::exchange(&mut stream, ApiKey::DescribeConfigs, 4, &documented(true)).await;
+    let documentation = |name: &str| {
+        response.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .and_then(|c| c.documentation.as_ref())
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    };
+    assert!(documentation("retention.ms").starts_with("Enforced by yaks"));
+    assert!(documentation("segment.ms").starts_with("Accepted but not enforced by yaks"));
+    let response: DescribeConfigsResponse =
+        crate::protocol::exchange(&mut stream, ApiKey::DescribeConfigs, 4, &documented(false))
+            .await;
+    let configs = &response.results[0].configs;
+    assert!(!configs.is_empty() && configs.iter().all(|c| c.documentation.is_none()));
     roles.stop().await;
 }
 

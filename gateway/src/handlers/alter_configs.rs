@@ -10,10 +10,10 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use tracing::{info, warn};
 use yaks_common::kafka::str_bytes;
+use yaks_common::topic_config;
 
 use super::describe_configs::RESOURCE_TOPIC;
 use super::{RequestContext, Versions};
-use crate::topics::validate_config;
 
 /// Supported versions.
 pub const VERSIONS: Versions = Versions { min: 0, max: 2 };
@@ -83,7 +83,7 @@ pub async fn alter(
         Err(message) => return (ResponseError::InvalidConfig.code(), Some(message)),
     };
     for (key, value) in &configs {
-        if let Err(message) = validate_config(key, value.as_deref()) {
+        if let Err(message) = topic_config::validate(key, value.as_deref()) {
             return (ResponseError::InvalidConfig.code(), Some(message));
         }
     }

@@ -17,11 +17,10 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use tracing::{info, warn};
 use uuid::Uuid;
 use yaks_common::kafka::str_bytes;
+use yaks_common::topic_config::{self, TopicConfigs};
 
 use super::{RequestContext, Versions};
-use crate::topics::{
-    SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, effective_configs, validate_config, validate_name,
-};
+use crate::topics::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, validate_name};
 
 /// Supported versions.
 pub const VERSIONS: Versions = Versions { min: 2, max: 7 };
@@ -108,7 +107,7 @@ async fn create_one(
     for config in &topic.configs {
         let key = config.name.to_string();
         let value = config.value.as_ref().map(|v| v.to_string());
-        if let Err(reason) = validate_config(&key, value.as_deref()) {
+        if let Err(reason) = topic_config::validate(&key, value.as_deref()) {
             return failure(topic, ResponseError::InvalidConfig, reason);
         }
         if value.is_some() {
@@ -158,13 +157,14 @@ fn success(
     partitions: i32,
     configs: &BTreeMap<String, Option<String>>,
 ) -> CreatableTopicResult {
-    let described = effective_configs(configs)
+    let described = TopicConfigs::new(configs)
+        .effective()
         .into_iter()
-        .map(|(name, value, explicit)| {
+        .map(|effective| {
             CreatableTopicConfigs::default()
-                .with_name(str_bytes(name))
-                .with_value(Some(str_bytes(&value)))
-                .with_config_source(if explicit {
+                .with_name(str_bytes(effective.config.name))
+                .with_value(Some(str_bytes(&effective.value)))
+                .with_config_source(if effective.explicit {
                     SOURCE_DYNAMIC_TOPIC
                 } else {
                     SOURCE_DEFAULT

@@ -1,6 +1,7 @@
 //! DescribeConfigs (key 32), v1–v4: a topic's effective configs (set or default), with
-//! synonyms and types when asked. Broker resources answer with no configs: a gateway's
-//! settings live in `yaks.toml`, not in Kafka broker configs.
+//! synonyms, types and documentation when asked; the documentation says whether yaks
+//! enforces the config ([`yaks_common::topic_config`]). Broker resources answer with no
+//! configs: a gateway's settings live in `yaks.toml`, not in Kafka broker configs.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -9,11 +10,10 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use tracing::warn;
 use yaks_common::kafka::str_bytes;
+use yaks_common::topic_config::{Effective, TopicConfigs};
 
 use super::{RequestContext, Versions};
-use crate::topics::{
-    SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, config_type, default_config, effective_configs,
-};
+use crate::topics::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
 
 /// Supported versions.
 pub const VERSIONS: Versions = Versions { min: 1, max: 4 };
@@ -50,18 +50,11 @@ pub async fn handle(
                                     .as_ref()
                                     .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
                             };
-                            result.configs = effective_configs(&topic.configs)
+                            result.configs = TopicConfigs::new(&topic.configs)
+                                .effective()
                                 .into_iter()
-                                .filter(|(key, _, _)| wanted(key))
-                                .map(|(key, value, explicit)| {
-                                    describe(
-                                        context.version,
-                                        request.include_synonyms,
-                                        key,
-                                        value,
-                                        explicit,
-                                    )
-                                })
+                                .filter(|effective| wanted(effective.config.name))
+                                .map(|effective| describe(context.version, &request, effective))
                                 .collect();
                         }
                         None => {
@@ -92,23 +85,27 @@ pub async fn handle(
 
 fn describe(
     version: i16,
-    include_synonyms: bool,
-    key: &str,
-    value: String,
-    explicit: bool,
+    request: &DescribeConfigsRequest,
+    effective: Effective,
 ) -> DescribeConfigsResourceResult {
+    let Effective {
+        config,
+        value,
+        explicit,
+    } = effective;
+    let key = config.name;
     let source = if explicit {
         SOURCE_DYNAMIC_TOPIC
     } else {
         SOURCE_DEFAULT
     };
-    let mut config = DescribeConfigsResourceResult::default()
+    let mut described = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(key))
         .with_value(Some(str_bytes(&value)))
         .with_read_only(false)
         .with_config_source(source)
         .with_is_sensitive(false);
-    if include_synonyms {
+    if request.include_synonyms {
         let mut synonyms = Vec::new();
         if explicit {
             synonyms.push(
@@ -121,13 +118,17 @@ fn describe(
         synonyms.push(
             DescribeConfigsSynonym::default()
                 .with_name(str_bytes(key))
-                .with_value(default_config(key).map(str_bytes))
+                .with_value(Some(str_bytes(config.default)))
                 .with_source(SOURCE_DEFAULT),
         );
-        config.synonyms = synonyms;
+        described.synonyms = synonyms;
     }
     if version >= 3 {
-        config.config_type = config_type(key);
+        described.config_type = config.kind.config_type();
+        // Null unless asked for, as Kafka answers.
+        described.documentation = request
+            .include_documentation
+            .then(|| str_bytes(&config.documentation()));
     }
-    config
+    described
 }

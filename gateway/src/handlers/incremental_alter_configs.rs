@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use yaks_common::kafka::str_bytes;
+use yaks_common::topic_config;
 
 use super::alter_configs::alter;
 use super::{RequestContext, Versions};
-use crate::topics::{default_config, is_list_config};
 
 /// Supported versions.
 pub const VERSIONS: Versions = Versions { min: 0, max: 1 };
@@ -66,17 +66,16 @@ fn apply(
                 configs.remove(name);
             }
             2 | 3 => {
-                if !is_list_config(name) {
+                let Some(config) = topic_config::find(name).filter(|c| c.is_list()) else {
                     return Err(format!(
                         "{name} is not a list config: APPEND and SUBTRACT do not apply"
                     ));
-                }
+                };
                 let now = configs
                     .get(name)
                     .cloned()
                     .flatten()
-                    .or_else(|| default_config(name).map(str::to_owned))
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| config.default.to_owned());
                 let mut items: Vec<String> = now
                     .split(',')
                     .map(|i| i.trim().to_owned())

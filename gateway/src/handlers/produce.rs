@@ -37,13 +37,13 @@ use yaks_common::error::produce_error_message;
 use yaks_common::kafka::{self, str_bytes};
 use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
+use yaks_common::topic_config::TopicConfigs;
 
 use super::produce_room::{
     Answer, Answers, MAX_CARRIED_BYTES, PartitionAnswer, Refusal, Stored, Waiting,
 };
 use super::{Outcome, ProduceTurn, RequestContext, SettleGuard, Versions, encode_response};
 use crate::deadlines::Deadline;
-use crate::topics::{config_i64, log_append_time};
 
 /// Supported versions. Clients pick their message format from this range: librdkafka
 /// writes magic-2 batches only when Produce ≥ 3 and Fetch ≥ 4 are both advertised.
@@ -150,7 +150,7 @@ async fn produce(
             }
             if let Some(meta) = meta {
                 let mut partition = partition;
-                if log_append_time(&meta.configs)
+                if TopicConfigs::new(&meta.configs).log_append_time()
                     && let Some(records) = &partition.records
                 {
                     let now_ms = state.clock.now_ms();
@@ -476,7 +476,7 @@ fn refuse(
             "transactional batches are not supported yet",
         ));
     }
-    let limit = config_i64(configs, "max.message.bytes").unwrap_or(i64::MAX);
+    let limit = TopicConfigs::new(configs).max_message_bytes();
     if records.len() as i64 > limit {
         return Some(Refusal::with_message(
             ResponseError::MessageTooLarge,
