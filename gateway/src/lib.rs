@@ -187,6 +187,11 @@ impl Gateway {
                 .await
         });
         let ownership = tokio::spawn(state.groups.clone().keep_ownership(shutdown.clone()));
+        let lag = tokio::spawn(groups::lag::report(
+            state.groups.clone(),
+            state.metastore.clone(),
+            shutdown.clone(),
+        ));
         let mut connections = JoinSet::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -214,6 +219,8 @@ impl Gateway {
         let _ = heartbeat.await;
         let _ = sampling.await;
         let _ = ownership.await;
+        let _ = lag.await;
+        state.groups.shutdown().await;
         state.cluster.deregister().await;
         ops_trigger.trigger();
         let _ = ops_task.await;

@@ -13,23 +13,30 @@
 //!
 //! - [`state`]: the group state machine, unit-tested without I/O.
 //! - [`consumer_protocol`]: reading subscriptions, for OffsetDelete.
+//! - [`lag`]: the groups' lag as metrics, read beside coordination, never part of it.
+//!
+//! A group leaves this gateway's memory one way, `Coordinator::close`: when another
+//! gateway owns it now (seen in the registry, or fenced by a write), when it was deleted,
+//! when it was only looked at, and when the gateway shuts down. Its waiting requests are
+//! answered and its timer task ends; [`Coordinator::shutdown`] waits for those tasks.
 
 pub mod consumer_protocol;
+pub mod lag;
 pub mod state;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use tokio::sync::{Mutex, Notify, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::error::StoreError;
-use yaks_common::metastore::{CommittedOffset, GroupListing, GroupWrite};
-use yaks_common::metrics::{GroupTopicLabels, metrics};
+use yaks_common::metastore::{CommittedOffset, GroupListing, GroupWrite, Groups};
 use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
@@ -41,15 +48,8 @@ use state::{
 /// How often loaded groups are checked against the live gateways, to let go of those that
 /// moved to another gateway.
 const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
-/// Group lag is computed every this many ownership checks.
-const LAG_CHECK_EVERY: u32 = 10;
-
-/// What this coordinator last put into the group metrics.
-#[derive(Default)]
-struct LagReport {
-    groups: i64,
-    lags: HashSet<GroupTopicLabels>,
-}
+/// How long a gateway shutting down waits for its groups' timer tasks to end.
+const TIMERS_STOP: Duration = Duration::from_secs(5);
 
 /// A loaded group with the requests waiting on it.
 struct Loaded {
@@ -91,13 +91,15 @@ struct GroupCell {
 
 /// The groups this gateway coordinates.
 pub struct Coordinator {
-    metastore: Arc<dyn crate::GatewayStore>,
+    metastore: Arc<dyn Groups>,
     cluster: ClusterView,
     clock: SharedClock,
     settings: GroupSettings,
     groups: StdMutex<HashMap<String, Arc<GroupCell>>>,
     /// Serialises loading, so two requests never claim the same group twice.
     loading: Mutex<()>,
+    /// The loaded groups' timer tasks, so shutting down can wait for them.
+    timers: StdMutex<JoinSet<()>>,
 }
 
 /// An OffsetCommit's member fields.
@@ -131,7 +133,7 @@ pub struct Listed {
 impl Coordinator {
     /// A coordinator with nothing loaded.
     pub fn new(
-        metastore: Arc<dyn crate::GatewayStore>,
+        metastore: Arc<dyn Groups>,
         cluster: ClusterView,
         clock: SharedClock,
         settings: GroupSettings,
@@ -143,6 +145,7 @@ impl Coordinator {
             settings,
             groups: StdMutex::new(HashMap::new()),
             loading: Mutex::new(()),
+            timers: StdMutex::new(JoinSet::new()),
         }
     }
 
@@ -163,8 +166,12 @@ impl Coordinator {
     /// The group's cell, loading (claiming) it if this gateway owns it and has not yet.
     async fn cell(self: &Arc<Self>, group_id: &str) -> Result<Arc<GroupCell>, ResponseError> {
         if !self.owns(group_id) {
-            if let Some(cell) = self.forget(group_id) {
-                self.unload(&cell).await;
+            if let Some(cell) = self.loaded_cell(group_id) {
+                info!(
+                    group = group_id,
+                    "group moved to another gateway; unloading it"
+                );
+                self.unload(group_id, &cell).await;
             }
             return Err(ResponseError::NotCoordinator);
         }
@@ -207,36 +214,61 @@ impl Coordinator {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(group_id.to_owned(), cell.clone());
-        tokio::spawn(self.clone().run_timers(cell.clone()));
+        let mut timers = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+        // Ended tasks are only dropped when reaped.
+        while timers.try_join_next().is_some() {}
+        timers.spawn(self.clone().run_timers(cell.clone()));
         Ok(cell)
     }
 
-    fn forget(&self, group_id: &str) -> Option<Arc<GroupCell>> {
-        self.groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(group_id)
-    }
-
-    /// Lets go of a group: waiting requests are told to find the coordinator again.
-    async fn unload(&self, cell: &GroupCell) {
+    /// Lets go of a loaded group, the one way out of this gateway's memory: it is removed
+    /// from the loaded groups (unless a newer load replaced it there), its requests waiting
+    /// for a rebalance are answered `error` and its timer task ends. Takes the group's
+    /// state, so its lock is held: nothing else happens to the group meanwhile.
+    fn close(&self, group_id: &str, cell: &GroupCell, loaded: &mut Loaded, error: ResponseError) {
+        {
+            let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            if groups
+                .get(group_id)
+                .is_some_and(|held| std::ptr::eq(Arc::as_ptr(held), cell))
+            {
+                groups.remove(group_id);
+            }
+        }
         cell.closed.store(true, Ordering::SeqCst);
         cell.wake.notify_one();
-        let mut loaded = cell.loaded.lock().await;
-        let effects = loaded.group.kill(ResponseError::NotCoordinator);
+        let effects = loaded.group.kill(error);
         loaded.deliver(effects.replies);
+    }
+
+    /// Lets go of a group another gateway owns now: waiting requests are told to find the
+    /// coordinator again.
+    async fn unload(&self, group_id: &str, cell: &GroupCell) {
+        let mut loaded = cell.loaded.lock().await;
+        self.close(group_id, cell, &mut loaded, ResponseError::NotCoordinator);
     }
 
     /// Another gateway claimed the group since this one loaded it: let go of it, telling
     /// waiting requests to find the coordinator again.
     fn fenced(&self, cell: &GroupCell, loaded: &mut Loaded, group_id: &str) -> ResponseError {
         info!(group = group_id, "another gateway took over the group");
-        self.forget(group_id);
-        cell.closed.store(true, Ordering::SeqCst);
-        cell.wake.notify_one();
-        let effects = loaded.group.kill(ResponseError::NotCoordinator);
-        loaded.deliver(effects.replies);
+        self.close(group_id, cell, loaded, ResponseError::NotCoordinator);
         ResponseError::NotCoordinator
+    }
+
+    /// Lets go of every group (the gateway is shutting down: their next coordinator takes
+    /// them over) and waits for their timer tasks to end.
+    pub async fn shutdown(&self) {
+        for (group_id, cell) in self.cells() {
+            self.unload(&group_id, &cell).await;
+        }
+        let mut timers =
+            std::mem::take(&mut *self.timers.lock().unwrap_or_else(|p| p.into_inner()));
+        let ended = async { while timers.join_next().await.is_some() {} };
+        if tokio::time::timeout(TIMERS_STOP, ended).await.is_err() {
+            warn!("group timer tasks still running after {TIMERS_STOP:?}; aborting them");
+            timers.abort_all();
+        }
     }
 
     /// Delivers replies and performs the writes the state machine asks for. A fenced write
@@ -294,9 +326,6 @@ impl Coordinator {
         }
     }
 
-    /// Checks loaded groups against the live gateways every second and unloads those that
-    /// now belong to another gateway, and those that were only looked at (a DescribeGroups
-    /// or a stray Heartbeat for a group that does not exist), until `shutdown`.
     /// The groups loaded here, as they are now.
     fn cells(&self) -> Vec<(String, Arc<GroupCell>)> {
         self.groups
@@ -307,123 +336,41 @@ impl Coordinator {
             .collect()
     }
 
-    /// Sets `yaks_gateway_groups` and `yaks_gateway_group_lag_records` for the groups this
-    /// gateway owns: per group and topic, the records between the committed offsets and
-    /// the high watermarks. Label sets of groups no longer owned are removed, so each group's
-    /// lag is reported by its coordinator only.
-    async fn report_lag(&self, reported: &mut LagReport) {
+    /// The groups this gateway coordinates that exist for clients (recorded, joined or
+    /// committed to), for [`lag`].
+    pub async fn known_groups(&self) -> Vec<String> {
         let mut known = Vec::new();
         for (group_id, cell) in self.cells() {
             if cell.loaded.lock().await.known {
                 known.push(group_id);
             }
         }
-        let gateway = &metrics().gateway;
-        // By difference: several gateways in one process (tests, `yaks dev`) add up.
-        gateway.groups.inc_by(known.len() as i64 - reported.groups);
-        reported.groups = known.len() as i64;
-        let mut lags: HashMap<GroupTopicLabels, i64> = HashMap::new();
-        for group_id in known {
-            let offsets = match self.metastore.fetch_offsets(&group_id, None).await {
-                Ok(offsets) => offsets,
-                Err(e) => {
-                    debug!(group = %group_id, error = %e, "reading offsets for the lag failed");
-                    continue;
-                }
-            };
-            let names: Vec<String> = offsets.iter().map(|o| o.topic.clone()).collect();
-            let Ok(topics) = self.metastore.topics(Some(&names)).await else {
-                continue;
-            };
-            let ids: HashMap<&str, uuid::Uuid> = topics
-                .iter()
-                .map(|t| (t.name.as_str(), t.topic_id))
-                .collect();
-            let wanted: Vec<(uuid::Uuid, i32, &CommittedOffset)> = offsets
-                .iter()
-                .filter_map(|o| Some((*ids.get(o.topic.as_str())?, o.partition_index, o)))
-                .collect();
-            let keys: Vec<(uuid::Uuid, i32)> = wanted.iter().map(|(t, p, _)| (*t, *p)).collect();
-            let Ok(states) = self.metastore.partition_states(&keys).await else {
-                continue;
-            };
-            let ends: HashMap<(uuid::Uuid, i32), i64> = states
-                .iter()
-                .map(|s| ((s.topic_id, s.partition_index), s.next_offset))
-                .collect();
-            for (topic_id, partition, committed) in wanted {
-                let Some(end) = ends.get(&(topic_id, partition)) else {
-                    continue;
-                };
-                let labels = GroupTopicLabels {
-                    group: group_id.clone(),
-                    topic: committed.topic.clone(),
-                };
-                *lags.entry(labels).or_default() += (end - committed.offset).max(0);
-            }
-        }
-        for stale in reported
-            .lags
-            .iter()
-            .filter(|labels| !lags.contains_key(*labels))
-        {
-            gateway.group_lag.remove(stale);
-        }
-        reported.lags.clear();
-        for (labels, lag) in lags {
-            gateway.group_lag.get_or_create(&labels).set(lag);
-            reported.lags.insert(labels);
-        }
+        known
     }
 
-    /// Stops reporting groups (this gateway stops coordinating).
-    fn clear_lag(&self, reported: &mut LagReport) {
-        let gateway = &metrics().gateway;
-        for labels in reported.lags.drain() {
-            gateway.group_lag.remove(&labels);
-        }
-        gateway.groups.dec_by(reported.groups);
-        reported.groups = 0;
-    }
-
+    /// Checks loaded groups against the live gateways every second and unloads those that
+    /// now belong to another gateway, and those that were only looked at (a DescribeGroups
+    /// or a stray Heartbeat for a group that does not exist), until `shutdown`.
     pub async fn keep_ownership(self: Arc<Self>, mut shutdown: Shutdown) {
-        let mut reported = LagReport::default();
-        let mut checks: u32 = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(OWNERSHIP_CHECK) => {}
-                _ = shutdown.wait() => {
-                    self.clear_lag(&mut reported);
-                    return;
-                }
-            }
-            checks = checks.wrapping_add(1);
-            if checks.is_multiple_of(LAG_CHECK_EVERY) {
-                self.report_lag(&mut reported).await;
-            }
-            let moved: Vec<String> = self
-                .groups
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .filter(|id| !self.owns(id))
-                .cloned()
-                .collect();
-            for group_id in moved {
-                if let Some(cell) = self.forget(&group_id) {
-                    info!(group = %group_id, "group moved to another gateway; unloading it");
-                    self.unload(&cell).await;
-                }
+                _ = shutdown.wait() => return,
             }
             for (group_id, cell) in self.cells() {
-                let unused = cell
-                    .loaded
-                    .try_lock()
-                    .is_ok_and(|loaded| !loaded.known && loaded.group.is_idle());
-                if unused {
+                if !self.owns(&group_id) {
+                    info!(group = %group_id, "group moved to another gateway; unloading it");
+                    self.unload(&group_id, &cell).await;
+                    continue;
+                }
+                // A group in use is busy now and then; it is not unused.
+                let Ok(mut loaded) = cell.loaded.try_lock() else {
+                    continue;
+                };
+                if !loaded.known && loaded.group.is_idle() {
                     debug!(group = %group_id, "unloading a group that does not exist");
-                    self.forget(&group_id);
-                    self.unload(&cell).await;
+                    let error = ResponseError::NotCoordinator;
+                    self.close(&group_id, &cell, &mut loaded, error);
                 }
             }
         }
@@ -646,12 +593,8 @@ impl Coordinator {
         match outcome {
             Ok(GroupWrite::Done) => {
                 info!(group = group_id, "group deleted");
-                let effects = loaded.group.kill(ResponseError::CoordinatorNotAvailable);
-                loaded.deliver(effects.replies);
-                drop(loaded);
-                cell.closed.store(true, Ordering::SeqCst);
-                cell.wake.notify_one();
-                self.forget(group_id);
+                let error = ResponseError::CoordinatorNotAvailable;
+                self.close(group_id, &cell, &mut loaded, error);
                 Ok(())
             }
             Ok(GroupWrite::NotFound) => Err(ResponseError::GroupIdNotFound),
@@ -729,13 +672,7 @@ impl Coordinator {
             warn!(error = %e, "listing groups failed");
             ResponseError::CoordinatorNotAvailable
         })?;
-        let loaded: Vec<(String, Arc<GroupCell>)> = self
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(id, cell)| (id.clone(), cell.clone()))
-            .collect();
+        let loaded = self.cells();
         let mut listed: HashMap<String, Listed> = recorded
             .into_iter()
             .filter(|g| self.owns(&g.group_id))
@@ -769,5 +706,91 @@ impl Coordinator {
         listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         debug!(count = listed.len(), "groups listed");
         Ok(listed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use yaks_common::clock::system_clock;
+    use yaks_common::config::RegistryConfig;
+    use yaks_common::metastore::MemoryMetastore;
+
+    use super::*;
+
+    async fn coordinator() -> Arc<Coordinator> {
+        let metastore = Arc::new(MemoryMetastore::default());
+        let advertised = ("127.0.0.1".to_owned(), 9092);
+        let cluster =
+            ClusterView::register(metastore.clone(), RegistryConfig::default(), advertised)
+                .await
+                .expect("registers");
+        let settings = GroupSettings {
+            // The first member's join waits this long for others: for the whole test.
+            initial_rebalance_delay: Duration::from_secs(3600),
+            min_session_timeout_ms: 1,
+            max_session_timeout_ms: 600_000,
+        };
+        Arc::new(Coordinator::new(
+            metastore,
+            cluster,
+            system_clock(),
+            settings,
+        ))
+    }
+
+    fn new_member() -> JoinRequest {
+        JoinRequest {
+            member_id: String::new(),
+            instance_id: None,
+            require_known_member_id: false,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            rebalance_timeout_ms: 60_000,
+            session_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), bytes::Bytes::new())],
+        }
+    }
+
+    #[tokio::test]
+    async fn shutting_down_answers_waiting_members_and_ends_every_timer_task() {
+        let coordinator = coordinator().await;
+        let joining = tokio::spawn({
+            let coordinator = coordinator.clone();
+            async move { coordinator.join("g", new_member()).await }
+        });
+        let waiting = async {
+            loop {
+                if let Some(cell) = coordinator.loaded_cell("g")
+                    && cell.loaded.lock().await.joins.len() == 1
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the join waits for the rebalance");
+        let timers = || {
+            coordinator
+                .timers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len()
+        };
+        assert_eq!(timers(), 1);
+
+        // Well within TIMERS_STOP: the timer task ended by itself, it was not aborted.
+        tokio::time::timeout(TIMERS_STOP / 2, coordinator.shutdown())
+            .await
+            .expect("timer tasks end at once");
+        let answer = tokio::time::timeout(Duration::from_secs(5), joining)
+            .await
+            .expect("the waiting join is answered")
+            .expect("join task");
+        assert_eq!(answer.error, ResponseError::NotCoordinator.code());
+        assert_eq!(timers(), 0);
+        assert!(coordinator.cells().is_empty());
     }
 }
