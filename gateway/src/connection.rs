@@ -7,13 +7,13 @@
 //! newer client can retry with a version we speak (as Kafka does).
 //!
 //! Clients pipeline requests. Each request runs in its own task; a writer task awaits them
-//! in arrival order, so responses leave in the order requests came. Produce requests are
-//! additionally chained: each waits until the previous one was accepted by a writer, which
-//! keeps one connection's batches in order across the HTTP hop.
+//! in arrival order, so responses leave in the order requests came. Each produce also takes
+//! its turn in the connection's [`ProduceOrder`] as its frame arrives, which keeps one
+//! connection's batches in order across the HTTP hop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -21,15 +21,15 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info_span, warn};
 use yaks_common::metrics::{ApiLabels, RequestLabels, api_name, error_name, metrics};
 use yaks_common::shutdown::Shutdown;
 
 use crate::GatewayState;
-use crate::handlers::produce_room::ProduceRoom;
-use crate::handlers::{self, Outcome, ProduceTurn, RequestContext};
+use crate::handlers::{self, Outcome, RequestContext};
+use crate::produce_order::ProduceOrder;
 use crate::writers::Sticky;
 
 /// Requests of one connection being processed at once; more wait in the socket. Produce
@@ -100,11 +100,8 @@ async fn read_requests(
 ) {
     let max_frame = state.config.max_frame_bytes;
     let connection_budget = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES / 1024));
-    let mut previous_produce: Option<oneshot::Receiver<()>> = None;
-    // Fires when the previous produce was answered or can no longer be stored.
-    let mut previous_settled: Option<oneshot::Receiver<()>> = None;
-    let produce_room = Arc::new(ProduceRoom::default());
-    let mut produce_seq: u64 = 0;
+    let produce_order = ProduceOrder::new();
+    let writer_timeout = Duration::from_millis(state.config.writer_timeout_ms);
     loop {
         let length = tokio::select! {
             length = reader.read_i32() => match length {
@@ -181,23 +178,9 @@ async fn read_requests(
             header,
         } = head;
 
-        let turn = if api_key == ApiKey::Produce {
-            let (done, next) = oneshot::channel();
-            let wait_for = previous_produce.replace(next);
-            let (settled, next_settled) = oneshot::channel();
-            let wait_settled = previous_settled.replace(next_settled);
-            produce_seq += 1;
-            Some(ProduceTurn {
-                wait_for,
-                done,
-                wait_settled,
-                settled,
-                seq: produce_seq,
-                room: produce_room.clone(),
-            })
-        } else {
-            None
-        };
+        // Deadlines from the frame's arrival, not from when its turn comes.
+        let turn = (api_key == ApiKey::Produce)
+            .then(|| produce_order.turn(state.server_clock.deadline(writer_timeout)));
         // A root span: each request is its own trace (the connection's span would make a
         // long-lived client one endless trace); the connection id links them in logs.
         let span = info_span!(

@@ -19,6 +19,7 @@ pub mod connection;
 pub mod deadlines;
 pub mod groups;
 pub mod handlers;
+pub mod produce_order;
 pub mod producer_ids;
 pub mod readers;
 pub mod topics;

@@ -22,6 +22,7 @@ use yaks_common::rpc::{
 };
 
 use crate::cluster::ClusterView;
+use crate::produce_order::PreviousSettled;
 
 /// How long a writer that lost an answer gets to show whether it is still the same process.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -105,16 +106,16 @@ impl WriterPool {
     /// by this loop. A writer still silent at `deadline` (stopped, or its host gone) may
     /// have appended the request: that is [`RpcError::AnswerLost`], never a retry
     /// elsewhere, and the writer is skipped for a while. Before trying any writer but the
-    /// connection's own, waits for `previous_settled` (the connection's previous produce,
-    /// which that writer accepted, to be answered or unstorable), so the two cannot be
-    /// committed out of order (see [`crate::handlers::ProduceTurn`]).
+    /// connection's own, waits for `previous_settled` (the connection's earlier produces,
+    /// which that writer accepted, to be answered or unstorable), so they cannot be
+    /// committed out of order (see [`crate::produce_order`]).
     pub async fn produce(
         &self,
         sticky: &Sticky,
         body: Bytes,
         deadline: Instant,
         commit_deadline_ms: i64,
-        previous_settled: &mut Option<tokio::sync::oneshot::Receiver<()>>,
+        previous_settled: &PreviousSettled,
     ) -> Result<(String, Response<Incoming>), RpcError> {
         let headers = [(COMMIT_DEADLINE_HEADER, commit_deadline_ms.to_string())];
         let urls = self.urls();
@@ -141,8 +142,7 @@ impl WriterPool {
                 }
                 let moving = current.as_ref().is_some_and(|c| c != url);
                 if moving
-                    && let Some(settled) = previous_settled.take()
-                    && tokio::time::timeout_at(deadline.into(), settled)
+                    && tokio::time::timeout_at(deadline.into(), previous_settled.wait())
                         .await
                         .is_err()
                 {
@@ -249,6 +249,8 @@ mod tests {
     use yaks_common::shutdown::{Shutdown, ShutdownTrigger};
 
     use super::*;
+    use crate::deadlines::Deadline;
+    use crate::produce_order::{Outbound, Place, ProduceOrder};
 
     /// A peer on loopback answering every request with `status`, counting them.
     async fn peer(status: StatusCode) -> (String, Arc<AtomicUsize>, ShutdownTrigger) {
@@ -273,10 +275,23 @@ mod tests {
     }
 
     async fn produce(pool: &WriterPool) -> Result<String, RpcError> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        pool.produce(&Sticky::new(0), Bytes::new(), deadline, 0, &mut None)
-            .await
-            .map(|(url, _)| url)
+        let deadline = Deadline {
+            at: Instant::now() + Duration::from_secs(5),
+            commit_ms: 0,
+        };
+        let turn = ProduceOrder::new().turn(deadline);
+        let Place::Lead(_, lead) = turn.wait(Outbound::default()).await else {
+            panic!("a first produce leads");
+        };
+        pool.produce(
+            &Sticky::new(0),
+            Bytes::new(),
+            deadline.at,
+            0,
+            &lead.previous_settled(),
+        )
+        .await
+        .map(|(url, _)| url)
     }
 
     #[tokio::test]

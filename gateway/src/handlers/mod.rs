@@ -27,7 +27,6 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
-pub mod produce_room;
 pub mod reported;
 pub mod sync_group;
 
@@ -36,7 +35,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::sync::oneshot;
 use tracing::warn;
 use yaks_common::kafka;
 
@@ -132,69 +130,7 @@ pub struct RequestContext {
     /// The parsed request header.
     pub header: RequestHeader,
     /// For Produce: the place in the connection's produce order.
-    pub turn: Option<ProduceTurn>,
-}
-
-/// A produce request's place in its connection's order.
-///
-/// Produces of a connection reach writers in order: each is sent once the previous one was
-/// accepted. Consecutive produces normally go to the same writer, which commits them in
-/// that order. One that must go to another writer (the previous one's writer failed)
-/// first waits until the previous one is settled — answered, or past the point where it
-/// could still be stored — so it can never be committed ahead of it. That keeps the order
-/// of producers without idempotence across a writer change, and spares an idempotent one
-/// the retry its batch would get for arriving ahead of the previous one (see
-/// `yaks_common::metastore::producers`).
-pub struct ProduceTurn {
-    /// Fires when the previous produce of the connection was accepted by a writer.
-    pub wait_for: Option<oneshot::Receiver<()>>,
-    /// Fire when this one was accepted (dropping it counts too).
-    pub done: oneshot::Sender<()>,
-    /// Fires when the previous produce of the connection was settled.
-    pub wait_settled: Option<oneshot::Receiver<()>>,
-    /// Fire when this one is settled (dropping it counts too).
-    pub settled: oneshot::Sender<()>,
-    /// Place in the connection's produce order.
-    pub seq: u64,
-    /// The connection's produces waiting for their turn, which the one sent may carry.
-    pub room: Arc<produce_room::ProduceRoom>,
-}
-
-/// Signals that a produce is settled once it is dropped — but never before the previous
-/// produce of its connection settled, so "settled" covers every earlier produce too.
-pub struct SettleGuard {
-    previous: Option<oneshot::Receiver<()>>,
-    settled: Option<oneshot::Sender<()>>,
-}
-
-impl SettleGuard {
-    /// A guard firing `settled` after `previous` (if still pending) has fired.
-    pub fn new(previous: Option<oneshot::Receiver<()>>, settled: oneshot::Sender<()>) -> Self {
-        SettleGuard {
-            previous,
-            settled: Some(settled),
-        }
-    }
-
-    /// The previous produce's signal, for a caller that waits for it itself.
-    pub fn previous(&mut self) -> &mut Option<oneshot::Receiver<()>> {
-        &mut self.previous
-    }
-}
-
-impl Drop for SettleGuard {
-    fn drop(&mut self) {
-        let settled = self.settled.take();
-        match self.previous.take() {
-            None => drop(settled),
-            Some(previous) => {
-                tokio::spawn(async move {
-                    let _ = previous.await;
-                    drop(settled);
-                });
-            }
-        }
-    }
+    pub turn: Option<crate::produce_order::Turn>,
 }
 
 /// What the connection should do with a request's result.

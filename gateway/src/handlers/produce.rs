@@ -18,9 +18,10 @@
 //!
 //! A produce not answered within `gateway.writer_timeout_ms` gets REQUEST_TIMED_OUT, and
 //! it carries a commit deadline that ends before then (see [`crate::deadlines`]), so a
-//! client told "timed out" can rely on the attempt never being stored later.
+//! client told "timed out" can rely on the attempt never being stored later. The order of a
+//! connection's produces on their way to writers is kept by [`crate::produce_order`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,6 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use tokio::sync::oneshot;
 use tracing::{debug, warn};
 use uuid::Uuid;
 use yaks_common::batch::{BatchError, header_info, validate_produce_batch, with_log_append_time};
@@ -39,15 +39,59 @@ use yaks_common::metrics::{TopicLabels, metrics};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 use yaks_common::topic_config::TopicConfigs;
 
-use super::produce_room::{
-    Answer, Answers, MAX_CARRIED_BYTES, PartitionAnswer, Refusal, Stored, Waiting,
-};
-use super::{Outcome, ProduceTurn, RequestContext, SettleGuard, Versions, encode_response};
-use crate::deadlines::Deadline;
+use super::{Outcome, RequestContext, Versions, encode_response};
+use crate::produce_order::{Lead, Outbound, Place, ProduceOrder, Turn};
 
 /// Supported versions. Clients pick their message format from this range: librdkafka
 /// writes magic-2 batches only when Produce ≥ 3 and Fetch ≥ 4 are both advertised.
 pub const VERSIONS: Versions = Versions { min: 3, max: 11 };
+
+/// Where a partition's batch was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The offset of the batch's first record.
+    pub base_offset: i64,
+    /// The partition's log start offset at the time.
+    pub log_start_offset: i64,
+}
+
+/// Why a partition's batch was not stored (or may not have been): a Kafka error code, with
+/// the message Produce v8 and later carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The Kafka error code.
+    pub code: i16,
+    /// What the client is told beside it, where the code alone would mislead or say little.
+    pub message: Option<String>,
+}
+
+impl Refusal {
+    /// An error code with no message.
+    pub fn new(error: ResponseError) -> Refusal {
+        Refusal {
+            code: error.code(),
+            message: None,
+        }
+    }
+
+    /// An error code with a message.
+    pub fn with_message(error: ResponseError, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code: error.code(),
+            message: Some(message.into()),
+        }
+    }
+}
+
+/// One partition's answer.
+pub type PartitionAnswer = Result<Stored, Refusal>;
+
+/// The answers to an internal request, by partition.
+pub type Answers = HashMap<(Uuid, i32), PartitionAnswer>;
+
+/// What became of an internal request: the writer's answers, or the refusal every partition
+/// in it gets.
+pub type Answer = Result<Arc<Answers>, Refusal>;
 
 /// One partition's answer before it is shaped for the client's version.
 #[derive(Debug, Clone)]
@@ -77,7 +121,11 @@ impl Slot {
 
 /// Decodes, answers, encodes. Kept raw (not through `run`) because acks=0 sends nothing.
 pub async fn handle_raw(mut context: RequestContext, body: Bytes) -> Outcome {
-    let turn = context.turn.take();
+    // Connections give every produce a turn; one without goes alone.
+    let turn = context.turn.take().unwrap_or_else(|| {
+        let writer_timeout = Duration::from_millis(context.state.config.writer_timeout_ms);
+        ProduceOrder::new().turn(context.state.server_clock.deadline(writer_timeout))
+    });
     let version = context.version;
     let request: ProduceRequest = match kafka::decode(body, version) {
         Ok(request) => request,
@@ -91,11 +139,7 @@ pub async fn handle_raw(mut context: RequestContext, body: Bytes) -> Outcome {
     encode_response(&response, version)
 }
 
-async fn produce(
-    context: &RequestContext,
-    request: ProduceRequest,
-    turn: Option<ProduceTurn>,
-) -> ProduceResponse {
+async fn produce(context: &RequestContext, request: ProduceRequest, turn: Turn) -> ProduceResponse {
     let state = &context.state;
     let acks = request.acks;
     let names: Vec<String> = request
@@ -107,7 +151,7 @@ async fn produce(
         Ok(topics) => topics,
         Err(e) => {
             warn!(error = %e, "reading topics for produce failed");
-            release(turn).await;
+            turn.pass().await;
             return shape(
                 context.version,
                 fail_all(&request, Refusal::new(ResponseError::KafkaStorageError)),
@@ -175,24 +219,21 @@ async fn produce(
     }
 
     if forward.is_empty() {
-        release(turn).await;
+        turn.pass().await;
         return shape(context.version, slots);
     }
-    let bytes: usize = slots.iter().map(|s| s.bytes).sum();
-    // From now, not from when the turn comes: see [`Deadline`].
-    let deadline = state
-        .server_clock
-        .deadline(Duration::from_millis(state.config.writer_timeout_ms));
-    let ready = Ready {
+    let outbound = Outbound {
         acks,
         timeout_ms: request.timeout_ms,
         topics: forward,
-        bytes,
-        deadline,
+        bytes: slots.iter().map(|s| s.bytes).sum(),
     };
-    let answer = match turn {
-        Some(turn) => send_in_turn(context, ready, turn).await,
-        None => send(context, ready, Vec::new(), &mut None).await,
+    let answer = match turn.wait(outbound).await {
+        Place::Carried(answer) => answer,
+        Place::Lead(outbound, lead) => {
+            let answer = send(context, outbound, &lead).await;
+            lead.answer(answer)
+        }
     };
     match answer {
         Ok(answers) => {
@@ -212,122 +253,21 @@ async fn produce(
     shape(context.version, slots)
 }
 
-/// A produce's valid batches, ready to go to a writer.
-struct Ready {
-    acks: i16,
-    timeout_ms: i32,
-    topics: Vec<TopicProduceData>,
-    bytes: usize,
-    deadline: Deadline,
-}
-
-/// Waits for this produce's turn in its connection's order, unless an earlier one carries
-/// it along first; when the turn comes, carries the produces ready right behind it
-/// (see [`super::produce_room`]) and sends them all as one internal request.
-async fn send_in_turn(context: &RequestContext, ready: Ready, turn: ProduceTurn) -> Answer {
-    let ProduceTurn {
-        wait_for,
-        done,
-        wait_settled,
-        settled,
-        seq,
-        room,
-    } = turn;
-    // Dropped when this function returns: the produce is then answered, or can no longer
-    // be stored.
-    let mut guard = SettleGuard::new(wait_settled, settled);
-    let partitions = ready
-        .topics
-        .iter()
-        .flat_map(|t| t.partition_data.iter().map(|p| (t.topic_id, p.index)))
-        .collect();
-    let (answer, mut answered) = oneshot::channel();
-    room.put(
-        seq,
-        Waiting {
-            acks: ready.acks,
-            topics: ready.topics,
-            partitions,
-            bytes: ready.bytes,
-            deadline: ready.deadline,
-            done,
-            answer,
-        },
-    );
-    let mine = match wait_for {
-        None => room.take(seq),
-        Some(previous) => tokio::select! {
-            _ = previous => room.take(seq),
-            carried = &mut answered => return carried_answer(carried),
-        },
-    };
-    let Some(mine) = mine else {
-        // An earlier produce took this one along; its answer comes from there.
-        return carried_answer(answered.await);
-    };
-    let mut partitions: HashSet<(Uuid, i32)> = mine.partitions.into_iter().collect();
-    let carried = room.carry_after(
-        seq,
-        mine.acks,
-        &mut partitions,
-        MAX_CARRIED_BYTES.saturating_sub(mine.bytes),
-    );
-    let mut merged = Ready {
-        acks: mine.acks,
-        timeout_ms: ready.timeout_ms,
-        topics: mine.topics,
-        bytes: mine.bytes,
-        deadline: mine.deadline,
-    };
-    let mut dones = vec![mine.done];
-    let mut answers = Vec::with_capacity(carried.len());
-    for other in carried {
-        merged.topics.extend(other.topics);
-        merged.bytes += other.bytes;
-        merged.deadline = merged.deadline.min(other.deadline);
-        dones.push(other.done);
-        answers.push(other.answer);
-    }
-    let answer = send(context, merged, dones, guard.previous()).await;
-    for other in answers {
-        let _ = other.send(answer.clone());
-    }
-    answer
-}
-
-/// The answer an earlier produce of the connection passed on; if it is gone (that request
-/// failed before it could say), the outcome is unknown.
-fn carried_answer(carried: Result<Answer, oneshot::error::RecvError>) -> Answer {
-    carried.unwrap_or_else(|_| {
-        Err(Refusal::with_message(
-            ResponseError::RequestTimedOut,
-            "the produce carrying this one ended without an answer",
-        ))
-    })
-}
-
-/// Sends a produce (or several carried together) to the connection's writer as one
-/// internal request and waits for the answer. `dones` are fired once a writer accepted it,
-/// or none would. Acceptance and answer share one deadline, so a stopped writer holds
-/// neither this request nor the connection's next ones past it.
-async fn send(
-    context: &RequestContext,
-    ready: Ready,
-    dones: Vec<oneshot::Sender<()>>,
-    previous_settled: &mut Option<oneshot::Receiver<()>>,
-) -> Answer {
+/// Sends a produce (or several carried together, which `lead` leads) to the connection's
+/// writer as one internal request and waits for the answer. The connection's next produce
+/// may go once a writer accepted it, or none would. Acceptance and answer share one
+/// deadline, so a stopped writer holds neither this request nor the connection's next ones
+/// past it.
+async fn send(context: &RequestContext, outbound: Outbound, lead: &Lead) -> Answer {
     let state = &context.state;
-    let Ready {
+    let Outbound {
         acks,
         timeout_ms,
         topics,
-        deadline:
-            Deadline {
-                at: deadline,
-                commit_ms: commit_deadline_ms,
-            },
         ..
-    } = ready;
+    } = outbound;
+    let deadline = lead.deadline().at;
+    let commit_deadline_ms = lead.deadline().commit_ms;
     let internal = ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(timeout_ms)
@@ -336,6 +276,7 @@ async fn send(
         Ok(body) => body,
         Err(e) => {
             warn!(error = %e, "encoding internal produce failed");
+            lead.accepted();
             return Err(Refusal::new(ResponseError::UnknownServerError));
         }
     };
@@ -346,10 +287,10 @@ async fn send(
             body,
             deadline,
             commit_deadline_ms,
-            previous_settled,
+            &lead.previous_settled(),
         )
         .await;
-    drop(dones);
+    lead.accepted();
     let (writer, answer) = match accepted {
         Ok(accepted) => accepted,
         Err(RpcError::AnswerLost(e)) => {
@@ -501,27 +442,6 @@ fn fail_all(request: &ProduceRequest, refusal: Refusal) -> Vec<Slot> {
         }
     }
     slots
-}
-
-/// Gives up this request's place in the produce order.
-async fn release(turn: Option<ProduceTurn>) {
-    // Order still matters for what follows: wait for the previous one before letting the
-    // next one go, so a later produce never overtakes an earlier accepted one.
-    if let Some(ProduceTurn {
-        wait_for,
-        done,
-        wait_settled,
-        settled,
-        ..
-    }) = turn
-    {
-        // Settled as soon as the previous one is: nothing of this one was sent.
-        let _settled = SettleGuard::new(wait_settled, settled);
-        if let Some(previous) = wait_for {
-            let _ = previous.await;
-        }
-        drop(done);
-    }
 }
 
 /// Builds the client response for its version, topics in request order.
