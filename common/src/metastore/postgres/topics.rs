@@ -44,15 +44,7 @@ impl Topics for PgMetastore {
         )
         .await
         .map_err(pg_error)?;
-        let keys: Vec<&str> = configs.keys().map(String::as_str).collect();
-        let values: Vec<Option<&str>> = configs.values().map(|v| v.as_deref()).collect();
-        tx.execute(
-            "INSERT INTO topic_configs (topic_id, key, value)
-             SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS c(k, v)",
-            &[&topic_id, &keys, &values],
-        )
-        .await
-        .map_err(pg_error)?;
+        insert_configs(&tx, topic_id, configs).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(Some(TopicMeta {
             topic_id,
@@ -86,15 +78,7 @@ impl Topics for PgMetastore {
         )
         .await
         .map_err(pg_error)?;
-        let keys: Vec<&str> = configs.keys().map(String::as_str).collect();
-        let values: Vec<Option<&str>> = configs.values().map(|v| v.as_deref()).collect();
-        tx.execute(
-            "INSERT INTO topic_configs (topic_id, key, value)
-             SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS c(k, v)",
-            &[&topic_id, &keys, &values],
-        )
-        .await
-        .map_err(pg_error)?;
+        insert_configs(&tx, topic_id, configs).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(true)
     }
@@ -206,4 +190,22 @@ impl PgMetastore {
         }
         Ok(topics)
     }
+}
+
+/// Writes a topic's explicit configs (after its old ones were deleted, or for a new topic).
+async fn insert_configs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    topic_id: Uuid,
+    configs: &BTreeMap<String, Option<String>>,
+) -> Result<(), StoreError> {
+    let keys: Vec<&str> = configs.keys().map(String::as_str).collect();
+    let values: Vec<Option<&str>> = configs.values().map(|v| v.as_deref()).collect();
+    tx.execute(
+        "INSERT INTO topic_configs (topic_id, key, value)
+         SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS c(k, v)",
+        &[&topic_id, &keys, &values],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
 }
