@@ -405,7 +405,7 @@ pub async fn produce(connection: &Connection, args: ProduceArgs) -> anyhow::Resu
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    yaks_common::clock::sleep(Duration::from_millis(10)).await;
                 }
                 Err((e, _)) => bail!("producing to {}: {e}", args.topic),
             }
@@ -488,7 +488,7 @@ fn consume_blocking(connection: &Connection, args: &ConsumeArgs) -> anyhow::Resu
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut count = 0;
-    let mut last_record = std::time::Instant::now();
+    let mut last_record = yaks_common::clock::now();
     while args.max_messages.is_none_or(|max| count < max) {
         if let Some(timeout) = args.timeout_ms
             && last_record.elapsed() >= Duration::from_millis(timeout)
@@ -499,7 +499,7 @@ fn consume_blocking(connection: &Connection, args: &ConsumeArgs) -> anyhow::Resu
             continue;
         };
         let message = message.context("fetching")?;
-        last_record = std::time::Instant::now();
+        last_record = yaks_common::clock::now();
         count += 1;
         let value = String::from_utf8_lossy(message.payload().unwrap_or_default());
         match args.format {

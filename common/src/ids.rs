@@ -8,7 +8,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rand::Rng;
 use ulid::Ulid;
 
 /// Identifies one immutable object in the bucket.
@@ -18,8 +17,10 @@ pub struct ObjectId(Ulid);
 impl ObjectId {
     /// A new id stamped with `now_ms`.
     pub fn new(now_ms: i64) -> ObjectId {
-        let random: u128 = rand::rng().random();
-        ObjectId(Ulid::from_parts(now_ms.max(0) as u64, random))
+        ObjectId(Ulid::from_parts(
+            now_ms.max(0) as u64,
+            crate::random::u128(),
+        ))
     }
 
     /// Milliseconds since the epoch when the id was made.

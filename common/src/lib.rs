@@ -7,6 +7,7 @@
 //! - [`advertise`]: the address a role registers (setting, bound address, or ECS task IP).
 //! - [`ids`]: object ids and the one path resolver that turns them into S3 keys.
 //! - [`clock`]: injected time, so tests can control it.
+//! - [`random`]: ids and random numbers, drawn in one place.
 //! - [`batch`]: RecordBatch (magic 2) header parsing and validation, without decoding records.
 //! - [`metastore`]: PostgreSQL state: topics, partitions, the object index, producer state,
 //!   the service registry.
@@ -37,6 +38,7 @@ pub mod metastore;
 pub mod metrics;
 pub mod objstore;
 pub mod ops;
+pub mod random;
 pub mod registry;
 pub mod rpc;
 pub mod shutdown;

@@ -232,7 +232,7 @@ impl S3Metrics {
         shares: &[(S, u64)],
         call: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
-        let started = std::time::Instant::now();
+        let started = crate::clock::now();
         let result = call.await;
         self.record(operation, shares, started.elapsed(), result.is_ok());
         result

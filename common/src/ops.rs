@@ -11,9 +11,10 @@
 //! API; gateways and the compactor loop, which have no HTTP API, bind a listener of their
 //! own ([`OpsServer`]).
 
+use crate::clock::Instant;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -95,7 +96,7 @@ impl Readiness {
             return result.clone();
         }
         let result = self.probe().await;
-        *last = Some((Instant::now(), result.clone()));
+        *last = Some((crate::clock::now(), result.clone()));
         result
     }
 

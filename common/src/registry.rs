@@ -5,11 +5,11 @@
 //! everyone (lease times use PostgreSQL's clock, so skewed hosts still agree). At clean
 //! shutdown a process leaves at once instead of waiting for its lease to run out.
 
+use crate::clock::Instant;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::warn;
-use uuid::Uuid;
 
 use crate::config::RegistryConfig;
 use crate::error::StoreError;
@@ -36,8 +36,8 @@ impl Lease {
         role: Role,
         address: String,
     ) -> Result<Lease, StoreError> {
-        let instance_id = Uuid::new_v4().to_string();
-        let asked = Instant::now();
+        let instance_id = crate::random::uuid().to_string();
+        let asked = crate::clock::now();
         let node_id = metastore
             .renew_lease(role, &instance_id, &address, config.lease_ms as i64)
             .await?;
@@ -74,7 +74,7 @@ impl Lease {
 
     /// Extends the lease by `registry.lease_ms` from now.
     pub async fn renew(&self) -> Result<(), StoreError> {
-        let asked = Instant::now();
+        let asked = crate::clock::now();
         self.metastore
             .renew_lease(
                 self.role,
@@ -101,7 +101,7 @@ impl Lease {
     /// Waits one heartbeat period; false when `shutdown` came first.
     pub async fn wait_heartbeat(&self, shutdown: &mut Shutdown) -> bool {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(self.config.heartbeat_ms)) => true,
+            _ = crate::clock::sleep(Duration::from_millis(self.config.heartbeat_ms)) => true,
             _ = shutdown.wait() => false,
         }
     }

@@ -222,7 +222,7 @@ pub async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, std::net:
             Ok(pair) => return pair,
             Err(e) => {
                 warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                crate::clock::sleep(Duration::from_millis(50)).await;
             }
         }
     }

@@ -7,7 +7,8 @@
 //! that does not parse is a poison job, left to the same fate.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -171,7 +172,7 @@ impl MemoryQueue {
         state.waiting.push(Waiting {
             id,
             body,
-            visible_at: Instant::now(),
+            visible_at: yaks_common::clock::now(),
             receives: 0,
         });
     }
@@ -185,7 +186,7 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn receive(&self, max: usize) -> Result<Vec<Delivery>, StoreError> {
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let mut state = self.state();
         // As SQS's redrive: a job received `max_receives` times goes when it next shows.
         let (dead, waiting): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut state.waiting)
@@ -337,9 +338,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    /// On paused time: the visibility timeouts pass without the test waiting for them.
+    #[tokio::test(start_paused = true)]
     async fn jobs_hide_while_received_come_back_and_poison_ends_up_dead() {
-        let queue = MemoryQueue::new(Duration::from_millis(50), 2);
+        let queue = MemoryQueue::new(Duration::from_secs(30), 2);
         queue.send(&message()).await.expect("send");
         let first = queue.receive(10).await.expect("receive");
         assert_eq!(first.len(), 1);
@@ -348,18 +350,18 @@ mod tests {
             queue.receive(10).await.expect("receive").is_empty(),
             "hidden"
         );
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        yaks_common::clock::sleep(Duration::from_secs(31)).await;
         let again = queue.receive(10).await.expect("receive");
         assert_eq!(again[0].receive_count, 2, "not deleted: received again");
         queue.delete(&again[0].receipt).await.expect("delete");
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        yaks_common::clock::sleep(Duration::from_secs(31)).await;
         assert!(queue.receive(10).await.expect("receive").is_empty(), "done");
 
         queue.send_raw("{not json".into());
         for _ in 0..2 {
             let poison = queue.receive(10).await.expect("receive");
             assert!(poison[0].job.is_err());
-            tokio::time::sleep(Duration::from_millis(60)).await;
+            yaks_common::clock::sleep(Duration::from_secs(31)).await;
         }
         assert!(queue.receive(10).await.expect("receive").is_empty());
         assert_eq!(queue.dead(), vec!["{not json".to_owned()]);

@@ -284,7 +284,7 @@ impl Compactor {
                 warn!(error = %e, "compactor pass failed");
             }
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = yaks_common::clock::sleep(interval) => {}
                 _ = shutdown.wait() => return,
             }
         }

@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -170,7 +170,7 @@ async fn read_requests(
                 return;
             }
         };
-        let started = Instant::now();
+        let started = yaks_common::clock::now();
         let FrameHead {
             api_key,
             version,

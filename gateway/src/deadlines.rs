@@ -16,7 +16,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use tracing::warn;
 use yaks_common::clock::SharedClock;
@@ -109,7 +110,7 @@ impl ServerClock {
     /// `writer_timeout`.
     pub fn deadline(&self, writer_timeout: Duration) -> Deadline {
         Deadline {
-            at: Instant::now() + writer_timeout,
+            at: yaks_common::clock::now() + writer_timeout,
             commit_ms: self.commit_deadline_ms(writer_timeout),
         }
     }
@@ -119,7 +120,7 @@ impl ServerClock {
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
-                _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+                _ = yaks_common::clock::sleep(SAMPLE_EVERY) => {}
             }
             if let Err(e) = self.resample(metastore.as_ref()).await {
                 warn!(error = %e, "sampling the metastore's clock failed");
@@ -154,7 +155,7 @@ mod tests {
 
     #[test]
     fn carried_requests_keep_the_earliest_deadline() {
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let early = Deadline {
             at: now,
             commit_ms: 200,

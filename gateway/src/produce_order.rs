@@ -371,7 +371,7 @@ impl PreviousSettled {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use kafka_protocol::messages::produce_request::PartitionProduceData;
     use tokio::task::JoinHandle;
@@ -381,7 +381,7 @@ mod tests {
 
     fn deadline(commit_ms: i64) -> Deadline {
         Deadline {
-            at: Instant::now() + Duration::from_secs(30),
+            at: yaks_common::clock::now() + Duration::from_secs(30),
             commit_ms,
         }
     }
@@ -430,7 +430,7 @@ mod tests {
             if done() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            yaks_common::clock::sleep(Duration::from_millis(5)).await;
         }
         panic!("never happened");
     }
@@ -440,7 +440,7 @@ mod tests {
         for _ in 0..20 {
             tokio::task::yield_now().await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        yaks_common::clock::sleep(Duration::from_millis(20)).await;
     }
 
     fn spawn_wait(turn: Turn, outbound: Outbound) -> JoinHandle<Place> {

@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -84,7 +85,7 @@ impl ReaderPool {
                 self.down_until
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(url.to_owned(), Instant::now() + DOWN_FOR);
+                    .insert(url.to_owned(), yaks_common::clock::now() + DOWN_FOR);
             }
         }
         result
@@ -95,7 +96,7 @@ impl ReaderPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(url)
-            .is_some_and(|until| Instant::now() < *until)
+            .is_some_and(|until| yaks_common::clock::now() < *until)
     }
 }
 
@@ -116,7 +117,7 @@ mod tests {
         pool.down_until
             .lock()
             .expect("lock")
-            .insert("http://a:1".into(), Instant::now() + DOWN_FOR);
+            .insert("http://a:1".into(), yaks_common::clock::now() + DOWN_FOR);
         for p in 0..64 {
             assert_eq!(
                 pool.ranking(&members, topic, p),

@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use uuid::Uuid;
 use yaks_common::error::StoreError;
@@ -42,7 +43,7 @@ impl TopicCache {
         &self,
         names: &[String],
     ) -> Result<HashMap<String, TopicMeta>, StoreError> {
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let mut found = HashMap::new();
         let mut missing = Vec::new();
         {
@@ -77,7 +78,7 @@ impl TopicCache {
 
     /// Topics by id; unknown ids are not in the map. One metastore query for all misses.
     pub async fn get_by_ids(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, TopicMeta>, StoreError> {
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let mut found = HashMap::new();
         let mut missing = Vec::new();
         {
@@ -121,7 +122,7 @@ impl TopicCache {
         self.entries
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.name.clone(), (Instant::now(), Some(topic)));
+            .insert(topic.name.clone(), (yaks_common::clock::now(), Some(topic)));
     }
 }
 

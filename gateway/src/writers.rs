@@ -10,7 +10,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use bytes::Bytes;
 use http::Response;
@@ -142,7 +143,7 @@ impl WriterPool {
                 }
                 let moving = current.as_ref().is_some_and(|c| c != url);
                 if moving
-                    && tokio::time::timeout_at(deadline.into(), previous_settled.wait())
+                    && tokio::time::timeout_at(deadline, previous_settled.wait())
                         .await
                         .is_err()
                 {
@@ -154,7 +155,7 @@ impl WriterPool {
                 let post = self
                     .rpc
                     .post_with(url, PRODUCE_PATH, body.clone(), &headers);
-                let Ok(posted) = tokio::time::timeout_at(deadline.into(), post).await else {
+                let Ok(posted) = tokio::time::timeout_at(deadline, post).await else {
                     self.skip(url, "writer did not accept a produce in time");
                     return Err(RpcError::AnswerLost(format!(
                         "{url} did not accept the produce in time"
@@ -214,20 +215,21 @@ impl WriterPool {
             Err(_) => false,
         };
         if !gone {
-            tokio::time::sleep_until(deadline.into()).await;
+            yaks_common::clock::sleep_until(deadline).await;
         }
     }
 
     fn is_down(&self, url: &str) -> bool {
         let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        down.get(url).is_some_and(|until| Instant::now() < *until)
+        down.get(url)
+            .is_some_and(|until| yaks_common::clock::now() < *until)
     }
 
     fn mark_down(&self, url: &str) {
         self.down_until
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(url.to_owned(), Instant::now() + DOWN_FOR);
+            .insert(url.to_owned(), yaks_common::clock::now() + DOWN_FOR);
     }
 
     fn mark_up(&self, url: &str) {
@@ -276,7 +278,7 @@ mod tests {
 
     async fn produce(pool: &WriterPool) -> Result<String, RpcError> {
         let deadline = Deadline {
-            at: Instant::now() + Duration::from_secs(5),
+            at: yaks_common::clock::now() + Duration::from_secs(5),
             commit_ms: 0,
         };
         let turn = ProduceOrder::new().turn(deadline);

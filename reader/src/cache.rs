@@ -234,7 +234,7 @@ impl BlockCache {
             .cache
             .get_or_fetch(&key, move || async move {
                 stats.object_gets.fetch_add(1, Ordering::Relaxed);
-                let started = std::time::Instant::now();
+                let started = yaks_common::clock::now();
                 let got = objects.get_range(owned_key, start..end).await;
                 let shares = [(topic, end - start)];
                 metrics()

@@ -21,7 +21,6 @@ use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use tokio::time::Instant;
 use tracing::warn;
 use uuid::Uuid;
 use yaks_common::batch::{HEADER_LEN, LOG_OVERHEAD, offset_count, spans};
@@ -99,7 +98,7 @@ impl FetchService {
             }
         }
         let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
-        let deadline = Instant::now() + max_wait;
+        let deadline = yaks_common::clock::now() + max_wait;
         let min_bytes = request.min_bytes.max(0) as usize;
         let max_bytes = match request.max_bytes {
             bytes if bytes <= 0 => usize::MAX,
@@ -117,7 +116,7 @@ impl FetchService {
             let had_all = watchers.len() == wanted.len();
             let (partitions, total) = self.read_once(&wanted, max_bytes).await;
             let any_error = partitions.iter().any(|p| p.error_code != 0);
-            if total >= min_bytes || any_error || Instant::now() >= deadline {
+            if total >= min_bytes || any_error || yaks_common::clock::now() >= deadline {
                 return build(&wanted, partitions);
             }
             if !had_all && !subscribed_all {
@@ -127,7 +126,7 @@ impl FetchService {
             }
             let wait = async {
                 if watchers.is_empty() {
-                    tokio::time::sleep(RETRY_WITHOUT_TAIL).await;
+                    yaks_common::clock::sleep(RETRY_WITHOUT_TAIL).await;
                     return;
                 }
                 let changes = watchers.iter_mut().map(|w| Box::pin(w.changed()));

@@ -163,7 +163,7 @@ async fn handle(
     }
     match (request.method(), request.uri().path()) {
         (&Method::POST, FETCH_PATH) => {
-            let started = std::time::Instant::now();
+            let started = yaks_common::clock::now();
             let span = tracing::info_span!("fetch", trace_id = tracing::field::Empty);
             yaks_common::telemetry::continue_trace(&span, request.headers());
             let response = fetch(service, request).instrument(span).await;

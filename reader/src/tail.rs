@@ -19,7 +19,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -129,7 +130,7 @@ impl TailIndex {
     pub fn snapshot(&self, key: PartitionKey, fetch_offset: i64, limit: usize) -> Option<Snapshot> {
         let mut inner = self.lock();
         let tail = inner.tails.get_mut(&key)?;
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         if now.duration_since(tail.loaded_at) > TAIL_TTL {
             return None;
         }
@@ -206,7 +207,7 @@ impl TailIndex {
         if !replay_complete {
             return;
         }
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let covered_from = entries.front().map_or(state.next_offset, |e| e.base_offset);
         if let Some(existing) = inner.tails.get(&key) {
             let fresh = now.duration_since(existing.loaded_at) <= TAIL_TTL;
@@ -305,7 +306,7 @@ pub async fn follow(
                         Err(e) => {
                             warn!(error = %e, "re-subscribing to commits failed");
                             tokio::select! {
-                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = yaks_common::clock::sleep(Duration::from_secs(1)) => {}
                                 _ = shutdown.wait() => return,
                             }
                         }

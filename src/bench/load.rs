@@ -7,7 +7,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use yaks_common::clock::{Instant, SystemClock};
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -37,7 +38,7 @@ impl Acks {
             .origin
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(Instant::now)
+            .get_or_insert_with(yaks_common::clock::now)
     }
 }
 
@@ -122,7 +123,7 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
         let thread = std::thread::Builder::new().name(format!("bench-producer-{index}"));
         threads.push(thread.spawn(move || {
             let per_producer_rate = load.rate.map(|r| r / load.producers as f64);
-            let started = Instant::now();
+            let started = yaks_common::clock::now();
             let limit = load
                 .records
                 .map_or(u64::MAX, |r| r.div_ceil(load.producers as u64));
@@ -131,7 +132,7 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
                 if let Some(rate) = per_producer_rate {
                     let due = (started.elapsed().as_secs_f64() * rate) as u64;
                     if sent >= due {
-                        std::thread::sleep(Duration::from_micros(500));
+                        yaks_common::clock::sleep_blocking(Duration::from_micros(500));
                         continue;
                     }
                 }
@@ -146,7 +147,7 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
                         Ok(()) => break,
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                             record = back;
-                            std::thread::sleep(Duration::from_millis(1));
+                            yaks_common::clock::sleep_blocking(Duration::from_millis(1));
                         }
                         Err((e, _)) => return Err(anyhow::anyhow!("producing: {e}")),
                     }
@@ -208,13 +209,13 @@ pub fn consume(brokers: &str, topic: &str, partitions: i32, records: u64) -> any
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let started = Instant::now();
+    let started = yaks_common::clock::now();
     let mut read = 0u64;
     let mut bytes = 0u64;
     let deadline = started + Duration::from_secs(300);
     while read < records {
         anyhow::ensure!(
-            Instant::now() < deadline,
+            yaks_common::clock::now() < deadline,
             "read {read} of {records} records in 300 s"
         );
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
@@ -245,7 +246,7 @@ pub fn end_to_end(
     assignment.add_partition_offset(topic, 0, Offset::End)?;
     consumer.assign(&assignment)?;
     // Let the consumer reach the end before the first record is sent.
-    let warm = Instant::now();
+    let warm = yaks_common::clock::now();
     while warm.elapsed() < Duration::from_secs(2) {
         consumer.poll(Duration::from_millis(100));
     }
@@ -258,18 +259,14 @@ pub fn end_to_end(
             .set("linger.ms", "0")
             .create_with_context(Timed(Arc::new(Acks::default())))?;
         for _ in 0..count {
-            let now_us = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros()
-                .to_string();
+            let now_us = SystemClock.now_us().to_string();
             let record = BaseRecord::<(), str, usize>::with_opaque_to(&topic_name, 0)
                 .payload(&now_us)
                 .partition(0);
             producer
                 .send(record)
                 .map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
-            std::thread::sleep(every);
+            yaks_common::clock::sleep_blocking(every);
         }
         producer
             .flush(Duration::from_secs(60))
@@ -277,16 +274,13 @@ pub fn end_to_end(
         Ok(())
     });
     let mut latencies = Vec::with_capacity(count);
-    let deadline = Instant::now() + every * count as u32 + Duration::from_secs(30);
-    while latencies.len() < count && Instant::now() < deadline {
+    let deadline = yaks_common::clock::now() + every * count as u32 + Duration::from_secs(30);
+    while latencies.len() < count && yaks_common::clock::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
         let message = message.context("fetching")?;
-        let received_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros() as u64;
+        let received_us = SystemClock.now_us() as u64;
         if let Some(sent_us) = message
             .payload()
             .and_then(|p| std::str::from_utf8(p).ok())

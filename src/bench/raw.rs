@@ -3,7 +3,7 @@
 //! the reader's block size, and the latency of a one-row PostgreSQL commit.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -34,15 +34,15 @@ pub async fn s3(
 ) -> anyhow::Result<S3Limits> {
     let body = Bytes::from(vec![0x5a_u8; object_bytes]);
     let keys: Vec<String> = (0..objects)
-        .map(|i| format!("bench-raw/{:x}-{i}", rand::random::<u64>()))
+        .map(|i| format!("bench-raw/{:x}-{i}", yaks_common::random::u64()))
         .collect();
-    let started = Instant::now();
+    let started = yaks_common::clock::now();
     let mut latencies: Vec<u32> = futures::stream::iter(keys.iter().cloned())
         .map(|key| {
             let store = store.clone();
             let body = body.clone();
             async move {
-                let put = Instant::now();
+                let put = yaks_common::clock::now();
                 store.put(key, body).await?;
                 Ok::<_, anyhow::Error>(put.elapsed().as_micros() as u32)
             }
@@ -62,7 +62,7 @@ pub async fn s3(
                 .map(move |b| (key.clone(), (b * block_bytes) as u64))
         })
         .collect();
-    let started = Instant::now();
+    let started = yaks_common::clock::now();
     let read: u64 = futures::stream::iter(ranges)
         .map(|(key, start)| {
             let store = store.clone();
@@ -106,7 +106,7 @@ pub async fn postgres_commit(url: &str, count: usize) -> anyhow::Result<[f64; 2]
         .await?;
     let mut latencies = Vec::with_capacity(count);
     for _ in 0..count {
-        let started = Instant::now();
+        let started = yaks_common::clock::now();
         client
             .batch_execute("BEGIN; UPDATE bench_commit SET n = n + 1 WHERE id = 1; COMMIT;")
             .await?;

@@ -9,7 +9,8 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use anyhow::{Context, bail};
 use tokio::net::TcpStream;
@@ -83,15 +84,15 @@ impl Member {
     /// Starts the process and waits until it listens, restarting it while it exits early
     /// (as when PostgreSQL is down at that moment).
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
+        let deadline = yaks_common::clock::now() + START_TIMEOUT;
         loop {
             self.spawn()?;
             match self.wait_listening(deadline).await {
                 Ok(()) => return Ok(()),
-                Err(e) if Instant::now() < deadline => {
+                Err(e) if yaks_common::clock::now() < deadline => {
                     warn!(member = %self.name, error = %e, "member did not come up; starting it again");
                     self.kill().await;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    yaks_common::clock::sleep(Duration::from_millis(500)).await;
                 }
                 Err(e) => {
                     return Err(e.context(format!("{} (log: {})", self.name, self.log.display())));
@@ -134,10 +135,10 @@ impl Member {
                     return Ok(());
                 }
             }
-            if Instant::now() >= deadline {
+            if yaks_common::clock::now() >= deadline {
                 bail!("not listening on {} in time", self.addr);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            yaks_common::clock::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -24,7 +24,8 @@ pub mod context;
 pub mod s3proxy;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use anyhow::Context;
 use tracing::{info, warn};
@@ -284,7 +285,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
         members,
         postgres: Some(postgres),
         plan: plan.clone(),
-        started: Instant::now(),
+        started: yaks_common::clock::now(),
         timeline: Vec::new(),
         errors: Vec::new(),
         kills: Default::default(),
@@ -296,7 +297,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     for member in &mut driver.members {
         member.start().await?;
     }
-    driver.started = Instant::now();
+    driver.started = yaks_common::clock::now();
 
     let (trigger, shutdown) = Shutdown::new();
     let span = options.workload.pace.max(Duration::from_secs(10));
@@ -567,9 +568,9 @@ impl Driver {
             };
             tokio::select! {
                 _ = shutdown.wait() => break,
-                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = yaks_common::clock::sleep_until(next) => {}
             }
-            let now = Instant::now();
+            let now = yaks_common::clock::now();
             if let Some((index, at)) = thaw_at
                 && now >= at
             {
@@ -583,13 +584,13 @@ impl Driver {
             if freeze_at.is_some_and(|at| now >= at) {
                 freeze_at = None;
                 if let Some(index) = self.freeze_a_writer().await {
-                    thaw_at = Some((index, Instant::now() + plan.writer_freeze));
+                    thaw_at = Some((index, yaks_common::clock::now() + plan.writer_freeze));
                 }
             }
             if next_kill.is_some_and(|at| now >= at) {
                 self.kill_next(turn).await;
                 turn += 1;
-                next_kill = Some(Instant::now() + plan.kill_every);
+                next_kill = Some(yaks_common::clock::now() + plan.kill_every);
             }
         }
         if let Some((index, _)) = thaw_at {
@@ -624,11 +625,11 @@ impl Driver {
         };
         let name = self.members[index].name.clone();
         self.members[index].kill().await;
-        let killed = Instant::now();
+        let killed = yaks_common::clock::now();
         self.note(format!("kill -9 {name}"));
         *self.kills.entry(role).or_default() += 1;
         // An orchestrator restarts a crashed task after a moment, not at once.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        yaks_common::clock::sleep(Duration::from_millis(300)).await;
         match self.members[index].start().await {
             Ok(()) => {
                 let took = killed.elapsed();
@@ -664,7 +665,7 @@ impl Driver {
             return;
         }
         self.note("postgresql stopped (fast shutdown)".into());
-        tokio::time::sleep(self.plan.postgres_down).await;
+        yaks_common::clock::sleep(self.plan.postgres_down).await;
         let started = tokio::task::spawn_blocking(move || {
             let result = postgres.start_again();
             (postgres, result)

@@ -117,7 +117,7 @@ impl Proxy {
     async fn handle(&self, request: Request<Incoming>) -> Response<BoxBody<Bytes, hyper::Error>> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let (fate, latency) = self.draw();
-        tokio::time::sleep(latency).await;
+        yaks_common::clock::sleep(latency).await;
         match fate {
             Fate::Throttle => {
                 self.counters.throttled.fetch_add(1, Ordering::Relaxed);

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::join_all;
@@ -208,7 +208,7 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
         Ok(ledger)
     });
 
-    let started = Instant::now();
+    let started = yaks_common::clock::now();
     let observed = Arc::new(if workload.client_debug.is_empty() {
         Observed::default()
     } else {
@@ -287,7 +287,7 @@ async fn create_topics(options: &OracleOptions, topics: &[String]) -> anyhow::Re
         .map(|t| NewTopic::new(t, options.workload.partitions, TopicReplication::Fixed(1)))
         .collect();
     // Retried: under fault injection the gateway asked may be down for a moment.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(60);
     loop {
         let attempt = admin
             .create_topics(
@@ -304,9 +304,9 @@ async fn create_topics(options: &OracleOptions, topics: &[String]) -> anyhow::Re
         };
         match failure {
             None => return Ok(()),
-            Some(reason) if Instant::now() < deadline => {
+            Some(reason) if yaks_common::clock::now() < deadline => {
                 warn!(%reason, "creating oracle topics failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                yaks_common::clock::sleep(Duration::from_millis(500)).await;
             }
             Some(reason) => anyhow::bail!("creating oracle topics: {reason}"),
         }
@@ -351,7 +351,7 @@ async fn produce(
         .create_with_context(context)
         .context("producer")?;
     let mut latencies = Vec::with_capacity(workload.records as usize);
-    let started = tokio::time::Instant::now();
+    let started = yaks_common::clock::now();
     let mut failed = 0;
     let mut sequence = 0;
     while sequence < workload.records {
@@ -361,7 +361,7 @@ async fn produce(
         for n in sequence..end {
             if !workload.pace.is_zero() {
                 let due = workload.pace.mul_f64(n as f64 / workload.records as f64);
-                tokio::time::sleep_until(started + due).await;
+                yaks_common::clock::sleep_until(started + due).await;
             }
             let id = RecordId {
                 producer,
@@ -384,7 +384,7 @@ async fn produce(
                     Ok(delivery) => break delivery,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        yaks_common::clock::sleep(Duration::from_millis(10)).await;
                     }
                     Err((e, _)) => anyhow::bail!("queueing a record: {e}"),
                 }
@@ -396,7 +396,7 @@ async fn produce(
             ));
             // Awaited in its own task, so the latency ends when the report arrives, not
             // when the window is collected.
-            let queued = Instant::now();
+            let queued = yaks_common::clock::now();
             deliveries.push(tokio::spawn(
                 async move { (delivery.await, queued.elapsed()) },
             ));
@@ -443,16 +443,16 @@ fn read_back(
         .set("fetch.wait.max.ms", "200")
         .create()
         .context("consumer")?;
-    let deadline = Instant::now() + timeout;
+    let deadline = yaks_common::clock::now() + timeout;
     let mut logs = BTreeMap::new();
     let mut list = TopicPartitionList::new();
     for (topic, partition) in targets {
         let (low, high) = loop {
             match consumer.fetch_watermarks(topic, *partition, Duration::from_secs(10)) {
                 Ok(marks) => break marks,
-                Err(e) if Instant::now() < deadline => {
+                Err(e) if yaks_common::clock::now() < deadline => {
                     warn!(topic, partition, error = %e, "reading watermarks failed; retrying");
-                    std::thread::sleep(Duration::from_millis(500));
+                    yaks_common::clock::sleep_blocking(Duration::from_millis(500));
                 }
                 Err(e) => anyhow::bail!("watermarks of {topic}/{partition}: {e}"),
             }
@@ -477,7 +477,7 @@ fn read_back(
                 })
         })
     };
-    while !done(&logs) && Instant::now() < deadline {
+    while !done(&logs) && yaks_common::clock::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };

@@ -345,9 +345,9 @@ async fn delete_records_moves_the_log_start() {
             .add_partition_offset("trimmed", 0, Offset::Offset(0))
             .expect("assign");
         consumer.assign(&assignment).expect("assign");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = yaks_common::clock::now() + Duration::from_secs(30);
         let mut first = None;
-        while first.is_none() && std::time::Instant::now() < deadline {
+        while first.is_none() && yaks_common::clock::now() < deadline {
             if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
                 first = Some(message.offset());
             }
@@ -386,10 +386,7 @@ async fn log_append_time_topics_stamp_batches_on_the_way_in() {
         .await
         .expect("create");
     assert!(created[0].is_ok(), "{created:?}");
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
+    let before = yaks_common::clock::system_clock().now_ms();
     let producer = producer(&bootstrap, &[]);
     producer
         .send(
@@ -413,8 +410,8 @@ async fn log_append_time_topics_stamp_batches_on_the_way_in() {
             .add_partition_offset("stamped", 0, Offset::Offset(0))
             .expect("assign");
         consumer.assign(&assignment).expect("assign");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
+        let deadline = yaks_common::clock::now() + Duration::from_secs(30);
+        while yaks_common::clock::now() < deadline {
             if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
                 assert_eq!(
                     message.payload(),

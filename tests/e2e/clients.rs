@@ -68,9 +68,9 @@ fn consume_all(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i64, Strin
         .add_partition_offset(topic, 0, Offset::Offset(0))
         .expect("assign");
     consumer.assign(&assignment).expect("assign");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(30);
     let mut records = Vec::new();
-    while records.len() < expected && std::time::Instant::now() < deadline {
+    while records.len() < expected && yaks_common::clock::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(500)) {
             let message = message.expect("fetch");
             let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();

@@ -40,9 +40,9 @@ fn read_partitions(bootstrap: &str, topic: &str, partitions: i32, count: usize) 
             .expect("assign");
     }
     consumer.assign(&assignment).expect("assign");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(60);
     let mut records = Vec::new();
-    while records.len() < count && std::time::Instant::now() < deadline {
+    while records.len() < count && yaks_common::clock::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             records.push((
                 m.partition(),
@@ -350,9 +350,9 @@ async fn compactor_once_with_sqs_compacts_retains_collects_and_dead_letters_pois
     );
     // The poison job comes back after its visibility timeout and then goes to the
     // dead-letter queue; the garbage of the first pass is deleted (grace 0).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(30);
     let dead_body = loop {
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        yaks_common::clock::sleep(Duration::from_millis(1_200)).await;
         compactor.run_once(false).await.expect("pass");
         let received = sqs
             .receive_message()
@@ -364,7 +364,7 @@ async fn compactor_once_with_sqs_compacts_retains_collects_and_dead_letters_pois
             break message.body.unwrap_or_default();
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
+            yaks_common::clock::now() < deadline,
             "the poison job never reached the dead-letter queue"
         );
     };

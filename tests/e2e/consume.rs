@@ -3,7 +3,7 @@
 //! reader's death, with offset resets and time lookups as Kafka clients expect.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -41,9 +41,9 @@ pub(crate) fn poll_n(
     count: usize,
     timeout: Duration,
 ) -> Vec<OwnedMessage> {
-    let deadline = Instant::now() + timeout;
+    let deadline = yaks_common::clock::now() + timeout;
     let mut out = Vec::with_capacity(count);
-    while out.len() < count && Instant::now() < deadline {
+    while out.len() < count && yaks_common::clock::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             out.push(message.expect("fetch succeeds").detach());
         }
@@ -226,10 +226,10 @@ async fn a_waiting_consumer_gets_a_new_record_within_the_flush_interval() {
         let _ = poll_n(&consumer, 1, Duration::from_secs(2));
         ready_tx.send(()).expect("signal");
         let got = poll_n(&consumer, 1, Duration::from_secs(20));
-        (got, Instant::now())
+        (got, yaks_common::clock::now())
     });
     blocking(move || ready_rx.recv().expect("consumer ready")).await;
-    let sent_at = Instant::now();
+    let sent_at = yaks_common::clock::now();
     deliveries(vec![enqueue(
         &producer,
         FutureRecord::to("tail").payload("new"),

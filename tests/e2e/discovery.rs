@@ -65,7 +65,7 @@ async fn gateways_find_writers_in_the_registry_and_move_off_one_that_stops() {
     let (_, trigger, task) = writers.remove(0);
     trigger.trigger();
     task.await.expect("writer stops");
-    tokio::time::sleep(Duration::from_millis(config.registry.heartbeat_ms * 2)).await;
+    yaks_common::clock::sleep(Duration::from_millis(config.registry.heartbeat_ms * 2)).await;
     assert_eq!(
         send(50).await,
         50,
@@ -140,7 +140,7 @@ async fn a_role_on_ecs_registers_its_task_ip() {
     let reader = Process::spawn("reader", &["reader"], &env, infra.path());
     wait_for_port(&format!("127.0.0.1:{reader_port}"), Some(&reader)).await;
     let sql = infra.sql().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(20);
     loop {
         let addresses: Vec<String> = sql
             .query("SELECT address FROM services WHERE role = 'reader'", &[])
@@ -154,11 +154,11 @@ async fn a_role_on_ecs_registers_its_task_ip() {
             break;
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
+            yaks_common::clock::now() < deadline,
             "{}",
             reader.log_text()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        yaks_common::clock::sleep(Duration::from_millis(100)).await;
     }
     assert!(reader.terminate().success());
 }

@@ -75,7 +75,7 @@ async fn s3_errors_delay_the_ack_until_the_data_is_durable() {
             );
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        yaks_common::clock::sleep(Duration::from_millis(10)).await;
     }
     let delivered = send.await.expect("join").expect("delivered after recovery");
     assert_eq!(delivered, (0, 0));

@@ -82,7 +82,7 @@ impl Drop for Member {
 /// Waits until `members` together hold partitions `0..count`, each exactly once, each
 /// member at least one.
 async fn wait_for_cover(members: &[&Member], count: i32, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(45);
     loop {
         let assignments: Vec<Option<BTreeSet<i32>>> =
             members.iter().map(|m| m.assignment()).collect();
@@ -96,10 +96,10 @@ async fn wait_for_cover(members: &[&Member], count: i32, what: &str) {
             return;
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
+            yaks_common::clock::now() < deadline,
             "{what}: assignments never covered 0..{count} once each: {assignments:?}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        yaks_common::clock::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -117,13 +117,13 @@ async fn members_share_rebalance_on_leave_and_on_death(assignor: &str) {
 
     // A member closing leaves the group: the two others take its partitions.
     members[0].signal("-TERM");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(30);
     while !*members[0].closed.lock().expect("lock") {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            yaks_common::clock::now() < deadline,
             "member 0 never closed"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        yaks_common::clock::sleep(Duration::from_millis(50)).await;
     }
     wait_for_cover(&[&members[1], &members[2]], 6, "after a leave").await;
 
@@ -158,9 +158,9 @@ fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
 
 /// Polls until `count` records arrived or 45 s passed; returns (partition, offset, value).
 fn poll_records(consumer: &BaseConsumer, count: usize) -> Vec<(i32, i64, String)> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(45);
     let mut records = Vec::new();
-    while records.len() < count && std::time::Instant::now() < deadline {
+    while records.len() < count && yaks_common::clock::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => records.push((
                 message.partition(),
@@ -192,13 +192,13 @@ async fn produce_numbered(bootstrap: &str, topic: &str, partitions: i32, count: 
 
 /// Commits the consumer's position, retrying while the coordinator moves.
 fn commit_with_retries(consumer: &BaseConsumer) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(45);
     loop {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => return,
             Err(e) => {
-                assert!(std::time::Instant::now() < deadline, "commit failed: {e}");
-                std::thread::sleep(Duration::from_millis(200));
+                assert!(yaks_common::clock::now() < deadline, "commit failed: {e}");
+                yaks_common::clock::sleep_blocking(Duration::from_millis(200));
             }
         }
     }
@@ -304,7 +304,7 @@ async fn the_group_moves_to_the_other_gateway_when_its_coordinator_dies() {
         addresses.push(address);
     }
     // Both gateways registered before clients ask who coordinates what.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    yaks_common::clock::sleep(Duration::from_secs(1)).await;
     let bootstrap = addresses.join(",");
     create_topic(&addresses[0], "moving", 4).await;
     produce_numbered(&bootstrap, "moving", 4, 200).await;
@@ -327,13 +327,13 @@ async fn the_group_moves_to_the_other_gateway_when_its_coordinator_dies() {
         // The test kills the coordinator now.
         rx.recv().expect("killed");
         // The committed offsets are intact at the new coordinator.
-        let deadline = std::time::Instant::now() + Duration::from_secs(45);
+        let deadline = yaks_common::clock::now() + Duration::from_secs(45);
         let after = loop {
             match consumer.committed(Duration::from_secs(5)) {
                 Ok(list) => break list,
                 Err(e) => {
-                    assert!(std::time::Instant::now() < deadline, "committed: {e}");
-                    std::thread::sleep(Duration::from_millis(200));
+                    assert!(yaks_common::clock::now() < deadline, "committed: {e}");
+                    yaks_common::clock::sleep_blocking(Duration::from_millis(200));
                 }
             }
         };
@@ -402,7 +402,7 @@ async fn list_describe_and_delete_groups() {
             consumer.subscribe(&["watched"]).expect("subscribe");
         }
         // Poll both until each has an assignment, then keep them alive until told.
-        let deadline = std::time::Instant::now() + Duration::from_secs(45);
+        let deadline = yaks_common::clock::now() + Duration::from_secs(45);
         let mut told = false;
         loop {
             for consumer in &consumers {
@@ -419,7 +419,7 @@ async fn list_describe_and_delete_groups() {
                 break;
             }
             assert!(
-                told || std::time::Instant::now() < deadline,
+                told || yaks_common::clock::now() < deadline,
                 "never assigned"
             );
         }
@@ -435,14 +435,14 @@ async fn list_describe_and_delete_groups() {
     let describe_bootstrap = bootstrap.clone();
     let described = tokio::task::spawn_blocking(move || {
         let consumer = group_consumer(&describe_bootstrap, "observer");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = yaks_common::clock::now() + Duration::from_secs(30);
         loop {
             let list = consumer
                 .fetch_group_list(Some("watchers"), Duration::from_secs(10))
                 .expect("group list");
             let group = &list.groups()[0];
             let stable = group.state() == "Stable";
-            if stable || std::time::Instant::now() > deadline {
+            if stable || yaks_common::clock::now() > deadline {
                 let assignments: Vec<usize> = group
                     .members()
                     .iter()
@@ -455,7 +455,7 @@ async fn list_describe_and_delete_groups() {
                     assignments,
                 );
             }
-            std::thread::sleep(Duration::from_millis(200));
+            yaks_common::clock::sleep_blocking(Duration::from_millis(200));
         }
     })
     .await
@@ -499,7 +499,7 @@ async fn list_describe_and_delete_groups() {
     // Once the members left, the empty group is deleted, offsets and all.
     stop_tx.send(()).expect("stop");
     members.await.expect("join");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(30);
     loop {
         let deleted = admin
             .delete_groups(&["watchers"], &options)
@@ -509,10 +509,10 @@ async fn list_describe_and_delete_groups() {
             Ok(_) => break,
             Err((_, code)) => {
                 assert!(
-                    tokio::time::Instant::now() < deadline,
+                    yaks_common::clock::now() < deadline,
                     "deleting the empty group: {code:?}"
                 );
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                yaks_common::clock::sleep(Duration::from_millis(200)).await;
             }
         }
     }

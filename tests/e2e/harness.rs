@@ -262,17 +262,17 @@ impl Process {
             .status()
             .expect("kill");
         assert!(status.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = yaks_common::clock::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                yaks_common::clock::now() < deadline,
                 "{} did not stop",
                 self.name
             );
-            std::thread::sleep(Duration::from_millis(50));
+            yaks_common::clock::sleep_blocking(Duration::from_millis(50));
         }
     }
 
@@ -324,7 +324,7 @@ pub async fn start_dev(dir: &Path, name: &str, kafka: &str, env: &[(String, Stri
 
 /// Waits until something accepts TCP connections on `addr`.
 pub async fn wait_for_port(addr: &str, process: Option<&Process>) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(60);
     loop {
         // A connection to a port nobody listens on can, rarely, be the socket connected to
         // itself (TCP simultaneous open when the kernel picks that port as the local one);
@@ -334,11 +334,11 @@ pub async fn wait_for_port(addr: &str, process: Option<&Process>) {
         {
             return;
         }
-        if tokio::time::Instant::now() > deadline {
+        if yaks_common::clock::now() > deadline {
             let log = process.map(Process::log_text).unwrap_or_default();
             panic!("nothing listens on {addr}\n{log}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        yaks_common::clock::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -243,13 +243,13 @@ async fn a_batch_judged_without_an_earlier_one_leaves_no_record_stored_twice() {
 
     points.arm(COMMITTED_NOT_ACKED, FailAction::LoseAnswer, Some(1));
     let a = send(0, "a");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(10);
     while points.fired(COMMITTED_NOT_ACKED) == 0 {
         assert!(
-            std::time::Instant::now() < deadline,
+            yaks_common::clock::now() < deadline,
             "\"a\" never committed"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        yaks_common::clock::sleep(Duration::from_millis(10)).await;
     }
     points.arm(UPLOADED_NOT_COMMITTED, FailAction::Error, Some(1));
     let b1 = send(1, "b1");
@@ -440,7 +440,7 @@ async fn producer_state_expires_after_the_configured_time() {
 
     // The writer's expiry loop forgets the state off the produce path...
     let sql = infra.sql().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(20);
     loop {
         let rows: i64 = sql
             .query_one("SELECT count(*) FROM producer_states", &[])
@@ -450,8 +450,8 @@ async fn producer_state_expires_after_the_configured_time() {
         if rows == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "state never expired");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(yaks_common::clock::now() < deadline, "state never expired");
+        yaks_common::clock::sleep(Duration::from_millis(200)).await;
     }
     // ...after which any sequence is taken, as Kafka does for an unknown producer.
     assert_eq!(produce_raw(&mut stream, "expiry", batch(9)).await, (0, 1));

@@ -112,8 +112,8 @@ async fn metrics_parse_and_move_with_produce_and_fetch_per_topic() {
             .expect("consumer");
         consumer.subscribe(&["metered"]).expect("subscribe");
         let mut count = 0;
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while count < RECORDS && std::time::Instant::now() < deadline {
+        let deadline = yaks_common::clock::now() + Duration::from_secs(60);
+        while count < RECORDS && yaks_common::clock::now() < deadline {
             if let Some(message) = consumer.poll(Duration::from_millis(200)) {
                 let message = message.expect("fetch");
                 assert_eq!(message.payload().map(<[u8]>::len), Some(1000));
@@ -208,7 +208,7 @@ async fn readyz_fails_while_postgres_is_down_and_recovers() {
 
     tokio::task::block_in_place(|| infra.postgres.stop()).expect("postgres stops");
     for target in targets {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = yaks_common::clock::now() + Duration::from_secs(20);
         loop {
             let (status, body) = http_get(target, "/readyz").await;
             if status == 503 {
@@ -216,10 +216,10 @@ async fn readyz_fails_while_postgres_is_down_and_recovers() {
                 break;
             }
             assert!(
-                tokio::time::Instant::now() < deadline,
+                yaks_common::clock::now() < deadline,
                 "{target} still ready with postgres down"
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            yaks_common::clock::sleep(Duration::from_millis(200)).await;
         }
         // Alive all the same: liveness does not depend on PostgreSQL.
         assert_eq!(http_get(target, "/healthz").await.0, 200);
@@ -227,17 +227,17 @@ async fn readyz_fails_while_postgres_is_down_and_recovers() {
 
     tokio::task::block_in_place(|| infra.postgres.start_again()).expect("postgres starts");
     for target in targets {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = yaks_common::clock::now() + Duration::from_secs(30);
         loop {
             let (status, body) = http_get(target, "/readyz").await;
             if status == 200 {
                 break;
             }
             assert!(
-                tokio::time::Instant::now() < deadline,
+                yaks_common::clock::now() < deadline,
                 "{target} not ready again: {body}"
             );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            yaks_common::clock::sleep(Duration::from_millis(200)).await;
         }
     }
     roles.stop().await;
@@ -273,7 +273,7 @@ async fn sigterm_on_a_writer_commits_and_acknowledges_its_buffer() {
         })
         .collect();
     // The records sit in the writer's buffer (the flush interval is ten minutes).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    yaks_common::clock::sleep(Duration::from_secs(1)).await;
     let sql = infra.sql().await;
     let stored: i64 = sql
         .query_one("SELECT count(*) FROM object_index", &[])
@@ -354,8 +354,8 @@ async fn a_produce_and_a_fetch_are_each_one_trace_across_gateway_writer_and_read
             .create()
             .expect("consumer");
         consumer.subscribe(&["traced"]).expect("subscribe");
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
+        let deadline = yaks_common::clock::now() + Duration::from_secs(30);
+        while yaks_common::clock::now() < deadline {
             if let Some(message) = consumer.poll(Duration::from_millis(200)) {
                 message.expect("fetch");
                 return;
@@ -368,7 +368,7 @@ async fn a_produce_and_a_fetch_are_each_one_trace_across_gateway_writer_and_read
 
     // Spans arrive in batches; collect until a writer and a reader span joined a trace
     // started by a gateway request.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(30);
     loop {
         let mut spans = Vec::new();
         let mut services = Vec::new();
@@ -403,14 +403,14 @@ async fn a_produce_and_a_fetch_are_each_one_trace_across_gateway_writer_and_read
             break;
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
+            yaks_common::clock::now() < deadline,
             "no trace spans gateway and writer/reader: {:?}",
             spans
                 .iter()
                 .map(|s| (&s.name, hex(&s.trace_id)))
                 .collect::<Vec<_>>()
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        yaks_common::clock::sleep(Duration::from_millis(500)).await;
     }
     assert!(dev.interrupt().success());
 }

@@ -63,7 +63,7 @@ async fn two_writers_two_readers_and_two_gateways_keep_offsets_and_survive_a_rea
         .collect();
     create_topic(&bootstraps[0], "shared", 3).await;
     // Both gateways must be registered before producers ask for metadata.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    yaks_common::clock::sleep(Duration::from_secs(1)).await;
 
     const PER_PARTITION: i64 = 300;
     let producers = (0..4).map(|p| {
@@ -150,9 +150,9 @@ async fn two_writers_two_readers_and_two_gateways_keep_offsets_and_survive_a_rea
         }
         consumer.assign(&list).expect("assign");
         let mut seen = std::collections::BTreeSet::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let deadline = yaks_common::clock::now() + Duration::from_secs(90);
         let mut signalled = false;
-        while seen.len() < total && std::time::Instant::now() < deadline {
+        while seen.len() < total && yaks_common::clock::now() < deadline {
             if !signalled && seen.len() >= total / 2 {
                 half_tx.send(()).expect("signal");
                 killed_rx.recv().expect("killed");
@@ -196,7 +196,7 @@ async fn yaks_dev_flushes_on_ctrl_c_and_continues_offsets_after_restart() {
     let process = start_dev(dir.path(), "dev-0", &kafka, &flush_interval("600000")).await;
     create_topic(&kafka, "restart", 1).await;
     let (_before, sends) = send_five(&kafka, "before");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    yaks_common::clock::sleep(Duration::from_secs(1)).await;
     let stopping = tokio::task::spawn_blocking(move || {
         let log = process.log_text();
         (process.interrupt(), log)

@@ -63,10 +63,10 @@ async fn an_idle_writer_makes_no_s3_requests() {
         )
         .await
         .expect("delivered");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    yaks_common::clock::sleep(Duration::from_millis(500)).await;
 
     let before = infra.s3.request_count();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    yaks_common::clock::sleep(Duration::from_secs(5)).await;
     let after = infra.s3.request_count();
     println!("s3 requests while idle for 5 s: {}", after - before);
     assert_eq!(after, before, "an idle writer must not touch S3");
@@ -89,13 +89,13 @@ async fn acks_zero_is_stored_without_a_response() {
         .collect();
     deliveries(sends).await;
     let sql = infra.sql().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = yaks_common::clock::now() + Duration::from_secs(10);
     while next_offset(&sql, "fire-and-forget", 0).await < 100 {
         assert!(
-            tokio::time::Instant::now() < deadline,
+            yaks_common::clock::now() < deadline,
             "acks=0 records were not stored"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        yaks_common::clock::sleep(Duration::from_millis(50)).await;
     }
     assert_index_contiguous(&sql, "fire-and-forget", 0).await;
     roles.stop().await;

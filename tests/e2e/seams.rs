@@ -78,7 +78,7 @@ async fn postgres_refuses_a_commit_that_reaches_commit_after_its_deadline() {
     .await
     .expect("insert before the deadline");
     // The writer pauses here (frozen, or its request sat in a socket) past the deadline.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    yaks_common::clock::sleep(std::time::Duration::from_millis(600)).await;
     let refused = tx.commit().await.expect_err("COMMIT after the deadline");
     assert_eq!(refused.code().map(|c| c.code()), Some("YK001"), "{refused}");
     let sql = infra.sql().await;

@@ -15,10 +15,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::debug;
 use uuid::Uuid;
 use yaks_common::batch::BatchInfo;
+use yaks_common::clock::Instant;
 use yaks_common::metastore::{AppendBatch, PartitionAppend};
 use yaks_common::metrics::metrics;
 use yaks_common::shutdown::Shutdown;
@@ -207,7 +207,7 @@ struct OpenBuffer {
 
 impl OpenBuffer {
     fn add(&mut self, append: Append) {
-        self.opened_at.get_or_insert_with(Instant::now);
+        self.opened_at.get_or_insert_with(yaks_common::clock::now);
         let mut placements = Vec::with_capacity(append.batches.len());
         for batch in append.batches {
             let partition = self
@@ -281,7 +281,7 @@ async fn run(
         let deadline = buffer
             .opened_at
             .map(|t| t + flush_interval)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            .unwrap_or_else(|| yaks_common::clock::now() + Duration::from_secs(3600));
         let flush_now = tokio::select! {
             append = rx.recv() => match append {
                 Some(append) => {
@@ -295,7 +295,7 @@ async fn run(
                     break;
                 }
             },
-            _ = tokio::time::sleep_until(deadline), if !buffer.is_empty() => true,
+            _ = yaks_common::clock::sleep_until(deadline), if !buffer.is_empty() => true,
             _ = shutdown.wait(), if !draining => {
                 debug!("batcher draining");
                 draining = true;

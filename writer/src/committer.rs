@@ -17,7 +17,7 @@
 //! takes flushes in the order the batcher sealed them.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use tokio::sync::mpsc;
@@ -83,7 +83,7 @@ impl Committer {
             let key = key.clone();
             let body = flush.body.clone();
             async move {
-                let started = Instant::now();
+                let started = yaks_common::clock::now();
                 // The names (a metastore query for a topic not seen before) are looked up
                 // while the upload runs, not after it.
                 let (uploaded, shares) =
@@ -155,13 +155,13 @@ async fn commit_loop(context: WriterContext, mut rx: mpsc::Receiver<InFlight>) {
                 .saturating_sub(context.config.producer_id_expiration_ms as i64),
         };
         let mut attempt = 0;
-        let started = Instant::now();
+        let started = yaks_common::clock::now();
         let committed = loop {
             attempt += 1;
             match context.metastore.commit_object(commit).await {
                 Err(StoreError::Retriable(detail)) if attempt < COMMIT_ATTEMPTS => {
                     warn!(%object, attempt, %detail, "commit failed before COMMIT; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    yaks_common::clock::sleep(Duration::from_millis(100 << attempt)).await;
                 }
                 other => break other,
             }

@@ -50,8 +50,9 @@ pub struct Handler {
 impl Handler {
     /// A handler feeding `batcher`, answering the operations endpoints with `readiness`.
     pub fn new(batcher: Arc<Batcher>, readiness: Readiness) -> Handler {
-        let instance = http::HeaderValue::from_str(&Uuid::new_v4().simple().to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        let instance =
+            http::HeaderValue::from_str(&yaks_common::random::uuid().simple().to_string())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
         Handler {
             batcher,
             readiness,

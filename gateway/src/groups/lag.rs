@@ -43,7 +43,7 @@ pub async fn report<S: LagStore + ?Sized>(
     let mut reported = Reported::default();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(LAG_EVERY) => {}
+            _ = yaks_common::clock::sleep(LAG_EVERY) => {}
             _ = shutdown.wait() => break,
         }
         let groups = coordinator.known_groups().await;

@@ -32,7 +32,6 @@ use std::time::Duration;
 use kafka_protocol::ResponseError;
 use tokio::sync::{Mutex, Notify, oneshot};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::error::StoreError;
@@ -187,7 +186,7 @@ impl Coordinator {
             warn!(group = group_id, error = %e, "loading a group failed");
             ResponseError::CoordinatorLoadInProgress
         })?;
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let group = match &claim.group {
             Some(stored) => Group::restore(stored, self.settings, now),
             None => Group::new(group_id, self.settings),
@@ -302,7 +301,7 @@ impl Coordinator {
                     Some(ResponseError::CoordinatorNotAvailable)
                 }
             };
-            effects = loaded.group.persisted(error, Instant::now());
+            effects = loaded.group.persisted(error, yaks_common::clock::now());
         }
     }
 
@@ -312,7 +311,7 @@ impl Coordinator {
             let deadline = cell.loaded.lock().await.group.next_deadline();
             match deadline {
                 Some(deadline) => tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = yaks_common::clock::sleep_until(deadline) => {}
                     _ = cell.wake.notified() => {}
                 },
                 None => cell.wake.notified().await,
@@ -321,7 +320,7 @@ impl Coordinator {
                 return;
             }
             let mut loaded = cell.loaded.lock().await;
-            let effects = loaded.group.tick(Instant::now());
+            let effects = loaded.group.tick(yaks_common::clock::now());
             let _ = self.settle(&cell, &mut loaded, effects).await;
         }
     }
@@ -354,7 +353,7 @@ impl Coordinator {
     pub async fn keep_ownership(self: Arc<Self>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(OWNERSHIP_CHECK) => {}
+                _ = yaks_common::clock::sleep(OWNERSHIP_CHECK) => {}
                 _ = shutdown.wait() => return,
             }
             for (group_id, cell) in self.cells() {
@@ -430,7 +429,7 @@ impl Coordinator {
         self.answer(
             &cell,
             |loaded| {
-                let outcome = loaded.group.join(request, Instant::now());
+                let outcome = loaded.group.join(request, yaks_common::clock::now());
                 if !loaded.group.members().is_empty() {
                     loaded.known = true;
                 }
@@ -472,7 +471,7 @@ impl Coordinator {
                     instance_id,
                     generation,
                     assignment,
-                    Instant::now(),
+                    yaks_common::clock::now(),
                 )
             },
             |loaded| &mut loaded.syncs,
@@ -496,9 +495,12 @@ impl Coordinator {
             Err(e) => return e.code(),
         };
         let mut loaded = cell.loaded.lock().await;
-        let code = loaded
-            .group
-            .heartbeat(member_id, instance_id, generation, Instant::now());
+        let code = loaded.group.heartbeat(
+            member_id,
+            instance_id,
+            generation,
+            yaks_common::clock::now(),
+        );
         cell.wake.notify_one();
         code
     }
@@ -511,7 +513,7 @@ impl Coordinator {
     ) -> Result<Vec<i16>, ResponseError> {
         let cell = self.cell(group_id).await?;
         let mut loaded = cell.loaded.lock().await;
-        let (codes, effects) = loaded.group.leave(leaving, Instant::now());
+        let (codes, effects) = loaded.group.leave(leaving, yaks_common::clock::now());
         self.settle(&cell, &mut loaded, effects).await?;
         cell.wake.notify_one();
         Ok(codes)
@@ -531,7 +533,7 @@ impl Coordinator {
             &member.member_id,
             member.instance_id.as_deref(),
             member.generation,
-            Instant::now(),
+            yaks_common::clock::now(),
         )?;
         cell.wake.notify_one();
         if offsets.is_empty() {
@@ -718,6 +720,11 @@ mod tests {
     use super::*;
 
     async fn coordinator() -> Arc<Coordinator> {
+        // The first member's join waits this long for others: for the whole test.
+        coordinator_waiting(Duration::from_secs(3600)).await
+    }
+
+    async fn coordinator_waiting(initial_rebalance_delay: Duration) -> Arc<Coordinator> {
         let metastore = Arc::new(MemoryMetastore::default());
         let advertised = ("127.0.0.1".to_owned(), 9092);
         let cluster =
@@ -725,8 +732,7 @@ mod tests {
                 .await
                 .expect("registers");
         let settings = GroupSettings {
-            // The first member's join waits this long for others: for the whole test.
-            initial_rebalance_delay: Duration::from_secs(3600),
+            initial_rebalance_delay,
             min_session_timeout_ms: 1,
             max_session_timeout_ms: 600_000,
         };
@@ -752,6 +758,38 @@ mod tests {
         }
     }
 
+    /// On paused time: the timeouts pass without the test waiting for them.
+    #[tokio::test(start_paused = true)]
+    async fn a_member_that_stops_heartbeating_leaves_after_its_session_timeout() {
+        let coordinator = coordinator_waiting(Duration::from_secs(3)).await;
+        let joined = coordinator.join("g", new_member()).await;
+        assert_eq!(joined.error, 0);
+        assert_eq!(joined.leader, joined.member_id);
+        let synced = coordinator
+            .sync("g", &joined.member_id, None, joined.generation, Vec::new())
+            .await;
+        assert_eq!(synced.error, 0);
+        let members = |coordinator: Arc<Coordinator>| async move {
+            let description = coordinator.describe("g").await.expect("described");
+            (description.state, description.members.len())
+        };
+        assert_eq!(members(coordinator.clone()).await, ("Stable", 1));
+
+        // The session timeout is 30 s; heartbeats keep the member for longer.
+        for _ in 0..3 {
+            yaks_common::clock::sleep(Duration::from_secs(20)).await;
+            let code = coordinator
+                .heartbeat("g", &joined.member_id, None, joined.generation)
+                .await;
+            assert_eq!(code, 0);
+        }
+        yaks_common::clock::sleep(Duration::from_secs(29)).await;
+        assert_eq!(members(coordinator.clone()).await, ("Stable", 1));
+        yaks_common::clock::sleep(Duration::from_secs(2)).await;
+        assert_eq!(members(coordinator.clone()).await, ("Empty", 0));
+        coordinator.shutdown().await;
+    }
+
     #[tokio::test]
     async fn shutting_down_answers_waiting_members_and_ends_every_timer_task() {
         let coordinator = coordinator().await;
@@ -766,7 +804,7 @@ mod tests {
                 {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                yaks_common::clock::sleep(Duration::from_millis(10)).await;
             }
         };
         tokio::time::timeout(Duration::from_secs(5), waiting)

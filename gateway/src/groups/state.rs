@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use tokio::time::Instant;
-use uuid::Uuid;
+use yaks_common::clock::Instant;
 use yaks_common::metastore::{StoredGroup, StoredMember};
 
 /// How long a brand-new member's JoinGroup may wait before it is dropped (Kafka's
@@ -597,7 +596,7 @@ impl Group {
             .instance_id
             .as_deref()
             .unwrap_or(request.client_id.as_str());
-        format!("{prefix}-{}", Uuid::new_v4())
+        format!("{prefix}-{}", yaks_common::random::uuid())
     }
 
     fn join_unknown(
@@ -1402,7 +1401,7 @@ mod tests {
     /// Brings a group of `count` members to Stable; returns ids (leader first) and the time.
     fn stable_group(count: usize) -> (Group, Vec<String>, Instant) {
         let mut group = Group::new("g", SETTINGS);
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let ids: Vec<String> = (0..count)
             .map(|_| join_new(&mut group, &["range", "roundrobin"], now))
             .collect();
@@ -1466,7 +1465,7 @@ mod tests {
     #[test]
     fn protocol_is_chosen_among_those_every_member_supports_by_vote() {
         let mut group = Group::new("g", SETTINGS);
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         join_new(&mut group, &["sticky", "range"], now);
         join_new(&mut group, &["range", "sticky"], now);
         join_new(&mut group, &["range"], now);
@@ -1492,7 +1491,7 @@ mod tests {
     #[test]
     fn the_initial_delay_waits_while_members_keep_arriving() {
         let mut group = Group::new("g", SETTINGS);
-        let start = Instant::now();
+        let start = yaks_common::clock::now();
         join_new(&mut group, &["range"], start);
         // A second member arrives during the first delay: another delay follows.
         join_new(&mut group, &["range"], start + Duration::from_millis(50));
@@ -1606,7 +1605,7 @@ mod tests {
     #[test]
     fn a_restarted_static_member_takes_its_place_without_a_rebalance_and_fences_the_old_id() {
         let mut group = Group::new("g", SETTINGS);
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let mut first = request("", &["range"]);
         first.instance_id = Some("instance-a".into());
         first.require_known_member_id = false;
@@ -1658,7 +1657,7 @@ mod tests {
     fn a_restored_group_continues_with_its_members_and_assignments() {
         let (group, ids, _) = stable_group(2);
         let stored = group.snapshot();
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let mut restored = Group::restore(&stored, SETTINGS, now);
         assert_eq!(restored.state(), State::Stable);
         assert_eq!(restored.generation(), 1);
@@ -1686,7 +1685,7 @@ mod tests {
     #[test]
     fn a_failed_assignment_write_sends_members_back_to_join() {
         let mut group = Group::new("g", SETTINGS);
-        let now = Instant::now();
+        let now = yaks_common::clock::now();
         let a = join_new(&mut group, &["range"], now);
         let b = join_new(&mut group, &["range"], now);
         group.tick(now + Duration::from_millis(100));

@@ -16,7 +16,8 @@
 //! full fetch requests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use yaks_common::clock::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -196,7 +197,8 @@ async fn gather(
             (i, ranking)
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_millis(limits.max_wait_ms.max(0) as u64);
+    let deadline =
+        yaks_common::clock::now() + Duration::from_millis(limits.max_wait_ms.max(0) as u64);
     let groups = group(valid, &candidates);
     let share = |groups: usize| match limits.max_bytes {
         bytes if bytes <= 0 => i32::MAX,
@@ -278,7 +280,7 @@ fn remaining_ms(deadline: Instant, satisfied: bool) -> i32 {
         return 0;
     }
     deadline
-        .saturating_duration_since(Instant::now())
+        .saturating_duration_since(yaks_common::clock::now())
         .as_millis()
         .min(i32::MAX as u128) as i32
 }

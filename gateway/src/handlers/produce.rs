@@ -328,7 +328,7 @@ async fn send(context: &RequestContext, outbound: Outbound, lead: &Lead) -> Answ
         .get(WRITER_INSTANCE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = match tokio::time::timeout_at(deadline.into(), read_body(answer)).await {
+    let body = match tokio::time::timeout_at(deadline, read_body(answer)).await {
         Ok(Ok(body)) => body,
         Ok(Err(e)) => {
             warn!(error = %e, "writer accepted a produce but its answer was lost");

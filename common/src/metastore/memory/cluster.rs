@@ -1,6 +1,6 @@
 //! [`Cluster`] in memory.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -32,7 +32,7 @@ impl Cluster for MemoryMetastore {
         lease_ms: i64,
     ) -> Result<i32, StoreError> {
         let mut state = self.state();
-        let now = Instant::now();
+        let now = crate::clock::now();
         let expires = if lease_ms > 0 {
             now + Duration::from_millis(lease_ms as u64)
         } else {
@@ -64,7 +64,7 @@ impl Cluster for MemoryMetastore {
 
     async fn live_members(&self, role: Role) -> Result<Vec<ServiceMember>, StoreError> {
         let state = self.state();
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut members: Vec<ServiceMember> = state
             .services
             .values()

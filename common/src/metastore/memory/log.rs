@@ -1,7 +1,6 @@
 //! [`Log`] in memory.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -192,7 +191,7 @@ impl Log for MemoryMetastore {
             object_id.clone(),
             (commit.object_key.to_owned(), commit.size_bytes),
         );
-        state.created.insert(object_id.clone(), Instant::now());
+        state.created.insert(object_id.clone(), crate::clock::now());
         for entry in plan.entries {
             state.index.insert(
                 (entry.topic_id, entry.partition_index, entry.base_offset),

@@ -11,9 +11,9 @@ mod objects;
 mod producers;
 mod topics;
 
+use crate::clock::Instant;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -105,7 +105,7 @@ pub struct MemoryMetastore {
 impl Default for MemoryMetastore {
     fn default() -> Self {
         MemoryMetastore {
-            cluster_id: Uuid::new_v4().simple().to_string(),
+            cluster_id: crate::random::uuid().simple().to_string(),
             state: Mutex::new(State::default()),
         }
     }

@@ -1,6 +1,6 @@
 //! [`Objects`] in memory.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -54,7 +54,7 @@ impl Objects for MemoryMetastore {
             object_id.clone(),
             (swap.object_key.to_owned(), swap.size_bytes),
         );
-        state.created.insert(object_id.clone(), Instant::now());
+        state.created.insert(object_id.clone(), crate::clock::now());
         state.index.insert(
             (swap.topic_id, swap.partition_index, merged.0),
             IndexRow {
@@ -70,7 +70,7 @@ impl Objects for MemoryMetastore {
         );
         for old in old_objects {
             if !state.index.values().any(|r| r.object_id == old) {
-                state.marked.insert(old, Instant::now());
+                state.marked.insert(old, crate::clock::now());
             }
         }
         Ok(true)
@@ -94,7 +94,7 @@ impl Objects for MemoryMetastore {
         let dropped = (before - state.index.len()) as u64;
         for object in touched {
             if !state.index.values().any(|r| r.object_id == object) {
-                state.marked.entry(object).or_insert_with(Instant::now);
+                state.marked.entry(object).or_insert_with(crate::clock::now);
             }
         }
         Ok(dropped)
@@ -117,7 +117,7 @@ impl Objects for MemoryMetastore {
             .cloned()
             .collect();
         for id in &unreferenced {
-            state.marked.insert(id.clone(), Instant::now());
+            state.marked.insert(id.clone(), crate::clock::now());
         }
         Ok(unreferenced.len() as u64)
     }

@@ -28,7 +28,7 @@ impl Topics for MemoryMetastore {
             return Ok(None);
         }
         let topic = TopicMeta {
-            topic_id: Uuid::new_v4(),
+            topic_id: crate::random::uuid(),
             name: name.to_owned(),
             partition_count,
             configs: configs.clone(),

@@ -541,7 +541,7 @@ async fn follow_commits(
                 Ok(listening) => break listening,
                 Err(e) => {
                     warn!(error = %e, "re-opening the commit feed failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    crate::clock::sleep(Duration::from_secs(1)).await;
                 }
             }
         };

@@ -13,7 +13,8 @@ mod objects;
 mod producers;
 mod topics;
 
-use std::time::{Duration, Instant};
+use crate::clock::Instant;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -118,13 +119,13 @@ impl PgMetastore {
     /// A pooled connection for `operation`, timed: the wait for it and how long the
     /// operation holds it go to the metastore metrics.
     pub(crate) async fn client(&self, operation: &'static str) -> Result<TimedClient, StoreError> {
-        let asked = Instant::now();
+        let asked = crate::clock::now();
         let client = self
             .pool
             .get()
             .await
             .map_err(|e| StoreError::Retriable(format!("postgres connection: {e}")))?;
-        let got = Instant::now();
+        let got = crate::clock::now();
         metrics()
             .metastore
             .pool_wait

@@ -22,7 +22,7 @@ impl Topics for PgMetastore {
         partition_count: i32,
         configs: &BTreeMap<String, Option<String>>,
     ) -> Result<Option<TopicMeta>, StoreError> {
-        let topic_id = Uuid::new_v4();
+        let topic_id = crate::random::uuid();
         let mut client = self.client("create_topic").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
         // Expects: no topic of that name (the unique name makes a racing create a no-op).

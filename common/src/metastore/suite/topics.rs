@@ -64,7 +64,7 @@ pub async fn topic_configs_change_and_topics_grow(store: &dyn Metastore) {
     assert_eq!(read[0].configs, configs);
     assert!(
         !store
-            .set_topic_configs(Uuid::new_v4(), &configs)
+            .set_topic_configs(crate::random::uuid(), &configs)
             .await
             .expect("set")
     );
@@ -77,7 +77,10 @@ pub async fn topic_configs_change_and_topics_grow(store: &dyn Metastore) {
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(
-        store.add_partitions(Uuid::new_v4(), 9).await.expect("grow"),
+        store
+            .add_partitions(crate::random::uuid(), 9)
+            .await
+            .expect("grow"),
         None
     );
     let states = store
