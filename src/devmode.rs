@@ -119,6 +119,7 @@ pub async fn run(
     // Readers last: fetches in flight at the gateway were answered before it stopped.
     reader_trigger.trigger();
     let _ = reader_task.await;
+    backends.metastore.close();
     if let Some(server) = s3 {
         server.stop().await;
     }

@@ -88,6 +88,13 @@ impl PgMetastore {
         Ok(PgMetastore { pool, pg_config })
     }
 
+    /// Closes the pool: its idle connections end cleanly, and the metastore serves no more
+    /// calls. For a process that stops its own PostgreSQL next (`yaks dev`), whose
+    /// shutdown would otherwise cut the pooled connections, each logging an error.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     /// Applies pending migrations under an advisory lock, so concurrent starts apply each
     /// migration exactly once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
