@@ -84,6 +84,20 @@ pub struct ProduceResult {
     pub ack_ms: [f64; 3],
 }
 
+/// Which producer settings a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Client {
+    /// Tuned for throughput: large batches, no idempotence, librdkafka's deep pipelining.
+    #[default]
+    Throughput,
+    /// The same with `enable.idempotence=true`: at most 5 requests in flight per
+    /// connection, as every idempotent client keeps.
+    Idempotent,
+    /// The Java client's defaults since Kafka 3.0, in librdkafka terms: idempotence,
+    /// `batch.size` 16384, `linger.ms` 5, 5 requests in flight, a 32 MiB buffer.
+    JavaDefaults,
+}
+
 /// How a produce run is driven.
 #[derive(Debug, Clone)]
 pub struct ProduceLoad {
@@ -99,6 +113,8 @@ pub struct ProduceLoad {
     pub rate: Option<f64>,
     /// Stop after this many records in all (split evenly over the producers).
     pub records: Option<u64>,
+    /// The producers' settings.
+    pub client: Client,
 }
 
 /// Runs `load` against `brokers` and waits for every acknowledgement.
@@ -108,13 +124,28 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
     let payload = vec![b'y'; RECORD_BYTES];
     let mut threads = Vec::new();
     for index in 0..load.producers {
-        let producer: ThreadedProducer<Timed> = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", brokers)
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
             .set("queue.buffering.max.kbytes", "65536")
-            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.messages", "1000000");
+        match load.client {
+            Client::Throughput => {}
+            Client::Idempotent => {
+                config.set("enable.idempotence", "true");
+            }
+            Client::JavaDefaults => {
+                config
+                    .set("enable.idempotence", "true")
+                    .set("batch.size", "16384")
+                    .set("max.in.flight.requests.per.connection", "5")
+                    .set("queue.buffering.max.kbytes", "32768");
+            }
+        }
+        let producer: ThreadedProducer<Timed> = config
             .create_with_context(Timed(acks.clone()))
             .context("creating a bench producer")?;
         let load = load.clone();

@@ -28,7 +28,7 @@ use yaks_common::objstore::S3ObjectStore;
 use crate::chaos::cluster::{Member, Role};
 use crate::dev::postgres::{EmbeddedPostgres, free_port};
 use crate::dev::s3::DevS3;
-use load::{ProduceLoad, ProduceResult};
+use load::{Client, ProduceLoad, ProduceResult};
 
 /// Options of `yaks bench`.
 #[derive(Args, Debug, Clone)]
@@ -60,6 +60,10 @@ struct Scale {
     consume_records: u64,
     latency_samples: usize,
     many_producers: usize,
+    /// Records each latency-bound client run sends: all queued at once, then acknowledged
+    /// at the pace the protocol allows (a fixed count, so a slow run does not end in a
+    /// long drain of whatever a time-bound one queued).
+    latency_bound_records: u64,
 }
 
 impl Scale {
@@ -72,6 +76,7 @@ impl Scale {
                 consume_records: 10_000,
                 latency_samples: 20,
                 many_producers: 10,
+                latency_bound_records: 8 * 1024,
             }
         } else {
             Scale {
@@ -81,6 +86,7 @@ impl Scale {
                 consume_records: 500_000,
                 latency_samples: 100,
                 many_producers: 50,
+                latency_bound_records: 64 * 1024,
             }
         }
     }
@@ -93,6 +99,10 @@ struct Run {
     commit_ms: [f64; 2],
     full: [ProduceResult; 2],
     half: [ProduceResult; 2],
+    /// Idempotent producers on 1 partition, as fast as they are acknowledged.
+    idempotent: ProduceResult,
+    /// Producers with the Java client's defaults on 16 partitions.
+    java_like: ProduceResult,
     consume_cold: f64,
     consume_warm: f64,
     warm_gets: f64,
@@ -225,6 +235,24 @@ impl RunContext<'_> {
                 .await?;
             run.full[slot] = full;
             run.half[slot] = half;
+            // The latency-bound clients, on the same topic and producer count.
+            let (client, result) = if partitions == 1 {
+                (Client::Idempotent, &mut run.idempotent)
+            } else {
+                (Client::JavaDefaults, &mut run.java_like)
+            };
+            let load = ProduceLoad {
+                topic: topic.clone(),
+                partitions,
+                producers: 4,
+                duration: raw::PHASE_TIMEOUT,
+                rate: None,
+                records: Some(scale.latency_bound_records),
+                client,
+            };
+            let brokers = self.brokers.to_owned();
+            *result = blocking(move || load::produce(&brokers, &load)).await?;
+            anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
         }
 
         // Consume: a bounded topic read twice; the second read must come from the cache.
@@ -237,6 +265,7 @@ impl RunContext<'_> {
             duration: raw::PHASE_TIMEOUT,
             rate: None,
             records: Some(scale.consume_records),
+            client: Client::Throughput,
         };
         let records = blocking(move || load::produce(&brokers, &load))
             .await?
@@ -312,6 +341,7 @@ impl RunContext<'_> {
             duration: self.scale.produce_for,
             rate,
             records: None,
+            client: Client::Throughput,
         };
         let brokers = self.brokers.to_owned();
         let result = blocking(move || load::produce(&brokers, &load)).await?;
@@ -613,6 +643,29 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
                 writer.flush_interval_ms
             ),
             format!("p99 ≤ bound: {}", verdict(ok)),
+        );
+        // Latency-bound clients against the plain producer on the same partitions.
+        let (what, share, of): (&str, f64, fn(&Run) -> &ProduceResult) = if partitions == 1 {
+            ("produce, idempotent, 1 partition", 0.5, |r| &r.idempotent)
+        } else {
+            ("produce, Java client defaults, 16 partitions", 0.25, |r| {
+                &r.java_like
+            })
+        };
+        let bound_mib = m(&|r| of(r).mib_per_s);
+        let ratio = bound_mib / mib.max(1e-9);
+        let ok = ratio >= share;
+        verdicts.push((what.to_owned(), ok));
+        row(
+            what,
+            format!(
+                "{bound_mib:.1} MiB/s, ack p50/p99/p999 {:.0}/{:.0}/{:.0} ms",
+                m(&|r| of(r).ack_ms[0]),
+                m(&|r| of(r).ack_ms[1]),
+                m(&|r| of(r).ack_ms[2])
+            ),
+            format!("{:.1}% of plain full load", ratio * 100.0),
+            format!("≥ {:.0}% of plain: {}", share * 100.0, verdict(ok)),
         );
     }
     let cold = m(&|r| r.consume_cold);
