@@ -10,6 +10,12 @@ use crate::metastore::plan;
 use super::super::objects::Objects;
 use super::{PgMetastore, pg_error};
 
+/// Marks those of the objects `$1` that no index row refers to any more: they wait out the
+/// grace period before the garbage collector deletes them.
+const MARK_IF_UNREFERENCED: &str = "UPDATE objects o SET state = 'marked', marked_at = now()
+     WHERE o.object_id = ANY($1) AND o.state = 'live'
+       AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)";
+
 #[async_trait]
 impl Objects for PgMetastore {
     /// One transaction: lock the input rows (a racing swap of the same rows waits, then
@@ -84,14 +90,9 @@ impl Objects for PgMetastore {
         .await
         .map_err(pg_error)?;
         // Objects no row refers to any more wait out the grace period before deletion.
-        tx.execute(
-            "UPDATE objects o SET state = 'marked', marked_at = now()
-             WHERE o.object_id = ANY($1) AND o.state = 'live'
-               AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)",
-            &[&old_objects],
-        )
-        .await
-        .map_err(pg_error)?;
+        tx.execute(MARK_IF_UNREFERENCED, &[&old_objects])
+            .await
+            .map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
         Ok(true)
     }
@@ -115,14 +116,9 @@ impl Objects for PgMetastore {
             .map(|r| r.get(0))
             .collect();
         if !dropped.is_empty() {
-            tx.execute(
-                "UPDATE objects o SET state = 'marked', marked_at = now()
-                 WHERE o.object_id = ANY($1) AND o.state = 'live'
-                   AND NOT EXISTS (SELECT 1 FROM object_index i WHERE i.object_id = o.object_id)",
-                &[&dropped],
-            )
-            .await
-            .map_err(pg_error)?;
+            tx.execute(MARK_IF_UNREFERENCED, &[&dropped])
+                .await
+                .map_err(pg_error)?;
         }
         tx.commit().await.map_err(pg_error)?;
         Ok(dropped.len() as u64)

@@ -5,15 +5,7 @@ use super::*;
 /// Creates `orders` (two partitions) and commits two objects to it, checking what a
 /// commit assigns and announces; returns the topic.
 async fn committed_orders(store: &dyn Metastore) -> TopicMeta {
-    let mut configs = BTreeMap::new();
-    configs.insert("retention.ms".to_owned(), Some("1000".to_owned()));
-    let orders = store
-        .create_topic("orders", 2, &configs)
-        .await
-        .expect("create")
-        .expect("new topic");
-    assert_eq!(orders.partition_count, 2);
-    assert_eq!(orders.configs, configs);
+    let orders = create_orders(store).await;
 
     // Commits assign contiguous offsets per partition, in commit order, and are announced
     // on the commit feed in that order.

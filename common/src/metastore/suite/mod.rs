@@ -61,6 +61,20 @@ macro_rules! metastore_test_suite {
     };
 }
 
+/// Creates `orders` (two partitions, `retention.ms` set), checking what it got back.
+async fn create_orders(store: &dyn Metastore) -> TopicMeta {
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_owned(), Some("1000".to_owned()));
+    let orders = store
+        .create_topic("orders", 2, &configs)
+        .await
+        .expect("create")
+        .expect("new topic");
+    assert_eq!(orders.partition_count, 2);
+    assert_eq!(orders.configs, configs);
+    orders
+}
+
 /// A flush commit of `appends` as object `object`, 20 bytes long.
 fn commit<'a>(
     object: ObjectId,

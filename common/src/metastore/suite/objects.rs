@@ -31,19 +31,29 @@ async fn three_flushes(store: &dyn Metastore) -> TopicMeta {
     topic
 }
 
-/// Compaction's compare-and-swap of index entries.
-#[doc(hidden)]
-pub async fn a_swap_replaces_entries_once(store: &dyn Metastore) {
-    let topic = three_flushes(store).await;
-    let inputs = vec![(0, "k/c1".to_owned()), (2, "k/c2".to_owned())];
-    let swap = |inputs, size_bytes, key| EntrySwap {
+/// A swap of partition 0's `inputs` of `topic` for one new object, `key`.
+fn swap_into<'a>(
+    topic: &TopicMeta,
+    inputs: &'a [(i64, String)],
+    size_bytes: i64,
+    key: &'a str,
+) -> EntrySwap<'a> {
+    EntrySwap {
         topic_id: topic.topic_id,
         partition_index: 0,
         inputs,
         object: ObjectId::new(30),
         object_key: key,
         size_bytes,
-    };
+    }
+}
+
+/// Compaction's compare-and-swap of index entries.
+#[doc(hidden)]
+pub async fn a_swap_replaces_entries_once(store: &dyn Metastore) {
+    let topic = three_flushes(store).await;
+    let inputs = vec![(0, "k/c1".to_owned()), (2, "k/c2".to_owned())];
+    let swap = |inputs, size_bytes, key| swap_into(&topic, inputs, size_bytes, key);
     assert!(matches!(
         store.swap_entries(swap(&inputs, 25, "k/bad")).await,
         Err(StoreError::Invalid(_))
@@ -95,14 +105,7 @@ pub async fn a_swap_replaces_entries_once(store: &dyn Metastore) {
 pub async fn replaced_and_expired_objects_are_marked_then_forgotten(store: &dyn Metastore) {
     let topic = three_flushes(store).await;
     let inputs = vec![(0, "k/c1".to_owned()), (2, "k/c2".to_owned())];
-    let swap = |inputs, size_bytes, key| EntrySwap {
-        topic_id: topic.topic_id,
-        partition_index: 0,
-        inputs,
-        object: ObjectId::new(30),
-        object_key: key,
-        size_bytes,
-    };
+    let swap = |inputs, size_bytes, key| swap_into(&topic, inputs, size_bytes, key);
     assert!(
         store
             .swap_entries(swap(&inputs, 20, "k/m1"))

@@ -5,16 +5,7 @@ use super::*;
 /// Topics are created once and listed by name or id, in name order.
 #[doc(hidden)]
 pub async fn topics_are_created_once_and_listed(store: &dyn Metastore) {
-    // Topics.
-    let mut configs = BTreeMap::new();
-    configs.insert("retention.ms".to_owned(), Some("1000".to_owned()));
-    let orders = store
-        .create_topic("orders", 2, &configs)
-        .await
-        .expect("create")
-        .expect("new topic");
-    assert_eq!(orders.partition_count, 2);
-    assert_eq!(orders.configs, configs);
+    let orders = create_orders(store).await;
     assert!(
         store
             .create_topic("orders", 5, &BTreeMap::new())
