@@ -23,7 +23,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -40,7 +39,7 @@ use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADE
 use yaks_common::topic_config::TopicConfigs;
 
 use super::{Outcome, RequestContext, Versions, encode_response};
-use crate::produce_order::{Lead, Outbound, Place, ProduceOrder, Turn};
+use crate::produce_order::{Lead, Outbound, Place, Turn};
 
 /// Supported versions. Clients pick their message format from this range: librdkafka
 /// writes magic-2 batches only when Produce ≥ 3 and Fetch ≥ 4 are both advertised.
@@ -121,11 +120,10 @@ impl Slot {
 
 /// Decodes, answers, encodes. Kept raw (not through `run`) because acks=0 sends nothing.
 pub async fn handle_raw(mut context: RequestContext, body: Bytes) -> Outcome {
-    // Connections give every produce a turn; one without goes alone.
-    let turn = context.turn.take().unwrap_or_else(|| {
-        let writer_timeout = Duration::from_millis(context.state.config.writer_timeout_ms);
-        ProduceOrder::new().turn(context.state.server_clock.deadline(writer_timeout))
-    });
+    // The connection gives every produce its turn as the frame arrives.
+    let Some(turn) = context.turn.take() else {
+        return Outcome::Close("a produce reached its handler without a turn".into());
+    };
     let version = context.version;
     let request: ProduceRequest = match kafka::decode(body, version) {
         Ok(request) => request,
