@@ -118,6 +118,17 @@ pub struct WriterConfig {
     pub flush_bytes: u64,
     /// A non-empty buffer is flushed at the latest this long after its first batch.
     pub flush_interval_ms: u64,
+    /// A non-empty buffer nothing was added to for this long is flushed without waiting out
+    /// `flush_interval_ms`: its producers are waiting for their answers before they send
+    /// more (an idempotent producer, the Java client's five requests in flight, a
+    /// `send().get()` loop). 0 turns this off.
+    pub flush_idle_ms: u64,
+    /// A buffer holding less than `flush_bytes` is flushed at least this long after the
+    /// previous flush, so one writer makes at most `1000 / min_flush_interval_ms` such
+    /// small objects a second, whatever the load: the bound on what a latency-bound
+    /// workload costs in S3 requests. Full buffers are not held back, and a shorter
+    /// `flush_interval_ms` wins.
+    pub min_flush_interval_ms: u64,
     /// Produce requests wait (back-pressure) while this many bytes are buffered or uploading.
     pub max_buffered_bytes: u64,
     /// Flushes whose upload may overlap; commits still happen in flush order.
@@ -135,6 +146,8 @@ impl Default for WriterConfig {
             advertised_url: None,
             flush_bytes: 8 * 1024 * 1024,
             flush_interval_ms: 250,
+            flush_idle_ms: 2,
+            min_flush_interval_ms: 20,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_uploads_in_flight: 4,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
@@ -533,6 +546,13 @@ impl Config {
         if self.writer.flush_interval_ms == 0 {
             return Err(invalid(
                 "writer.flush_interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        // 0 would leave the request rate of a latency-bound load unbounded.
+        if self.writer.min_flush_interval_ms == 0 {
+            return Err(invalid(
+                "writer.min_flush_interval_ms",
                 "must be greater than 0",
             ));
         }

@@ -90,6 +90,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// What made a writer seal its buffer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// `full`, `idle`, `interval` or `shutdown`.
+    pub trigger: &'static str,
+}
+
 /// A cache tier.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TierLabels {
@@ -276,6 +283,9 @@ pub struct GatewayMetrics {
 pub struct WriterMetrics {
     /// Flushes, by outcome (`committed`, `upload_failed`, `commit_failed`).
     pub flushes: Family<OutcomeLabels, Counter>,
+    /// Buffers sealed, by what made them due: how often latency-bound producers had a
+    /// flush brought forward (`idle`) against throughput filling objects (`full`).
+    pub flush_triggers: Family<TriggerLabels, Counter>,
     /// Size of each flushed object.
     pub flush_size: Histogram,
     /// Partitions in each flushed object.
@@ -463,6 +473,7 @@ impl WriterMetrics {
     fn register(r: &mut Catalogue) -> WriterMetrics {
         let m = WriterMetrics {
             flushes: Family::default(),
+            flush_triggers: Family::default(),
             flush_size: bytes_histogram(),
             flush_partitions: count_histogram(),
             flush_upload_duration: latency_histogram(),
@@ -474,6 +485,11 @@ impl WriterMetrics {
             "yaks_writer_flushes",
             "Flushes, by outcome",
             m.flushes.clone(),
+        );
+        r.register(
+            "yaks_writer_flush_triggers",
+            "Buffers sealed, by what made them due (full, idle, interval, shutdown)",
+            m.flush_triggers.clone(),
         );
         r.register_with_unit(
             "yaks_writer_flush_size",

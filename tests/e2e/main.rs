@@ -14,6 +14,7 @@ mod discovery;
 mod failures;
 mod groups;
 mod idempotence;
+mod latency_bound;
 mod operations;
 mod oracle;
 mod processes;

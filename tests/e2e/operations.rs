@@ -249,6 +249,7 @@ async fn sigterm_on_a_writer_commits_and_acknowledges_its_buffer() {
     let mut env = infra.process_env("sigterm");
     // Nothing is flushed by time or size during the test: only the shutdown flushes.
     env.push(("YAKS_WRITER__FLUSH_INTERVAL_MS".into(), "600000".into()));
+    env.push(("YAKS_WRITER__FLUSH_IDLE_MS".into(), "0".into()));
     let (writer, writer_port) = spawn_listening(&infra, "writer", "writer", &env).await;
     let (reader, _) = spawn_listening(&infra, "reader", "reader", &env).await;
     let kafka = format!("127.0.0.1:{}", port());

@@ -188,8 +188,13 @@ async fn two_writers_two_readers_and_two_gateways_keep_offsets_and_survive_a_rea
 async fn yaks_dev_flushes_on_ctrl_c_and_continues_offsets_after_restart() {
     let dir = reachable_temp_dir("yaks-dev-");
     let kafka = format!("127.0.0.1:{}", port());
-    let flush_interval =
-        |ms: &str| vec![("YAKS_WRITER__FLUSH_INTERVAL_MS".to_owned(), ms.to_owned())];
+    // Only the interval flushes: no flush is brought forward for an idle buffer.
+    let flush_interval = |ms: &str| {
+        vec![
+            ("YAKS_WRITER__FLUSH_INTERVAL_MS".to_owned(), ms.to_owned()),
+            ("YAKS_WRITER__FLUSH_IDLE_MS".to_owned(), "0".to_owned()),
+        ]
+    };
 
     // Round 0: a flush interval far longer than the test, so the records are still in the
     // writer's buffer when Ctrl-C arrives; they must be committed and acknowledged anyway.

@@ -4,9 +4,18 @@
 //! channel to answer it on); a *flush* seals the buffer into one object body in which each
 //! partition's batches are one contiguous byte range, in partition order, and hands it to
 //! the committer with every batch's place and producer identity, so the commit can decide
-//! batch by batch (a retried idempotent batch is not stored twice). A buffer is flushed when it holds `flush_bytes`, when its first append is
-//! `flush_interval` old, or at once while shutting down. An empty buffer never flushes, so
-//! an idle writer makes no S3 or PostgreSQL requests.
+//! batch by batch (a retried idempotent batch is not stored twice).
+//!
+//! When a buffer is sealed ([`Pace`]): when it holds `flush_bytes`; when nothing was added
+//! to it for `flush_idle_ms`, because then its producers are waiting for their answers
+//! before sending more (an idempotent producer keeps one request per partition in flight,
+//! the Java client five per connection), and waiting out the interval would only idle
+//! them; when its first append is `flush_interval_ms` old; at once while shutting down.
+//! A flush of a buffer holding less than `flush_bytes` starts at least
+//! `min_flush_interval_ms` after the previous flush, which bounds what a latency-bound load
+//! costs: at most `1000 / min_flush_interval_ms` small objects a second per writer, on top
+//! of one object per `flush_bytes` produced. An empty buffer never flushes, so an idle
+//! writer makes no S3 or PostgreSQL requests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +29,7 @@ use uuid::Uuid;
 use yaks_common::batch::BatchInfo;
 use yaks_common::clock::Instant;
 use yaks_common::metastore::{AppendBatch, PartitionAppend};
-use yaks_common::metrics::metrics;
+use yaks_common::metrics::{TriggerLabels, metrics};
 use yaks_common::shutdown::Shutdown;
 
 use crate::WriterContext;
@@ -202,12 +211,15 @@ struct OpenBuffer {
     partitions: BTreeMap<(Uuid, i32), PartitionBuffer>,
     waiters: Vec<Waiter>,
     bytes: usize,
-    opened_at: Option<Instant>,
+    /// When the first and the latest append were added; `None` while empty.
+    added: Option<(Instant, Instant)>,
 }
 
 impl OpenBuffer {
     fn add(&mut self, append: Append) {
-        self.opened_at.get_or_insert_with(yaks_common::clock::now);
+        let now = yaks_common::clock::now();
+        let first = self.added.map_or(now, |(first, _)| first);
+        self.added = Some((first, now));
         let mut placements = Vec::with_capacity(append.batches.len());
         for batch in append.batches {
             let partition = self
@@ -267,46 +279,148 @@ impl OpenBuffer {
     }
 }
 
+/// What made a buffer due; counted in `yaks_writer_flush_triggers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    /// It holds `flush_bytes`.
+    Full,
+    /// Nothing was added to it for `flush_idle_ms`.
+    Idle,
+    /// Its first append is `flush_interval_ms` old.
+    Interval,
+    /// The writer is shutting down.
+    Shutdown,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::Full => "full",
+            Trigger::Idle => "idle",
+            Trigger::Interval => "interval",
+            Trigger::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// When buffers are sealed, from the writer's settings (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    flush_bytes: usize,
+    interval: Duration,
+    idle: Option<Duration>,
+    min_gap: Duration,
+}
+
+impl Pace {
+    pub(crate) fn new(config: &yaks_common::config::WriterConfig) -> Pace {
+        let interval = Duration::from_millis(config.flush_interval_ms);
+        Pace {
+            flush_bytes: config.flush_bytes as usize,
+            interval,
+            idle: (config.flush_idle_ms > 0).then(|| Duration::from_millis(config.flush_idle_ms)),
+            // Whoever shortens the interval below it asked for flushes at the interval.
+            min_gap: Duration::from_millis(config.min_flush_interval_ms).min(interval),
+        }
+    }
+
+    /// When a buffer holding `bytes`, whose first and latest appends were `added`, is to be
+    /// sealed, and why; `None` for an empty buffer. `last_flush` is when the previous
+    /// flush started.
+    fn due(
+        &self,
+        bytes: usize,
+        added: Option<(Instant, Instant)>,
+        last_flush: Option<Instant>,
+    ) -> Option<(Instant, Trigger)> {
+        let (first, latest) = added?;
+        let mut due = if bytes >= self.flush_bytes {
+            (latest, Trigger::Full)
+        } else {
+            (first + self.interval, Trigger::Interval)
+        };
+        if let Some(idle) = self.idle
+            && latest + idle < due.0
+        {
+            due = (latest + idle, Trigger::Idle);
+        }
+        // Only flushes of less than `flush_bytes` are held back: holding a full buffer would
+        // not save requests, only grow objects past the size readers and compaction expect.
+        if let Some(last) = last_flush
+            && due.1 != Trigger::Full
+        {
+            due.0 = due.0.max(last + self.min_gap);
+        }
+        Some(due)
+    }
+}
+
 async fn run(
     context: WriterContext,
     committer: Committer,
     mut rx: mpsc::Receiver<Append>,
     mut shutdown: Shutdown,
 ) {
-    let flush_bytes = context.config.flush_bytes as usize;
-    let flush_interval = Duration::from_millis(context.config.flush_interval_ms);
+    let pace = Pace::new(&context.config);
     let mut buffer = OpenBuffer::default();
+    let mut last_flush: Option<Instant> = None;
     let mut draining = false;
     loop {
-        let deadline = buffer
-            .opened_at
-            .map(|t| t + flush_interval)
-            .unwrap_or_else(|| yaks_common::clock::now() + Duration::from_secs(3600));
-        let flush_now = tokio::select! {
+        let now = yaks_common::clock::now();
+        let due = if draining && !buffer.is_empty() {
+            Some((now, Trigger::Shutdown))
+        } else {
+            pace.due(buffer.bytes, buffer.added, last_flush)
+        };
+        // A flush already due goes before any waiting append: the timer rounds deadlines up
+        // to its next tick, and appends arriving without pause would otherwise keep it
+        // from ever firing.
+        if let Some((at, trigger)) = due
+            && at <= now
+        {
+            last_flush = Some(now);
+            flush(&committer, &mut buffer, trigger).await;
+            continue;
+        }
+        // A disabled branch's future is still built: give it a deadline it never reaches.
+        let at = due.map_or(now + Duration::from_secs(3600), |(at, _)| at);
+        let trigger = tokio::select! {
+            _ = yaks_common::clock::sleep_until(at), if due.is_some() => due.map(|(_, t)| t),
             append = rx.recv() => match append {
                 Some(append) => {
                     buffer.add(append);
-                    draining || buffer.bytes >= flush_bytes
+                    None
                 }
                 None => {
                     if !buffer.is_empty() {
-                        committer.submit(std::mem::take(&mut buffer).seal()).await;
+                        flush(&committer, &mut buffer, Trigger::Shutdown).await;
                     }
                     break;
                 }
             },
-            _ = yaks_common::clock::sleep_until(deadline), if !buffer.is_empty() => true,
             _ = shutdown.wait(), if !draining => {
                 debug!("batcher draining");
                 draining = true;
-                !buffer.is_empty()
+                None
             }
         };
-        if flush_now {
-            committer.submit(std::mem::take(&mut buffer).seal()).await;
+        if let Some(trigger) = trigger {
+            last_flush = Some(yaks_common::clock::now());
+            flush(&committer, &mut buffer, trigger).await;
         }
     }
     debug!("batcher stopped");
+}
+
+async fn flush(committer: &Committer, buffer: &mut OpenBuffer, trigger: Trigger) {
+    metrics()
+        .writer
+        .flush_triggers
+        .get_or_create(&TriggerLabels {
+            trigger: trigger.label(),
+        })
+        .inc();
+    committer.submit(std::mem::take(buffer).seal()).await;
 }
 
 #[cfg(test)]
@@ -379,5 +493,67 @@ mod tests {
         );
         // The second append's batch is the partition's second in this flush.
         assert_eq!(sealed.waiters[1].placements[0].batch, 1);
+    }
+
+    fn pace(idle_ms: u64) -> Pace {
+        Pace::new(&yaks_common::config::WriterConfig {
+            flush_bytes: 1000,
+            flush_interval_ms: 250,
+            flush_idle_ms: idle_ms,
+            min_flush_interval_ms: 20,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn an_empty_buffer_is_never_due() {
+        assert_eq!(pace(2).due(0, None, None), None);
+    }
+
+    #[test]
+    fn a_buffer_that_stopped_growing_is_due_after_the_idle_time_not_the_interval() {
+        let t0 = yaks_common::clock::now();
+        let ms = Duration::from_millis;
+        let due = pace(2).due(10, Some((t0, t0 + ms(5))), None);
+        assert_eq!(due, Some((t0 + ms(7), Trigger::Idle)));
+        // Without the idle rule, the interval from the first append.
+        let due = pace(0).due(10, Some((t0, t0 + ms(5))), None);
+        assert_eq!(due, Some((t0 + ms(250), Trigger::Interval)));
+        // A buffer that kept growing reaches its interval before it is ever idle.
+        let due = pace(2).due(10, Some((t0, t0 + ms(249))), None);
+        assert_eq!(due, Some((t0 + ms(250), Trigger::Interval)));
+    }
+
+    #[test]
+    fn a_full_buffer_is_due_at_once() {
+        let t0 = yaks_common::clock::now();
+        let ms = Duration::from_millis;
+        let due = pace(2).due(1000, Some((t0, t0 + ms(3))), None);
+        assert_eq!(due, Some((t0 + ms(3), Trigger::Full)));
+    }
+
+    #[test]
+    fn flushes_of_partial_buffers_start_at_least_the_minimum_interval_apart() {
+        let t0 = yaks_common::clock::now();
+        let ms = Duration::from_millis;
+        let last = Some(t0);
+        let due = pace(2).due(10, Some((t0, t0 + ms(1))), last);
+        assert_eq!(due, Some((t0 + ms(20), Trigger::Idle)));
+        // A full buffer makes an object of the size the bound is there to keep: not held.
+        let due = pace(2).due(1000, Some((t0, t0 + ms(1))), last);
+        assert_eq!(due, Some((t0 + ms(1), Trigger::Full)));
+        // Long after the last flush, the bound does not delay anything.
+        let due = pace(2).due(10, Some((t0 + ms(100), t0 + ms(100))), last);
+        assert_eq!(due, Some((t0 + ms(102), Trigger::Idle)));
+    }
+
+    #[test]
+    fn the_minimum_interval_never_exceeds_the_flush_interval() {
+        let pace = Pace::new(&yaks_common::config::WriterConfig {
+            flush_interval_ms: 5,
+            min_flush_interval_ms: 20,
+            ..Default::default()
+        });
+        assert_eq!(pace.min_gap, Duration::from_millis(5));
     }
 }
