@@ -49,6 +49,22 @@ pub struct BenchOptions {
     /// failed run always keeps it.
     #[arg(long)]
     pub keep: bool,
+    /// Run only the client phases (produce plain, idempotent and Java-like, consume,
+    /// end-to-end latency) against this Kafka bootstrap address instead of a private
+    /// deployment, to put yaks beside Kafka, Redpanda or another broker with the same load.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub brokers: Option<String>,
+    /// Run the private deployment against this S3 endpoint (MinIO, LocalStack, AWS) instead
+    /// of a loopback one, with credentials from `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`; the bucket is created if missing and emptied after each run.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket on `--s3-endpoint`.
+    #[arg(long, default_value = "yaks-bench")]
+    pub s3_bucket: String,
+    /// The region of `--s3-endpoint`.
+    #[arg(long, default_value = "us-east-1")]
+    pub s3_region: String,
 }
 
 /// Sizes of one run.
@@ -86,7 +102,7 @@ impl Scale {
                 consume_records: 500_000,
                 latency_samples: 100,
                 many_producers: 50,
-                latency_bound_records: 64 * 1024,
+                latency_bound_records: 128 * 1024,
             }
         }
     }
@@ -108,6 +124,8 @@ struct Run {
     warm_gets: f64,
     e2e_ms: [f64; 2],
     flush_one: FlushCost,
+    flush_idempotent: FlushCost,
+    flush_java_like: FlushCost,
     flush_many: FlushCost,
     many: ProduceResult,
 }
@@ -123,6 +141,18 @@ struct FlushCost {
     s3_requests: f64,
     statements: f64,
     rows: f64,
+    /// The writer's S3 requests per GiB flushed: what a load costs in requests.
+    requests_per_gib: f64,
+    /// Flushes brought forward because the buffer stopped growing, and flushes of a full
+    /// buffer, in the window.
+    idle: f64,
+    full: f64,
+    /// Bytes flushed (a counter in a snapshot).
+    bytes: f64,
+    /// Seconds spent uploading and committing flushes (per flush after `since`), where a
+    /// latency-bound client's round trip goes.
+    upload_s: f64,
+    commit_s: f64,
 }
 
 /// Runs the benchmark and returns the table.
@@ -133,11 +163,27 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
     } else {
         options.runs.max(1)
     };
+    let run_id = format!("{:x}", yaks_common::clock::system_clock().now_ms());
+    let writer_config = WriterConfig::default();
+    if let Some(brokers) = &options.brokers {
+        info!(%brokers, "bench starting against an external broker");
+        let mut results = Vec::new();
+        for index in 0..runs {
+            info!(run = index + 1, of = runs, "bench run");
+            let context = RunContext {
+                brokers,
+                private: None,
+                scale,
+                tag: format!("{run_id}-r{index}"),
+            };
+            results.push(context.run().await?);
+        }
+        return Ok(table(&results, &[], None, runs));
+    }
     let binary = match &options.binary {
         Some(binary) => binary.clone(),
         None => std::env::current_exe().context("finding the yaks binary")?,
     };
-    let run_id = format!("{:x}", yaks_common::clock::system_clock().now_ms());
     let dir = std::path::absolute(options.data_dir.join(format!("run-{run_id}")))?;
     std::fs::create_dir_all(dir.join("logs"))?;
     info!(dir = %dir.display(), "bench starting");
@@ -148,9 +194,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
     let postgres = enable_statement_counts(&mut postgres)
         .await
         .map(|()| postgres)?;
-    let s3 = DevS3::start(&dir.join("s3"), 0).await?;
-    let s3_config = s3.s3_config("yaks-bench");
-    let writer_config = WriterConfig::default();
+    let (s3, s3_config) = match &options.s3_endpoint {
+        Some(endpoint) => (None, external_s3(endpoint, &options)?),
+        None => {
+            let s3 = DevS3::start(&dir.join("s3"), 0).await?;
+            let config = s3.s3_config("yaks-bench");
+            (Some(s3), config)
+        }
+    };
     let mut members = members(&binary, &dir, &postgres, &s3_config)?;
     for member in &mut members {
         member.start().await?;
@@ -170,11 +221,13 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
         info!(run = index + 1, of = runs, "bench run");
         let context = RunContext {
             brokers: &gateway,
-            writer: &writer,
-            reader: &reader,
-            postgres_url: postgres.url(),
-            objects: objects.clone(),
-            writer_config: &writer_config,
+            private: Some(Private {
+                writer: &writer,
+                reader: &reader,
+                postgres_url: postgres.url(),
+                objects: objects.clone(),
+                writer_config: &writer_config,
+            }),
             scale,
             tag: format!("r{index}"),
         };
@@ -187,22 +240,50 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
     for member in &mut members {
         member.stop(Duration::from_secs(30)).await;
     }
-    s3.stop().await;
+    if let Some(s3) = s3 {
+        s3.stop().await;
+    }
     let mut postgres = postgres;
     let _ = tokio::task::spawn_blocking(move || postgres.stop()).await;
     if !options.keep {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
-    Ok(table(&results, &rss, &writer_config, runs))
+    Ok(table(&results, &rss, Some(&writer_config), runs))
 }
 
-struct RunContext<'a> {
-    brokers: &'a str,
+/// Settings for `--s3-endpoint`: credentials from the environment, as the AWS tools take them.
+fn external_s3(
+    endpoint: &str,
+    options: &BenchOptions,
+) -> anyhow::Result<yaks_common::config::S3Config> {
+    let credential =
+        |name: &str| std::env::var(name).with_context(|| format!("--s3-endpoint needs {name} set"));
+    Ok(yaks_common::config::S3Config {
+        bucket: options.s3_bucket.clone(),
+        endpoint: Some(endpoint.to_owned()),
+        region: options.s3_region.clone(),
+        force_path_style: true,
+        access_key_id: Some(credential("AWS_ACCESS_KEY_ID")?),
+        secret_access_key: Some(credential("AWS_SECRET_ACCESS_KEY")?),
+        create_bucket: true,
+        ..yaks_common::config::S3Config::default()
+    })
+}
+
+/// What only a private deployment can be asked: its roles' metrics, its PostgreSQL's
+/// statement counts, its bucket.
+struct Private<'a> {
     writer: &'a str,
     reader: &'a str,
     postgres_url: String,
     objects: Arc<dyn yaks_common::objstore::ObjectStore>,
     writer_config: &'a WriterConfig,
+}
+
+struct RunContext<'a> {
+    brokers: &'a str,
+    /// `None` with `--brokers`: only the client phases run.
+    private: Option<Private<'a>>,
     scale: Scale,
     tag: String,
 }
@@ -210,18 +291,18 @@ struct RunContext<'a> {
 impl RunContext<'_> {
     async fn run(&self) -> anyhow::Result<Run> {
         let scale = self.scale;
-        let mut run = Run {
-            s3: raw::s3(
-                self.objects.clone(),
+        let mut run = Run::default();
+        if let Some(private) = &self.private {
+            run.s3 = raw::s3(
+                private.objects.clone(),
                 scale.raw_objects,
-                self.writer_config.flush_bytes as usize,
+                private.writer_config.flush_bytes as usize,
                 Config::default().reader.cache_block_bytes as usize,
-                self.writer_config.max_uploads_in_flight,
+                private.writer_config.max_uploads_in_flight,
             )
-            .await?,
-            commit_ms: raw::postgres_commit(&self.postgres_url, scale.commits).await?,
-            ..Run::default()
-        };
+            .await?;
+            run.commit_ms = raw::postgres_commit(&private.postgres_url, scale.commits).await?;
+        }
 
         for (slot, partitions) in [(0, 1), (1, 16)] {
             let topic = self.topic(&format!("p{partitions}"), partitions).await?;
@@ -251,8 +332,15 @@ impl RunContext<'_> {
                 client,
             };
             let brokers = self.brokers.to_owned();
+            let before = self.flush_snapshot().await?;
             *result = blocking(move || load::produce(&brokers, &load)).await?;
             anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
+            let cost = self.flush_snapshot().await?.since(&before);
+            if partitions == 1 {
+                run.flush_idempotent = cost;
+            } else {
+                run.flush_java_like = cost;
+            }
         }
 
         // Consume: a bounded topic read twice; the second read must come from the cache.
@@ -300,8 +388,11 @@ impl RunContext<'_> {
     /// Deletes every object the run wrote: a run stores tens of GiB, and the runs after it
     /// (which use topics of their own) never read them.
     async fn clear_bucket(&self) -> anyhow::Result<()> {
-        let keys = self.objects.list(String::new()).await?;
-        let objects = self.objects.clone();
+        let Some(private) = &self.private else {
+            return Ok(());
+        };
+        let keys = private.objects.list(String::new()).await?;
+        let objects = private.objects.clone();
         futures::stream::iter(keys)
             .map(|key| {
                 let objects = objects.clone();
@@ -349,8 +440,12 @@ impl RunContext<'_> {
         Ok(result)
     }
 
+    /// The reader's S3 GETs so far (0 against an external broker).
     async fn reader_gets(&self) -> anyhow::Result<f64> {
-        let page = scrape(self.reader).await?;
+        let Some(private) = &self.private else {
+            return Ok(0.0);
+        };
+        let page = scrape(private.reader).await?;
         Ok(metric(
             &page,
             "yaks_reader_s3_requests_total",
@@ -358,9 +453,13 @@ impl RunContext<'_> {
         ))
     }
 
+    /// The writer's flush counters so far (zeros against an external broker).
     async fn flush_snapshot(&self) -> anyhow::Result<FlushCost> {
-        let page = scrape(self.writer).await?;
-        let (statements, rows) = writer_statements(&self.postgres_url).await?;
+        let Some(private) = &self.private else {
+            return Ok(FlushCost::default());
+        };
+        let page = scrape(private.writer).await?;
+        let (statements, rows) = writer_statements(&private.postgres_url).await?;
         Ok(FlushCost {
             flushes: metric(
                 &page,
@@ -371,6 +470,20 @@ impl RunContext<'_> {
             s3_requests: metric(&page, "yaks_writer_s3_requests_total", &[]),
             statements,
             rows,
+            requests_per_gib: 0.0,
+            idle: metric(
+                &page,
+                "yaks_writer_flush_triggers_total",
+                &["trigger=\"idle\""],
+            ),
+            full: metric(
+                &page,
+                "yaks_writer_flush_triggers_total",
+                &["trigger=\"full\""],
+            ),
+            bytes: metric(&page, "yaks_writer_flush_size_bytes_sum", &[]),
+            upload_s: metric(&page, "yaks_writer_flush_upload_seconds_sum", &[]),
+            commit_s: metric(&page, "yaks_writer_flush_commit_seconds_sum", &[]),
         })
     }
 }
@@ -385,6 +498,13 @@ impl FlushCost {
             s3_requests: (self.s3_requests - before.s3_requests) / flushes,
             statements: (self.statements - before.statements) / flushes,
             rows: (self.rows - before.rows) / flushes,
+            requests_per_gib: (self.s3_requests - before.s3_requests)
+                / ((self.bytes - before.bytes) / (1u64 << 30) as f64).max(1e-9),
+            idle: self.idle - before.idle,
+            full: self.full - before.full,
+            bytes: self.bytes - before.bytes,
+            upload_s: (self.upload_s - before.upload_s) / flushes,
+            commit_s: (self.commit_s - before.commit_s) / flushes,
         }
     }
 }
@@ -461,6 +581,7 @@ fn members(
         ("YAKS_POSTGRES__URL", postgres.url()),
         ("YAKS_S3__ENDPOINT", s3.endpoint.clone().unwrap_or_default()),
         ("YAKS_S3__BUCKET", s3.bucket.clone()),
+        ("YAKS_S3__REGION", s3.region.clone()),
         ("YAKS_S3__FORCE_PATH_STYLE", "true".into()),
         ("YAKS_S3__CREATE_BUCKET", "true".into()),
         (
@@ -570,7 +691,14 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The table: each figure with its reference, their ratio, the issue's target and verdict.
-fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usize) -> String {
+/// The table of `runs`; `writer` is the private deployment's writer settings, `None` when
+/// the client phases ran against an external broker (rows about yaks' insides left out).
+fn table(
+    runs: &[Run],
+    rss: &[(String, u64)],
+    writer: Option<&WriterConfig>,
+    count: usize,
+) -> String {
     let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
     let put = m(&|r| r.s3.put_mib_per_s);
     let put_p99 = m(&|r| r.s3.put_p99_ms);
@@ -582,25 +710,27 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
     let verdict = |ok: bool| if ok { "yes" } else { "NO" }.to_owned();
     let mut verdicts = Vec::new();
 
-    row(
-        "raw S3 PUT (8 MiB objects, 4 at once)",
-        format!("{put:.1} MiB/s, p99 {put_p99:.0} ms"),
-        String::new(),
-        String::new(),
-    );
-    row(
-        "raw S3 ranged GET (4 MiB, 4 at once)",
-        format!("{get:.1} MiB/s"),
-        String::new(),
-        String::new(),
-    );
-    let commit = [m(&|r| r.commit_ms[0]), m(&|r| r.commit_ms[1])];
-    row(
-        "raw PostgreSQL one-row commit",
-        format!("p50 {:.2} ms, p99 {:.2} ms", commit[0], commit[1]),
-        String::new(),
-        String::new(),
-    );
+    if writer.is_some() {
+        row(
+            "raw S3 PUT (8 MiB objects, 4 at once)",
+            format!("{put:.1} MiB/s, p99 {put_p99:.0} ms"),
+            String::new(),
+            String::new(),
+        );
+        row(
+            "raw S3 ranged GET (4 MiB, 4 at once)",
+            format!("{get:.1} MiB/s"),
+            String::new(),
+            String::new(),
+        );
+        let commit = [m(&|r| r.commit_ms[0]), m(&|r| r.commit_ms[1])];
+        row(
+            "raw PostgreSQL one-row commit",
+            format!("p50 {:.2} ms, p99 {:.2} ms", commit[0], commit[1]),
+            String::new(),
+            String::new(),
+        );
+    }
     for (slot, partitions) in [(0, 1), (1, 16)] {
         let mib = m(&|r| r.full[slot].mib_per_s);
         let records = m(&|r| r.full[slot].records_per_s);
@@ -609,26 +739,46 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
             m(&|r| r.full[slot].ack_ms[1]),
             m(&|r| r.full[slot].ack_ms[2]),
         ];
-        let ratio = mib / put.max(1e-9);
-        let ok = ratio >= 0.75;
-        verdicts.push((format!("produce {partitions}p"), ok));
+        let (reference, target) = if writer.is_some() {
+            let ratio = mib / put.max(1e-9);
+            let ok = ratio >= 0.75;
+            verdicts.push((format!("produce {partitions}p"), ok));
+            (
+                format!("{:.0}% of raw PUT", ratio * 100.0),
+                format!("≥ 75% of raw PUT: {}", verdict(ok)),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         row(
             &format!("produce, {partitions} partition(s), full load"),
             format!(
                 "{mib:.1} MiB/s, {records:.0} rec/s, ack p50/p99/p999 {:.0}/{:.0}/{:.0} ms",
                 ack[0], ack[1], ack[2]
             ),
-            format!("{:.0}% of raw PUT", ratio * 100.0),
-            format!("≥ 75% of raw PUT: {}", verdict(ok)),
+            reference,
+            target,
         );
         let half = [
             m(&|r| r.half[slot].ack_ms[0]),
             m(&|r| r.half[slot].ack_ms[1]),
             m(&|r| r.half[slot].ack_ms[2]),
         ];
-        let bound = writer.flush_interval_ms as f64 + 2.0 * put_p99 + 50.0;
-        let ok = half[1] <= bound;
-        verdicts.push((format!("half-load p99 {partitions}p"), ok));
+        let (reference, target) = match writer {
+            Some(writer) => {
+                let bound = writer.flush_interval_ms as f64 + 2.0 * put_p99 + 50.0;
+                let ok = half[1] <= bound;
+                verdicts.push((format!("half-load p99 {partitions}p"), ok));
+                (
+                    format!(
+                        "bound {bound:.0} ms = flush {} + 2 × PUT p99 + 50",
+                        writer.flush_interval_ms
+                    ),
+                    format!("p99 ≤ bound: {}", verdict(ok)),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         row(
             &format!("produce, {partitions} partition(s), half load"),
             format!(
@@ -638,11 +788,8 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
                 half[1],
                 half[2]
             ),
-            format!(
-                "bound {bound:.0} ms = flush {} + 2 × PUT p99 + 50",
-                writer.flush_interval_ms
-            ),
-            format!("p99 ≤ bound: {}", verdict(ok)),
+            reference,
+            target,
         );
         // Latency-bound clients against the plain producer on the same partitions.
         let (what, share, of): (&str, f64, fn(&Run) -> &ProduceResult) = if partitions == 1 {
@@ -672,19 +819,37 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
     let warm = m(&|r| r.consume_warm);
     let gets = m(&|r| r.warm_gets);
     let ok = warm >= 3.0 * cold && gets == 0.0;
-    verdicts.push(("warm consume".into(), ok));
-    row(
-        "consume cold (cache empty)",
-        format!("{cold:.1} MiB/s"),
-        format!("{:.0}% of raw GET", cold / get.max(1e-9) * 100.0),
-        String::new(),
-    );
-    row(
-        "consume warm (same data again)",
-        format!("{warm:.1} MiB/s, {gets:.0} S3 GETs"),
-        format!("{:.1} × cold", warm / cold.max(1e-9)),
-        format!("≥ 3 × cold, 0 GETs: {}", verdict(ok)),
-    );
+    if writer.is_some() {
+        row(
+            "consume cold (cache empty)",
+            format!("{cold:.1} MiB/s"),
+            format!("{:.0}% of raw GET", cold / get.max(1e-9) * 100.0),
+            String::new(),
+        );
+    } else {
+        row(
+            "consume (first read)",
+            format!("{cold:.1} MiB/s"),
+            String::new(),
+            String::new(),
+        );
+    }
+    if writer.is_some() {
+        verdicts.push(("warm consume".into(), ok));
+        row(
+            "consume warm (same data again)",
+            format!("{warm:.1} MiB/s, {gets:.0} S3 GETs"),
+            format!("{:.1} × cold", warm / cold.max(1e-9)),
+            format!("≥ 3 × cold, 0 GETs: {}", verdict(ok)),
+        );
+    } else {
+        row(
+            "consume again (same data)",
+            format!("{warm:.1} MiB/s"),
+            format!("{:.1} × first read", warm / cold.max(1e-9)),
+            String::new(),
+        );
+    }
     row(
         "end-to-end latency (1 record / 20 ms)",
         format!(
@@ -695,34 +860,74 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
         String::new(),
         String::new(),
     );
-    let costs: [(&str, CostOf); 2] = [
-        ("per flush, 1 partition", |r| r.flush_one),
-        ("per flush, 1,000-partition topic", |r| r.flush_many),
-    ];
-    for (what, cost) in costs {
+    if let Some(writer) = writer {
+        let costs: [(&str, CostOf); 2] = [
+            ("per flush, 1 partition", |r| r.flush_one),
+            ("per flush, 1,000-partition topic", |r| r.flush_many),
+        ];
+        for (what, cost) in costs {
+            row(
+                what,
+                format!(
+                    "{:.0} partitions, {:.2} S3 requests, {:.1} SQL statements, {:.1} rows",
+                    m(&|r| cost(r).partitions),
+                    m(&|r| cost(r).s3_requests),
+                    m(&|r| cost(r).statements),
+                    m(&|r| cost(r).rows)
+                ),
+                String::new(),
+                String::new(),
+            );
+        }
+        // What each load costs in S3 requests: the latency-bound ones pay for their early
+        // flushes, bounded by `writer.min_flush_interval_ms`; the plain one must not.
+        let costs: [(&str, CostOf); 4] = [
+            ("plain, 1 partition", |r| r.flush_one),
+            ("idempotent, 1 partition", |r| r.flush_idempotent),
+            ("Java client defaults, 16 partitions", |r| r.flush_java_like),
+            ("1,000 partitions × many producers", |r| r.flush_many),
+        ];
+        // A throughput-bound load makes objects of about `flush_bytes`: one PUT per object.
+        let full_objects_per_gib = (1u64 << 30) as f64 / writer.flush_bytes as f64;
+        for (index, (what, cost)) in costs.into_iter().enumerate() {
+            let per_gib = m(&|r| cost(r).requests_per_gib);
+            let (reference, target) = if index == 0 {
+                let bound = 1.1 * full_objects_per_gib;
+                let ok = per_gib <= bound;
+                verdicts.push(("plain producer's S3 requests".into(), ok));
+                (
+                    format!("{full_objects_per_gib:.0} objects of flush_bytes per GiB"),
+                    format!("≤ {bound:.0}: {}", verdict(ok)),
+                )
+            } else {
+                (String::new(), String::new())
+            };
+            row(
+                &format!("S3 requests per GiB, {what}"),
+                format!(
+                    "{per_gib:.0}, {:.1} MiB per object; flushes: {:.0} full, {:.0} idle; \
+                     upload {:.0} ms, commit {:.0} ms",
+                    m(&|r| cost(r).bytes / cost(r).flushes / (1 << 20) as f64),
+                    m(&|r| cost(r).full),
+                    m(&|r| cost(r).idle),
+                    m(&|r| cost(r).upload_s * 1e3),
+                    m(&|r| cost(r).commit_s * 1e3)
+                ),
+                reference,
+                target,
+            );
+        }
+        let one = m(&|r| r.flush_one.statements);
+        let many_statements = m(&|r| r.flush_many.statements);
+        let ok = (many_statements - one).abs() <= 0.5;
+        verdicts.push(("statements per flush".into(), ok));
         row(
-            what,
-            format!(
-                "{:.0} partitions, {:.2} S3 requests, {:.1} SQL statements, {:.1} rows",
-                m(&|r| cost(r).partitions),
-                m(&|r| cost(r).s3_requests),
-                m(&|r| cost(r).statements),
-                m(&|r| cost(r).rows)
-            ),
+            "SQL statements per flush, 1,000 vs 1 partition",
+            format!("{many_statements:.1} vs {one:.1}"),
             String::new(),
-            String::new(),
+            format!("same: {}", verdict(ok)),
         );
     }
-    let one = m(&|r| r.flush_one.statements);
-    let many_statements = m(&|r| r.flush_many.statements);
-    let ok = (many_statements - one).abs() <= 0.5;
-    verdicts.push(("statements per flush".into(), ok));
-    row(
-        "SQL statements per flush, 1,000 vs 1 partition",
-        format!("{many_statements:.1} vs {one:.1}"),
-        String::new(),
-        format!("same: {}", verdict(ok)),
-    );
     let many = m(&|r| r.many.mib_per_s);
     let single = m(&|r| r.full[0].mib_per_s);
     let ok = many >= 0.8 * single;
@@ -738,7 +943,9 @@ fn table(runs: &[Run], rss: &[(String, u64)], writer: &WriterConfig, count: usiz
     );
     for (name, bytes) in rss {
         let mib = *bytes as f64 / (1 << 20) as f64;
-        let target = if name.starts_with("writer") {
+        let target = if let Some(writer) = writer
+            && name.starts_with("writer")
+        {
             let bound = writer.max_buffered_bytes as f64 / (1 << 20) as f64 + 256.0;
             let ok = mib <= bound;
             verdicts.push(("writer memory".into(), ok));
