@@ -6,7 +6,7 @@
 //! the committer with every batch's place and producer identity, so the commit can decide
 //! batch by batch (a retried idempotent batch is not stored twice).
 //!
-//! When a buffer is sealed ([`Pace`]): when it holds `flush_bytes`; when nothing was added
+//! When a buffer is sealed (`Pace`): when it holds `flush_bytes`; when nothing was added
 //! to it for `flush_idle_ms`, because then its producers are waiting for their answers
 //! before sending more (an idempotent producer keeps one request per partition in flight,
 //! the Java client five per connection), and waiting out the interval would only idle
