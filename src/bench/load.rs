@@ -20,6 +20,9 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 /// Record size the issue measures with.
 pub const RECORD_BYTES: usize = 1024;
 
+/// Record size of the small-record rows, where a per-record or per-request cost shows.
+pub const SMALL_RECORD_BYTES: usize = 100;
+
 /// Latencies and counts of acknowledged records, shared by the producers of one run.
 #[derive(Default)]
 pub struct Acks {
@@ -126,13 +129,15 @@ pub struct ProduceLoad {
     pub records: Option<u64>,
     /// The producers' settings.
     pub client: Client,
+    /// Size of each record's value.
+    pub record_bytes: usize,
 }
 
 /// Runs `load` against `brokers` and waits for every acknowledgement.
 pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResult> {
     let acks = Arc::new(Acks::default());
     let started_together = Arc::new(std::sync::Barrier::new(load.producers));
-    let payload = vec![b'y'; RECORD_BYTES];
+    let payload = vec![b'y'; load.record_bytes];
     let mut threads = Vec::new();
     for index in 0..load.producers {
         let mut config = ClientConfig::new();
@@ -236,7 +241,7 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
     Ok(ProduceResult {
         acked,
         failed: acks.failed.load(Ordering::Relaxed),
-        mib_per_s: acked as f64 * RECORD_BYTES as f64 / (1 << 20) as f64 / seconds,
+        mib_per_s: acked as f64 * load.record_bytes as f64 / (1 << 20) as f64 / seconds,
         records_per_s: acked as f64 / seconds,
         ack_ms: [
             percentile_us(&latencies, 0.50) / 1e3,
@@ -280,9 +285,21 @@ pub fn percentile_us(sorted: &[u32], q: f64) -> f64 {
     sorted[index] as f64
 }
 
-/// Reads `records` records of `topic` (all `partitions`) from the log start and returns
-/// MiB/s of record values.
-pub fn consume(brokers: &str, topic: &str, partitions: i32, records: u64) -> anyhow::Result<f64> {
+/// What a consume run measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsumeResult {
+    /// Record values read per second, in MiB.
+    pub mib_per_s: f64,
+    pub records_per_s: f64,
+}
+
+/// Reads `records` records of `topic` (all `partitions`) from the log start.
+pub fn consume(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    records: u64,
+) -> anyhow::Result<ConsumeResult> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "yaks-bench")
@@ -312,7 +329,11 @@ pub fn consume(brokers: &str, topic: &str, partitions: i32, records: u64) -> any
             read += 1;
         }
     }
-    Ok(bytes as f64 / (1 << 20) as f64 / started.elapsed().as_secs_f64())
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(ConsumeResult {
+        mib_per_s: bytes as f64 / (1 << 20) as f64 / seconds,
+        records_per_s: read as f64 / seconds,
+    })
 }
 
 /// End-to-end latency: one record every `every`, `count` times, each carrying its send

@@ -122,6 +122,9 @@ struct Run {
     consume_cold: f64,
     consume_warm: f64,
     warm_gets: f64,
+    /// 100-byte records over 16 partitions, produced and then read once.
+    small_produce: ProduceResult,
+    small_consume: load::ConsumeResult,
     e2e_ms: [f64; 2],
     flush_one: FlushCost,
     flush_idempotent: FlushCost,
@@ -330,6 +333,7 @@ impl RunContext<'_> {
                 rate: None,
                 records: Some(scale.latency_bound_records),
                 client,
+                record_bytes: load::RECORD_BYTES,
             };
             let brokers = self.brokers.to_owned();
             let before = self.flush_snapshot().await?;
@@ -354,18 +358,45 @@ impl RunContext<'_> {
             rate: None,
             records: Some(scale.consume_records),
             client: Client::Throughput,
+            record_bytes: load::RECORD_BYTES,
         };
         let records = blocking(move || load::produce(&brokers, &load))
             .await?
             .acked;
         let brokers = self.brokers.to_owned();
         let name = topic.clone();
-        run.consume_cold = blocking(move || load::consume(&brokers, &name, 16, records)).await?;
+        run.consume_cold = blocking(move || load::consume(&brokers, &name, 16, records))
+            .await?
+            .mib_per_s;
         let gets_before = self.reader_gets().await?;
         let brokers = self.brokers.to_owned();
         let name = topic.clone();
-        run.consume_warm = blocking(move || load::consume(&brokers, &name, 16, records)).await?;
+        run.consume_warm = blocking(move || load::consume(&brokers, &name, 16, records))
+            .await?
+            .mib_per_s;
         run.warm_gets = self.reader_gets().await? - gets_before;
+
+        // Small records: the same number, 100 bytes each, produced and then consumed.
+        let topic = self.topic("small", 16).await?;
+        let brokers = self.brokers.to_owned();
+        let load = ProduceLoad {
+            topic: topic.clone(),
+            partitions: 16,
+            producers: 4,
+            duration: raw::PHASE_TIMEOUT,
+            rate: None,
+            records: Some(scale.consume_records),
+            client: Client::Throughput,
+            record_bytes: load::SMALL_RECORD_BYTES,
+        };
+        run.small_produce = blocking(move || load::produce(&brokers, &load)).await?;
+        anyhow::ensure!(
+            run.small_produce.failed == 0,
+            "{} records failed",
+            run.small_produce.failed
+        );
+        let (brokers, name, records) = (self.brokers.to_owned(), topic, run.small_produce.acked);
+        run.small_consume = blocking(move || load::consume(&brokers, &name, 16, records)).await?;
 
         let topic = self.topic("e2e", 1).await?;
         let brokers = self.brokers.to_owned();
@@ -433,6 +464,7 @@ impl RunContext<'_> {
             rate,
             records: None,
             client: Client::Throughput,
+            record_bytes: load::RECORD_BYTES,
         };
         let brokers = self.brokers.to_owned();
         let result = blocking(move || load::produce(&brokers, &load)).await?;
@@ -820,11 +852,14 @@ fn table(
     let gets = m(&|r| r.warm_gets);
     let ok = warm >= 3.0 * cold && gets == 0.0;
     if writer.is_some() {
+        let ratio = cold / get.max(1e-9);
+        let ok = ratio >= 0.6;
+        verdicts.push(("cold consume".into(), ok));
         row(
             "consume cold (cache empty)",
             format!("{cold:.1} MiB/s"),
-            format!("{:.0}% of raw GET", cold / get.max(1e-9) * 100.0),
-            String::new(),
+            format!("{:.0}% of raw GET", ratio * 100.0),
+            format!("≥ 60% of raw GET: {}", verdict(ok)),
         );
     } else {
         row(
@@ -850,6 +885,20 @@ fn table(
             String::new(),
         );
     }
+    let produced = m(&|r| r.small_produce.records_per_s);
+    let consumed = m(&|r| r.small_consume.records_per_s);
+    let ok = consumed >= produced;
+    verdicts.push(("small-record consume".into(), ok));
+    row(
+        "100-byte records, 16 partitions: produce, then consume",
+        format!(
+            "produce {produced:.0} rec/s ({:.1} MiB/s), consume {consumed:.0} rec/s ({:.1} MiB/s)",
+            m(&|r| r.small_produce.mib_per_s),
+            m(&|r| r.small_consume.mib_per_s)
+        ),
+        format!("{:.2} × produce", consumed / produced.max(1e-9)),
+        format!("consume ≥ produce: {}", verdict(ok)),
+    );
     row(
         "end-to-end latency (1 record / 20 ms)",
         format!(
