@@ -172,6 +172,11 @@ pub struct ReaderConfig {
     pub cache_dir: Option<String>,
     /// Objects are read from S3 and cached in aligned blocks of this size.
     pub cache_block_bytes: u64,
+    /// A fetch also starts loading up to this many blocks past those it reads (the next
+    /// blocks of the partitions' index), so a consumer reading history finds its next fetch
+    /// cached; at most this many such GETs are in flight per reader, which bounds the memory
+    /// read-ahead holds to this many blocks. 0 turns read-ahead off.
+    pub read_ahead_blocks: u64,
 }
 
 impl Default for ReaderConfig {
@@ -183,6 +188,7 @@ impl Default for ReaderConfig {
             cache_disk_bytes: 8 * 1024 * 1024 * 1024,
             cache_dir: None,
             cache_block_bytes: 4 * 1024 * 1024,
+            read_ahead_blocks: 8,
         }
     }
 }

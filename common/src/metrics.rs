@@ -308,6 +308,8 @@ pub struct ReaderMetrics {
     pub cache_misses: Family<TierLabels, Counter>,
     /// Blocks evicted from a tier.
     pub cache_evictions: Family<TierLabels, Counter>,
+    /// Blocks not cached that a fetch started loading ahead of the reads it made.
+    pub read_ahead_blocks: Counter,
     /// Time to answer an internal fetch, long-poll included.
     pub fetch_duration: Histogram,
     /// Block reads on cache misses.
@@ -530,6 +532,7 @@ impl ReaderMetrics {
             cache_hits: Family::default(),
             cache_misses: Family::default(),
             cache_evictions: Family::default(),
+            read_ahead_blocks: Counter::default(),
             fetch_duration: latency_histogram(),
             s3: S3Metrics::register(r, "reader"),
         };
@@ -547,6 +550,11 @@ impl ReaderMetrics {
             "yaks_reader_cache_evictions",
             "Blocks evicted from a cache tier",
             m.cache_evictions.clone(),
+        );
+        r.register(
+            "yaks_reader_read_ahead_blocks",
+            "Blocks not cached that a fetch started loading ahead of its reads",
+            m.read_ahead_blocks.clone(),
         );
         r.register_with_unit(
             "yaks_reader_fetch_duration",

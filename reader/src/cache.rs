@@ -11,6 +11,12 @@
 //! (foyer deduplicates fetches by key). Blocks stay well under the disk engine's 16 MiB
 //! eviction block, because foyer silently drops disk entries that do not fit one
 //! (`reader.cache_block_bytes` is validated against [`MAX_CACHE_BLOCK_BYTES`]).
+//!
+//! A read is assembled block by block, in order; a caller that knows which blocks it is
+//! about to need [`loads`](BlockCache::load) them first, several GETs at once, and names
+//! the blocks after them for [read-ahead](BlockCache::read_ahead): GETs in the background,
+//! never more than `reader.read_ahead_blocks` in flight, so a consumer walking history
+//! finds its next fetch cached without the reader holding more than those blocks for it.
 
 use std::ops::Range;
 use std::path::Path;
@@ -22,6 +28,7 @@ use foyer::{
     BlockEngineConfig, Code, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
     HybridCacheBuilder, Source,
 };
+use futures::StreamExt;
 use yaks_common::config::{MAX_CACHE_BLOCK_BYTES, ReaderConfig};
 use yaks_common::error::StoreError;
 use yaks_common::metrics::{TierLabels, metrics};
@@ -37,6 +44,15 @@ pub struct BlockKey {
     pub object_key: String,
     /// Block number: the block starts at `index * block_bytes`.
     pub index: u64,
+}
+
+impl BlockRef {
+    fn key(&self) -> BlockKey {
+        BlockKey {
+            object_key: self.object_key.clone(),
+            index: self.index,
+        }
+    }
 }
 
 impl Code for BlockKey {
@@ -55,6 +71,16 @@ impl Code for BlockKey {
     fn estimated_size(&self) -> usize {
         self.object_key.estimated_size() + 8
     }
+}
+
+/// A block to load: which object, how long that object is, which block of it, and the
+/// topic its S3 read is counted under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRef {
+    pub object_key: String,
+    pub object_size: u64,
+    pub index: u64,
+    pub topic: String,
 }
 
 /// The bytes of one block.
@@ -104,6 +130,8 @@ pub struct BlockCache {
     block_bytes: u64,
     stats: Arc<CacheStats>,
     has_disk_tier: bool,
+    /// One permit per read-ahead GET allowed in flight.
+    read_ahead: Arc<tokio::sync::Semaphore>,
 }
 
 /// Counts the memory tier's evictions (`yaks_reader_cache_evictions_total{tier="memory"}`).
@@ -169,6 +197,9 @@ impl BlockCache {
             block_bytes: config.cache_block_bytes,
             stats: Arc::new(CacheStats::default()),
             has_disk_tier,
+            read_ahead: Arc::new(tokio::sync::Semaphore::new(
+                config.read_ahead_blocks as usize,
+            )),
         })
     }
 
@@ -211,6 +242,77 @@ impl BlockCache {
             out.extend_from_slice(&block[from as usize..to as usize]);
         }
         Ok(out.freeze())
+    }
+
+    /// The blocks holding `range` of the object at `object_key`, `object_size` bytes long.
+    pub fn blocks_of(
+        &self,
+        object_key: &str,
+        object_size: u64,
+        range: Range<u64>,
+        topic: &str,
+    ) -> Vec<BlockRef> {
+        let end = range.end.min(object_size);
+        if range.start >= end {
+            return Vec::new();
+        }
+        (range.start / self.block_bytes..=(end - 1) / self.block_bytes)
+            .map(|index| BlockRef {
+                object_key: object_key.to_owned(),
+                object_size,
+                index,
+                topic: topic.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Loads into memory the `blocks` a read is about to need, up to `concurrency` GETs at
+    /// once, so that its block-by-block assembly hits memory instead of waiting for one GET
+    /// after another. A block that fails to load is left to the read, which tries again
+    /// and reports the error.
+    pub async fn load(&self, blocks: Vec<BlockRef>, concurrency: usize) {
+        let missing: Vec<BlockRef> = blocks
+            .into_iter()
+            .filter(|b| !self.cache.memory().contains(&b.key()))
+            .collect();
+        if missing.len() < 2 {
+            // Nothing to overlap: the read makes its one GET itself.
+            return;
+        }
+        futures::stream::iter(missing)
+            .map(|b| async move {
+                let _ = self
+                    .block(&b.object_key, b.object_size, b.index, &b.topic)
+                    .await;
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    /// Starts loading `blocks` in the background, in order, each only while a read-ahead
+    /// permit is free: read-ahead never waits, never queues behind itself, and never has
+    /// more than `reader.read_ahead_blocks` GETs in flight. Blocks already cached are
+    /// skipped.
+    pub fn read_ahead(&self, blocks: impl IntoIterator<Item = BlockRef>) {
+        for b in blocks {
+            if self.cache.contains(&b.key()) {
+                continue;
+            }
+            let Ok(permit) = self.read_ahead.clone().try_acquire_owned() else {
+                return;
+            };
+            let cache = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                metrics().reader.read_ahead_blocks.inc();
+                // A failure here costs only the head start: the read that needs the
+                // block makes its own GET.
+                let _ = cache
+                    .block(&b.object_key, b.object_size, b.index, &b.topic)
+                    .await;
+            });
+        }
     }
 
     async fn block(
@@ -367,5 +469,41 @@ mod tests {
             .await
             .expect_err("missing");
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn loaded_blocks_are_read_from_memory_and_read_ahead_stays_within_its_permits() {
+        let store = Arc::new(MemoryObjectStore::default());
+        store
+            .put("o".into(), Bytes::from(vec![1u8; 6 * 64 * 1024]))
+            .await
+            .expect("put");
+        let mut config = config(64 * 1024, None);
+        config.read_ahead_blocks = 2;
+        let cache = BlockCache::open(&config, store).await.expect("open");
+        let size = 6 * 64 * 1024;
+        let gets = || cache.stats().object_gets.load(Ordering::Relaxed);
+        cache
+            .load(cache.blocks_of("o", size, 0..2 * 64 * 1024, "t"), 4)
+            .await;
+        assert_eq!(gets(), 2);
+        cache
+            .read("o", size, 0..2 * 64 * 1024, "t")
+            .await
+            .expect("read");
+        assert_eq!(gets(), 2, "the read found both blocks loaded");
+        // Four blocks asked for ahead, two permits: two GETs, the others left to the reads.
+        cache.read_ahead(cache.blocks_of("o", size, 2 * 64 * 1024..size, "t"));
+        for _ in 0..100 {
+            if cache.read_ahead.available_permits() == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(gets(), 4);
+        // Blocks already cached are skipped, not fetched again.
+        cache.read_ahead(cache.blocks_of("o", size, 0..4 * 64 * 1024, "t"));
+        assert_eq!(cache.read_ahead.available_permits(), 2);
+        assert_eq!(gets(), 4);
     }
 }

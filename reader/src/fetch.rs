@@ -12,7 +12,13 @@
 //! with data is returned whole however large. With fewer than `min_bytes` available, the
 //! fetch waits up to `max_wait_ms` on the high-watermark channels of its partitions, which
 //! commit notifications move: no polling of PostgreSQL.
+//!
+//! Before reading, a fetch plans the byte ranges it will read ([`plan`]) and loads their
+//! blocks [`GETS_PER_FETCH`] at a time, and names the ranges of the index entries after
+//! them for read-ahead: a consumer catching up on history gets its blocks at the
+//! endpoint's parallel GET rate, not one round trip after another.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +35,7 @@ use yaks_common::kafka;
 use yaks_common::metastore::{IndexEntry, Log, PartitionState};
 use yaks_common::topic_names::TopicNames;
 
-use crate::cache::BlockCache;
+use crate::cache::{BlockCache, BlockRef};
 use crate::tail::{PartitionKey, Snapshot, TailIndex};
 
 /// The leader epoch of every partition, as Metadata reports it.
@@ -40,6 +46,26 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Index entries considered per partition per fetch.
 const ENTRIES_PER_FETCH: usize = 64;
+
+/// Offsets (records, for all but compacted logs) in one answer at most, beyond the first
+/// batch. Kafka's byte limits alone let one answer carry hundreds of thousands of small
+/// records, and librdkafka stops fetching for `fetch.queue.backoff.ms` (1 s) whenever its
+/// consumer queue holds `queued.min.messages` (100,000): a 16-partition fetch of 100-byte
+/// records with its default limits held 147,000 and a consumer then idled most of each
+/// second. Below that threshold a client drains one answer while the next is on its way.
+/// Kafka too answers with less than the limits allow (one log segment per partition);
+/// clients ask again.
+const OFFSETS_PER_FETCH: usize = 50_000;
+
+/// What an answer may still take.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    bytes: usize,
+    offsets: usize,
+}
+
+/// Blocks a fetch loads at once before reading them, as many as the writer uploads at once.
+const GETS_PER_FETCH: usize = 4;
 
 /// Without a tail to wait on (PostgreSQL unreachable), a waiting fetch looks again this often.
 const RETRY_WITHOUT_TAIL: Duration = Duration::from_millis(500);
@@ -156,7 +182,38 @@ impl FetchService {
                 );
             }
         };
+        let ids: Vec<Uuid> = wanted.iter().map(|w| w.topic_id).collect();
+        let names = self.names.names(&ids).await;
+        let (needed, ahead) = plan(wanted, &snapshots, max_bytes);
+        let blocks = |span: &Span<'_>| {
+            let topic = names
+                .get(&wanted[span.wanted].topic_id)
+                .map_or("", |name| name);
+            self.cache.blocks_of(
+                &span.entry.object_key,
+                span.entry.object_size as u64,
+                span.range.clone(),
+                topic,
+            )
+        };
+        let mut seen = HashSet::new();
+        let needed: Vec<BlockRef> = needed
+            .iter()
+            .flat_map(blocks)
+            .filter(|b| seen.insert((b.object_key.clone(), b.index)))
+            .collect();
+        self.cache.load(needed, GETS_PER_FETCH).await;
+        // Started once this fetch's own blocks are in, so they load while the answer
+        // travels and the consumer works through it.
+        self.cache.read_ahead(
+            ahead
+                .iter()
+                .flat_map(blocks)
+                .filter(|b| seen.insert((b.object_key.clone(), b.index))),
+        );
+
         let mut total = 0usize;
+        let mut offsets = 0usize;
         let mut out = Vec::with_capacity(wanted.len());
         for (w, snapshot) in wanted.iter().zip(snapshots) {
             let Some(Snapshot { state, entries }) = snapshot else {
@@ -178,18 +235,25 @@ impl FetchService {
                 out.push(data);
                 continue;
             }
-            if w.fetch_offset == state.next_offset || total >= max_bytes {
+            if w.fetch_offset == state.next_offset
+                || total >= max_bytes
+                || offsets >= OFFSETS_PER_FETCH
+            {
                 out.push(data);
                 continue;
             }
-            let budget = w.max_bytes.min(max_bytes - total);
-            let topic = self.names.names(&[w.topic_id]).await[&w.topic_id].clone();
+            let budget = Budget {
+                bytes: w.max_bytes.min(max_bytes - total),
+                offsets: OFFSETS_PER_FETCH - offsets,
+            };
+            let topic = names.get(&w.topic_id).cloned().unwrap_or_else(|| "".into());
             match self
                 .read_records(&entries, w.fetch_offset, budget, total == 0, &topic)
                 .await
             {
-                Ok(records) => {
+                Ok((records, taken)) => {
                     total += records.len();
+                    offsets += taken;
                     data.records = Some(records);
                 }
                 Err(e) => {
@@ -268,16 +332,18 @@ impl FetchService {
         Ok(snapshots)
     }
 
-    /// Whole batches from `fetch_offset` on, at most `budget` bytes unless the first batch
-    /// alone is larger and `first_in_response` is set.
+    /// Whole batches from `fetch_offset` on, within `budget` unless the first batch alone
+    /// is larger and `first_in_response` is set; and the offsets those batches hold.
     async fn read_records(
         &self,
         entries: &[IndexEntry],
         fetch_offset: i64,
-        budget: usize,
+        limits: Budget,
         first_in_response: bool,
         topic: &str,
-    ) -> Result<Bytes, StoreError> {
+    ) -> Result<(Bytes, usize), StoreError> {
+        let budget = limits.bytes;
+        let mut taken = 0usize;
         // Sized once: growing by doubling copied a multi-MiB response several times over.
         let wanted: i64 = entries
             .iter()
@@ -308,7 +374,7 @@ impl FetchService {
                 if batches.is_empty() {
                     // The next batch is larger than the room left.
                     if !(out.is_empty() && first_in_response) {
-                        return Ok(out.freeze());
+                        return Ok((out.freeze(), taken));
                     }
                     let len = batch_len(&chunk).ok_or_else(|| corrupt(entry, pos))?;
                     if pos + len as u64 > end {
@@ -329,10 +395,13 @@ impl FetchService {
                     if batch_base + count <= fetch_offset {
                         continue;
                     }
-                    let fits = out.len() + len <= budget || (out.is_empty() && first_in_response);
+                    let fits = (out.len() + len <= budget
+                        && taken + count as usize <= limits.offsets)
+                        || (out.is_empty() && first_in_response);
                     if !fits {
-                        return Ok(out.freeze());
+                        return Ok((out.freeze(), taken));
                     }
+                    taken += count as usize;
                     let at_out = out.len();
                     out.extend_from_slice(batch);
                     out[at_out..at_out + 8].copy_from_slice(&batch_base.to_be_bytes());
@@ -349,8 +418,91 @@ impl FetchService {
                 )));
             }
         }
-        Ok(out.freeze())
+        Ok((out.freeze(), taken))
     }
+}
+
+/// A byte range of one index entry of the partition `wanted[wanted]`.
+#[derive(Debug, PartialEq)]
+struct Span<'a> {
+    wanted: usize,
+    entry: &'a IndexEntry,
+    range: std::ops::Range<u64>,
+}
+
+/// The ranges a read of `snapshots` will take, in the order it takes them, following the
+/// same limits (a partition its `max_bytes`, the fetch `max_bytes` and
+/// [`OFFSETS_PER_FETCH`], the first range whole); then the ranges after them, a partition's next entry after the other
+/// partitions' (the order in which a consumer catching up will want them, entries of one
+/// flush sharing objects), for read-ahead. Entries wholly below a fetch offset are
+/// skipped; the entry holding it is taken from its start, its batch boundaries being
+/// unknown until read.
+fn plan<'a>(
+    wanted: &[Wanted],
+    snapshots: &'a [Option<Snapshot>],
+    max_bytes: usize,
+) -> (Vec<Span<'a>>, Vec<Span<'a>>) {
+    let mut needed = Vec::new();
+    let mut rest: Vec<Vec<Span<'a>>> = Vec::new();
+    let mut total = 0usize;
+    let mut offsets = 0usize;
+    for (index, (w, snapshot)) in wanted.iter().zip(snapshots).enumerate() {
+        let Some(Snapshot { state, entries }) = snapshot else {
+            continue;
+        };
+        if w.fetch_offset < state.log_start_offset || w.fetch_offset >= state.next_offset {
+            continue;
+        }
+        let mut budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+        let mut later = Vec::new();
+        for entry in entries.iter().filter(|e| e.last_offset >= w.fetch_offset) {
+            let start = entry.byte_offset.max(0) as u64;
+            let length = entry.byte_length.max(0) as usize;
+            if (budget == 0 || offsets >= OFFSETS_PER_FETCH) && total > 0 {
+                later.push(Span {
+                    wanted: index,
+                    entry,
+                    range: start..start + length as u64,
+                });
+                continue;
+            }
+            // The first range of the response is read whole, however large.
+            let take = if total == 0 {
+                length
+            } else {
+                length.min(budget)
+            };
+            needed.push(Span {
+                wanted: index,
+                entry,
+                range: start..start + take as u64,
+            });
+            total += take;
+            offsets += (entry.last_offset - entry.base_offset.max(w.fetch_offset) + 1) as usize;
+            budget = budget.saturating_sub(take);
+            if take < length {
+                later.push(Span {
+                    wanted: index,
+                    entry,
+                    range: start + take as u64..start + length as u64,
+                });
+            }
+        }
+        rest.push(later);
+    }
+    let mut ahead = Vec::new();
+    let mut queues: Vec<std::vec::IntoIter<Span<'a>>> =
+        rest.into_iter().map(Vec::into_iter).collect();
+    loop {
+        let before = ahead.len();
+        for queue in &mut queues {
+            ahead.extend(queue.next());
+        }
+        if ahead.len() == before {
+            break;
+        }
+    }
+    (needed, ahead)
 }
 
 /// Total length of the batch starting `bytes`, if its length field is there and sane.
@@ -383,4 +535,125 @@ fn build(wanted: &[Wanted], partitions: Vec<PartitionData>) -> FetchResponse {
         }
     }
     FetchResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yaks_common::metastore::PartitionState;
+
+    /// A partition whose entries each hold 10 offsets in 100 bytes of object `o{n}`.
+    fn partition(index: i32, objects: i64) -> (Wanted, Option<Snapshot>) {
+        let entries = (0..objects)
+            .map(|n| IndexEntry {
+                base_offset: n * 10,
+                last_offset: n * 10 + 9,
+                max_timestamp: 0,
+                object_key: format!("o{n}"),
+                byte_offset: 100 * index as i64,
+                byte_length: 100,
+                object_size: 1600,
+            })
+            .collect();
+        let state = PartitionState {
+            topic_id: Uuid::from_u128(1),
+            partition_index: index,
+            next_offset: objects * 10,
+            log_start_offset: 0,
+        };
+        let wanted = Wanted {
+            topic_id: state.topic_id,
+            partition: index,
+            fetch_offset: 0,
+            max_bytes: 250,
+        };
+        (wanted, Some(Snapshot { state, entries }))
+    }
+
+    fn ranges(spans: &[Span<'_>]) -> Vec<(i32, String, u64, u64)> {
+        spans
+            .iter()
+            .map(|s| {
+                (
+                    s.wanted as i32,
+                    s.entry.object_key.clone(),
+                    s.range.start,
+                    s.range.end,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fetch_plans_the_ranges_it_reads_then_the_next_ones_partition_by_partition() {
+        let (wanted, snapshots): (Vec<_>, Vec<_>) = (0..2).map(|p| partition(p, 3)).unzip();
+        let (needed, ahead) = plan(&wanted, &snapshots, 400);
+        // Partition 0 takes 250 bytes (its limit), partition 1 the 150 left of the fetch's.
+        assert_eq!(
+            ranges(&needed),
+            vec![
+                (0, "o0".into(), 0, 100),
+                (0, "o1".into(), 0, 100),
+                (0, "o2".into(), 0, 50),
+                (1, "o0".into(), 100, 200),
+                (1, "o1".into(), 100, 150),
+            ]
+        );
+        // What is left, the partitions' next ranges side by side.
+        assert_eq!(
+            ranges(&ahead),
+            vec![
+                (0, "o2".into(), 50, 100),
+                (1, "o1".into(), 150, 200),
+                (1, "o2".into(), 100, 200),
+            ]
+        );
+    }
+
+    #[test]
+    fn ranges_below_the_fetch_offset_or_at_the_end_are_not_planned() {
+        let (mut first, first_snapshot) = partition(0, 3);
+        first.fetch_offset = 15;
+        let (mut second, second_snapshot) = partition(1, 3);
+        second.fetch_offset = 30;
+        let wanted = vec![first, second];
+        let snapshots = vec![first_snapshot, second_snapshot];
+        let (needed, ahead) = plan(&wanted, &snapshots, 10_000);
+        assert_eq!(
+            ranges(&needed),
+            vec![(0, "o1".into(), 0, 100), (0, "o2".into(), 0, 100)]
+        );
+        assert!(ahead.is_empty());
+    }
+
+    #[test]
+    fn the_first_range_of_a_fetch_is_planned_whole_however_small_the_limit() {
+        let (mut wanted, snapshot) = partition(0, 2);
+        wanted.max_bytes = 1;
+        let snapshots = vec![snapshot];
+        let (needed, ahead) = plan(&[wanted], &snapshots, 1);
+        assert_eq!(ranges(&needed), vec![(0, "o0".into(), 0, 100)]);
+        assert_eq!(ranges(&ahead), vec![(0, "o1".into(), 0, 100)]);
+    }
+
+    #[test]
+    fn a_fetch_plans_no_more_offsets_than_an_answer_takes() {
+        let (wanted, mut snapshot) = partition(0, 3);
+        for entry in &mut snapshot.as_mut().expect("snapshot").entries {
+            entry.base_offset *= 3_000;
+            entry.last_offset = entry.base_offset + 29_999;
+        }
+        let snapshots = vec![snapshot];
+        let wanted = Wanted {
+            max_bytes: 10_000,
+            ..wanted
+        };
+        let (needed, ahead) = plan(&[wanted], &snapshots, 10_000);
+        // 30,000 offsets, then 60,000: the limit is reached inside the second entry.
+        assert_eq!(
+            ranges(&needed),
+            vec![(0, "o0".into(), 0, 100), (0, "o1".into(), 0, 100)]
+        );
+        assert_eq!(ranges(&ahead), vec![(0, "o2".into(), 0, 100)]);
+    }
 }
