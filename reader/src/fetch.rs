@@ -13,8 +13,8 @@
 //! fetch waits up to `max_wait_ms` on the high-watermark channels of its partitions, which
 //! commit notifications move: no polling of PostgreSQL.
 //!
-//! Before reading, a fetch plans the byte ranges it will read ([`plan`]) and loads their
-//! blocks [`GETS_PER_FETCH`] at a time, and names the ranges of the index entries after
+//! Before reading, a fetch plans the byte ranges it will read (`plan`) and loads their
+//! blocks `GETS_PER_FETCH` at a time, and names the ranges of the index entries after
 //! them for read-ahead: a consumer catching up on history gets its blocks at the
 //! endpoint's parallel GET rate, not one round trip after another.
 
