@@ -432,11 +432,12 @@ struct Span<'a> {
 
 /// The ranges a read of `snapshots` will take, in the order it takes them, following the
 /// same limits (a partition its `max_bytes`, the fetch `max_bytes` and
-/// [`OFFSETS_PER_FETCH`], the first range whole); then the ranges after them, a partition's next entry after the other
-/// partitions' (the order in which a consumer catching up will want them, entries of one
-/// flush sharing objects), for read-ahead. Entries wholly below a fetch offset are
-/// skipped; the entry holding it is taken from its start, its batch boundaries being
-/// unknown until read.
+/// [`OFFSETS_PER_FETCH`], the first range whole); then, for read-ahead, the ranges after
+/// them: first those of the partitions the limits left out, partition by partition (the
+/// client's next fetch reads them first), then the others', a partition's next entry after
+/// the other partitions' (entries of one flush share objects). Entries wholly below a fetch
+/// offset are skipped; the entry holding it is taken from its start, its batch boundaries
+/// being unknown until read.
 fn plan<'a>(
     wanted: &[Wanted],
     snapshots: &'a [Option<Snapshot>],
@@ -444,6 +445,7 @@ fn plan<'a>(
 ) -> (Vec<Span<'a>>, Vec<Span<'a>>) {
     let mut needed = Vec::new();
     let mut rest: Vec<Vec<Span<'a>>> = Vec::new();
+    let mut unserved = Vec::new();
     let mut total = 0usize;
     let mut offsets = 0usize;
     for (index, (w, snapshot)) in wanted.iter().zip(snapshots).enumerate() {
@@ -488,9 +490,15 @@ fn plan<'a>(
                 });
             }
         }
-        rest.push(later);
+        // A partition the limits left out entirely is what the client's next fetch reads
+        // first: its ranges go ahead of every other, in the order that fetch reads them.
+        if needed.last().is_none_or(|span| span.wanted != index) {
+            unserved.extend(later);
+        } else {
+            rest.push(later);
+        }
     }
-    let mut ahead = Vec::new();
+    let mut ahead = unserved;
     let mut queues: Vec<std::vec::IntoIter<Span<'a>>> =
         rest.into_iter().map(Vec::into_iter).collect();
     loop {
@@ -655,5 +663,25 @@ mod tests {
             vec![(0, "o0".into(), 0, 100), (0, "o1".into(), 0, 100)]
         );
         assert_eq!(ranges(&ahead), vec![(0, "o2".into(), 0, 100)]);
+    }
+
+    #[test]
+    fn partitions_the_limits_left_out_are_read_ahead_first() {
+        let (wanted, snapshots): (Vec<_>, Vec<_>) = (0..3).map(|p| partition(p, 2)).unzip();
+        let (needed, ahead) = plan(&wanted, &snapshots, 150);
+        assert_eq!(
+            ranges(&needed),
+            vec![(0, "o0".into(), 0, 100), (0, "o1".into(), 0, 50)]
+        );
+        assert_eq!(
+            ranges(&ahead),
+            vec![
+                (1, "o0".into(), 100, 200),
+                (1, "o1".into(), 100, 200),
+                (2, "o0".into(), 200, 300),
+                (2, "o1".into(), 200, 300),
+                (0, "o1".into(), 50, 100),
+            ]
+        );
     }
 }
