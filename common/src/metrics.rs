@@ -267,6 +267,9 @@ pub struct GatewayMetrics {
     pub produce_bytes: Family<TopicLabels, Counter>,
     /// Records accepted for produce, by topic.
     pub produce_records: Family<TopicLabels, Counter>,
+    /// Client produce requests carried by each internal request to a writer: how much of
+    /// the per-request cost of the HTTP hop a stream of small produces shares.
+    pub produces_per_writer_request: Histogram,
     /// Record bytes returned by fetch, by topic.
     pub fetch_bytes: Family<TopicLabels, Counter>,
     /// Record batches returned by fetch, by topic.
@@ -413,6 +416,7 @@ impl GatewayMetrics {
             connections: Gauge::default(),
             produce_bytes: Family::default(),
             produce_records: Family::default(),
+            produces_per_writer_request: count_histogram(),
             fetch_bytes: Family::default(),
             fetch_batches: Family::default(),
             groups: Gauge::default(),
@@ -445,6 +449,11 @@ impl GatewayMetrics {
             "yaks_gateway_produce_records",
             "Records accepted for produce, by topic",
             m.produce_records.clone(),
+        );
+        r.register(
+            "yaks_gateway_produces_per_writer_request",
+            "Client produce requests carried by each internal request to a writer",
+            m.produces_per_writer_request.clone(),
         );
         r.register_with_unit(
             "yaks_gateway_fetch",

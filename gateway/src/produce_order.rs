@@ -260,6 +260,10 @@ impl Turn {
             .order
             .carry_after(self.place, outbound.acks, &mut partitions, room);
         let last = self.place + carried.len() as u64;
+        yaks_common::metrics::metrics()
+            .gateway
+            .produces_per_writer_request
+            .observe(1.0 + carried.len() as f64);
         let mut followers = Vec::with_capacity(carried.len());
         for other in carried {
             outbound.topics.extend(other.outbound.topics);
