@@ -24,7 +24,7 @@ use crate::metastore::producers::last_sequence;
 pub const HEADER_LEN: usize = 61;
 /// Bytes before `batchLength`'s coverage starts (baseOffset + batchLength).
 pub const LOG_OVERHEAD: usize = 12;
-const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 const ATTR_TRANSACTIONAL: i16 = 1 << 4;
 const ATTR_CONTROL: i16 = 1 << 5;
 
@@ -62,15 +62,15 @@ pub enum BatchError {
     Invalid(String),
 }
 
-fn i16_at(b: &[u8], at: usize) -> i16 {
+pub(crate) fn i16_at(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
 }
 
-fn i32_at(b: &[u8], at: usize) -> i32 {
+pub(crate) fn i32_at(b: &[u8], at: usize) -> i32 {
     i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn i64_at(b: &[u8], at: usize) -> i64 {
+pub(crate) fn i64_at(b: &[u8], at: usize) -> i64 {
     let mut raw = [0u8; 8];
     raw.copy_from_slice(&b[at..at + 8]);
     i64::from_be_bytes(raw)
@@ -313,7 +313,7 @@ fn record_heads(batch: &[u8]) -> Option<Vec<RecordHead<'_>>> {
 }
 
 /// A zig-zag varint (up to 64 bits) and the bytes it took.
-fn varint(bytes: &[u8]) -> Option<(i64, usize)> {
+pub(crate) fn varint(bytes: &[u8]) -> Option<(i64, usize)> {
     let mut raw: u64 = 0;
     for (i, byte) in bytes.iter().take(10).enumerate() {
         raw |= u64::from(byte & 0x7f) << (7 * i);
@@ -323,6 +323,16 @@ fn varint(bytes: &[u8]) -> Option<(i64, usize)> {
         }
     }
     None
+}
+
+/// Appends `value` as a zig-zag varint.
+pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    while zigzag >= 0x80 {
+        out.push((zigzag as u8) | 0x80);
+        zigzag >>= 7;
+    }
+    out.push(zigzag as u8);
 }
 
 /// Test helpers that build real batches, shared by unit and end-to-end tests.
@@ -345,13 +355,13 @@ pub mod testing {
         for (i, value) in values.iter().enumerate() {
             let mut body = Vec::new();
             body.push(0u8); // attributes
-            put_varlong(&mut body, 0); // timestamp delta
-            put_varlong(&mut body, i as i64); // offset delta
-            put_varlong(&mut body, -1); // key: null
-            put_varlong(&mut body, value.len() as i64);
+            super::put_varlong(&mut body, 0); // timestamp delta
+            super::put_varlong(&mut body, i as i64); // offset delta
+            super::put_varlong(&mut body, -1); // key: null
+            super::put_varlong(&mut body, value.len() as i64);
             body.extend_from_slice(value);
-            put_varlong(&mut body, 0); // headers
-            put_varlong(&mut records, body.len() as i64);
+            super::put_varlong(&mut body, 0); // headers
+            super::put_varlong(&mut records, body.len() as i64);
             records.extend_from_slice(&body);
         }
         let count = values.len() as i32;
@@ -374,15 +384,6 @@ pub mod testing {
         out.extend_from_slice(&crc.to_be_bytes());
         out.extend_from_slice(&after_crc);
         out
-    }
-
-    fn put_varlong(out: &mut Vec<u8>, value: i64) {
-        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        while zigzag >= 0x80 {
-            out.push((zigzag as u8) | 0x80);
-            zigzag >>= 7;
-        }
-        out.push(zigzag as u8);
     }
 }
 

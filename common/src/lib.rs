@@ -9,6 +9,8 @@
 //! - [`clock`]: injected time, so tests can control it.
 //! - [`random`]: ids and random numbers, drawn in one place.
 //! - [`batch`]: RecordBatch (magic 2) header parsing and validation, without decoding records.
+//! - [`records`]: the records inside a batch, compressed or not, and batches rewritten to keep
+//!   some of them (key compaction).
 //! - [`metastore`]: PostgreSQL state: topics, partitions, the object index, producer state,
 //!   the service registry.
 //! - [`objstore`]: the object-store seam, with the S3 implementation and an in-memory one.
@@ -39,6 +41,7 @@ pub mod metrics;
 pub mod objstore;
 pub mod ops;
 pub mod random;
+pub mod records;
 pub mod registry;
 pub mod rpc;
 pub mod shutdown;
