@@ -5,6 +5,8 @@
 //! Modules:
 //! - [`planner`]: a pure function of a partition's index entries that picks runs of small
 //!   entries into jobs.
+//! - [`key_map`]: the newest offset of each key, in memory fixed in advance (key
+//!   compaction).
 //! - [`retention`]: a pure function of a partition's index entries that says how far
 //!   retention.ms / retention.bytes move its log start.
 //! - [`worker`]: runs a job: reads the inputs, writes one per-partition output, swaps the
@@ -16,6 +18,7 @@
 //!   `yaks compactor [--once]` runs them.
 
 pub mod gc;
+pub mod key_map;
 pub mod planner;
 pub mod queue;
 pub mod retention;
