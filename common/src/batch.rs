@@ -351,15 +351,44 @@ pub mod testing {
         producer_epoch: i16,
         base_sequence: i32,
     ) -> Vec<u8> {
+        let records: Vec<_> = values.iter().map(|v| (None, Some(*v))).collect();
+        keyed_batch(
+            &records,
+            timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        )
+    }
+
+    /// A record's key and value; `None` is null (a null value is a tombstone).
+    pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+    /// A batch of `(key, value)` records, stamped with a producer's id, epoch and first
+    /// sequence (-1s for none).
+    pub fn keyed_batch(
+        records: &[KeyValue<'_>],
+        timestamp: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Vec<u8> {
+        let put_bytes = |out: &mut Vec<u8>, bytes: Option<&[u8]>| match bytes {
+            Some(bytes) => {
+                super::put_varlong(out, bytes.len() as i64);
+                out.extend_from_slice(bytes);
+            }
+            None => super::put_varlong(out, -1),
+        };
+        let values = records;
         let mut records = Vec::new();
-        for (i, value) in values.iter().enumerate() {
+        for (i, (key, value)) in values.iter().enumerate() {
             let mut body = Vec::new();
             body.push(0u8); // attributes
             super::put_varlong(&mut body, 0); // timestamp delta
             super::put_varlong(&mut body, i as i64); // offset delta
-            super::put_varlong(&mut body, -1); // key: null
-            super::put_varlong(&mut body, value.len() as i64);
-            body.extend_from_slice(value);
+            put_bytes(&mut body, *key);
+            put_bytes(&mut body, *value);
             super::put_varlong(&mut body, 0); // headers
             super::put_varlong(&mut records, body.len() as i64);
             records.extend_from_slice(&body);

@@ -5,6 +5,8 @@
 //! Modules:
 //! - [`planner`]: a pure function of a partition's index entries that picks runs of small
 //!   entries into jobs.
+//! - [`clean`]: Kafka's cleaner rules, as pure functions: which records of a batch key
+//!   compaction keeps, and how the batch is rewritten.
 //! - [`key_map`]: the newest offset of each key, in memory fixed in advance (key
 //!   compaction).
 //! - [`retention`]: a pure function of a partition's index entries that says how far
@@ -17,6 +19,7 @@
 //! - [`run`]: a pass (plan onto the queue, work it, retention, garbage) and the loop;
 //!   `yaks compactor [--once]` runs them.
 
+pub mod clean;
 pub mod gc;
 pub mod key_map;
 pub mod planner;

@@ -1,0 +1,396 @@
+//! What key compaction keeps of each batch: Kafka's cleaner rules, as pure functions.
+//!
+//! A pass over a partition has two steps. [`index`] reads the dirty range's batches in
+//! offset order into a [`KeyMap`] until it fills or the range ends; the map's last offset
+//! is then how far the pass reaches. [`clean`] judges every batch from the log start up to
+//! there, record by record (`Cleaner.shouldRetainRecord` in Kafka):
+//!
+//! - a record past the map's last offset is kept (the next pass judges it);
+//! - a record without a key is dropped (a compacted topic refuses them on produce; these
+//!   predate a switch of `cleanup.policy`);
+//! - a record older than its key's newest offset is dropped;
+//! - a tombstone (null value) that is its key's newest is kept until its batch's delete
+//!   horizon has passed. The first pass that keeps a tombstone sets that horizon to
+//!   `now + delete.retention.ms`, so a consumer has that long to see the delete.
+//!
+//! A batch keeping every record, and needing no horizon, is left byte for byte. A batch
+//! keeping none is dropped, except the last data batch of an idempotent producer, which is
+//! kept empty so the producer's last sequence survives (Kafka's `RETAIN_EMPTY`).
+//! Control batches (transaction markers) are kept as they are.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use yaks_common::records::{OpenBatch, RecordsError};
+
+use crate::key_map::KeyMap;
+
+/// What a pass knows when it judges a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// The newest offset of each key, up to the pass's reach.
+    pub map: &'a KeyMap,
+    /// The pass's clock.
+    pub now_ms: i64,
+    /// The topic's `delete.retention.ms`.
+    pub delete_retention_ms: i64,
+    /// The last offset of each idempotent producer's last data batch in the partition.
+    pub last_batch_of_producer: &'a HashMap<i64, i64>,
+    /// Most bytes a batch's records may decompress to.
+    pub max_records_bytes: usize,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Kept as it was.
+    Unchanged,
+    /// Replaced by these bytes: the same offsets, fewer records or a delete horizon.
+    Rewritten(Bytes),
+    /// Nothing of it is kept.
+    Dropped,
+}
+
+/// Records of a batch before and after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records the batch held.
+    pub before: u64,
+    /// Records kept.
+    pub after: u64,
+}
+
+/// Puts the keys of `batch`, whose first offset is `base` (stored batches keep the
+/// producer's base offset field; the index says where they are), into `map`. `false` once
+/// the map is full: the pass reaches the map's last offset, and records after it wait for
+/// the next pass.
+pub fn index(
+    batch: &[u8],
+    base: i64,
+    map: &mut KeyMap,
+    max_records_bytes: usize,
+) -> Result<bool, RecordsError> {
+    let open = OpenBatch::open(batch, max_records_bytes)?;
+    if open.is_control() {
+        return Ok(true);
+    }
+    for record in open.records()? {
+        if let Some(key) = record.key
+            && !map.put(key, base + i64::from(record.offset_delta))
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// What the pass keeps of `batch`, whose first offset is `base` (see the module's
+/// documentation).
+pub fn clean(
+    batch: &[u8],
+    base: i64,
+    rules: &Rules<'_>,
+) -> Result<(Outcome, Counts), RecordsError> {
+    let open = OpenBatch::open(batch, rules.max_records_bytes)?;
+    let records = open.records()?;
+    let mut counts = Counts {
+        before: records.len() as u64,
+        after: records.len() as u64,
+    };
+    if open.is_control() {
+        return Ok((Outcome::Unchanged, counts));
+    }
+    let reach = rules.map.last_offset().unwrap_or(-1);
+    let tombstones_expired = open
+        .delete_horizon_ms()
+        .is_some_and(|horizon| rules.now_ms >= horizon);
+    let kept: Vec<_> = records
+        .iter()
+        .copied()
+        .filter(|record| {
+            let offset = base + i64::from(record.offset_delta);
+            if offset > reach {
+                return true;
+            }
+            let Some(key) = record.key else {
+                return false;
+            };
+            let newest = rules.map.get(key).is_none_or(|newest| offset >= newest);
+            newest && (record.value.is_some() || !tombstones_expired)
+        })
+        .collect();
+    counts.after = kept.len() as u64;
+
+    let producer = open.producer_id();
+    let last = base + (open.last_offset() - open.base_offset());
+    let holds_producer_state =
+        producer >= 0 && rules.last_batch_of_producer.get(&producer) == Some(&last);
+    if kept.is_empty() && !holds_producer_state {
+        return Ok((Outcome::Dropped, counts));
+    }
+    let needs_horizon =
+        open.delete_horizon_ms().is_none() && kept.iter().any(|record| record.value.is_none());
+    if kept.len() == records.len() && !needs_horizon {
+        return Ok((Outcome::Unchanged, counts));
+    }
+    let horizon = needs_horizon.then(|| rules.now_ms.saturating_add(rules.delete_retention_ms));
+    Ok((Outcome::Rewritten(open.rewrite(&kept, horizon)?), counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use yaks_common::batch::testing::{KeyValue, keyed_batch};
+
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+    const NOW: i64 = 1_700_000_000_000;
+    const DAY: i64 = 86_400_000;
+
+    /// Batches of a partition and their first offsets, from record specs per batch.
+    fn partition(batches: &[&[KeyValue<'_>]], producer: i64) -> Vec<(Vec<u8>, i64)> {
+        let mut base = 0;
+        let mut sequence = 0;
+        batches
+            .iter()
+            .map(|records| {
+                let epoch = if producer >= 0 { 0 } else { -1 };
+                let first = if producer >= 0 { sequence } else { -1 };
+                let batch = keyed_batch(records, NOW - DAY, producer, epoch, first);
+                let at = base;
+                base += records.len() as i64;
+                sequence += records.len() as i32;
+                (batch, at)
+            })
+            .collect()
+    }
+
+    /// What a consumer would read: (offset, key, value) of every record kept.
+    fn read(batches: &[(Bytes, i64)]) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        for (batch, base) in batches {
+            let open = OpenBatch::open(batch, MAX).expect("open");
+            for r in open.records().expect("records") {
+                out.push((
+                    base + i64::from(r.offset_delta),
+                    r.key.unwrap_or_default().to_vec(),
+                    r.value.map(<[u8]>::to_vec),
+                ));
+            }
+        }
+        out
+    }
+
+    /// One pass over `batches` with a map of `map_bytes`: what it leaves.
+    fn pass(
+        batches: &[(Vec<u8>, i64)],
+        map_bytes: usize,
+        now_ms: i64,
+        producers: &HashMap<i64, i64>,
+    ) -> (Vec<(Bytes, i64)>, Vec<Outcome>) {
+        let mut map = KeyMap::with_memory(map_bytes);
+        for (batch, base) in batches {
+            if !index(batch, *base, &mut map, MAX).expect("index") {
+                break;
+            }
+        }
+        let rules = Rules {
+            map: &map,
+            now_ms,
+            delete_retention_ms: DAY,
+            last_batch_of_producer: producers,
+            max_records_bytes: MAX,
+        };
+        let mut kept = Vec::new();
+        let mut outcomes = Vec::new();
+        for (batch, base) in batches {
+            let (outcome, _) = clean(batch, *base, &rules).expect("clean");
+            match &outcome {
+                Outcome::Unchanged => kept.push((Bytes::copy_from_slice(batch), *base)),
+                Outcome::Rewritten(bytes) => kept.push((bytes.clone(), *base)),
+                Outcome::Dropped => {}
+            }
+            outcomes.push(outcome);
+        }
+        (kept, outcomes)
+    }
+
+    fn v(s: &str) -> Option<&[u8]> {
+        Some(s.as_bytes())
+    }
+
+    #[test]
+    fn the_newest_value_per_key_stays_at_its_offset() {
+        let batches = partition(
+            &[
+                &[(v("a"), v("a0")), (v("b"), v("b0"))],
+                &[(v("a"), v("a1")), (v("c"), v("c0"))],
+                &[(v("b"), v("b1"))],
+            ],
+            -1,
+        );
+        let (kept, outcomes) = pass(&batches, MAX, NOW, &HashMap::new());
+        assert_eq!(
+            read(&kept),
+            vec![
+                (2, b"a".to_vec(), Some(b"a1".to_vec())),
+                (3, b"c".to_vec(), Some(b"c0".to_vec())),
+                (4, b"b".to_vec(), Some(b"b1".to_vec())),
+            ]
+        );
+        assert_eq!(outcomes[0], Outcome::Dropped);
+        assert_eq!(outcomes[1], Outcome::Unchanged);
+        assert_eq!(outcomes[2], Outcome::Unchanged);
+    }
+
+    #[test]
+    fn a_tombstone_stays_for_delete_retention_then_goes() {
+        let batches = partition(
+            &[&[(v("a"), v("a0"))], &[(v("a"), None), (v("b"), v("b0"))]],
+            -1,
+        );
+        let (first, _) = pass(&batches, MAX, NOW, &HashMap::new());
+        assert_eq!(
+            read(&first),
+            vec![
+                (1, b"a".to_vec(), None),
+                (2, b"b".to_vec(), Some(b"b0".to_vec()))
+            ]
+        );
+        let horizon = OpenBatch::open(&first[0].0, MAX)
+            .expect("open")
+            .delete_horizon_ms();
+        assert_eq!(horizon, Some(NOW + DAY), "the first pass sets the horizon");
+
+        let again: Vec<_> = first.iter().map(|(b, o)| (b.to_vec(), *o)).collect();
+        let (before, _) = pass(&again, MAX, NOW + DAY - 1, &HashMap::new());
+        assert_eq!(read(&before).len(), 2, "kept until the horizon");
+        let (after, _) = pass(&again, MAX, NOW + DAY, &HashMap::new());
+        assert_eq!(read(&after), vec![(2, b"b".to_vec(), Some(b"b0".to_vec()))]);
+    }
+
+    #[test]
+    fn records_without_a_key_are_dropped_and_records_past_the_reach_kept() {
+        // A map of 4 slots holds 3 keys: the pass reaches offset 2 (keys a, b, c).
+        let batches = partition(
+            &[
+                &[(v("a"), v("a0")), (None, v("keyless")), (v("b"), v("b0"))],
+                &[(v("c"), v("c0")), (v("d"), v("d0")), (v("a"), v("a1"))],
+            ],
+            -1,
+        );
+        let (kept, _) = pass(&batches, 4 * 24, NOW, &HashMap::new());
+        assert_eq!(
+            read(&kept),
+            vec![
+                // a0 is older than nothing the map knows within reach: kept; a1 is past it.
+                (0, b"a".to_vec(), Some(b"a0".to_vec())),
+                (2, b"b".to_vec(), Some(b"b0".to_vec())),
+                (3, b"c".to_vec(), Some(b"c0".to_vec())),
+                (4, b"d".to_vec(), Some(b"d0".to_vec())),
+                (5, b"a".to_vec(), Some(b"a1".to_vec())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_producers_last_batch_stays_empty_with_its_offsets() {
+        let batches = partition(
+            &[
+                &[(v("a"), v("a0"))],
+                &[(v("a"), v("a1"))],
+                &[(v("a"), v("a2"))],
+            ],
+            9,
+        );
+        // Producer 9's last data batch ends at offset 1; offset 2 came from elsewhere in
+        // this test, so the map supersedes both of the producer's records.
+        let producers = HashMap::from([(9, 1)]);
+        let (kept, outcomes) = pass(&batches, MAX, NOW, &producers);
+        assert_eq!(outcomes[0], Outcome::Dropped);
+        let Outcome::Rewritten(empty) = &outcomes[1] else {
+            panic!("the producer's last batch was {:?}", outcomes[1]);
+        };
+        let empty = OpenBatch::open(empty, MAX).expect("open");
+        assert!(empty.records().expect("records").is_empty());
+        assert_eq!(empty.producer_id(), 9);
+        assert_eq!(empty.last_offset() - empty.base_offset(), 0);
+        assert_eq!(read(&kept), vec![(2, b"a".to_vec(), Some(b"a2".to_vec()))]);
+    }
+
+    #[test]
+    fn a_small_map_compacts_in_several_passes_to_the_same_result() {
+        // 200 batches of 5 records over 40 keys, then passes with a map of 16 slots (14 keys).
+        let keys: Vec<String> = (0..40).map(|k| format!("key-{k}")).collect();
+        let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+        let specs: Vec<Vec<KeyValue<'_>>> = (0..200)
+            .map(|b| {
+                (0..5)
+                    .map(|r| {
+                        let i = b * 5 + r;
+                        (
+                            Some(keys[(i * 7) % 40].as_bytes()),
+                            Some(values[i].as_bytes()),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let spec_refs: Vec<&[KeyValue<'_>]> = specs.iter().map(Vec::as_slice).collect();
+        let batches = partition(&spec_refs, -1);
+
+        let (whole, _) = pass(&batches, MAX, NOW, &HashMap::new());
+        let expected = read(&whole);
+        assert_eq!(expected.len(), 40);
+
+        // Each pass indexes from where the previous one reached, and cleans everything.
+        let mut current: Vec<(Vec<u8>, i64)> = batches.clone();
+        let mut dirty_from = 0i64;
+        let mut passes = 0;
+        while dirty_from < 1000 {
+            passes += 1;
+            assert!(passes < 1000, "passes make no progress");
+            let mut map = KeyMap::with_memory(16 * 24);
+            for (batch, base) in &current {
+                let last = base + OpenBatch::open(batch, MAX).expect("open").last_offset()
+                    - OpenBatch::open(batch, MAX).expect("open").base_offset();
+                if last < dirty_from {
+                    continue;
+                }
+                if !index(batch, *base, &mut map, MAX).expect("index") {
+                    break;
+                }
+            }
+            let reach = map.last_offset().expect("indexed something");
+            let rules = Rules {
+                map: &map,
+                now_ms: NOW,
+                delete_retention_ms: DAY,
+                last_batch_of_producer: &HashMap::new(),
+                max_records_bytes: MAX,
+            };
+            current = current
+                .iter()
+                .filter_map(
+                    |(batch, base)| match clean(batch, *base, &rules).expect("clean").0 {
+                        Outcome::Unchanged => Some((batch.clone(), *base)),
+                        Outcome::Rewritten(bytes) => Some((bytes.to_vec(), *base)),
+                        Outcome::Dropped => None,
+                    },
+                )
+                .collect();
+            dirty_from = reach + 1;
+        }
+        assert!(passes > 10, "{passes} passes");
+        let owned: Vec<_> = current
+            .into_iter()
+            .map(|(b, o)| (Bytes::from(b), o))
+            .collect();
+        let left = read(&owned);
+        assert_eq!(left.len(), expected.len(), "records left");
+        assert!(
+            left == expected,
+            "the passes left other records than one pass"
+        );
+    }
+}
