@@ -295,6 +295,45 @@ impl OpenBatch {
     }
 }
 
+/// An empty batch holding `offset_count` offsets and no record, of no producer: what
+/// covers offsets compaction emptied where no kept batch can (see `compactor::clean`). Its
+/// base offset field is 0, as stored batches' are; readers place it.
+pub fn filler(offset_count: i64) -> Result<Bytes, RecordsError> {
+    let delta = i32::try_from(offset_count - 1)
+        .ok()
+        .filter(|d| *d >= 0)
+        .ok_or_else(|| corrupt(format!("a filler of {offset_count} offsets")))?;
+    let mut header = [0u8; HEADER_LEN];
+    header[16] = 2;
+    header[23..27].copy_from_slice(&delta.to_be_bytes());
+    header[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+    header[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+    header[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let open = OpenBatch {
+        header,
+        records: Bytes::new(),
+    };
+    Ok(open.assemble(0, -1, -1, 0, &[]))
+}
+
+/// `batch` holding `offset_count` offsets from its base, its records unchanged: Kafka lets
+/// a batch's last offset pass its last record's, and consumers resume after it.
+pub fn with_offset_count(batch: &[u8], offset_count: i64) -> Result<Bytes, RecordsError> {
+    if batch.len() < HEADER_LEN {
+        return Err(corrupt("not a batch"));
+    }
+    let current = i32_at(batch, 23);
+    let delta = i32::try_from(offset_count - 1)
+        .ok()
+        .filter(|d| *d >= current)
+        .ok_or_else(|| corrupt(format!("{offset_count} offsets for this batch")))?;
+    let mut out = BytesMut::from(batch);
+    out[23..27].copy_from_slice(&delta.to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
 /// Record layout (Kafka's `DefaultRecord`): attributes i8, timestamp delta varlong, offset
 /// delta varint, key length varint (-1: null) and key, value length and value, header count
 /// and headers.
@@ -759,5 +798,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_batch_stretches_over_later_offsets_but_never_shrinks() {
+        let raw = build(Codec::Gzip, &sample(), 0);
+        let longer = with_offset_count(&raw, 9).expect("stretch");
+        let open = OpenBatch::open(&longer, 1 << 20).expect("open");
+        assert_eq!(open.last_offset() - open.base_offset(), 8);
+        assert_eq!(open.records().expect("records").len(), 5);
+        assert_eq!(
+            crc32c::crc32c(&longer[CRC_START..]),
+            u32::from_be_bytes(longer[17..21].try_into().expect("4 bytes"))
+        );
+        assert!(
+            with_offset_count(&raw, 4).is_err(),
+            "records would fall outside"
+        );
+        assert!(filler(0).is_err());
+        let empty = OpenBatch::open(&filler(3).expect("filler"), 0).expect("open");
+        assert_eq!(
+            (
+                empty.last_offset() - empty.base_offset(),
+                empty.producer_id()
+            ),
+            (2, -1)
+        );
     }
 }

@@ -17,11 +17,20 @@
 //! keeping none is dropped, except the last data batch of an idempotent producer, which is
 //! kept empty so the producer's last sequence survives (Kafka's `RETAIN_EMPTY`).
 //! Control batches (transaction markers) are kept as they are.
+//!
+//! Readers find a batch's offsets by position: an index entry's batches follow each other,
+//! each starting where the previous one's offsets end. So the compacted range keeps that
+//! shape ([`lay_out`]): the offsets compaction emptied are covered by the kept batch before
+//! them, whose last offset then passes its last record's (as Kafka's cleaner does), or by
+//! an empty batch where that batch is an idempotent producer's (its last offset fixes its
+//! last sequence) or where the range starts. The range keeps its first and last offsets, so
+//! compaction never moves a log start, and a fetch from an emptied offset gets the next
+//! kept record.
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
-use yaks_common::records::{OpenBatch, RecordsError};
+use bytes::{Bytes, BytesMut};
+use yaks_common::records::{self, OpenBatch, RecordsError};
 
 use crate::key_map::KeyMap;
 
@@ -135,6 +144,60 @@ pub fn clean(
     }
     let horizon = needs_horizon.then(|| rules.now_ms.saturating_add(rules.delete_retention_ms));
     Ok((Outcome::Rewritten(open.rewrite(&kept, horizon)?), counts))
+}
+
+/// The bytes of a compacted range of offsets `first..=last`: the `kept` batches (each with
+/// its first offset, in order, inside the range) with every offset between them covered, so
+/// that a reader walking the bytes from `first` finds each batch at its offset (see the
+/// module's documentation).
+pub fn lay_out(first: i64, last: i64, kept: &[(i64, Bytes)]) -> Result<Bytes, RecordsError> {
+    let mut out = BytesMut::new();
+    let mut covered = first;
+    let mut pending: Option<(i64, &Bytes)> = None;
+    for (base, batch) in kept {
+        if *base < first {
+            return Err(RecordsError::Corrupt(format!(
+                "a batch at offset {base}, before the range's first {first}"
+            )));
+        }
+        place(&mut out, pending, covered, *base)?;
+        covered = *base;
+        pending = Some((*base, batch));
+    }
+    place(&mut out, pending, covered, last + 1)?;
+    Ok(out.freeze())
+}
+
+/// Writes `pending` (the batch at its offset, or nothing) and covers every offset from
+/// `covered` to `until`.
+fn place(
+    out: &mut BytesMut,
+    pending: Option<(i64, &Bytes)>,
+    covered: i64,
+    until: i64,
+) -> Result<(), RecordsError> {
+    let mut covered = covered;
+    if let Some((base, batch)) = pending {
+        let count = yaks_common::batch::offset_count(batch)
+            .ok_or_else(|| RecordsError::Corrupt("not a batch".into()))?;
+        let own_end = base + count;
+        if own_end > until {
+            return Err(RecordsError::Corrupt(format!(
+                "the batch at offset {base} runs into offset {until}"
+            )));
+        }
+        let producer = i64::from_be_bytes(batch[43..51].try_into().unwrap_or([0xff; 8]));
+        if own_end < until && producer < 0 {
+            out.extend_from_slice(&records::with_offset_count(batch, until - base)?);
+            return Ok(());
+        }
+        out.extend_from_slice(batch);
+        covered = own_end;
+    }
+    if covered < until {
+        out.extend_from_slice(&records::filler(until - covered)?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -391,6 +454,120 @@ mod tests {
         assert!(
             left == expected,
             "the passes left other records than one pass"
+        );
+    }
+
+    /// Walks laid-out bytes as a reader does (each batch where the previous one's offsets
+    /// end), patching base offsets as a fetch answer carries them, and decodes the result
+    /// with kafka-protocol's decoder: (offset, key, value) per record, and the end offset.
+    fn walk(first: i64, bytes: &Bytes) -> (Vec<(i64, Vec<u8>, Option<Vec<u8>>)>, i64, usize) {
+        let mut patched = BytesMut::from(&bytes[..]);
+        let mut base = first;
+        let mut batches = 0;
+        for (at, len) in yaks_common::batch::spans(bytes) {
+            patched[at..at + 8].copy_from_slice(&base.to_be_bytes());
+            base += yaks_common::batch::offset_count(&bytes[at..at + len]).expect("batch");
+            batches += 1;
+        }
+        let mut buf = patched.freeze();
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf)
+            .expect("decodes, CRCs included");
+        let records = sets
+            .iter()
+            .flat_map(|set| &set.records)
+            .map(|r| {
+                (
+                    r.offset,
+                    r.key.as_deref().unwrap_or_default().to_vec(),
+                    r.value.as_deref().map(<[u8]>::to_vec),
+                )
+            })
+            .collect();
+        (records, base, batches)
+    }
+
+    fn by_offset(kept: &[(Bytes, i64)]) -> Vec<(i64, Bytes)> {
+        kept.iter()
+            .map(|(batch, base)| (*base, batch.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_compacted_range_keeps_every_kept_record_at_its_offset() {
+        // Offsets 0..=1 emptied at the start: an empty batch covers them.
+        let batches = partition(
+            &[
+                &[(v("a"), v("a0")), (v("b"), v("b0"))],
+                &[(v("a"), v("a1")), (v("c"), v("c0"))],
+                &[(v("b"), v("b1"))],
+            ],
+            -1,
+        );
+        let (kept, _) = pass(&batches, MAX, NOW, &HashMap::new());
+        let laid = lay_out(0, 4, &by_offset(&kept)).expect("lay out");
+        let (records, end, count) = walk(0, &laid);
+        assert_eq!(records, read(&kept));
+        assert_eq!((end, count), (5, 3), "a filler, then the two kept batches");
+
+        // Offset 1 emptied after a batch of no producer: that batch stretches over it.
+        let batches = partition(
+            &[
+                &[(v("x"), v("x0"))],
+                &[(v("a"), v("a0"))],
+                &[(v("a"), v("a1"))],
+            ],
+            -1,
+        );
+        let (kept, _) = pass(&batches, MAX, NOW, &HashMap::new());
+        let laid = lay_out(0, 2, &by_offset(&kept)).expect("lay out");
+        let (records, end, count) = walk(0, &laid);
+        assert_eq!(records, read(&kept));
+        assert_eq!((end, count), (3, 2), "no filler");
+
+        // After an idempotent producer's batch the gap gets its own empty batch.
+        let batches = partition(
+            &[
+                &[(v("x"), v("x0"))],
+                &[(v("a"), v("a0"))],
+                &[(v("a"), v("a1"))],
+            ],
+            9,
+        );
+        let (kept, _) = pass(&batches, MAX, NOW, &HashMap::from([(9, 2)]));
+        let laid = lay_out(0, 2, &by_offset(&kept)).expect("lay out");
+        let (records, end, count) = walk(0, &laid);
+        assert_eq!(records, read(&kept));
+        assert_eq!((end, count), (3, 3));
+        // The producer's batches keep their last offsets, so their last sequences.
+        for (at, len) in yaks_common::batch::spans(&laid) {
+            let batch = &laid[at..at + len];
+            if i64::from_be_bytes(batch[43..51].try_into().expect("8")) == 9 {
+                assert_eq!(yaks_common::batch::offset_count(batch), Some(1));
+            }
+        }
+
+        // Everything emptied: the range is one empty batch.
+        let laid = lay_out(10, 19, &[]).expect("lay out");
+        let (records, end, count) = walk(10, &laid);
+        assert!(records.is_empty());
+        assert_eq!((end, count), (20, 1));
+    }
+
+    #[test]
+    fn batches_out_of_place_are_refused() {
+        let batches = partition(&[&[(v("a"), v("a0")), (v("b"), v("b0"))]], -1);
+        let batch = Bytes::from(batches[0].0.clone());
+        assert!(
+            lay_out(0, 0, &[(0, batch.clone())]).is_err(),
+            "past the range"
+        );
+        assert!(
+            lay_out(5, 9, &[(3, batch.clone())]).is_err(),
+            "before the range"
+        );
+        assert!(
+            lay_out(0, 9, &[(0, batch.clone()), (1, batch)]).is_err(),
+            "overlapping"
         );
     }
 }
