@@ -70,9 +70,9 @@ pub struct Counts {
 }
 
 /// Puts the keys of `batch`, whose first offset is `base` (stored batches keep the
-/// producer's base offset field; the index says where they are), into `map`. `false` once
-/// the map is full: the pass reaches the map's last offset, and records after it wait for
-/// the next pass.
+/// producer's base offset field; the index says where they are), into `map`, which then
+/// covers the whole batch. `false` once the map is full: the pass reaches the last offset
+/// put, and records after it wait for the next pass.
 pub fn index(
     batch: &[u8],
     base: i64,
@@ -80,16 +80,16 @@ pub fn index(
     max_records_bytes: usize,
 ) -> Result<bool, RecordsError> {
     let open = OpenBatch::open(batch, max_records_bytes)?;
-    if open.is_control() {
-        return Ok(true);
-    }
-    for record in open.records()? {
-        if let Some(key) = record.key
-            && !map.put(key, base + i64::from(record.offset_delta))
-        {
-            return Ok(false);
+    if !open.is_control() {
+        for record in open.records()? {
+            if let Some(key) = record.key
+                && !map.put(key, base + i64::from(record.offset_delta))
+            {
+                return Ok(false);
+            }
         }
     }
+    map.cover(base + (open.last_offset() - open.base_offset()));
     Ok(true)
 }
 
@@ -354,6 +354,15 @@ mod tests {
                 (5, b"a".to_vec(), Some(b"a1".to_vec())),
             ]
         );
+    }
+
+    #[test]
+    fn a_pass_reaches_the_end_of_every_batch_it_read_whole() {
+        // The last batch has no key: read whole, it is within reach and dropped.
+        let batches = partition(&[&[(v("a"), v("a0"))], &[(None, v("keyless"))]], -1);
+        let (kept, outcomes) = pass(&batches, MAX, NOW, &HashMap::new());
+        assert_eq!(read(&kept), vec![(0, b"a".to_vec(), Some(b"a0".to_vec()))]);
+        assert_eq!(outcomes[1], Outcome::Dropped);
     }
 
     #[test]

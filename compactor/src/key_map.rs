@@ -72,13 +72,19 @@ impl KeyMap {
         true
     }
 
+    /// Records that every offset up to `offset` was read into the map, keys or not (a
+    /// batch's records without a key, a control batch): the pass reaches that far.
+    pub fn cover(&mut self, offset: i64) {
+        self.last_offset = Some(self.last_offset.map_or(offset, |last| last.max(offset)));
+    }
+
     /// The newest offset put for `key`, if it was put.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
         let slot = self.slots[self.find(&digest(key))];
         (slot.offset != FREE).then_some(slot.offset)
     }
 
-    /// The largest offset put, `None` while empty.
+    /// The largest offset put or covered, `None` while empty: how far the pass reaches.
     pub fn last_offset(&self) -> Option<i64> {
         self.last_offset
     }
