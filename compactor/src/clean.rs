@@ -228,8 +228,11 @@ mod tests {
             .collect()
     }
 
+    /// (offset, key, value) of records, as a consumer reads them.
+    type Read = Vec<(i64, Vec<u8>, Option<Vec<u8>>)>;
+
     /// What a consumer would read: (offset, key, value) of every record kept.
-    fn read(batches: &[(Bytes, i64)]) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>)> {
+    fn read(batches: &[(Bytes, i64)]) -> Read {
         let mut out = Vec::new();
         for (batch, base) in batches {
             let open = OpenBatch::open(batch, MAX).expect("open");
@@ -469,7 +472,7 @@ mod tests {
     /// Walks laid-out bytes as a reader does (each batch where the previous one's offsets
     /// end), patching base offsets as a fetch answer carries them, and decodes the result
     /// with kafka-protocol's decoder: (offset, key, value) per record, and the end offset.
-    fn walk(first: i64, bytes: &Bytes) -> (Vec<(i64, Vec<u8>, Option<Vec<u8>>)>, i64, usize) {
+    fn walk(first: i64, bytes: &Bytes) -> (Read, i64, usize) {
         let mut patched = BytesMut::from(&bytes[..]);
         let mut base = first;
         let mut batches = 0;
