@@ -403,3 +403,54 @@ async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after_it() {
     assert_eq!(answers[&(BASE + 9_001)], Offset::End, "nothing that late");
     roles.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_by_timestamp_looks_inside_compressed_batches() {
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let bootstrap = roles.bootstrap();
+    create_topic(&bootstrap, "zipped-times", 1).await;
+    const BASE: i64 = 1_800_000_000_000;
+    // Ten records a second apart in one lz4 batch: the header alone says only its bounds.
+    let producer = producer(
+        &bootstrap,
+        &[("compression.type", "lz4"), ("linger.ms", "500")],
+    );
+    let mut futures = Vec::new();
+    for i in 0..10i64 {
+        futures.push(enqueue(
+            &producer,
+            FutureRecord::to("zipped-times")
+                .payload("t")
+                .timestamp(BASE + i * 1_000),
+        ));
+    }
+    deliveries(futures).await;
+
+    let b = bootstrap.clone();
+    let answers = blocking(move || {
+        let consumer = consumer(&b, &[]);
+        let mut out = BTreeMap::new();
+        for t in [BASE - 5, BASE + 2_500, BASE + 9_000, BASE + 9_001] {
+            let mut query = TopicPartitionList::new();
+            query
+                .add_partition_offset("zipped-times", 0, Offset::Offset(t))
+                .expect("query");
+            let found = consumer
+                .offsets_for_times(query, Duration::from_secs(10))
+                .expect("offsets for times");
+            out.insert(t, found.elements()[0].offset());
+        }
+        out
+    })
+    .await;
+    assert_eq!(answers[&(BASE - 5)], Offset::Offset(0));
+    assert_eq!(
+        answers[&(BASE + 2_500)],
+        Offset::Offset(3),
+        "inside the batch"
+    );
+    assert_eq!(answers[&(BASE + 9_000)], Offset::Offset(9));
+    assert_eq!(answers[&(BASE + 9_001)], Offset::End, "nothing that late");
+    roles.stop().await;
+}

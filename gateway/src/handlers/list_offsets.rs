@@ -8,8 +8,9 @@
 //!
 //! Time lookups narrow down with the per-index-entry max timestamps (PostgreSQL), then the
 //! batch headers of that entry's byte range (one ranged GET), then the record timestamps of
-//! the batch when it is uncompressed. In a compressed batch the batch's first offset is
-//! answered (and its last offset for max timestamp): never past the record asked for.
+//! the batch, decompressing it if it is compressed (at most [`MAX_OPENED_BYTES`]). Only a
+//! batch that cannot be opened is answered by its header: its first offset (its last for
+//! max timestamp), never past the record asked for.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -18,10 +19,11 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use tracing::warn;
 use uuid::Uuid;
-use yaks_common::batch::{batch_times, record_times, spans};
+use yaks_common::batch::{RecordTime, batch_times, record_times, spans};
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{IndexEntry, PartitionState};
 use yaks_common::metrics::metrics;
+use yaks_common::records::OpenBatch;
 
 use super::fetch::{LEADER_EPOCH, epoch_error};
 use super::{RequestContext, Versions};
@@ -34,6 +36,10 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+
+/// Most bytes a compressed batch's records may decompress to for a time lookup; a larger
+/// one is answered by its header.
+const MAX_OPENED_BYTES: usize = 64 << 20;
 
 /// An offset and the timestamp of its record (-1 when the lookup is not by time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,8 +215,8 @@ async fn search_entry(
         if times.max_timestamp < target {
             continue;
         }
-        let Some(records) = record_times(batch) else {
-            // Compressed: the batch's bounds are all the header tells.
+        let Some(records) = record_times(batch).or_else(|| opened_times(batch)) else {
+            // Not to be opened: the batch's bounds are all the header tells.
             let offset = if timestamp == MAX_TIMESTAMP {
                 base - 1
             } else {
@@ -236,6 +242,23 @@ async fn search_entry(
         }
     }
     Ok(None)
+}
+
+/// Record times of a compressed batch, from its decompressed records.
+fn opened_times(batch: &[u8]) -> Option<Vec<RecordTime>> {
+    let opened = OpenBatch::open(batch, MAX_OPENED_BYTES)
+        .inspect_err(|e| warn!(error = %e, "opening a batch for a time lookup"))
+        .ok()?;
+    let records = opened.records().ok()?;
+    Some(
+        records
+            .iter()
+            .map(|r| RecordTime {
+                offset_delta: r.offset_delta,
+                timestamp: r.timestamp,
+            })
+            .collect(),
+    )
 }
 
 fn error_response(request: &ListOffsetsRequest, code: i16) -> ListOffsetsResponse {
