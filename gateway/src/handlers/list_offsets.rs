@@ -8,7 +8,7 @@
 //!
 //! Time lookups narrow down with the per-index-entry max timestamps (PostgreSQL), then the
 //! batch headers of that entry's byte range (one ranged GET), then the record timestamps of
-//! the batch, decompressing it if it is compressed (at most [`MAX_OPENED_BYTES`]). Only a
+//! the batch, decompressing it if it is compressed (at most 64 MiB of records). Only a
 //! batch that cannot be opened is answered by its header: its first offset (its last for
 //! max timestamp), never past the record asked for.
 
