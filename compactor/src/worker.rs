@@ -98,6 +98,7 @@ pub async fn run_job(
             object,
             object_key: &object_key,
             size_bytes,
+            compaction: None,
         })
         .await;
     match swapped {

@@ -268,8 +268,24 @@ pub struct EntrySwap<'a> {
     pub object: ObjectId,
     /// Its key.
     pub object_key: &'a str,
-    /// Its size: the inputs' lengths added up.
+    /// Its size: the inputs' lengths added up for a merge, what is left for a key
+    /// compaction.
     pub size_bytes: i64,
+    /// Set for a key compaction, whose output holds fewer bytes and batches than its inputs.
+    pub compaction: Option<CompactionSwap>,
+}
+
+/// What a key compaction's swap also records: the partition's judged part moves from
+/// `cleaned_from` (what the pass read; the swap loses if another pass moved it) to
+/// `cleaned_through`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionSwap {
+    /// Batches in the output.
+    pub batch_count: i32,
+    /// The partition's `cleaned_through` the pass started from.
+    pub cleaned_from: i64,
+    /// Its new `cleaned_through`: one past the last offset the pass judged.
+    pub cleaned_through: i64,
 }
 
 /// An object the garbage collector may delete: marked, and past the grace period.

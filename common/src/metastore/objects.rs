@@ -5,6 +5,7 @@
 //! deletes marked objects from the bucket after a grace period and forgets them here.
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use super::model::{EntrySwap, MarkedObject};
 use crate::error::StoreError;
@@ -18,7 +19,18 @@ pub trait Objects: Send + Sync + 'static {
     /// refers to any more; returns false and changes nothing otherwise (another compaction
     /// or a topic deletion won). Inputs that are not contiguous, or a size that is not
     /// their total, are refused with [`StoreError::Invalid`].
+    /// With [`EntrySwap::compaction`] set, the output may hold fewer bytes, and the swap
+    /// also moves the partition's `cleaned_through` if it is still `cleaned_from`
+    /// (false, nothing changed, otherwise).
     async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError>;
+
+    /// Where the partition's dirty part starts: the first offset no key compaction has
+    /// judged (0 for a partition never compacted).
+    async fn cleaned_through(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<i64, StoreError>;
 
     /// Removes index entries wholly below their partition's log start offset (retention,
     /// DeleteRecords) and marks objects left without entries; returns how many entries went.

@@ -225,11 +225,13 @@ pub fn swap_inputs_current<'a>(
 }
 
 /// Checks the entries a compaction swaps out, as `(base, last, byte length)` in the order
-/// their bytes were concatenated: contiguous offsets, lengths adding up to `size_bytes`.
+/// their bytes were concatenated: contiguous offsets, lengths adding up to `size_bytes` for
+/// a merge, at least `size_bytes` (and more than none) for a key compaction (`compacted`).
 /// Returns the merged entry's first and last offsets.
 pub fn merge_swapped(
     rows: impl Iterator<Item = (i64, i64, i64)>,
     size_bytes: i64,
+    compacted: bool,
 ) -> Result<(i64, i64), String> {
     let mut merged: Option<(i64, i64)> = None;
     let mut total = 0;
@@ -246,7 +248,9 @@ pub fn merge_swapped(
         total += length;
     }
     let merged = merged.ok_or_else(|| "no entries to swap".to_owned())?;
-    if total != size_bytes {
+    // A merge moves bytes; a key compaction leaves fewer, never none (its range keeps at
+    // least a batch covering its offsets).
+    if (!compacted && total != size_bytes) || size_bytes <= 0 || size_bytes > total {
         return Err(format!(
             "entries hold {total} bytes, the new object {size_bytes}"
         ));

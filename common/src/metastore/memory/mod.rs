@@ -70,6 +70,8 @@ struct State {
     topics: BTreeMap<String, TopicMeta>,
     /// (next_offset, log_start_offset)
     partitions: BTreeMap<(Uuid, i32), (i64, i64)>,
+    /// Where each partition's dirty part starts (absent: 0).
+    cleaned_through: HashMap<(Uuid, i32), i64>,
     objects: BTreeMap<String, (String, i64)>,
     index: BTreeMap<(Uuid, i32, i64), IndexRow>,
     services: HashMap<String, Service>,

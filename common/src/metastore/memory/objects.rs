@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::metastore::model::*;
@@ -35,6 +36,7 @@ impl Objects for MemoryMetastore {
             rows.iter()
                 .map(|(base, r)| (*base, r.last_offset, r.byte_length)),
             swap.size_bytes,
+            swap.compaction.is_some(),
         )
         .map_err(StoreError::Invalid)?;
         let max_timestamp = rows
@@ -42,8 +44,20 @@ impl Objects for MemoryMetastore {
             .map(|(_, r)| r.max_timestamp)
             .max()
             .unwrap_or(-1);
-        let batch_count = rows.iter().map(|(_, r)| r.batch_count).sum();
+        let mut batch_count = rows.iter().map(|(_, r)| r.batch_count).sum();
         let old_objects: Vec<String> = rows.iter().map(|(_, r)| r.object_id.clone()).collect();
+        if let Some(compaction) = swap.compaction {
+            let key = (swap.topic_id, swap.partition_index);
+            if !state.partitions.contains_key(&key)
+                || state.cleaned_through.get(&key).copied().unwrap_or(0) != compaction.cleaned_from
+            {
+                return Ok(false);
+            }
+            state
+                .cleaned_through
+                .insert(key, compaction.cleaned_through);
+            batch_count = compaction.batch_count;
+        }
         let object_id = swap.object.to_string();
         for (base_offset, _) in swap.inputs {
             state
@@ -74,6 +88,21 @@ impl Objects for MemoryMetastore {
             }
         }
         Ok(true)
+    }
+
+    async fn cleaned_through(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<i64, StoreError> {
+        let state = self.state();
+        let key = (topic_id, partition_index);
+        if !state.partitions.contains_key(&key) {
+            return Err(StoreError::NotFound(format!(
+                "partition {topic_id}/{partition_index}"
+            )));
+        }
+        Ok(state.cleaned_through.get(&key).copied().unwrap_or(0))
     }
 
     async fn drop_expired_entries(&self) -> Result<u64, StoreError> {

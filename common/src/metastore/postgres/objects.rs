@@ -2,6 +2,7 @@
 //! rows' marks for garbage collection.
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::metastore::model::*;
@@ -51,10 +52,31 @@ impl Objects for PgMetastore {
             rows.iter()
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))),
             swap.size_bytes,
+            swap.compaction.is_some(),
         )
         .map_err(StoreError::Invalid)?;
         let max_timestamp = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(-1);
-        let batch_count: i32 = rows.iter().map(|r| r.get::<_, i32>(4)).sum();
+        let mut batch_count: i32 = rows.iter().map(|r| r.get::<_, i32>(4)).sum();
+        if let Some(compaction) = swap.compaction {
+            let moved = tx
+                .execute(
+                    "UPDATE partitions SET cleaned_through = $4
+                     WHERE topic_id = $1 AND partition_index = $2 AND cleaned_through = $3",
+                    &[
+                        &swap.topic_id,
+                        &swap.partition_index,
+                        &compaction.cleaned_from,
+                        &compaction.cleaned_through,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            if moved == 0 {
+                // Another pass judged this part first (or the partition is gone).
+                return Ok(false);
+            }
+            batch_count = compaction.batch_count;
+        }
         let mut old_objects: Vec<String> = rows.iter().map(|r| r.get(5)).collect();
         old_objects.sort();
         old_objects.dedup();
@@ -95,6 +117,24 @@ impl Objects for PgMetastore {
             .map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
         Ok(true)
+    }
+
+    async fn cleaned_through(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<i64, StoreError> {
+        let client = self.client("cleaned_through").await?;
+        let row = client
+            .query_opt(
+                "SELECT cleaned_through FROM partitions
+                 WHERE topic_id = $1 AND partition_index = $2",
+                &[&topic_id, &partition_index],
+            )
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| r.get(0))
+            .ok_or_else(|| StoreError::NotFound(format!("partition {topic_id}/{partition_index}")))
     }
 
     async fn drop_expired_entries(&self) -> Result<u64, StoreError> {

@@ -45,6 +45,7 @@ macro_rules! metastore_test_suite {
             a_batch_past_its_commit_deadline_is_not_stored,
             idempotent_batches_are_judged_at_commit,
             a_swap_replaces_entries_once,
+            a_compaction_swap_moves_cleaned_through_once,
             replaced_and_expired_objects_are_marked_then_forgotten,
             group_writes_are_fenced_by_the_coordinator_epoch,
             deleting_a_topic_deletes_its_committed_offsets,

@@ -45,6 +45,7 @@ fn swap_into<'a>(
         object: ObjectId::new(30),
         object_key: key,
         size_bytes,
+        compaction: None,
     }
 }
 
@@ -97,6 +98,66 @@ pub async fn a_swap_replaces_entries_once(store: &dyn Metastore) {
         shape,
         vec![(0, 3, "k/m1", 0, 20, 101), (4, 5, "k/c3", 0, 10, 102)]
     );
+}
+
+/// A key compaction's swap leaves fewer bytes and moves the partition's `cleaned_through`
+/// by compare-and-swap: a pass that started from a stale value changes nothing.
+#[doc(hidden)]
+pub async fn a_compaction_swap_moves_cleaned_through_once(store: &dyn Metastore) {
+    let topic = three_flushes(store).await;
+    let cleaned = || store.cleaned_through(topic.topic_id, 0);
+    assert_eq!(cleaned().await.expect("read"), 0, "never compacted");
+    let inputs = vec![(0, "k/c1".to_owned()), (2, "k/c2".to_owned())];
+    let compacted = |from: i64, through: i64, size_bytes: i64, key: &'static str| EntrySwap {
+        compaction: Some(CompactionSwap {
+            batch_count: 1,
+            cleaned_from: from,
+            cleaned_through: through,
+        }),
+        ..swap_into(&topic, &inputs, size_bytes, key)
+    };
+    assert!(
+        !store
+            .swap_entries(compacted(2, 4, 7, "k/x0"))
+            .await
+            .expect("swap"),
+        "another pass moved cleaned_through first"
+    );
+    assert_eq!(cleaned().await.expect("read"), 0);
+    assert!(
+        matches!(
+            store.swap_entries(compacted(0, 4, 21, "k/x0")).await,
+            Err(StoreError::Invalid(_))
+        ),
+        "more bytes than the inputs"
+    );
+    assert!(
+        store
+            .swap_entries(compacted(0, 4, 7, "k/x1"))
+            .await
+            .expect("swap")
+    );
+    assert_eq!(cleaned().await.expect("read"), 4);
+    let entries = store
+        .index_entries(&[(topic.topic_id, 0, 0)], 10)
+        .await
+        .expect("entries");
+    let shape: Vec<(i64, i64, &str, i64)> = entries[0]
+        .iter()
+        .map(|e| {
+            (
+                e.base_offset,
+                e.last_offset,
+                e.object_key.as_str(),
+                e.byte_length,
+            )
+        })
+        .collect();
+    assert_eq!(shape, vec![(0, 3, "k/x1", 7), (4, 5, "k/c3", 10)]);
+    assert!(matches!(
+        store.cleaned_through(topic.topic_id, 1).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// Objects a swap replaced, and those below a log start or of a deleted topic, are marked
