@@ -13,6 +13,8 @@
 //!   retention.ms / retention.bytes move its log start.
 //! - [`worker`]: runs a job: reads the inputs, writes one per-partition output, swaps the
 //!   index rows by compare-and-swap.
+//! - [`dirty`]: a pure function of a compacted partition's entries that says what part a
+//!   key compaction pass may clean and whether one is due (dirty ratio, min and max lag).
 //! - [`gc`]: drops entries below log starts, marks unreferenced objects, deletes marked and
 //!   unrecorded objects after the grace period (with a dry run).
 //! - [`queue`]: the job queue: SQS (dead-letter queue by redrive policy) or in-process.
@@ -20,6 +22,7 @@
 //!   `yaks compactor [--once]` runs them.
 
 pub mod clean;
+pub mod dirty;
 pub mod gc;
 pub mod key_map;
 pub mod planner;
