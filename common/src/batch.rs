@@ -1,4 +1,5 @@
-//! RecordBatch (magic 2) headers: parse, validate, patch — never decode records.
+//! RecordBatch (magic 2) headers: parse, validate, patch — never decode records (that is
+//! `records`).
 //!
 //! Batches are stored exactly as producers sent them, so duplicate header keys, unknown
 //! attribute bits and the producer's compression survive. Only the 61-byte header is read
@@ -216,15 +217,6 @@ pub fn spans(bytes: &Bytes) -> Vec<(usize, usize)> {
     out
 }
 
-/// One record's place and time, as a time lookup needs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordTime {
-    /// Offset relative to the batch's base offset.
-    pub offset_delta: i32,
-    /// The record's timestamp.
-    pub timestamp: i64,
-}
-
 /// Header fields of a stored batch that a time lookup reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchTimes {
@@ -234,8 +226,6 @@ pub struct BatchTimes {
     pub base_timestamp: i64,
     /// Largest record timestamp.
     pub max_timestamp: i64,
-    /// Records are compressed (their timestamps cannot be read without decompressing).
-    pub compressed: bool,
 }
 
 /// Times of the batch starting `batch`, if its header is there.
@@ -244,72 +234,7 @@ pub fn batch_times(batch: &[u8]) -> Option<BatchTimes> {
         offset_count: i64::from(i32_at(batch, 23)) + 1,
         base_timestamp: i64_at(batch, 27),
         max_timestamp: i64_at(batch, 35),
-        compressed: i16_at(batch, 21) & 0x07 != 0,
     })
-}
-
-/// Each record's offset delta and timestamp, for an uncompressed batch; `None` for a
-/// compressed or malformed one.
-pub fn record_times(batch: &[u8]) -> Option<Vec<RecordTime>> {
-    let base_timestamp = batch_times(batch)?.base_timestamp;
-    let heads = record_heads(batch)?;
-    let mut out = Vec::with_capacity(heads.len());
-    for head in heads {
-        out.push(RecordTime {
-            offset_delta: head.offset_delta,
-            timestamp: base_timestamp.checked_add(head.timestamp_delta)?,
-        });
-    }
-    Some(out)
-}
-
-/// Each record's key (`None` for a null key), for an uncompressed batch; `None` for a
-/// compressed or malformed one.
-pub fn record_keys(batch: &[u8]) -> Option<Vec<Option<&[u8]>>> {
-    Some(record_heads(batch)?.into_iter().map(|h| h.key).collect())
-}
-
-/// The leading fields of one record.
-struct RecordHead<'a> {
-    timestamp_delta: i64,
-    offset_delta: i32,
-    key: Option<&'a [u8]>,
-}
-
-/// Walks the records of an uncompressed batch. Record layout: length varint, attributes
-/// i8, timestamp delta varlong, offset delta varint, key length varint (-1: null) and key,
-/// then value and headers, skipped by the record's length.
-fn record_heads(batch: &[u8]) -> Option<Vec<RecordHead<'_>>> {
-    if batch_times(batch)?.compressed {
-        return None;
-    }
-    let count = usize::try_from(i32_at(batch, 57)).ok()?;
-    let mut out = Vec::with_capacity(count.min(batch.len() / 7));
-    let mut at = HEADER_LEN;
-    for _ in 0..count {
-        let (length, used) = varint(batch.get(at..)?)?;
-        let body_start = at + used;
-        let body_end = body_start.checked_add(usize::try_from(length).ok()?)?;
-        let body = batch.get(body_start..body_end)?;
-        let mut pos = 1; // attributes
-        let (timestamp_delta, used) = varint(body.get(pos..)?)?;
-        pos += used;
-        let (offset_delta, used) = varint(body.get(pos..)?)?;
-        pos += used;
-        let (key_length, used) = varint(body.get(pos..)?)?;
-        pos += used;
-        let key = match usize::try_from(key_length) {
-            Ok(len) => Some(body.get(pos..pos.checked_add(len)?)?),
-            Err(_) => None,
-        };
-        out.push(RecordHead {
-            timestamp_delta,
-            offset_delta: i32::try_from(offset_delta).ok()?,
-            key,
-        });
-        at = body_end;
-    }
-    Some(out)
 }
 
 /// A zig-zag varint (up to 64 bits) and the bytes it took.
@@ -428,25 +353,6 @@ mod tests {
         assert_eq!(info.offset_count, 3);
         assert_eq!(info.max_timestamp, 1_700_000_000_000);
         assert_eq!(info.producer_id, -1);
-    }
-
-    #[test]
-    fn record_times_are_read_from_uncompressed_batches_only() {
-        let mut raw = testing::batch(&[b"a", b"bb", b"ccc"], 5_000);
-        let times = record_times(&raw).expect("uncompressed");
-        assert_eq!(
-            times
-                .iter()
-                .map(|t| (t.offset_delta, t.timestamp))
-                .collect::<Vec<_>>(),
-            vec![(0, 5_000), (1, 5_000), (2, 5_000)]
-        );
-        assert_eq!(record_times(&raw[..raw.len() - 3]), None, "truncated");
-        assert_eq!(record_keys(&raw), Some(vec![None, None, None]), "null keys");
-        raw[22] |= 1; // gzip
-        assert_eq!(record_times(&raw), None);
-        assert_eq!(record_keys(&raw), None);
-        assert!(batch_times(&raw).expect("header").compressed);
     }
 
     #[test]

@@ -101,12 +101,13 @@ pub struct OpenBatch {
 
 impl OpenBatch {
     /// Opens the single batch `batch`, decompressing its records to at most
-    /// `max_records_bytes`. The CRC is not checked: stored batches were checked on produce.
-    pub fn open(batch: &[u8], max_records_bytes: usize) -> Result<OpenBatch, RecordsError> {
+    /// `max_records_bytes` (an uncompressed batch's records are shared, not copied). The
+    /// CRC is not checked: stored batches were checked on produce.
+    pub fn open(batch: Bytes, max_records_bytes: usize) -> Result<OpenBatch, RecordsError> {
         if batch.len() < HEADER_LEN || batch[16] != 2 {
             return Err(corrupt("not a magic-2 batch"));
         }
-        let declared = i32_at(batch, 8);
+        let declared = i32_at(&batch, 8);
         if usize::try_from(declared).ok().map(|l| l + 12) != Some(batch.len()) {
             return Err(corrupt(format!(
                 "batch length {declared} does not match {} bytes",
@@ -121,7 +122,7 @@ impl OpenBatch {
             Codec::None if payload.len() > max_records_bytes => {
                 return Err(RecordsError::TooLarge(max_records_bytes));
             }
-            Codec::None => Bytes::copy_from_slice(payload),
+            Codec::None => batch.slice(HEADER_LEN..),
             Codec::Gzip => bounded(
                 flate2::read::MultiGzDecoder::new(payload),
                 max_records_bytes,
@@ -233,7 +234,7 @@ impl OpenBatch {
                 .max()
                 .unwrap_or(original_max)
         };
-        let mut records = BytesMut::with_capacity(self.records.len());
+        let mut records = Vec::with_capacity(self.records.len());
         let mut body = Vec::new();
         for record in kept {
             body.clear();
@@ -248,10 +249,8 @@ impl OpenBatch {
             put_varlong(&mut body, delta);
             put_varlong(&mut body, i64::from(record.offset_delta));
             body.extend_from_slice(record.tail);
-            let mut length = Vec::with_capacity(5);
-            put_varlong(&mut length, body.len() as i64);
-            records.put_slice(&length);
-            records.put_slice(&body);
+            put_varlong(&mut records, body.len() as i64);
+            records.extend_from_slice(&body);
         }
         let codec = self.codec();
         let payload = compress(codec, &records)?;
@@ -448,7 +447,7 @@ fn snappy(payload: &[u8], limit: usize) -> Result<Bytes, RecordsError> {
 }
 
 /// Compresses records as Kafka's producers do for `codec`.
-fn compress(codec: Codec, records: &[u8]) -> Result<Vec<u8>, RecordsError> {
+fn compress(codec: Codec, records: &[u8]) -> Result<BytesMut, RecordsError> {
     use kafka_protocol::compression::{Gzip, Lz4, Snappy, Zstd};
     let mut out = BytesMut::new();
     let fill = |buf: &mut BytesMut| {
@@ -466,7 +465,7 @@ fn compress(codec: Codec, records: &[u8]) -> Result<Vec<u8>, RecordsError> {
         Codec::Zstd => Zstd::compress(&mut out, fill),
     };
     done.map_err(|e| corrupt(format!("compressing: {e}")))?;
-    Ok(out.to_vec())
+    Ok(out)
 }
 
 /// A zig-zag varint and the bytes it took.
@@ -577,7 +576,7 @@ mod tests {
     fn records_read_the_same_whatever_the_codec() {
         for codec in CODECS {
             let raw = build(codec, &sample(), 0);
-            let open = OpenBatch::open(&raw, 1 << 20).expect("open");
+            let open = OpenBatch::open(raw.clone().into(), 1 << 20).expect("open");
             assert_eq!(open.codec(), codec);
             let records = open.records().expect("records");
             let seen: Vec<_> = records
@@ -602,7 +601,7 @@ mod tests {
     fn a_rewrite_keeps_offsets_producer_codec_headers_and_times() {
         for codec in CODECS {
             let raw = build(codec, &sample(), 0);
-            let open = OpenBatch::open(&raw, 1 << 20).expect("open");
+            let open = OpenBatch::open(raw.clone().into(), 1 << 20).expect("open");
             let records = open.records().expect("records");
             // The newest per key: b (with its duplicate headers), a's tombstone; not c, the
             // batch's last record, so the last offset must survive without it.
@@ -614,7 +613,7 @@ mod tests {
                 u32::from_be_bytes(rewritten[17..21].try_into().expect("4 bytes")),
                 "{codec:?}: crc"
             );
-            let again = OpenBatch::open(&rewritten, 1 << 20).expect("reopen");
+            let again = OpenBatch::open(rewritten.clone(), 1 << 20).expect("reopen");
             assert_eq!(again.codec(), codec);
             assert_eq!((again.base_offset(), again.last_offset()), (100, 104));
             assert_eq!(again.producer_id(), 7);
@@ -651,7 +650,7 @@ mod tests {
         use kafka_protocol::records::RecordBatchDecoder;
         for codec in CODECS {
             let raw = build(codec, &sample(), 0);
-            let open = OpenBatch::open(&raw, 1 << 20).expect("open");
+            let open = OpenBatch::open(raw.clone().into(), 1 << 20).expect("open");
             let records = open.records().expect("records");
             let kept = [records[1], records[3]];
             let rewritten = open.rewrite(&kept, Some(BASE_TS + 1_000)).expect("rewrite");
@@ -709,18 +708,18 @@ mod tests {
     #[test]
     fn a_delete_horizon_becomes_the_base_timestamp_and_record_times_stay() {
         let raw = build(Codec::Lz4, &sample(), 0);
-        let open = OpenBatch::open(&raw, 1 << 20).expect("open");
+        let open = OpenBatch::open(raw.clone().into(), 1 << 20).expect("open");
         let records = open.records().expect("records");
         let horizon = BASE_TS + 86_400_000;
         let rewritten = open.rewrite(&records, Some(horizon)).expect("rewrite");
-        let again = OpenBatch::open(&rewritten, 1 << 20).expect("reopen");
+        let again = OpenBatch::open(rewritten.clone(), 1 << 20).expect("reopen");
         assert_eq!(again.delete_horizon_ms(), Some(horizon));
         let times = |r: &[Record<'_>]| r.iter().map(|r| r.timestamp).collect::<Vec<_>>();
         assert_eq!(times(&again.records().expect("records")), times(&records));
         // A later rewrite without a new horizon keeps the one set.
         let kept = again.records().expect("records");
         let later = again.rewrite(&kept[..1], None).expect("rewrite");
-        let later = OpenBatch::open(&later, 1 << 20).expect("reopen");
+        let later = OpenBatch::open(later, 1 << 20).expect("reopen");
         assert_eq!(later.delete_horizon_ms(), Some(horizon));
         assert_eq!(later.records().expect("records")[0].timestamp, BASE_TS);
     }
@@ -728,10 +727,10 @@ mod tests {
     #[test]
     fn keeping_nothing_leaves_an_empty_batch_holding_the_offsets() {
         let raw = build(Codec::Zstd, &sample(), 1 << 4);
-        let open = OpenBatch::open(&raw, 1 << 20).expect("open");
+        let open = OpenBatch::open(raw.clone().into(), 1 << 20).expect("open");
         let empty = open.rewrite(&[], None).expect("rewrite");
         assert_eq!(empty.len(), HEADER_LEN);
-        let again = OpenBatch::open(&empty, 1 << 20).expect("reopen");
+        let again = OpenBatch::open(empty.clone(), 1 << 20).expect("reopen");
         assert_eq!((again.base_offset(), again.last_offset()), (100, 104));
         assert_eq!(again.codec(), Codec::None);
         assert!(again.is_transactional());
@@ -742,12 +741,12 @@ mod tests {
     #[test]
     fn log_append_time_records_keep_the_batch_time() {
         let raw = build(Codec::None, &sample(), ATTR_LOG_APPEND_TIME);
-        let open = OpenBatch::open(&raw, 1 << 20).expect("open");
+        let open = OpenBatch::open(raw.clone().into(), 1 << 20).expect("open");
         let records = open.records().expect("records");
         assert!(records.iter().all(|r| r.timestamp == BASE_TS + 20));
         let rewritten = open.rewrite(&records[..2], None).expect("rewrite");
         assert_eq!(i64_at(&rewritten, 35), BASE_TS + 20);
-        let again = OpenBatch::open(&rewritten, 1 << 20).expect("reopen");
+        let again = OpenBatch::open(rewritten.clone(), 1 << 20).expect("reopen");
         assert!(
             again
                 .records()
@@ -765,7 +764,7 @@ mod tests {
             let raw = build(codec, &spec, 0);
             assert!(raw.len() < 1 << 20, "{codec:?} compresses zeros");
             assert_eq!(
-                OpenBatch::open(&raw, 1 << 20).map(|_| ()),
+                OpenBatch::open(raw.clone().into(), 1 << 20).map(|_| ()),
                 Err(RecordsError::TooLarge(1 << 20)),
                 "{codec:?}"
             );
@@ -780,7 +779,7 @@ mod tests {
                 for value in [0x00, 0x7f, 0x80, 0xff] {
                     let mut damaged = raw.clone();
                     damaged[at] = value;
-                    if let Ok(open) = OpenBatch::open(&damaged, 1 << 20)
+                    if let Ok(open) = OpenBatch::open(damaged.clone().into(), 1 << 20)
                         && let Ok(records) = open.records()
                     {
                         let _ = open.rewrite(&records, Some(0));
@@ -793,7 +792,7 @@ mod tests {
                     let length = (short.len() - 12) as i32;
                     short[8..12].copy_from_slice(&length.to_be_bytes());
                 }
-                if let Ok(open) = OpenBatch::open(&short, 1 << 20) {
+                if let Ok(open) = OpenBatch::open(short.clone().into(), 1 << 20) {
                     let _ = open.records();
                 }
             }
@@ -804,7 +803,7 @@ mod tests {
     fn a_batch_stretches_over_later_offsets_but_never_shrinks() {
         let raw = build(Codec::Gzip, &sample(), 0);
         let longer = with_offset_count(&raw, 9).expect("stretch");
-        let open = OpenBatch::open(&longer, 1 << 20).expect("open");
+        let open = OpenBatch::open(longer.clone(), 1 << 20).expect("open");
         assert_eq!(open.last_offset() - open.base_offset(), 8);
         assert_eq!(open.records().expect("records").len(), 5);
         assert_eq!(
@@ -816,7 +815,7 @@ mod tests {
             "records would fall outside"
         );
         assert!(filler(0).is_err());
-        let empty = OpenBatch::open(&filler(3).expect("filler"), 0).expect("open");
+        let empty = OpenBatch::open(filler(3).expect("filler"), 0).expect("open");
         assert_eq!(
             (
                 empty.last_offset() - empty.base_offset(),

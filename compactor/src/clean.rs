@@ -74,12 +74,12 @@ pub struct Counts {
 /// covers the whole batch. `false` once the map is full: the pass reaches the last offset
 /// put, and records after it wait for the next pass.
 pub fn index(
-    batch: &[u8],
+    batch: &Bytes,
     base: i64,
     map: &mut KeyMap,
     max_records_bytes: usize,
 ) -> Result<bool, RecordsError> {
-    let open = OpenBatch::open(batch, max_records_bytes)?;
+    let open = OpenBatch::open(batch.clone(), max_records_bytes)?;
     if !open.is_control() {
         for record in open.records()? {
             if let Some(key) = record.key
@@ -96,11 +96,11 @@ pub fn index(
 /// What the pass keeps of `batch`, whose first offset is `base` (see the module's
 /// documentation).
 pub fn clean(
-    batch: &[u8],
+    batch: &Bytes,
     base: i64,
     rules: &Rules<'_>,
 ) -> Result<(Outcome, Counts), RecordsError> {
-    let open = OpenBatch::open(batch, rules.max_records_bytes)?;
+    let open = OpenBatch::open(batch.clone(), rules.max_records_bytes)?;
     let records = open.records()?;
     let mut counts = Counts {
         before: records.len() as u64,
@@ -211,7 +211,7 @@ mod tests {
     const DAY: i64 = 86_400_000;
 
     /// Batches of a partition and their first offsets, from record specs per batch.
-    fn partition(batches: &[&[KeyValue<'_>]], producer: i64) -> Vec<(Vec<u8>, i64)> {
+    fn partition(batches: &[&[KeyValue<'_>]], producer: i64) -> Vec<(Bytes, i64)> {
         let mut base = 0;
         let mut sequence = 0;
         batches
@@ -219,7 +219,7 @@ mod tests {
             .map(|records| {
                 let epoch = if producer >= 0 { 0 } else { -1 };
                 let first = if producer >= 0 { sequence } else { -1 };
-                let batch = keyed_batch(records, NOW - DAY, producer, epoch, first);
+                let batch = Bytes::from(keyed_batch(records, NOW - DAY, producer, epoch, first));
                 let at = base;
                 base += records.len() as i64;
                 sequence += records.len() as i32;
@@ -235,7 +235,7 @@ mod tests {
     fn read(batches: &[(Bytes, i64)]) -> Read {
         let mut out = Vec::new();
         for (batch, base) in batches {
-            let open = OpenBatch::open(batch, MAX).expect("open");
+            let open = OpenBatch::open(batch.clone(), MAX).expect("open");
             for r in open.records().expect("records") {
                 out.push((
                     base + i64::from(r.offset_delta),
@@ -249,7 +249,7 @@ mod tests {
 
     /// One pass over `batches` with a map of `map_bytes`: what it leaves.
     fn pass(
-        batches: &[(Vec<u8>, i64)],
+        batches: &[(Bytes, i64)],
         map_bytes: usize,
         now_ms: i64,
         producers: &HashMap<i64, i64>,
@@ -272,7 +272,7 @@ mod tests {
         for (batch, base) in batches {
             let (outcome, _) = clean(batch, *base, &rules).expect("clean");
             match &outcome {
-                Outcome::Unchanged => kept.push((Bytes::copy_from_slice(batch), *base)),
+                Outcome::Unchanged => kept.push((batch.clone(), *base)),
                 Outcome::Rewritten(bytes) => kept.push((bytes.clone(), *base)),
                 Outcome::Dropped => {}
             }
@@ -323,15 +323,14 @@ mod tests {
                 (2, b"b".to_vec(), Some(b"b0".to_vec()))
             ]
         );
-        let horizon = OpenBatch::open(&first[0].0, MAX)
+        let horizon = OpenBatch::open(first[0].0.clone(), MAX)
             .expect("open")
             .delete_horizon_ms();
         assert_eq!(horizon, Some(NOW + DAY), "the first pass sets the horizon");
 
-        let again: Vec<_> = first.iter().map(|(b, o)| (b.to_vec(), *o)).collect();
-        let (before, _) = pass(&again, MAX, NOW + DAY - 1, &HashMap::new());
+        let (before, _) = pass(&first, MAX, NOW + DAY - 1, &HashMap::new());
         assert_eq!(read(&before).len(), 2, "kept until the horizon");
-        let (after, _) = pass(&again, MAX, NOW + DAY, &HashMap::new());
+        let (after, _) = pass(&first, MAX, NOW + DAY, &HashMap::new());
         assert_eq!(read(&after), vec![(2, b"b".to_vec(), Some(b"b0".to_vec()))]);
     }
 
@@ -386,7 +385,7 @@ mod tests {
         let Outcome::Rewritten(empty) = &outcomes[1] else {
             panic!("the producer's last batch was {:?}", outcomes[1]);
         };
-        let empty = OpenBatch::open(empty, MAX).expect("open");
+        let empty = OpenBatch::open(empty.clone(), MAX).expect("open");
         assert!(empty.records().expect("records").is_empty());
         assert_eq!(empty.producer_id(), 9);
         assert_eq!(empty.last_offset() - empty.base_offset(), 0);
@@ -419,7 +418,7 @@ mod tests {
         assert_eq!(expected.len(), 40);
 
         // Each pass indexes from where the previous one reached, and cleans everything.
-        let mut current: Vec<(Vec<u8>, i64)> = batches.clone();
+        let mut current = batches.clone();
         let mut dirty_from = 0i64;
         let mut passes = 0;
         while dirty_from < 1000 {
@@ -427,8 +426,8 @@ mod tests {
             assert!(passes < 1000, "passes make no progress");
             let mut map = KeyMap::with_memory(16 * 24);
             for (batch, base) in &current {
-                let last = base + OpenBatch::open(batch, MAX).expect("open").last_offset()
-                    - OpenBatch::open(batch, MAX).expect("open").base_offset();
+                let open = OpenBatch::open(batch.clone(), MAX).expect("open");
+                let last = base + open.last_offset() - open.base_offset();
                 if last < dirty_from {
                     continue;
                 }
@@ -449,7 +448,7 @@ mod tests {
                 .filter_map(
                     |(batch, base)| match clean(batch, *base, &rules).expect("clean").0 {
                         Outcome::Unchanged => Some((batch.clone(), *base)),
-                        Outcome::Rewritten(bytes) => Some((bytes.to_vec(), *base)),
+                        Outcome::Rewritten(bytes) => Some((bytes, *base)),
                         Outcome::Dropped => None,
                     },
                 )
@@ -457,11 +456,7 @@ mod tests {
             dirty_from = reach + 1;
         }
         assert!(passes > 10, "{passes} passes");
-        let owned: Vec<_> = current
-            .into_iter()
-            .map(|(b, o)| (Bytes::from(b), o))
-            .collect();
-        let left = read(&owned);
+        let left = read(&current);
         assert_eq!(left.len(), expected.len(), "records left");
         assert!(
             left == expected,
@@ -498,10 +493,23 @@ mod tests {
         (records, base, batches)
     }
 
-    fn by_offset(kept: &[(Bytes, i64)]) -> Vec<(i64, Bytes)> {
-        kept.iter()
+    /// One pass over `batches` (offsets 0..=`last`), laid out, then walked as a reader
+    /// does: the bytes, where the walk ended and how many batches it crossed. The walk must
+    /// find exactly the records the pass kept, at their offsets.
+    fn laid_out_pass(
+        batches: &[(Bytes, i64)],
+        last: i64,
+        producers: &HashMap<i64, i64>,
+    ) -> (Bytes, i64, usize) {
+        let (kept, _) = pass(batches, MAX, NOW, producers);
+        let by_offset: Vec<_> = kept
+            .iter()
             .map(|(batch, base)| (*base, batch.clone()))
-            .collect()
+            .collect();
+        let laid = lay_out(0, last, &by_offset).expect("lay out");
+        let (records, end, count) = walk(0, &laid);
+        assert_eq!(records, read(&kept));
+        (laid, end, count)
     }
 
     #[test]
@@ -515,10 +523,7 @@ mod tests {
             ],
             -1,
         );
-        let (kept, _) = pass(&batches, MAX, NOW, &HashMap::new());
-        let laid = lay_out(0, 4, &by_offset(&kept)).expect("lay out");
-        let (records, end, count) = walk(0, &laid);
-        assert_eq!(records, read(&kept));
+        let (_, end, count) = laid_out_pass(&batches, 4, &HashMap::new());
         assert_eq!((end, count), (5, 3), "a filler, then the two kept batches");
 
         // Offset 1 emptied after a batch of no producer: that batch stretches over it.
@@ -530,10 +535,7 @@ mod tests {
             ],
             -1,
         );
-        let (kept, _) = pass(&batches, MAX, NOW, &HashMap::new());
-        let laid = lay_out(0, 2, &by_offset(&kept)).expect("lay out");
-        let (records, end, count) = walk(0, &laid);
-        assert_eq!(records, read(&kept));
+        let (_, end, count) = laid_out_pass(&batches, 2, &HashMap::new());
         assert_eq!((end, count), (3, 2), "no filler");
 
         // After an idempotent producer's batch the gap gets its own empty batch.
@@ -545,10 +547,7 @@ mod tests {
             ],
             9,
         );
-        let (kept, _) = pass(&batches, MAX, NOW, &HashMap::from([(9, 2)]));
-        let laid = lay_out(0, 2, &by_offset(&kept)).expect("lay out");
-        let (records, end, count) = walk(0, &laid);
-        assert_eq!(records, read(&kept));
+        let (laid, end, count) = laid_out_pass(&batches, 2, &HashMap::from([(9, 2)]));
         assert_eq!((end, count), (3, 3));
         // The producer's batches keep their last offsets, so their last sequences.
         for (at, len) in yaks_common::batch::spans(&laid) {
@@ -568,7 +567,7 @@ mod tests {
     #[test]
     fn batches_out_of_place_are_refused() {
         let batches = partition(&[&[(v("a"), v("a0")), (v("b"), v("b0"))]], -1);
-        let batch = Bytes::from(batches[0].0.clone());
+        let batch = batches[0].0.clone();
         assert!(
             lay_out(0, 0, &[(0, batch.clone())]).is_err(),
             "past the range"

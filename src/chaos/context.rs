@@ -14,10 +14,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bytes::Bytes;
-use yaks_common::batch::{header_info, record_keys, spans};
+use yaks_common::batch::{header_info, spans};
 use yaks_common::ids::ObjectId;
 use yaks_common::metastore::{Log, PgMetastore, Topics};
 use yaks_common::objstore::{ObjectStore, S3ObjectStore};
+use yaks_common::records::OpenBatch;
 
 use crate::oracle::check::Place;
 use crate::oracle::observed::time_of_day;
@@ -28,6 +29,9 @@ use crate::oracle::records::RecordId;
 const AROUND: i64 = 2_000;
 /// Batches of the producer shown before the first and after the last offset involved.
 const SHOWN: usize = 3;
+
+/// Most bytes a stored batch's records may decompress to when its keys are read.
+const MAX_OPENED_BYTES: usize = 64 << 20;
 
 /// One stored batch of the producer in question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,11 +136,14 @@ pub async fn batches_around(
             };
             let first_offset = offset;
             offset += info.offset_count;
-            let holds = record_keys(&batch).and_then(|keys| {
-                let first = RecordId::from_key(keys.first()?.as_deref()?)?;
-                let last = RecordId::from_key(keys.last()?.as_deref()?)?;
-                Some((first, last))
-            });
+            let holds = OpenBatch::open(batch.clone(), MAX_OPENED_BYTES)
+                .ok()
+                .and_then(|opened| {
+                    let records = opened.records().ok()?;
+                    let first = RecordId::from_key(records.first()?.key?)?;
+                    let last = RecordId::from_key(records.last()?.key?)?;
+                    Some((first, last))
+                });
             if holds.is_none_or(|(first, _)| first.producer != place.id.producer) {
                 continue;
             }

@@ -8,9 +8,9 @@
 //!
 //! Time lookups narrow down with the per-index-entry max timestamps (PostgreSQL), then the
 //! batch headers of that entry's byte range (one ranged GET), then the record timestamps of
-//! the batch, decompressing it if it is compressed (at most 64 MiB of records). Only a
-//! batch that cannot be opened is answered by its header: its first offset (its last for
-//! max timestamp), never past the record asked for.
+//! the batch (`yaks_common::records`, decompressing it if it is compressed, at most 64 MiB
+//! of records). Only a batch that cannot be opened is answered by its header: its first
+//! offset (its last for max timestamp), never past the record asked for.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -19,7 +19,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use tracing::warn;
 use uuid::Uuid;
-use yaks_common::batch::{RecordTime, batch_times, record_times, spans};
+use yaks_common::batch::{batch_times, spans};
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{IndexEntry, PartitionState};
 use yaks_common::metrics::metrics;
@@ -215,7 +215,10 @@ async fn search_entry(
         if times.max_timestamp < target {
             continue;
         }
-        let Some(records) = record_times(batch).or_else(|| opened_times(batch)) else {
+        let opened = OpenBatch::open(bytes.slice(at..at + len), MAX_OPENED_BYTES)
+            .inspect_err(|e| warn!(error = %e, "opening a batch for a time lookup"))
+            .ok();
+        let Some(records) = opened.as_ref().and_then(|o| o.records().ok()) else {
             // Not to be opened: the batch's bounds are all the header tells.
             let offset = if timestamp == MAX_TIMESTAMP {
                 base - 1
@@ -242,23 +245,6 @@ async fn search_entry(
         }
     }
     Ok(None)
-}
-
-/// Record times of a compressed batch, from its decompressed records.
-fn opened_times(batch: &[u8]) -> Option<Vec<RecordTime>> {
-    let opened = OpenBatch::open(batch, MAX_OPENED_BYTES)
-        .inspect_err(|e| warn!(error = %e, "opening a batch for a time lookup"))
-        .ok()?;
-    let records = opened.records().ok()?;
-    Some(
-        records
-            .iter()
-            .map(|r| RecordTime {
-                offset_delta: r.offset_delta,
-                timestamp: r.timestamp,
-            })
-            .collect(),
-    )
 }
 
 fn error_response(request: &ListOffsetsRequest, code: i16) -> ListOffsetsResponse {
