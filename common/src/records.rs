@@ -564,6 +564,15 @@ mod tests {
         ]
     }
 
+    /// The batch's CRC32C covers what it holds.
+    fn assert_crc(batch: &[u8]) {
+        assert_eq!(
+            crc32c::crc32c(&batch[CRC_START..]),
+            u32::from_be_bytes(batch[17..21].try_into().expect("4 bytes")),
+            "crc"
+        );
+    }
+
     const CODECS: [Codec; 5] = [
         Codec::None,
         Codec::Gzip,
@@ -608,11 +617,7 @@ mod tests {
             let kept = [records[1], records[2]];
             let rewritten = open.rewrite(&kept, None).expect("rewrite");
 
-            assert_eq!(
-                crc32c::crc32c(&rewritten[CRC_START..]),
-                u32::from_be_bytes(rewritten[17..21].try_into().expect("4 bytes")),
-                "{codec:?}: crc"
-            );
+            assert_crc(&rewritten);
             let again = OpenBatch::open(rewritten.clone(), 1 << 20).expect("reopen");
             assert_eq!(again.codec(), codec);
             assert_eq!((again.base_offset(), again.last_offset()), (100, 104));
@@ -806,10 +811,7 @@ mod tests {
         let open = OpenBatch::open(longer.clone(), 1 << 20).expect("open");
         assert_eq!(open.last_offset() - open.base_offset(), 8);
         assert_eq!(open.records().expect("records").len(), 5);
-        assert_eq!(
-            crc32c::crc32c(&longer[CRC_START..]),
-            u32::from_be_bytes(longer[17..21].try_into().expect("4 bytes"))
-        );
+        assert_crc(&longer);
         assert!(
             with_offset_count(&raw, 4).is_err(),
             "records would fall outside"

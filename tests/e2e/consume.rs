@@ -355,6 +355,28 @@ async fn out_of_range_offsets_reset_as_the_client_asks() {
     roles.stop().await;
 }
 
+/// What a librdkafka consumer's `offsets_for_times` answers for partition 0 of `topic` at
+/// each of `times`.
+async fn offsets_for_times(bootstrap: &str, topic: &str, times: &[i64]) -> BTreeMap<i64, Offset> {
+    let (bootstrap, topic, times) = (bootstrap.to_owned(), topic.to_owned(), times.to_vec());
+    blocking(move || {
+        let consumer = consumer(&bootstrap, &[]);
+        let mut out = BTreeMap::new();
+        for t in times {
+            let mut query = TopicPartitionList::new();
+            query
+                .add_partition_offset(&topic, 0, Offset::Offset(t))
+                .expect("query");
+            let found = consumer
+                .offsets_for_times(query, Duration::from_secs(10))
+                .expect("offsets for times");
+            out.insert(t, found.elements()[0].offset());
+        }
+        out
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after_it() {
     let infra = Infra::start().await;
@@ -378,24 +400,8 @@ async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after_it() {
     }
     deliveries(futures).await;
 
-    let b = bootstrap.clone();
-    let answers = blocking(move || {
-        let consumer = consumer(&b, &[]);
-        let mut out = BTreeMap::new();
-        for t in [BASE - 5, BASE, BASE + 2_500, BASE + 9_000, BASE + 9_001] {
-            let mut query = TopicPartitionList::new();
-            query
-                .add_partition_offset("times", 0, Offset::Offset(t))
-                .expect("query");
-            let found = consumer
-                .offsets_for_times(query, Duration::from_secs(10))
-                .expect("offsets for times");
-            let offset = found.elements()[0].offset();
-            out.insert(t, offset);
-        }
-        out
-    })
-    .await;
+    let times = [BASE - 5, BASE, BASE + 2_500, BASE + 9_000, BASE + 9_001];
+    let answers = offsets_for_times(&bootstrap, "times", &times).await;
     assert_eq!(answers[&(BASE - 5)], Offset::Offset(0));
     assert_eq!(answers[&BASE], Offset::Offset(0));
     assert_eq!(answers[&(BASE + 2_500)], Offset::Offset(3));
@@ -427,23 +433,8 @@ async fn list_offsets_by_timestamp_looks_inside_compressed_batches() {
     }
     deliveries(futures).await;
 
-    let b = bootstrap.clone();
-    let answers = blocking(move || {
-        let consumer = consumer(&b, &[]);
-        let mut out = BTreeMap::new();
-        for t in [BASE - 5, BASE + 2_500, BASE + 9_000, BASE + 9_001] {
-            let mut query = TopicPartitionList::new();
-            query
-                .add_partition_offset("zipped-times", 0, Offset::Offset(t))
-                .expect("query");
-            let found = consumer
-                .offsets_for_times(query, Duration::from_secs(10))
-                .expect("offsets for times");
-            out.insert(t, found.elements()[0].offset());
-        }
-        out
-    })
-    .await;
+    let times = [BASE - 5, BASE + 2_500, BASE + 9_000, BASE + 9_001];
+    let answers = offsets_for_times(&bootstrap, "zipped-times", &times).await;
     assert_eq!(answers[&(BASE - 5)], Offset::Offset(0));
     assert_eq!(
         answers[&(BASE + 2_500)],
