@@ -5,8 +5,8 @@
 //! | [`cluster`] | [`Cluster`] | cluster id, health, the store's clock, leases | gateway, writer, reader |
 //! | [`topics`] | [`Topics`] | topics, partition counts, explicit configs | every role |
 //! | [`log`] | [`Log`] | partitions' offsets, the flush commit, the object index, the commit feed | gateway, writer, reader, compactor |
-//! | [`objects`] | [`Objects`] | compaction swaps, retention's drops, garbage collection | compactor |
-//! | [`producers`] | [`Producers`] | producer ids and epochs, their expiry, the idempotence rules | gateway, writer |
+//! | [`objects`] | [`Objects`] | compaction swaps, key compaction's `cleaned_through`, retention's drops, garbage collection | compactor |
+//! | [`producers`] | [`Producers`] | producer ids and epochs, their expiry, the idempotence rules, producers' last batches | gateway, writer, compactor |
 //! | [`groups`] | [`Groups`] | consumer groups' generations and committed offsets | gateway |
 //!
 //! Each role names the domains it uses in a trait of its own (`GatewayStore`,

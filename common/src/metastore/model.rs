@@ -282,10 +282,23 @@ pub struct EntrySwap<'a> {
 pub struct CompactionSwap {
     /// Batches in the output.
     pub batch_count: i32,
+    /// The largest timestamp of a record kept (-1 for none): what ListOffsets by time and
+    /// retention judge the new entry by, as Kafka recomputes a cleaned segment's.
+    pub max_timestamp: i64,
     /// The partition's `cleaned_through` the pass started from.
     pub cleaned_from: i64,
     /// Its new `cleaned_through`: one past the last offset the pass judged.
     pub cleaned_through: i64,
+}
+
+/// Where key compaction stands in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cleaning {
+    /// The first offset no pass has judged (0 for a partition never compacted).
+    pub cleaned_through: i64,
+    /// The earliest delete horizon of the tombstones the last pass kept, if any: a pass is
+    /// due then, whether or not anything new arrived.
+    pub tombstones_due_ms: Option<i64>,
 }
 
 /// An object the garbage collector may delete: marked, and past the grace period.

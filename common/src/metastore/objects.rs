@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::model::{EntrySwap, MarkedObject};
+use super::model::{Cleaning, EntrySwap, MarkedObject};
 use crate::error::StoreError;
 
 /// Compaction's swaps, retention's drops and garbage collection's bookkeeping.
@@ -24,13 +24,22 @@ pub trait Objects: Send + Sync + 'static {
     /// (false, nothing changed, otherwise).
     async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError>;
 
-    /// Where the partition's dirty part starts: the first offset no key compaction has
-    /// judged (0 for a partition never compacted).
-    async fn cleaned_through(
+    /// Where key compaction stands in a partition: where its dirty part starts and when
+    /// its kept tombstones are due.
+    async fn cleaning(&self, topic_id: Uuid, partition_index: i32) -> Result<Cleaning, StoreError>;
+
+    /// Moves the partition's `cleaned_through` from `from` to `to` (a key compaction pass
+    /// judged everything below `to`) and records when the tombstones the pass kept are due;
+    /// false, nothing changed, if `cleaned_through` is no longer `from` (another pass moved
+    /// it) or the partition is gone.
+    async fn advance_cleaned_through(
         &self,
         topic_id: Uuid,
         partition_index: i32,
-    ) -> Result<i64, StoreError>;
+        from: i64,
+        to: i64,
+        tombstones_due_ms: Option<i64>,
+    ) -> Result<bool, StoreError>;
 
     /// Removes index entries wholly below their partition's log start offset (retention,
     /// DeleteRecords) and marks objects left without entries; returns how many entries went.

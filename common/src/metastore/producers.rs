@@ -37,9 +37,10 @@
 //!
 //! [`Ahead`]: SequenceError::Ahead
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use super::model::{ProducerBatch, SequenceError};
 use crate::error::StoreError;
@@ -70,6 +71,15 @@ pub trait Producers: Send + Sync + 'static {
     /// Forgets producer state and epochs last written before `before_ms`; returns how many
     /// entries went.
     async fn expire_producers(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    /// The last offset of each producer's newest stored batch in a partition, by producer
+    /// id: the batches key compaction keeps, if only empty, so that the producer's last
+    /// sequence stays in the log as Kafka keeps it (its state here does not depend on it).
+    async fn last_batches(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<HashMap<i64, i64>, StoreError>;
 }
 
 /// Batches remembered per producer and partition: Kafka's, and the most a client keeps in
@@ -96,6 +106,22 @@ pub struct ProducerState {
     pub recent: VecDeque<SequenceRange>,
     /// When it was last written (writer clock, ms), for expiry.
     pub updated_ms: i64,
+}
+
+impl ProducerState {
+    /// The last offset of the newest batch stored.
+    pub fn last_offset(&self) -> Option<i64> {
+        self.recent.back().map(|batch| {
+            let span = i64::from(batch.last_sequence) - i64::from(batch.first_sequence);
+            // A batch whose sequences wrapped past i32::MAX (they restart at 0).
+            let span = if span < 0 {
+                span + i64::from(i32::MAX) + 1
+            } else {
+                span
+            };
+            batch.base_offset + span
+        })
+    }
 }
 
 /// The decision for one batch.

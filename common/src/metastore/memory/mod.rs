@@ -70,8 +70,8 @@ struct State {
     topics: BTreeMap<String, TopicMeta>,
     /// (next_offset, log_start_offset)
     partitions: BTreeMap<(Uuid, i32), (i64, i64)>,
-    /// Where each partition's dirty part starts (absent: 0).
-    cleaned_through: HashMap<(Uuid, i32), i64>,
+    /// Where key compaction stands in each partition (absent: never compacted).
+    cleaning: HashMap<(Uuid, i32), Cleaning>,
     objects: BTreeMap<String, (String, i64)>,
     index: BTreeMap<(Uuid, i32, i64), IndexRow>,
     services: HashMap<String, Service>,
@@ -92,6 +92,11 @@ struct State {
 }
 
 impl State {
+    /// Where the partition's dirty part starts.
+    fn cleaned_through(&self, key: (Uuid, i32)) -> i64 {
+        self.cleaning.get(&key).map_or(0, |c| c.cleaned_through)
+    }
+
     fn holds(&self, group_id: &str, epoch: i64) -> bool {
         holds_epoch(self.group_epochs.get(group_id).copied(), epoch)
     }

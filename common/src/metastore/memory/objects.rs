@@ -39,7 +39,7 @@ impl Objects for MemoryMetastore {
             swap.compaction.is_some(),
         )
         .map_err(StoreError::Invalid)?;
-        let max_timestamp = rows
+        let mut max_timestamp = rows
             .iter()
             .map(|(_, r)| r.max_timestamp)
             .max()
@@ -49,14 +49,17 @@ impl Objects for MemoryMetastore {
         if let Some(compaction) = swap.compaction {
             let key = (swap.topic_id, swap.partition_index);
             if !state.partitions.contains_key(&key)
-                || state.cleaned_through.get(&key).copied().unwrap_or(0) != compaction.cleaned_from
+                || state.cleaned_through(key) != compaction.cleaned_from
             {
                 return Ok(false);
             }
-            state
-                .cleaned_through
-                .insert(key, compaction.cleaned_through);
+            let cleaning = state.cleaning.entry(key).or_insert(Cleaning {
+                cleaned_through: 0,
+                tombstones_due_ms: None,
+            });
+            cleaning.cleaned_through = compaction.cleaned_through;
             batch_count = compaction.batch_count;
+            max_timestamp = compaction.max_timestamp;
         }
         let object_id = swap.object.to_string();
         for (base_offset, _) in swap.inputs {
@@ -90,11 +93,7 @@ impl Objects for MemoryMetastore {
         Ok(true)
     }
 
-    async fn cleaned_through(
-        &self,
-        topic_id: Uuid,
-        partition_index: i32,
-    ) -> Result<i64, StoreError> {
+    async fn cleaning(&self, topic_id: Uuid, partition_index: i32) -> Result<Cleaning, StoreError> {
         let state = self.state();
         let key = (topic_id, partition_index);
         if !state.partitions.contains_key(&key) {
@@ -102,7 +101,33 @@ impl Objects for MemoryMetastore {
                 "partition {topic_id}/{partition_index}"
             )));
         }
-        Ok(state.cleaned_through.get(&key).copied().unwrap_or(0))
+        Ok(state.cleaning.get(&key).copied().unwrap_or(Cleaning {
+            cleaned_through: 0,
+            tombstones_due_ms: None,
+        }))
+    }
+
+    async fn advance_cleaned_through(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        from: i64,
+        to: i64,
+        tombstones_due_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let key = (topic_id, partition_index);
+        if !state.partitions.contains_key(&key) || state.cleaned_through(key) != from {
+            return Ok(false);
+        }
+        state.cleaning.insert(
+            key,
+            Cleaning {
+                cleaned_through: to,
+                tombstones_due_ms,
+            },
+        );
+        Ok(true)
     }
 
     async fn drop_expired_entries(&self) -> Result<u64, StoreError> {

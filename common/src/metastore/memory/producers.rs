@@ -1,6 +1,9 @@
 //! [`Producers`] in memory.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::metastore::PRODUCER_ID_BLOCK;
@@ -51,5 +54,19 @@ impl Producers for MemoryMetastore {
         state.producer_epochs.retain(|_, e| e.1 >= before_ms);
         let after = state.producer_states.len() + state.producer_epochs.len();
         Ok((before - after) as u64)
+    }
+
+    async fn last_batches(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<HashMap<i64, i64>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .producer_states
+            .iter()
+            .filter(|(key, _)| key.1 == topic_id && key.2 == partition_index)
+            .filter_map(|(key, s)| Some((key.0, s.last_offset()?)))
+            .collect())
     }
 }

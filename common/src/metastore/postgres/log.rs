@@ -301,12 +301,7 @@ impl Log for PgMetastore {
         let mut producers = HashMap::with_capacity(producer_rows.len());
         for row in &producer_rows {
             let recent: Vec<i64> = row.get(4);
-            let Some(recent) = decode_recent(&recent) else {
-                return Err(StoreError::Internal(format!(
-                    "producer_states.recent of producer {} is malformed",
-                    row.get::<_, i64>(0)
-                )));
-            };
+            let recent = decode_recent(row.get(0), &recent)?;
             producers.insert(
                 (row.get(0), row.get(1), row.get(2)),
                 ProducerState {
@@ -651,9 +646,19 @@ fn encode_recent(recent: &VecDeque<SequenceRange>) -> String {
     format!("{{{}}}", numbers.join(","))
 }
 
-fn decode_recent(flat: &[i64]) -> Option<VecDeque<SequenceRange>> {
+/// The `recent` column of producer `producer_id`'s row, flattened triples of
+/// (first_sequence, last_sequence, base_offset).
+pub(super) fn decode_recent(
+    producer_id: i64,
+    flat: &[i64],
+) -> Result<VecDeque<SequenceRange>, StoreError> {
+    let malformed = || {
+        StoreError::Internal(format!(
+            "producer_states.recent of producer {producer_id} is malformed"
+        ))
+    };
     if flat.is_empty() || !flat.len().is_multiple_of(3) {
-        return None;
+        return Err(malformed());
     }
     flat.chunks_exact(3)
         .map(|c| {
@@ -663,5 +668,6 @@ fn decode_recent(flat: &[i64]) -> Option<VecDeque<SequenceRange>> {
                 base_offset: c[2],
             })
         })
-        .collect()
+        .collect::<Option<_>>()
+        .ok_or_else(malformed)
 }

@@ -55,7 +55,7 @@ impl Objects for PgMetastore {
             swap.compaction.is_some(),
         )
         .map_err(StoreError::Invalid)?;
-        let max_timestamp = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(-1);
+        let mut max_timestamp = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(-1);
         let mut batch_count: i32 = rows.iter().map(|r| r.get::<_, i32>(4)).sum();
         if let Some(compaction) = swap.compaction {
             let moved = tx
@@ -76,6 +76,7 @@ impl Objects for PgMetastore {
                 return Ok(false);
             }
             batch_count = compaction.batch_count;
+            max_timestamp = compaction.max_timestamp;
         }
         let mut old_objects: Vec<String> = rows.iter().map(|r| r.get(5)).collect();
         old_objects.sort();
@@ -119,22 +120,41 @@ impl Objects for PgMetastore {
         Ok(true)
     }
 
-    async fn cleaned_through(
-        &self,
-        topic_id: Uuid,
-        partition_index: i32,
-    ) -> Result<i64, StoreError> {
-        let client = self.client("cleaned_through").await?;
+    async fn cleaning(&self, topic_id: Uuid, partition_index: i32) -> Result<Cleaning, StoreError> {
+        let client = self.client("cleaning").await?;
         let row = client
             .query_opt(
-                "SELECT cleaned_through FROM partitions
+                "SELECT cleaned_through, tombstones_due_ms FROM partitions
                  WHERE topic_id = $1 AND partition_index = $2",
                 &[&topic_id, &partition_index],
             )
             .await
             .map_err(pg_error)?;
-        row.map(|r| r.get(0))
-            .ok_or_else(|| StoreError::NotFound(format!("partition {topic_id}/{partition_index}")))
+        row.map(|r| Cleaning {
+            cleaned_through: r.get(0),
+            tombstones_due_ms: r.get(1),
+        })
+        .ok_or_else(|| StoreError::NotFound(format!("partition {topic_id}/{partition_index}")))
+    }
+
+    async fn advance_cleaned_through(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        from: i64,
+        to: i64,
+        tombstones_due_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client("advance_cleaned_through").await?;
+        let moved = client
+            .execute(
+                "UPDATE partitions SET cleaned_through = $4, tombstones_due_ms = $5
+                 WHERE topic_id = $1 AND partition_index = $2 AND cleaned_through = $3",
+                &[&topic_id, &partition_index, &from, &to, &tombstones_due_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(moved == 1)
     }
 
     async fn drop_expired_entries(&self) -> Result<u64, StoreError> {

@@ -1,13 +1,17 @@
 //! [`Producers`] on PostgreSQL: the `producer_id_blocks` sequence, `producer_epochs`, and
-//! the expiry of both with `producer_states`.
+//! the expiry of both with `producer_states`, and what compaction reads of the latter.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::metastore::PRODUCER_ID_BLOCK;
-use crate::metastore::producers::{EpochRecord, bump_epoch};
+use crate::metastore::producers::{EpochRecord, ProducerState, bump_epoch};
 
 use super::super::producers::Producers;
+use super::log::decode_recent;
 use super::{PgMetastore, pg_error};
 
 #[async_trait]
@@ -99,6 +103,35 @@ impl Producers for PgMetastore {
             }
         }
         Ok(removed)
+    }
+
+    async fn last_batches(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+    ) -> Result<HashMap<i64, i64>, StoreError> {
+        let client = self.client("last_batches").await?;
+        let rows = client
+            .query(
+                "SELECT producer_id, producer_epoch, recent, updated_ms FROM producer_states
+                 WHERE topic_id = $1 AND partition_index = $2",
+                &[&topic_id, &partition_index],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut last = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let recent: Vec<i64> = row.get(2);
+            let state = ProducerState {
+                producer_epoch: row.get(1),
+                recent: decode_recent(row.get(0), &recent)?,
+                updated_ms: row.get(3),
+            };
+            if let Some(offset) = state.last_offset() {
+                last.insert(row.get(0), offset);
+            }
+        }
+        Ok(last)
     }
 }
 

@@ -20,7 +20,7 @@ pub use objects::*;
 pub use producers::*;
 pub use topics::*;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 

@@ -142,6 +142,14 @@ pub async fn idempotent_batches_are_judged_at_commit(store: &dyn Metastore) {
         outcomes(results),
         vec![BatchOutcome::Appended { base_offset: 4 }]
     );
+    assert_eq!(
+        store
+            .last_batches(topic.topic_id, 0)
+            .await
+            .expect("last batches"),
+        HashMap::from([(producer_id, 5)]),
+        "the newest batch (offsets 4..=5) is what compaction keeps for the producer"
+    );
     let stale = one(vec![batch(0, 0, 4)]);
     let results = store
         .commit_object(commit(ObjectId::new(14), "k/p5", &stale, 12_000))
