@@ -222,10 +222,13 @@ pub fn spans(bytes: &Bytes) -> Vec<(usize, usize)> {
 pub struct BatchTimes {
     /// Offsets the batch occupies.
     pub offset_count: i64,
-    /// First record's timestamp.
+    /// First record's timestamp, unless the batch carries a delete horizon.
     pub base_timestamp: i64,
     /// Largest record timestamp.
     pub max_timestamp: i64,
+    /// The base timestamp field holds a delete horizon (attribute bit 6, set by key
+    /// compaction), not a record's time.
+    pub has_delete_horizon: bool,
 }
 
 /// Times of the batch starting `batch`, if its header is there.
@@ -234,6 +237,7 @@ pub fn batch_times(batch: &[u8]) -> Option<BatchTimes> {
         offset_count: i64::from(i32_at(batch, 23)) + 1,
         base_timestamp: i64_at(batch, 27),
         max_timestamp: i64_at(batch, 35),
+        has_delete_horizon: i16_at(batch, 21) & (1 << 6) != 0,
     })
 }
 

@@ -28,6 +28,12 @@ const ATTR_CODEC: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
 const ATTR_DELETE_HORIZON: i16 = 1 << 6;
 
+/// Most bytes a stored batch's records may decompress to when yaks opens it (a time lookup,
+/// key compaction, chaos checks): a producer's batch is at most `max.message.bytes`
+/// compressed, and 64 MiB leaves room for any ratio a real codec reaches on it, while a
+/// batch built to inflate further is refused instead of allocated.
+pub const MAX_OPENED_BYTES: usize = 64 << 20;
+
 /// xerial snappy-java's stream header, which Kafka's snappy batches start with.
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 const XERIAL_HEADER_LEN: usize = 16;

@@ -18,7 +18,7 @@ use yaks_common::batch::{header_info, spans};
 use yaks_common::ids::ObjectId;
 use yaks_common::metastore::{Log, PgMetastore, Topics};
 use yaks_common::objstore::{ObjectStore, S3ObjectStore};
-use yaks_common::records::OpenBatch;
+use yaks_common::records::{MAX_OPENED_BYTES, OpenBatch};
 
 use crate::oracle::check::Place;
 use crate::oracle::observed::time_of_day;
@@ -29,9 +29,6 @@ use crate::oracle::records::RecordId;
 const AROUND: i64 = 2_000;
 /// Batches of the producer shown before the first and after the last offset involved.
 const SHOWN: usize = 3;
-
-/// Most bytes a stored batch's records may decompress to when its keys are read.
-const MAX_OPENED_BYTES: usize = 64 << 20;
 
 /// One stored batch of the producer in question.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use yaks_common::batch::{batch_times, spans};
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{IndexEntry, PartitionState};
 use yaks_common::metrics::metrics;
-use yaks_common::records::OpenBatch;
+use yaks_common::records::{MAX_OPENED_BYTES, OpenBatch};
 
 use super::fetch::{LEADER_EPOCH, epoch_error};
 use super::{RequestContext, Versions};
@@ -36,10 +36,6 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
-
-/// Most bytes a compressed batch's records may decompress to for a time lookup; a larger
-/// one is answered by its header.
-const MAX_OPENED_BYTES: usize = 64 << 20;
 
 /// An offset and the timestamp of its record (-1 when the lookup is not by time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +221,9 @@ async fn search_entry(
             } else {
                 batch_base
             };
-            let timestamp = if timestamp == MAX_TIMESTAMP {
+            // A delete horizon in the base timestamp field is no record's time; the
+            // largest one is then the only time the header gives.
+            let timestamp = if timestamp == MAX_TIMESTAMP || times.has_delete_horizon {
                 times.max_timestamp
             } else {
                 times.base_timestamp
