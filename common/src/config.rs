@@ -241,6 +241,10 @@ pub struct CompactorConfig {
     /// Objects are deleted this long after no index entry refers to them (or, for
     /// uploads never committed, after they were written): longer than any read takes.
     pub grace_ms: u64,
+    /// Memory for the key map of a key compaction pass (24 bytes per distinct key, 90 %
+    /// full at most): a partition with more keys in its dirty part is compacted in several
+    /// passes, whatever its size.
+    pub key_map_bytes: usize,
     /// SQS queue URL for compaction jobs; unset: an in-process queue (one compactor).
     pub queue_url: Option<String>,
     /// SQS endpoint (LocalStack, moto); unset: AWS's. Region and static credentials are
@@ -264,6 +268,7 @@ impl Default for CompactorConfig {
             small_bytes: 4 << 20,
             window_ms: 3_600_000,
             grace_ms: 600_000,
+            key_map_bytes: 64 << 20,
             queue_url: None,
             sqs_endpoint: None,
             visibility_timeout_s: 300,
@@ -465,6 +470,9 @@ impl Config {
                 "gateway.max_partitions_per_topic",
                 "must be at least 1",
             ));
+        }
+        if self.compactor.key_map_bytes < 1024 {
+            return Err(invalid("compactor.key_map_bytes", "must be at least 1024"));
         }
         if self.compactor.small_bytes > self.compactor.target_bytes
             || self.compactor.target_bytes < 1

@@ -29,6 +29,9 @@ pub const NO_TOPIC: &str = "-";
 /// A counter that takes fractional increments (per-topic shares of one request).
 pub type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
 
+/// A gauge of fractional values (ratios, ages in seconds).
+pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Labels of a Kafka request.
@@ -81,6 +84,15 @@ pub struct S3Labels {
 pub struct OperationLabels {
     /// What was done.
     pub operation: &'static str,
+}
+
+/// A partition of a topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
 }
 
 /// How something ended.
@@ -333,6 +345,22 @@ pub struct CompactorMetrics {
     pub objects_deleted: Counter,
     /// Partitions whose log start retention moved.
     pub retention_moves: Counter,
+    /// Key compaction: bytes of the batches judged, per topic.
+    pub key_compaction_bytes_in: Family<TopicLabels, Counter>,
+    /// Key compaction: bytes of what was kept of them.
+    pub key_compaction_bytes_out: Family<TopicLabels, Counter>,
+    /// Key compaction: records judged.
+    pub key_compaction_records_in: Family<TopicLabels, Counter>,
+    /// Key compaction: records kept.
+    pub key_compaction_records_out: Family<TopicLabels, Counter>,
+    /// Key compaction passes, by outcome (`compacted`, `lost`, `failed`).
+    pub key_compaction_passes: Family<OutcomeLabels, Counter>,
+    /// Share of a compacted partition's bytes not judged yet (`min.cleanable.dirty.ratio`
+    /// compares with it), as of the last pass.
+    pub dirty_ratio: Family<PartitionLabels, FloatGauge>,
+    /// Age of the oldest record not judged yet, seconds (`max.compaction.lag.ms` bounds
+    /// it), as of the last pass; 0 with nothing dirty.
+    pub oldest_dirty_age: Family<PartitionLabels, FloatGauge>,
     /// Job inputs and outputs, garbage deletes and bucket listings.
     pub s3: S3Metrics,
 }
@@ -584,6 +612,13 @@ impl CompactorMetrics {
             reclaimed_bytes: Counter::default(),
             objects_deleted: Counter::default(),
             retention_moves: Counter::default(),
+            key_compaction_bytes_in: Family::default(),
+            key_compaction_bytes_out: Family::default(),
+            key_compaction_records_in: Family::default(),
+            key_compaction_records_out: Family::default(),
+            key_compaction_passes: Family::default(),
+            dirty_ratio: Family::default(),
+            oldest_dirty_age: Family::default(),
             s3: S3Metrics::register(r, "compactor"),
         };
         r.register(
@@ -616,6 +651,44 @@ impl CompactorMetrics {
             "yaks_compactor_retention_moves",
             "Partitions whose log start offset retention moved",
             m.retention_moves.clone(),
+        );
+        r.register_with_unit(
+            "yaks_compactor_key_compaction_in",
+            "Bytes of batches key compaction judged, per topic",
+            Unit::Bytes,
+            m.key_compaction_bytes_in.clone(),
+        );
+        r.register_with_unit(
+            "yaks_compactor_key_compaction_out",
+            "Bytes key compaction kept of the batches it judged, per topic",
+            Unit::Bytes,
+            m.key_compaction_bytes_out.clone(),
+        );
+        r.register(
+            "yaks_compactor_key_compaction_records_in",
+            "Records key compaction judged, per topic",
+            m.key_compaction_records_in.clone(),
+        );
+        r.register(
+            "yaks_compactor_key_compaction_records_out",
+            "Records key compaction kept, per topic",
+            m.key_compaction_records_out.clone(),
+        );
+        r.register(
+            "yaks_compactor_key_compaction_passes",
+            "Key compaction passes over a partition, by outcome",
+            m.key_compaction_passes.clone(),
+        );
+        r.register(
+            "yaks_compactor_dirty_ratio",
+            "Share of a compacted partition's bytes no key compaction has judged yet",
+            m.dirty_ratio.clone(),
+        );
+        r.register_with_unit(
+            "yaks_compactor_oldest_dirty_age",
+            "Age of a compacted partition's oldest record no key compaction has judged yet",
+            Unit::Seconds,
+            m.oldest_dirty_age.clone(),
         );
         m
     }

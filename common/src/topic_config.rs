@@ -4,10 +4,10 @@
 //! Why one place: CreateTopics and the AlterConfigs requests validate against it,
 //! DescribeConfigs reports from it (values, defaults, types, and with the documentation
 //! asked for, whether yaks acts on the setting), and the roles read the settings they act
-//! on through [`TopicConfigs`] — the gateway `max.message.bytes` and
-//! `message.timestamp.type`, the compactor `retention.ms` and `retention.bytes` — so a
-//! default or a parsing rule cannot differ between the role that enforces a config and the
-//! request that describes it.
+//! on through [`TopicConfigs`] — the gateway `max.message.bytes`, `message.timestamp.type`
+//! and whether records need a key, the compactor `cleanup.policy`, retention and the
+//! compaction settings — so a default or a parsing rule cannot differ between the role that
+//! enforces a config and the request that describes it.
 //!
 //! Every name Kafka clients and tools commonly set is accepted so that they work unchanged;
 //! those yaks has no use for (no local segments, no replicas) are stored and described but
@@ -71,8 +71,6 @@ pub struct TopicConfig {
     pub enforcement: Enforcement,
 }
 
-/// Why the compaction settings are not acted on yet.
-const NO_KEY_COMPACTION: &str = "key compaction (cleanup.policy=compact) is not supported yet";
 /// Why the segment settings are not acted on.
 const NO_SEGMENTS: &str = "yaks has no segments: objects are cut by the writers' flushes and \
                            merged by the compactor";
@@ -86,10 +84,12 @@ const NO_REPLICAS: &str = "yaks keeps no replicas: object storage provides durab
 pub const TOPIC_CONFIGS: &[TopicConfig] = &[
     TopicConfig {
         name: "cleanup.policy",
-        kind: Kind::ListOf(&["delete"]),
+        kind: Kind::ListOf(&["compact", "delete"]),
         default: "delete",
         enforcement: Enforcement::Enforced(
-            "delete: the compactor moves the log start by retention.ms and retention.bytes",
+            "delete: the compactor moves the log start by retention.ms and retention.bytes; \
+             compact: it keeps the newest record of each key (records without a key are \
+             refused on produce); compact,delete: both",
         ),
     },
     TopicConfig {
@@ -107,7 +107,9 @@ pub const TOPIC_CONFIGS: &[TopicConfig] = &[
         name: "delete.retention.ms",
         kind: Kind::Long(0),
         default: "86400000",
-        enforcement: Enforcement::Ignored(NO_KEY_COMPACTION),
+        enforcement: Enforcement::Enforced(
+            "a tombstone stays this long after the first key compaction pass that kept it",
+        ),
     },
     TopicConfig {
         name: "file.delete.delay.ms",
@@ -133,7 +135,10 @@ pub const TOPIC_CONFIGS: &[TopicConfig] = &[
         name: "max.compaction.lag.ms",
         kind: Kind::Long(1),
         default: "9223372036854775807",
-        enforcement: Enforcement::Ignored(NO_KEY_COMPACTION),
+        enforcement: Enforcement::Enforced(
+            "a partition with a record older than this that no pass has judged is compacted \
+             whatever its dirty ratio (within one compactor interval)",
+        ),
     },
     TopicConfig {
         name: "max.message.bytes",
@@ -171,13 +176,17 @@ pub const TOPIC_CONFIGS: &[TopicConfig] = &[
         name: "min.cleanable.dirty.ratio",
         kind: Kind::Ratio,
         default: "0.5",
-        enforcement: Enforcement::Ignored(NO_KEY_COMPACTION),
+        enforcement: Enforcement::Enforced(
+            "a partition is compacted once this share of its bytes is newer than the last pass",
+        ),
     },
     TopicConfig {
         name: "min.compaction.lag.ms",
         kind: Kind::Long(0),
         default: "0",
-        enforcement: Enforcement::Ignored(NO_KEY_COMPACTION),
+        enforcement: Enforcement::Enforced(
+            "index entries holding a record younger than this are not compacted",
+        ),
     },
     TopicConfig {
         name: "min.insync.replicas",
@@ -237,11 +246,6 @@ impl TopicConfig {
     /// Checks a value; the error is the message for INVALID_CONFIG.
     pub fn validate(&self, value: &str) -> Result<(), String> {
         let name = self.name;
-        if name == "cleanup.policy" && value.split(',').any(|w| w.trim() == "compact") {
-            return Err(
-                "cleanup.policy=compact (log compaction) is not supported yet; only delete".into(),
-            );
-        }
         let ok = match self.kind {
             Kind::Only(only, reason) => {
                 if value.trim() == only {
@@ -366,6 +370,56 @@ impl<'a> TopicConfigs<'a> {
     pub fn retention_bytes(&self) -> Option<i64> {
         self.integer("retention.bytes").filter(|v| *v >= 0)
     }
+
+    fn policy(&self, word: &str) -> bool {
+        self.explicit("cleanup.policy")
+            .unwrap_or("delete")
+            .split(',')
+            .any(|w| w.trim() == word)
+    }
+
+    /// `cleanup.policy` includes `compact`: the newest record of each key is kept, and
+    /// records without a key are refused.
+    pub fn compacts(&self) -> bool {
+        self.policy("compact")
+    }
+
+    /// `cleanup.policy` includes `delete`: retention moves the log start.
+    pub fn deletes(&self) -> bool {
+        self.policy("delete")
+    }
+
+    /// `min.cleanable.dirty.ratio`.
+    pub fn min_cleanable_dirty_ratio(&self) -> f64 {
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+        };
+        self.explicit("min.cleanable.dirty.ratio")
+            .and_then(parse)
+            .unwrap_or(0.5)
+    }
+
+    /// `min.compaction.lag.ms`.
+    pub fn min_compaction_lag_ms(&self) -> i64 {
+        self.integer("min.compaction.lag.ms").unwrap_or(0).max(0)
+    }
+
+    /// `max.compaction.lag.ms`.
+    pub fn max_compaction_lag_ms(&self) -> i64 {
+        self.integer("max.compaction.lag.ms")
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// `delete.retention.ms`.
+    pub fn delete_retention_ms(&self) -> i64 {
+        self.integer("delete.retention.ms")
+            .unwrap_or(86_400_000)
+            .max(0)
+    }
 }
 
 #[cfg(test)]
@@ -384,8 +438,8 @@ mod tests {
         assert!(validate("retention.ms", Some("-1")).is_ok());
         assert!(validate("retention.ms", Some("soon")).is_err());
         assert!(validate("cleanup.policy", Some("delete")).is_ok());
-        let compact = validate("cleanup.policy", Some("compact"));
-        assert!(compact.expect_err("unsupported").contains("compaction"));
+        assert!(validate("cleanup.policy", Some("compact")).is_ok());
+        assert!(validate("cleanup.policy", Some("compact, delete")).is_ok());
         assert!(validate("cleanup.policy", Some("shred")).is_err());
         assert!(validate("no.such.config", Some("1")).is_err());
         assert!(validate("max.message.bytes", None).is_ok());
@@ -427,6 +481,22 @@ mod tests {
         assert_eq!(topic.retention_ms(), None);
         assert_eq!(topic.retention_bytes(), Some(4096));
         assert!(topic.log_append_time());
+
+        assert!(topic.deletes() && !topic.compacts());
+        assert_eq!(topic.min_cleanable_dirty_ratio(), 0.5);
+        assert_eq!(topic.max_compaction_lag_ms(), i64::MAX);
+        assert_eq!(topic.delete_retention_ms(), 86_400_000);
+        let compacted = set(&[
+            ("cleanup.policy", "compact,delete"),
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("min.compaction.lag.ms", "1000"),
+        ]);
+        let topic = TopicConfigs::new(&compacted);
+        assert!(topic.deletes() && topic.compacts());
+        assert_eq!(topic.min_cleanable_dirty_ratio(), 0.1);
+        assert_eq!(topic.min_compaction_lag_ms(), 1000);
+        let only = set(&[("cleanup.policy", "compact")]);
+        assert!(!TopicConfigs::new(&only).deletes());
 
         let unreadable = set(&[("retention.ms", "soon")]);
         assert_eq!(

@@ -39,6 +39,9 @@ use crate::key_map::KeyMap;
 pub struct Rules<'a> {
     /// The newest offset of each key, up to the pass's reach.
     pub map: &'a KeyMap,
+    /// The last offset the pass judges: the map's last offset, or, for a pass that read
+    /// nothing new (only tombstones due), the end of the part judged before.
+    pub reach: i64,
     /// The pass's clock.
     pub now_ms: i64,
     /// The topic's `delete.retention.ms`.
@@ -60,30 +63,50 @@ pub enum Outcome {
     Dropped,
 }
 
-/// Records of a batch before and after.
+/// Records of a batch (or of a pass) before and after.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Records the batch held.
     pub before: u64,
     /// Records kept.
     pub after: u64,
+    /// The delete horizon of the tombstones kept, if any: when a pass may remove them.
+    pub tombstones_due_ms: Option<i64>,
+}
+
+impl Counts {
+    /// Adds another batch's counts (the earliest horizon wins).
+    pub fn add(&mut self, other: Counts) {
+        self.before += other.before;
+        self.after += other.after;
+        self.tombstones_due_ms = match (self.tombstones_due_ms, other.tombstones_due_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// Puts the keys of `batch`, whose first offset is `base` (stored batches keep the
 /// producer's base offset field; the index says where they are), into `map`, which then
-/// covers the whole batch. `false` once the map is full: the pass reaches the last offset
-/// put, and records after it wait for the next pass.
+/// covers the whole batch. Records below `from` (judged by an earlier pass, in a batch the
+/// dirty part starts inside) are left out. `false` once the map is full: the pass reaches
+/// the last offset put, and records after it wait for the next pass.
 pub fn index(
     batch: &Bytes,
     base: i64,
+    from: i64,
     map: &mut KeyMap,
     max_records_bytes: usize,
 ) -> Result<bool, RecordsError> {
     let open = OpenBatch::open(batch.clone(), max_records_bytes)?;
     if !open.is_control() {
         for record in open.records()? {
+            let offset = base + i64::from(record.offset_delta);
+            if offset < from {
+                continue;
+            }
             if let Some(key) = record.key
-                && !map.put(key, base + i64::from(record.offset_delta))
+                && !map.put(key, offset)
             {
                 return Ok(false);
             }
@@ -105,11 +128,12 @@ pub fn clean(
     let mut counts = Counts {
         before: records.len() as u64,
         after: records.len() as u64,
+        tombstones_due_ms: None,
     };
     if open.is_control() {
         return Ok((Outcome::Unchanged, counts));
     }
-    let reach = rules.map.last_offset().unwrap_or(-1);
+    let reach = rules.reach;
     let tombstones_expired = open
         .delete_horizon_ms()
         .is_some_and(|horizon| rules.now_ms >= horizon);
@@ -137,12 +161,15 @@ pub fn clean(
     if kept.is_empty() && !holds_producer_state {
         return Ok((Outcome::Dropped, counts));
     }
-    let needs_horizon =
-        open.delete_horizon_ms().is_none() && kept.iter().any(|record| record.value.is_none());
+    let keeps_tombstones = kept.iter().any(|record| record.value.is_none());
+    let needs_horizon = open.delete_horizon_ms().is_none() && keeps_tombstones;
+    let horizon = needs_horizon.then(|| rules.now_ms.saturating_add(rules.delete_retention_ms));
+    if keeps_tombstones {
+        counts.tombstones_due_ms = open.delete_horizon_ms().or(horizon);
+    }
     if kept.len() == records.len() && !needs_horizon {
         return Ok((Outcome::Unchanged, counts));
     }
-    let horizon = needs_horizon.then(|| rules.now_ms.saturating_add(rules.delete_retention_ms));
     Ok((Outcome::Rewritten(open.rewrite(&kept, horizon)?), counts))
 }
 
@@ -256,12 +283,13 @@ mod tests {
     ) -> (Vec<(Bytes, i64)>, Vec<Outcome>) {
         let mut map = KeyMap::with_memory(map_bytes);
         for (batch, base) in batches {
-            if !index(batch, *base, &mut map, MAX).expect("index") {
+            if !index(batch, *base, 0, &mut map, MAX).expect("index") {
                 break;
             }
         }
         let rules = Rules {
             map: &map,
+            reach: map.last_offset().unwrap_or(-1),
             now_ms,
             delete_retention_ms: DAY,
             last_batch_of_producer: producers,
@@ -431,13 +459,14 @@ mod tests {
                 if last < dirty_from {
                     continue;
                 }
-                if !index(batch, *base, &mut map, MAX).expect("index") {
+                if !index(batch, *base, dirty_from, &mut map, MAX).expect("index") {
                     break;
                 }
             }
             let reach = map.last_offset().expect("indexed something");
             let rules = Rules {
                 map: &map,
+                reach,
                 now_ms: NOW,
                 delete_retention_ms: DAY,
                 last_batch_of_producer: &HashMap::new(),

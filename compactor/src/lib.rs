@@ -1,4 +1,5 @@
-//! The compactor role: merges small objects, enforces retention, collects garbage.
+//! The compactor role: merges small objects, compacts compacted topics by key, enforces
+//! retention, collects garbage.
 //!
 //! One pass plans merge jobs and works them, moves log starts by retention and collects
 //! garbage; `yaks compactor` runs passes in a loop, `--once` runs one (a scheduled job).
@@ -11,6 +12,9 @@
 //!   compaction).
 //! - [`retention`]: a pure function of a partition's index entries that says how far
 //!   retention.ms / retention.bytes move its log start.
+//! - [`compact`]: a key compaction pass over one partition: the dirty part into the key
+//!   map, every batch up to the map's reach judged, changed chunks swapped by
+//!   compare-and-swap.
 //! - [`worker`]: runs a job: reads the inputs, writes one per-partition output, swaps the
 //!   index rows by compare-and-swap.
 //! - [`dirty`]: a pure function of a compacted partition's entries that says what part a
@@ -22,6 +26,7 @@
 //!   `yaks compactor [--once]` runs them.
 
 pub mod clean;
+pub mod compact;
 pub mod dirty;
 pub mod gc;
 pub mod key_map;

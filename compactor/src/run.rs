@@ -1,5 +1,5 @@
-//! One compactor pass, and the loop of them: enforce retention, plan jobs onto the queue,
-//! work the queue, collect garbage.
+//! One compactor pass, and the loop of them: enforce retention, compact compacted topics by
+//! key, plan merge jobs onto the queue, work the queue, collect garbage.
 //!
 //! Any number of compactors may run at once: planning twice only sends a job twice, and the
 //! second run of it loses the compare-and-swap; retention only ever raises log starts; the
@@ -13,13 +13,17 @@ use tracing::{info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::config::CompactorConfig;
 use yaks_common::error::StoreError;
-use yaks_common::metastore::{IndexEntry, Log, LogStartMove, Objects, TopicMeta, Topics};
-use yaks_common::metrics::{OutcomeLabels, metrics};
+use yaks_common::metastore::{
+    IndexEntry, Log, LogStartMove, Objects, Producers, TopicMeta, Topics,
+};
+use yaks_common::metrics::{OutcomeLabels, PartitionLabels, TopicLabels, metrics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::shutdown::Shutdown;
 use yaks_common::topic_config::TopicConfigs;
 use yaks_common::topic_names::TopicNames;
 
+use crate::compact::{KeyCompaction, PassLimits, PassOutcome, compact_partition};
+use crate::dirty::Lags;
 use crate::gc::{GcReport, GcSettings, collect};
 use crate::planner::{PlannerSettings, plan_partition};
 use crate::queue::{JobMessage, JobQueue};
@@ -28,6 +32,10 @@ use crate::worker::{JobOutcome, JobTarget, run_job};
 
 /// Index entries read per partition per pass.
 const ENTRIES_PER_PASS: i64 = 10_000;
+
+/// Index entries a key compaction pass reads of a partition at most (its dirty part ends
+/// there; the next pass goes on). Merging keeps a partition's entry count far below it.
+const ENTRIES_PER_KEY_COMPACTION: usize = 200_000;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -42,15 +50,32 @@ pub struct PassReport {
     pub failed: usize,
     /// Partitions whose log start retention moved.
     pub retained: usize,
+    /// Compacted partitions a key compaction pass judged.
+    pub key_compacted: usize,
+    /// When the earliest compacted partition not compacted by this pass becomes due by
+    /// `max.compaction.lag.ms` or its tombstones' horizon (ms): the loop does not sleep
+    /// past it.
+    pub next_key_compaction_ms: Option<i64>,
     /// Garbage collection.
     pub gc: GcReport,
 }
 
-/// The metastore domains the compactor uses: topics and their configs (retention), the log
-/// it reads and whose start it moves, and the objects it swaps, drops and collects.
-pub trait CompactorStore: Topics + Log + Objects {}
+/// What a key compaction pass over one partition came to.
+enum KeyPass {
+    /// It judged the partition's dirty part (or its due tombstones).
+    Judged,
+    /// None was due; one will be by time alone at `due_ms`, if ever.
+    NotDue { due_ms: Option<i64> },
+    /// Another compactor, a merge or retention changed the partition first.
+    Lost,
+}
 
-impl<T: Topics + Log + Objects + ?Sized> CompactorStore for T {}
+/// The metastore domains the compactor uses: topics and their configs (retention,
+/// compaction), the log it reads and whose start it moves, the objects it swaps, drops and
+/// collects, and producers' last batches, which key compaction keeps.
+pub trait CompactorStore: Topics + Log + Objects + Producers {}
+
+impl<T: Topics + Log + Objects + Producers + ?Sized> CompactorStore for T {}
 
 /// The compactor: its stores, queue and settings.
 pub struct Compactor {
@@ -115,6 +140,154 @@ impl Compactor {
             .into_iter()
             .next()
             .unwrap_or_default())
+    }
+
+    /// Every index entry of a partition from its log start, up to
+    /// [`ENTRIES_PER_KEY_COMPACTION`].
+    async fn all_entries(
+        &self,
+        topic: &TopicMeta,
+        partition: i32,
+        log_start: i64,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut all: Vec<IndexEntry> = Vec::new();
+        loop {
+            let from = all.last().map_or(log_start, |e| e.last_offset + 1);
+            let page = self.entries(topic, partition, from).await?;
+            let done = (page.len() as i64) < ENTRIES_PER_PASS;
+            all.extend(page);
+            if done || all.len() >= ENTRIES_PER_KEY_COMPACTION {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Runs a key compaction pass over every partition of a compacted topic where one is
+    /// due; returns how many were judged, and when the next is due by time alone. A
+    /// partition that fails is logged and left for the next pass.
+    pub async fn compact_keys(&self) -> Result<(usize, Option<i64>), StoreError> {
+        let mut judged = 0;
+        let mut next_due: Option<i64> = None;
+        for (topic, partition, log_start) in self.partitions().await? {
+            if !TopicConfigs::new(&topic.configs).compacts() {
+                continue;
+            }
+            match self
+                .compact_partition_keys(&topic, partition, log_start)
+                .await
+            {
+                Ok(KeyPass::Judged) => {
+                    judged += 1;
+                    count_pass("compacted");
+                }
+                Ok(KeyPass::NotDue { due_ms }) => {
+                    if let Some(due) = due_ms {
+                        next_due = Some(next_due.map_or(due, |n| n.min(due)));
+                    }
+                }
+                Ok(KeyPass::Lost) => count_pass("lost"),
+                Err(e) => {
+                    warn!(topic = %topic.name, partition, error = %e, "key compaction pass failed; the next pass tries again");
+                    count_pass("failed");
+                }
+            }
+        }
+        Ok((judged, next_due))
+    }
+
+    /// A key compaction pass over one partition of a compacted topic, if one is due, and
+    /// its metrics.
+    async fn compact_partition_keys(
+        &self,
+        topic: &TopicMeta,
+        partition: i32,
+        log_start: i64,
+    ) -> Result<KeyPass, StoreError> {
+        let configs = TopicConfigs::new(&topic.configs);
+        let settings = KeyCompaction {
+            lags: Lags {
+                min_dirty_ratio: configs.min_cleanable_dirty_ratio(),
+                min_lag_ms: configs.min_compaction_lag_ms(),
+                max_lag_ms: configs.max_compaction_lag_ms(),
+            },
+            delete_retention_ms: configs.delete_retention_ms(),
+        };
+        let limits = PassLimits {
+            map_bytes: self.config.key_map_bytes,
+            chunk_bytes: self.config.target_bytes,
+        };
+        let entries = self.all_entries(topic, partition, log_start).await?;
+        let cleaning = self.metastore.cleaning(topic.topic_id, partition).await?;
+        let target = JobTarget {
+            topic_id: topic.topic_id,
+            topic: &topic.name,
+            partition_index: partition,
+            key_prefix: &self.key_prefix,
+        };
+        let now_ms = self.clock.now_ms();
+        let outcome = compact_partition(
+            self.metastore.as_ref(),
+            self.objects.as_ref(),
+            &target,
+            &entries,
+            cleaning,
+            &settings,
+            &limits,
+            now_ms,
+        )
+        .await?;
+        let compactor = &metrics().compactor;
+        let (pass, dirty) = match outcome {
+            PassOutcome::NotDue(dirty) => {
+                let by_lag = dirty.oldest_ms.map(|oldest| {
+                    oldest
+                        .saturating_add(settings.lags.max_lag_ms)
+                        .saturating_add(1)
+                });
+                let due_ms = [by_lag, cleaning.tombstones_due_ms]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                (KeyPass::NotDue { due_ms }, dirty)
+            }
+            PassOutcome::Compacted {
+                reach,
+                records,
+                bytes_in,
+                bytes_out,
+                ..
+            } => {
+                let labels = TopicLabels {
+                    topic: topic.name.clone(),
+                };
+                for (family, value) in [
+                    (&compactor.key_compaction_bytes_in, bytes_in),
+                    (&compactor.key_compaction_bytes_out, bytes_out),
+                    (&compactor.key_compaction_records_in, records.before),
+                    (&compactor.key_compaction_records_out, records.after),
+                ] {
+                    family.get_or_create(&labels).inc_by(value);
+                }
+                // What is left dirty once the pass judged through its reach.
+                let entries = self.all_entries(topic, partition, log_start).await?;
+                let left = crate::dirty::dirty(&entries, reach + 1, &settings.lags, now_ms);
+                (KeyPass::Judged, left)
+            }
+            PassOutcome::Lost => return Ok(KeyPass::Lost),
+        };
+        let labels = PartitionLabels {
+            topic: topic.name.clone(),
+            partition,
+        };
+        compactor
+            .dirty_ratio
+            .get_or_create(&labels)
+            .set(dirty.ratio());
+        let age_s = dirty.oldest_ms.map_or(0.0, |oldest| {
+            now_ms.saturating_sub(oldest).max(0) as f64 / 1000.0
+        });
+        compactor.oldest_dirty_age.get_or_create(&labels).set(age_s);
+        Ok(pass)
     }
 
     /// Plans jobs for every partition and sends them to the queue.
@@ -252,6 +425,8 @@ impl Compactor {
         let mut report = PassReport::default();
         if !dry_run {
             report.retained = self.enforce_retention().await?;
+            // Before merges are planned, so its small outputs are merged in this pass.
+            (report.key_compacted, report.next_key_compaction_ms) = self.compact_keys().await?;
             report.planned = self.plan().await?;
             self.work_until(&mut report, stop).await?;
             if stop.is_some_and(Shutdown::is_triggered) {
@@ -275,29 +450,64 @@ impl Compactor {
         Ok(report)
     }
 
-    /// Passes every `compactor.interval_ms` until `shutdown`; a failed pass is logged and
-    /// the next one tries again.
+    /// Passes every `compactor.interval_ms` (sooner when a compacted partition comes due
+    /// by `max.compaction.lag.ms` or a tombstone horizon before then) until `shutdown`; a
+    /// failed pass is logged and the next one tries again.
     pub async fn run(self, mut shutdown: Shutdown) {
         let interval = Duration::from_millis(self.config.interval_ms);
         loop {
-            if let Err(e) = self.pass(false, Some(&shutdown)).await {
-                warn!(error = %e, "compactor pass failed");
-            }
+            let pause = match self.pass(false, Some(&shutdown)).await {
+                Ok(report) => {
+                    pause_until(interval, report.next_key_compaction_ms, self.clock.now_ms())
+                }
+                Err(e) => {
+                    warn!(error = %e, "compactor pass failed");
+                    interval
+                }
+            };
             tokio::select! {
-                _ = yaks_common::clock::sleep(interval) => {}
+                _ = yaks_common::clock::sleep(pause) => {}
                 _ = shutdown.wait() => return,
             }
         }
     }
 }
 
-/// A topic's retention limits (Kafka's defaults when unset; -1 is unlimited).
+/// How long the loop waits for its next pass: the interval, or less when a compacted
+/// partition comes due sooner (never less than a second, so a partition that is due but
+/// fails does not make the loop spin).
+fn pause_until(interval: Duration, next_due_ms: Option<i64>, now_ms: i64) -> Duration {
+    let Some(due) = next_due_ms else {
+        return interval;
+    };
+    let until_due = u64::try_from(due.saturating_sub(now_ms))
+        .unwrap_or(0)
+        .max(1_000);
+    interval.min(Duration::from_millis(until_due))
+}
+
+/// A topic's retention limits (Kafka's defaults when unset; -1 is unlimited); none where
+/// `cleanup.policy` leaves out `delete`.
 fn retention_of(topic: &TopicMeta) -> Retention {
     let configs = TopicConfigs::new(&topic.configs);
+    if !configs.deletes() {
+        return Retention {
+            max_age_ms: None,
+            max_bytes: None,
+        };
+    }
     Retention {
         max_age_ms: configs.retention_ms(),
         max_bytes: configs.retention_bytes(),
     }
+}
+
+fn count_pass(outcome: &'static str) {
+    metrics()
+        .compactor
+        .key_compaction_passes
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
 }
 
 fn count_job(outcome: &'static str) {
@@ -306,4 +516,25 @@ fn count_job(outcome: &'static str) {
         .jobs
         .get_or_create(&OutcomeLabels { outcome })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_wakes_for_the_next_compacted_partition_due() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(pause_until(minute, None, 0), minute);
+        assert_eq!(
+            pause_until(minute, Some(10_000), 0),
+            Duration::from_secs(10)
+        );
+        assert_eq!(pause_until(minute, Some(600_000), 0), minute);
+        assert_eq!(
+            pause_until(minute, Some(0), 5_000),
+            Duration::from_secs(1),
+            "due already: a second, not a spin"
+        );
+    }
 }

@@ -12,24 +12,6 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::harness::*;
 
-/// Runs a client script from `tests/clients/` with `args` and returns what it printed.
-fn run_client(program: &str, script: &str, args: &[&str]) -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
-    let output = Command::new(program)
-        .arg(format!("{dir}/{script}"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs (scripts/setup installs it): {e}"));
-    assert!(
-        output.status.success(),
-        "{script} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 /// Runs kcat against `bootstrap` with `args` and returns the lines it printed.
 async fn kcat_lines(bootstrap: &str, args: &[&str]) -> Vec<String> {
     let mut all = vec!["-b".to_owned(), bootstrap.to_owned()];

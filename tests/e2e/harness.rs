@@ -379,6 +379,24 @@ pub fn enqueue(producer: &FutureProducer, record: FutureRecord<'_, str, str>) ->
     }
 }
 
+/// Runs a client script from `tests/clients/` with `args` and returns what it printed.
+pub fn run_client(program: &str, script: &str, args: &[&str]) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    let output = Command::new(program)
+        .arg(format!("{dir}/{script}"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/setup installs it): {e}"));
+    assert!(
+        output.status.success(),
+        "{script} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

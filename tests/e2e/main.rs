@@ -14,6 +14,7 @@ mod discovery;
 mod failures;
 mod groups;
 mod idempotence;
+mod key_compaction;
 mod latency_bound;
 mod operations;
 mod oracle;

@@ -3,7 +3,8 @@
 //! Each partition's records must be exactly one valid magic-2 RecordBatch (length, CRC32C,
 //! counts): a bad one is answered CORRUPT_MESSAGE or INVALID_RECORD for that partition only,
 //! an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION, a batch over the topic's
-//! `max.message.bytes` MESSAGE_TOO_LARGE. The valid batches go, byte for byte, to the
+//! `max.message.bytes` MESSAGE_TOO_LARGE, a record without a key in a compacted topic
+//! INVALID_RECORD with the record's index (as Kafka refuses it). The valid batches go, byte for byte, to the
 //! connection's writer in one internal `ProduceRequest` (topic ids); the answer comes back
 //! once their object is in S3 and their offsets are committed. acks=0 gets no response, but
 //! its batches take the same path. acks=1 and acks=all both wait for the commit: S3 is the
@@ -27,7 +28,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tracing::{debug, warn};
 use uuid::Uuid;
@@ -35,6 +38,7 @@ use yaks_common::batch::{BatchError, header_info, validate_produce_batch, with_l
 use yaks_common::error::produce_error_message;
 use yaks_common::kafka::{self, str_bytes};
 use yaks_common::metrics::{TopicLabels, metrics};
+use yaks_common::records::{MAX_OPENED_BYTES, OpenBatch};
 use yaks_common::rpc::{INTERNAL_PRODUCE_VERSION, RpcError, WRITER_INSTANCE_HEADER, read_body};
 use yaks_common::topic_config::TopicConfigs;
 
@@ -62,6 +66,9 @@ pub struct Refusal {
     pub code: i16,
     /// What the client is told beside it, where the code alone would mislead or say little.
     pub message: Option<String>,
+    /// The records of the batch that caused it, by index in the batch (Produce v8+'s
+    /// `record_errors`), each with what was wrong with it.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl Refusal {
@@ -70,6 +77,7 @@ impl Refusal {
         Refusal {
             code: error.code(),
             message: None,
+            record_errors: Vec::new(),
         }
     }
 
@@ -78,6 +86,7 @@ impl Refusal {
         Refusal {
             code: error.code(),
             message: Some(message.into()),
+            record_errors: Vec::new(),
         }
     }
 }
@@ -169,6 +178,7 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Turn) 
             let slot_index = slots.len();
             let mut refusal = refuse(
                 acks,
+                &name,
                 meta.map(|m| (m.partition_count, &m.configs)),
                 &partition,
             );
@@ -369,6 +379,7 @@ async fn send(context: &RequestContext, outbound: Outbound, lead: &Lead) -> Answ
                 Err(Refusal {
                     code,
                     message: produce_error_message(code),
+                    record_errors: Vec::new(),
                 })
             };
             answers.insert((topic.topic_id, partition.index), answer);
@@ -380,6 +391,7 @@ async fn send(context: &RequestContext, outbound: Outbound, lead: &Lead) -> Answ
 /// Why a partition is refused before it reaches a writer, if it is.
 fn refuse(
     acks: i16,
+    topic_name: &str,
     topic: Option<(i32, &std::collections::BTreeMap<String, Option<String>>)>,
     partition: &PartitionProduceData,
 ) -> Option<Refusal> {
@@ -415,7 +427,8 @@ fn refuse(
             "transactional batches are not supported yet",
         ));
     }
-    let limit = TopicConfigs::new(configs).max_message_bytes();
+    let configs = TopicConfigs::new(configs);
+    let limit = configs.max_message_bytes();
     if records.len() as i64 > limit {
         return Some(Refusal::with_message(
             ResponseError::MessageTooLarge,
@@ -425,7 +438,55 @@ fn refuse(
             ),
         ));
     }
+    if configs.compacts() {
+        return refuse_keyless(topic_name, partition.index, records);
+    }
     None
+}
+
+/// Kafka's rule for compacted topics (`LogValidator.validateKey`): every record needs a key,
+/// since compaction keeps one record per key. The batch is opened (decompressed) to check.
+fn refuse_keyless(topic: &str, partition: i32, records: &Bytes) -> Option<Refusal> {
+    let open = match OpenBatch::open(records.clone(), MAX_OPENED_BYTES) {
+        Ok(open) => open,
+        Err(e) => {
+            warn!(partition, error = %e, "batch for a compacted topic does not open");
+            return Some(Refusal::with_message(
+                ResponseError::CorruptMessage,
+                e.to_string(),
+            ));
+        }
+    };
+    if open.is_control() {
+        return None;
+    }
+    let records = match open.records() {
+        Ok(records) => records,
+        Err(e) => {
+            warn!(partition, error = %e, "batch for a compacted topic does not parse");
+            return Some(Refusal::with_message(
+                ResponseError::CorruptMessage,
+                e.to_string(),
+            ));
+        }
+    };
+    let message = format!(
+        "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+    );
+    let record_errors: Vec<(i32, String)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, record)| record.key.is_none())
+        .map(|(index, _)| (index as i32, message.clone()))
+        .collect();
+    if record_errors.is_empty() {
+        return None;
+    }
+    Some(Refusal {
+        code: ResponseError::InvalidRecord.code(),
+        message: Some(message),
+        record_errors,
+    })
 }
 
 fn fail_all(request: &ProduceRequest, refusal: Refusal) -> Vec<Slot> {
@@ -472,11 +533,23 @@ fn shape(version: i16, slots: Vec<Slot>) -> ProduceResponse {
                     partition.log_start_offset = log_start_offset;
                 }
             }
-            Err(Refusal { code, message }) => {
+            Err(Refusal {
+                code,
+                message,
+                record_errors,
+            }) => {
                 partition.error_code = code;
                 partition.base_offset = -1;
                 if version >= 8 {
                     partition.error_message = message.map(|m| str_bytes(&m));
+                    partition.record_errors = record_errors
+                        .into_iter()
+                        .map(|(index, message)| {
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(index)
+                                .with_batch_index_error_message(Some(str_bytes(&message)))
+                        })
+                        .collect();
                 }
             }
         }
@@ -525,6 +598,39 @@ mod tests {
             assert_eq!((a[0].error_code, a[0].base_offset), (0, 42), "v{version}");
             assert_eq!(a[1].error_code, ResponseError::CorruptMessage.code());
             assert_eq!(decoded.responses[1].partition_responses[0].base_offset, 7);
+        }
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_records_without_a_key_and_names_them() {
+        use yaks_common::batch::testing::{KeyValue, keyed_batch};
+        let batch = |records: &[KeyValue<'_>]| Bytes::from(keyed_batch(records, 1_000, -1, -1, -1));
+        let keyed = batch(&[(Some(b"k"), Some(b"v")), (Some(b"k"), None)]);
+        assert_eq!(
+            refuse_keyless("t", 0, &keyed),
+            None,
+            "a tombstone has a key"
+        );
+        let mixed = batch(&[(Some(b"k"), Some(b"v")), (None, Some(b"v")), (None, None)]);
+        let refusal = refuse_keyless("t", 3, &mixed).expect("refused");
+        assert_eq!(refusal.code, ResponseError::InvalidRecord.code());
+        let message = "Compacted topic cannot accept message without key in topic partition t-3.";
+        assert_eq!(refusal.message.as_deref(), Some(message));
+        assert_eq!(
+            refusal.record_errors,
+            vec![(1, message.to_owned()), (2, message.to_owned())]
+        );
+        for version in [7, 8] {
+            let response = shape(
+                version,
+                vec![Slot::new("t".into(), 3, Err(refusal.clone()))],
+            );
+            let bytes = kafka::encode(&response, version).expect("encodes");
+            let decoded: ProduceResponse = kafka::decode(bytes, version).expect("decodes");
+            let errors = &decoded.responses[0].partition_responses[0].record_errors;
+            let indexes: Vec<i32> = errors.iter().map(|e| e.batch_index).collect();
+            let expected: &[i32] = if version >= 8 { &[1, 2] } else { &[] };
+            assert_eq!(indexes, expected, "record_errors from v8");
         }
     }
 }
