@@ -232,6 +232,10 @@ impl Default for PostgresConfig {
 pub struct CompactorConfig {
     /// Time between two passes of `yaks compactor` (and of `yaks dev`'s compactor).
     pub interval_ms: u64,
+    /// Time between two checks of compacted partitions between passes (Kafka's
+    /// `log.cleaner.backoff.ms`): a partition due by `max.compaction.lag.ms` waits at most
+    /// this long. A check reads only partitions that grew or came due by time.
+    pub key_compaction_check_ms: u64,
     /// A compaction job's inputs add up to at most this many bytes (its output's size).
     pub target_bytes: i64,
     /// Index entries shorter than this are merged.
@@ -264,6 +268,7 @@ impl Default for CompactorConfig {
     fn default() -> Self {
         Self {
             interval_ms: 60_000,
+            key_compaction_check_ms: 5_000,
             target_bytes: 8 << 20,
             small_bytes: 4 << 20,
             window_ms: 3_600_000,
@@ -469,6 +474,12 @@ impl Config {
             return Err(invalid(
                 "gateway.max_partitions_per_topic",
                 "must be at least 1",
+            ));
+        }
+        if self.compactor.key_compaction_check_ms < 100 {
+            return Err(invalid(
+                "compactor.key_compaction_check_ms",
+                "must be at least 100",
             ));
         }
         if self.compactor.key_map_bytes < 1024 {

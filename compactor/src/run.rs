@@ -5,11 +5,12 @@
 //! second run of it loses the compare-and-swap; retention only ever raises log starts; the
 //! garbage collector deletes only what no entry refers to after the grace period.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::{info, warn};
+use uuid::Uuid;
 use yaks_common::clock::SharedClock;
 use yaks_common::config::CompactorConfig;
 use yaks_common::error::StoreError;
@@ -52,10 +53,6 @@ pub struct PassReport {
     pub retained: usize,
     /// Compacted partitions a key compaction pass judged.
     pub key_compacted: usize,
-    /// When the earliest compacted partition not compacted by this pass becomes due by
-    /// `max.compaction.lag.ms` or its tombstones' horizon (ms): the loop does not sleep
-    /// past it.
-    pub next_key_compaction_ms: Option<i64>,
     /// Garbage collection.
     pub gc: GcReport,
 }
@@ -86,6 +83,19 @@ pub struct Compactor {
     key_prefix: String,
     clock: SharedClock,
     names: TopicNames,
+    /// What the last key compaction check found of each compacted partition not due:
+    /// one that has not grown since and is not due by time is not read again until the
+    /// next full pass.
+    seen: Mutex<HashMap<(Uuid, i32), Seen>>,
+}
+
+/// A compacted partition as a check left it: not due.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Its next offset then.
+    next_offset: i64,
+    /// When it becomes due by time alone (max lag, tombstones), if ever.
+    due_ms: Option<i64>,
 }
 
 impl Compactor {
@@ -106,11 +116,12 @@ impl Compactor {
             config,
             key_prefix,
             clock,
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Every partition of every topic, with the topic.
-    async fn partitions(&self) -> Result<Vec<(TopicMeta, i32, i64)>, StoreError> {
+    /// Every partition of every topic, with its topic, log start and next offset.
+    async fn partitions(&self) -> Result<Vec<(TopicMeta, i32, i64, i64)>, StoreError> {
         let topics = self.metastore.topics(None).await?;
         let keys: Vec<(uuid::Uuid, i32)> = topics
             .iter()
@@ -121,7 +132,12 @@ impl Compactor {
             .into_iter()
             .filter_map(|s| {
                 let topic = topics.iter().find(|t| t.topic_id == s.topic_id)?;
-                Some((topic.clone(), s.partition_index, s.log_start_offset))
+                Some((
+                    topic.clone(),
+                    s.partition_index,
+                    s.log_start_offset,
+                    s.next_offset,
+                ))
             })
             .collect())
     }
@@ -163,36 +179,58 @@ impl Compactor {
     }
 
     /// Runs a key compaction pass over every partition of a compacted topic where one is
-    /// due; returns how many were judged, and when the next is due by time alone. A
-    /// partition that fails is logged and left for the next pass.
-    pub async fn compact_keys(&self) -> Result<(usize, Option<i64>), StoreError> {
+    /// due; returns how many were judged. A partition that neither grew nor came due by
+    /// time since the last check found it not due is skipped without a read; one that
+    /// fails is logged and left for the next check.
+    pub async fn compact_keys(&self) -> Result<usize, StoreError> {
         let mut judged = 0;
-        let mut next_due: Option<i64> = None;
-        for (topic, partition, log_start) in self.partitions().await? {
+        let now_ms = self.clock.now_ms();
+        for (topic, partition, log_start, next_offset) in self.partitions().await? {
             if !TopicConfigs::new(&topic.configs).compacts() {
                 continue;
             }
-            match self
+            let key = (topic.topic_id, partition);
+            let unchanged = self.seen().get(&key).is_some_and(|seen| {
+                seen.next_offset == next_offset && seen.due_ms.is_none_or(|due| due > now_ms)
+            });
+            if unchanged {
+                continue;
+            }
+            let pass = self
                 .compact_partition_keys(&topic, partition, log_start)
-                .await
-            {
+                .await;
+            let mut seen = self.seen();
+            match pass {
+                Ok(KeyPass::NotDue { due_ms }) => {
+                    seen.insert(
+                        key,
+                        Seen {
+                            next_offset,
+                            due_ms,
+                        },
+                    );
+                }
                 Ok(KeyPass::Judged) => {
+                    seen.remove(&key);
                     judged += 1;
                     count_pass("compacted");
                 }
-                Ok(KeyPass::NotDue { due_ms }) => {
-                    if let Some(due) = due_ms {
-                        next_due = Some(next_due.map_or(due, |n| n.min(due)));
-                    }
+                Ok(KeyPass::Lost) => {
+                    seen.remove(&key);
+                    count_pass("lost");
                 }
-                Ok(KeyPass::Lost) => count_pass("lost"),
                 Err(e) => {
-                    warn!(topic = %topic.name, partition, error = %e, "key compaction pass failed; the next pass tries again");
+                    seen.remove(&key);
+                    warn!(topic = %topic.name, partition, error = %e, "key compaction pass failed; the next check tries again");
                     count_pass("failed");
                 }
             }
         }
-        Ok((judged, next_due))
+        Ok(judged)
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, i32), Seen>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A key compaction pass over one partition of a compacted topic, if one is due, and
@@ -298,7 +336,7 @@ impl Compactor {
             window_ms: self.config.window_ms,
         };
         let mut planned = 0;
-        for (topic, partition, log_start) in self.partitions().await? {
+        for (topic, partition, log_start, _) in self.partitions().await? {
             let entries = self.entries(&topic, partition, log_start).await?;
             for job in plan_partition(&entries, &settings) {
                 self.queue
@@ -387,7 +425,7 @@ impl Compactor {
     pub async fn enforce_retention(&self) -> Result<usize, StoreError> {
         let now_ms = self.clock.now_ms();
         let mut moved = 0;
-        for (topic, partition, log_start) in self.partitions().await? {
+        for (topic, partition, log_start, _) in self.partitions().await? {
             let retention = retention_of(&topic);
             if retention.max_age_ms.is_none() && retention.max_bytes.is_none() {
                 continue;
@@ -425,8 +463,11 @@ impl Compactor {
         let mut report = PassReport::default();
         if !dry_run {
             report.retained = self.enforce_retention().await?;
-            // Before merges are planned, so its small outputs are merged in this pass.
-            (report.key_compacted, report.next_key_compaction_ms) = self.compact_keys().await?;
+            // Before merges are planned, so its small outputs are merged in this pass; a
+            // full pass looks at every compacted partition again (retention may have
+            // changed what is dirty).
+            self.seen().clear();
+            report.key_compacted = self.compact_keys().await?;
             report.planned = self.plan().await?;
             self.work_until(&mut report, stop).await?;
             if stop.is_some_and(Shutdown::is_triggered) {
@@ -450,40 +491,36 @@ impl Compactor {
         Ok(report)
     }
 
-    /// Passes every `compactor.interval_ms` (sooner when a compacted partition comes due
-    /// by `max.compaction.lag.ms` or a tombstone horizon before then) until `shutdown`; a
-    /// failed pass is logged and the next one tries again.
+    /// Passes every `compactor.interval_ms` until `shutdown`, and between passes checks
+    /// compacted partitions every `compactor.key_compaction_check_ms`, so a partition due
+    /// by `max.compaction.lag.ms` waits at most that long; a failed pass or check is logged
+    /// and the next one tries again.
     pub async fn run(self, mut shutdown: Shutdown) {
         let interval = Duration::from_millis(self.config.interval_ms);
+        let check = Duration::from_millis(self.config.key_compaction_check_ms);
         loop {
-            let pause = match self.pass(false, Some(&shutdown)).await {
-                Ok(report) => {
-                    pause_until(interval, report.next_key_compaction_ms, self.clock.now_ms())
+            if let Err(e) = self.pass(false, Some(&shutdown)).await {
+                warn!(error = %e, "compactor pass failed");
+            }
+            let next_pass = yaks_common::clock::now() + interval;
+            loop {
+                let left = next_pass.saturating_duration_since(yaks_common::clock::now());
+                if left.is_zero() {
+                    break;
                 }
-                Err(e) => {
-                    warn!(error = %e, "compactor pass failed");
-                    interval
+                tokio::select! {
+                    _ = yaks_common::clock::sleep(check.min(left)) => {}
+                    _ = shutdown.wait() => return,
                 }
-            };
-            tokio::select! {
-                _ = yaks_common::clock::sleep(pause) => {}
-                _ = shutdown.wait() => return,
+                if yaks_common::clock::now() >= next_pass {
+                    break;
+                }
+                if let Err(e) = self.compact_keys().await {
+                    warn!(error = %e, "key compaction check failed");
+                }
             }
         }
     }
-}
-
-/// How long the loop waits for its next pass: the interval, or less when a compacted
-/// partition comes due sooner (never less than a second, so a partition that is due but
-/// fails does not make the loop spin).
-fn pause_until(interval: Duration, next_due_ms: Option<i64>, now_ms: i64) -> Duration {
-    let Some(due) = next_due_ms else {
-        return interval;
-    };
-    let until_due = u64::try_from(due.saturating_sub(now_ms))
-        .unwrap_or(0)
-        .max(1_000);
-    interval.min(Duration::from_millis(until_due))
 }
 
 /// A topic's retention limits (Kafka's defaults when unset; -1 is unlimited); none where
@@ -516,25 +553,4 @@ fn count_job(outcome: &'static str) {
         .jobs
         .get_or_create(&OutcomeLabels { outcome })
         .inc();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_loop_wakes_for_the_next_compacted_partition_due() {
-        let minute = Duration::from_secs(60);
-        assert_eq!(pause_until(minute, None, 0), minute);
-        assert_eq!(
-            pause_until(minute, Some(10_000), 0),
-            Duration::from_secs(10)
-        );
-        assert_eq!(pause_until(minute, Some(600_000), 0), minute);
-        assert_eq!(
-            pause_until(minute, Some(0), 5_000),
-            Duration::from_secs(1),
-            "due already: a second, not a spin"
-        );
-    }
 }

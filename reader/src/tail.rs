@@ -14,8 +14,9 @@
 //!
 //! Every tail has a `watch` channel carrying its high watermark; long-polling fetches wait on
 //! them. Dropping a tail drops its sender, which wakes its waiters too, so they re-read.
-//! Tails are also re-read after [`TAIL_TTL`], which bounds how stale a log start offset moved
-//! by retention can be.
+//! A key compaction swap drops the partition's tail (its entries hold records the swap
+//! removed). Tails are also re-read after [`TAIL_TTL`], which bounds how stale a log start
+//! offset moved by retention can be.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -264,6 +265,15 @@ impl TailIndex {
         }
     }
 
+    /// Forgets a partition's tail: key compaction replaced some of its entries. Installs
+    /// already reading from PostgreSQL may have read the entries replaced, so none of them
+    /// installs (the next fetch reads again).
+    pub fn forget(&self, key: PartitionKey) {
+        let mut inner = self.lock();
+        inner.epoch += 1;
+        inner.tails.remove(&key);
+    }
+
     /// Forgets everything: notifications may have been missed.
     pub fn gap(&self) {
         let mut inner = self.lock();
@@ -296,6 +306,10 @@ pub async fn follow(
                     }
                 }
             }
+            Some(CommitEvent::Rewritten {
+                topic_id,
+                partition_index,
+            }) => tail.forget((topic_id, partition_index)),
             Some(CommitEvent::Gap) => tail.gap(),
             None => {
                 warn!("commit feed ended; re-subscribing");
@@ -403,6 +417,28 @@ mod tests {
             tails.snapshot((TOPIC, 0), 10, 10).is_none(),
             "tickets from before a gap install nothing"
         );
+    }
+
+    #[test]
+    fn a_rewrite_drops_that_partition_and_loads_begun_before_it() {
+        let tails = TailIndex::default();
+        let state_of = |partition| PartitionState {
+            partition_index: partition,
+            ..state(10)
+        };
+        tails.install(tails.ticket(), state_of(0), &[entry(0, 9)]);
+        tails.install(tails.ticket(), state_of(1), &[entry(0, 9)]);
+        let before = tails.ticket();
+        tails.forget((TOPIC, 0));
+        assert!(tails.snapshot((TOPIC, 0), 5, 10).is_none(), "re-read");
+        assert!(tails.snapshot((TOPIC, 1), 5, 10).is_some(), "others stay");
+        tails.install(before, state_of(0), &[entry(0, 9)]);
+        assert!(
+            tails.snapshot((TOPIC, 0), 5, 10).is_none(),
+            "a load that may have read the replaced entries installs nothing"
+        );
+        tails.install(tails.ticket(), state_of(0), &[entry(0, 9)]);
+        assert!(tails.snapshot((TOPIC, 0), 5, 10).is_some());
     }
 
     #[test]

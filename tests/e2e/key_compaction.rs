@@ -4,6 +4,10 @@
 //! librdkafka, kafka-python and kafkajs all read exactly the newest value of each key at its
 //! original offset, across the gaps; the tombstones go once `delete.retention.ms` has
 //! passed, the log's ends never move, and the idempotent producer goes on producing.
+//! `compact,delete` applies retention and compaction both; a key map smaller than the keys
+//! takes several passes and gets the same result; under `yaks dev`'s defaults the maximum
+//! compaction lag compacts what the dirty ratio would not, and the minimum lag protects
+//! young records.
 
 use std::time::Duration;
 
@@ -14,6 +18,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use yaks::roles;
+use yaks_common::clock::{Clock, SystemClock};
 
 use crate::harness::*;
 
@@ -27,31 +32,83 @@ const DELETE_RETENTION_MS: u64 = 2_000;
 /// A record as a consumer reads it: offset, key, value (`None` for a tombstone).
 type Read = (i64, String, Option<String>);
 
-/// The first `count` records of partition 0 from offset 0, with librdkafka.
-fn read_with_librdkafka(bootstrap: &str, count: usize) -> Vec<Read> {
+/// Every record of partition 0 of `topic` from its log start up to its end (librdkafka's
+/// end-of-partition event), with librdkafka.
+fn read_to_end(bootstrap: &str, topic: &str) -> Vec<Read> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "changelog-readers")
+        .set("enable.partition.eof", "true")
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
     assignment
-        .add_partition_offset(TOPIC, 0, Offset::Offset(0))
+        .add_partition_offset(topic, 0, Offset::Beginning)
         .expect("assign");
     consumer.assign(&assignment).expect("assign");
     let deadline = yaks_common::clock::now() + Duration::from_secs(30);
     let mut records = Vec::new();
-    while records.len() < count && yaks_common::clock::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            records.push((
-                m.offset(),
-                m.key().map(text).unwrap_or_default(),
-                m.payload().map(text),
-            ));
+    while yaks_common::clock::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                records.push((
+                    m.offset(),
+                    m.key().map(text).unwrap_or_default(),
+                    m.payload().map(text),
+                ));
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            _ => {}
         }
     }
     records
+}
+
+/// Creates `topic` (one partition) with `configs`.
+async fn create(bootstrap: &str, topic: &str, configs: &[(&str, &str)]) {
+    let mut new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    for (name, value) in configs {
+        new_topic = new_topic.set(name, value);
+    }
+    let created = admin(bootstrap)
+        .create_topics(&[new_topic], &AdminOptions::new())
+        .await
+        .expect("create topics request");
+    assert!(created[0].is_ok(), "{created:?}");
+}
+
+/// Produces one record per key `k0`..`k{keys - 1}` with `value` (a tombstone for `None`),
+/// timestamped `timestamp_ms` if given, and waits for them; returns their offsets.
+async fn produce_round(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    keys: usize,
+    value: Option<&str>,
+    timestamp_ms: Option<i64>,
+) -> Vec<i64> {
+    let futures = (0..keys)
+        .map(|key| {
+            let key = format!("k{key}");
+            let mut record = FutureRecord::<str, str>::to(topic)
+                .key(key.as_str())
+                .partition(0);
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            if let Some(timestamp) = timestamp_ms {
+                record = record.timestamp(timestamp);
+            }
+            enqueue(producer, record)
+        })
+        .collect();
+    deliveries(futures).await.iter().map(|d| d.1).collect()
+}
+
+/// Every key's newest value, `value`, at offsets from `first`.
+fn round(first: i64, keys: std::ops::Range<usize>, value: &str) -> Vec<Read> {
+    keys.map(|k| (first + k as i64, format!("k{k}"), Some(value.to_owned())))
+        .collect()
 }
 
 /// What the client scripts print: "offset key value" lines, value "null" for a tombstone.
@@ -96,16 +153,16 @@ async fn a_compacted_changelog_keeps_the_newest_value_per_key_for_every_client()
     let config = infra.config();
     let roles = Roles::start(config.clone()).await;
     let bootstrap = roles.bootstrap();
-    let created = admin(&bootstrap)
-        .create_topics(
-            &[NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1))
-                .set("cleanup.policy", "compact")
-                .set("delete.retention.ms", &DELETE_RETENTION_MS.to_string())],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topics request");
-    assert!(created[0].is_ok(), "{created:?}");
+    let delete_retention = DELETE_RETENTION_MS.to_string();
+    create(
+        &bootstrap,
+        TOPIC,
+        &[
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", &delete_retention),
+        ],
+    )
+    .await;
 
     // Idempotent, as the changelog producers of Kafka Streams and Quix Streams are.
     let changelog = producer(&bootstrap, &[("enable.idempotence", "true")]);
@@ -167,7 +224,7 @@ async fn a_compacted_changelog_keeps_the_newest_value_per_key_for_every_client()
         let count_text = count.to_string();
         let args = [bootstrap_for_reads.as_str(), TOPIC, count_text.as_str()];
         (
-            read_with_librdkafka(&bootstrap_for_reads, count),
+            read_to_end(&bootstrap_for_reads, TOPIC),
             parse(&run_client("python3", "kafka_python_read_keys.py", &args)),
             parse(&run_client("node", "kafkajs_read_keys.js", &args)),
         )
@@ -185,7 +242,7 @@ async fn a_compacted_changelog_keeps_the_newest_value_per_key_for_every_client()
     assert_eq!(report.key_compacted, 1, "{report:?}");
     let after_tombstones = bootstrap.clone();
     let (read, watermarks) = tokio::task::spawn_blocking(move || {
-        let read = read_with_librdkafka(&after_tombstones, live().len());
+        let read = read_to_end(&after_tombstones, TOPIC);
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &after_tombstones)
             .create()
@@ -227,4 +284,199 @@ async fn a_compacted_changelog_keeps_the_newest_value_per_key_for_every_client()
         (next..next + KEYS as i64).collect::<Vec<_>>()
     );
     roles.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_delete_applies_both_and_a_small_key_map_takes_several_passes() {
+    let infra = Infra::start().await;
+    let mut config = infra.config();
+    // 42 slots, 37 keys: 200 keys take several passes.
+    config.compactor.key_map_bytes = 1024;
+    let roles = Roles::start(config.clone()).await;
+    let bootstrap = roles.bootstrap();
+    create(
+        &bootstrap,
+        "both",
+        &[
+            ("cleanup.policy", "compact,delete"),
+            ("retention.ms", "3600000"),
+        ],
+    )
+    .await;
+    create(
+        &bootstrap,
+        "wide",
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    )
+    .await;
+    let producer = producer(&bootstrap, &[]);
+    // Two rounds two hours old, each acknowledged (so flushed) before the next: retention
+    // takes them; then two current rounds, of which compaction keeps the newest.
+    let two_hours_ago = SystemClock.now_ms() - 7_200_000;
+    for value in ["old0", "old1"] {
+        produce_round(&producer, "both", 20, Some(value), Some(two_hours_ago)).await;
+    }
+    for value in ["new0", "new1"] {
+        produce_round(&producer, "both", 20, Some(value), None).await;
+    }
+    for version in 0..3 {
+        produce_round(&producer, "wide", 200, Some(&format!("v{version}")), None).await;
+    }
+
+    let backends = roles::connect(&config).await.expect("backends");
+    let compactor = roles::compactor(&config, &backends).await;
+    let mut passes = 0;
+    loop {
+        let report = compactor.run_once(false).await.expect("pass");
+        if passes == 0 {
+            assert_eq!(
+                report.retained, 1,
+                "retention moved one log start: {report:?}"
+            );
+        }
+        if report.key_compacted == 0 {
+            break;
+        }
+        passes += 1;
+        assert!(passes < 50, "passes end");
+    }
+    assert!(
+        passes > 5,
+        "a map of 37 keys takes several passes over 200: {passes}"
+    );
+
+    let reads = bootstrap.clone();
+    let (both, wide, watermarks) = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &reads)
+            .create()
+            .expect("consumer");
+        let watermarks = consumer
+            .fetch_watermarks("both", 0, Duration::from_secs(10))
+            .expect("watermarks");
+        (
+            read_to_end(&reads, "both"),
+            read_to_end(&reads, "wide"),
+            watermarks,
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        watermarks,
+        (40, 80),
+        "retention moved the log start past the old rounds"
+    );
+    assert_eq!(
+        both,
+        round(60, 0..20, "new1"),
+        "compaction kept the newest of the rest"
+    );
+    assert_eq!(wide, round(400, 0..200, "v2"));
+    roles.stop().await;
+}
+
+/// `yaks dev` with its defaults: a superseded value goes within `max.compaction.lag.ms`
+/// (plus one check) although the dirty ratio never reaches `min.cleanable.dirty.ratio`,
+/// and `min.compaction.lag.ms` keeps young records whatever the ratio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_yaks_dev_the_maximum_lag_compacts_and_the_minimum_lag_protects() {
+    let dir = reachable_temp_dir("yaks-compacted-");
+    let kafka = format!("127.0.0.1:{}", port());
+    let metrics_addr = format!("127.0.0.1:{}", port());
+    let env = [("YAKS_GATEWAY__HTTP_ADDR".to_owned(), metrics_addr.clone())];
+    let dev = start_dev(dir.path(), "dev", &kafka, &env).await;
+    const MAX_LAG_MS: u64 = 8_000;
+    let max_lag = MAX_LAG_MS.to_string();
+    create(
+        &kafka,
+        "lagged",
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0.99"),
+            ("max.compaction.lag.ms", &max_lag),
+        ],
+    )
+    .await;
+    create(
+        &kafka,
+        "young",
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.compaction.lag.ms", "3600000"),
+        ],
+    )
+    .await;
+    let producer = producer(&kafka, &[]);
+    produce_round(&producer, "lagged", 20, Some("v0"), None).await;
+    produce_round(&producer, "young", 20, Some("v0"), None).await;
+    // The first round is all dirty (ratio 1): a check compacts it (nothing to remove).
+    let deadline = yaks_common::clock::now() + Duration::from_secs(30);
+    loop {
+        let (_, page) = http_get(&metrics_addr, "/metrics").await;
+        if page.lines().any(|l| {
+            l.starts_with("yaks_compactor_key_compaction_passes_total{outcome=\"compacted\"}")
+        }) {
+            break;
+        }
+        assert!(
+            yaks_common::clock::now() < deadline,
+            "no key compaction pass within 30 s\n{}",
+            dev.log_text()
+        );
+        yaks_common::clock::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A second round makes half the bytes dirty, below the 0.99 ratio: only the maximum
+    // lag compacts it.
+    let produced = yaks_common::clock::now();
+    produce_round(&producer, "lagged", 20, Some("v1"), None).await;
+    produce_round(&producer, "young", 20, Some("v1"), None).await;
+    let reads = kafka.clone();
+    let compacted = tokio::task::spawn_blocking(move || {
+        let before = read_to_end(&reads, "lagged");
+        let deadline = yaks_common::clock::now() + Duration::from_secs(30);
+        loop {
+            let read = read_to_end(&reads, "lagged");
+            if read.len() == 20 || yaks_common::clock::now() > deadline {
+                return (before, read, produced.elapsed());
+            }
+            yaks_common::clock::sleep_blocking(Duration::from_millis(500));
+        }
+    })
+    .await
+    .expect("join");
+    let (before, after, waited) = compacted;
+    assert!(
+        before.len() == 40 || waited >= Duration::from_millis(MAX_LAG_MS),
+        "the ratio alone does not compact: {} records right after",
+        before.len()
+    );
+    assert_eq!(
+        after,
+        round(20, 0..20, "v1"),
+        "compacted within the maximum lag"
+    );
+    assert!(
+        waited >= Duration::from_millis(MAX_LAG_MS - 1_000),
+        "not before the maximum lag: {waited:?}"
+    );
+    assert!(
+        waited <= Duration::from_millis(MAX_LAG_MS + 15_000),
+        "within the maximum lag and a check: {waited:?}"
+    );
+
+    let reads = kafka.clone();
+    let young = tokio::task::spawn_blocking(move || read_to_end(&reads, "young"))
+        .await
+        .expect("join");
+    assert_eq!(
+        young,
+        [round(0, 0..20, "v0"), round(20, 0..20, "v1")].concat(),
+        "records younger than min.compaction.lag.ms are all there"
+    );
+    assert!(dev.interrupt().success());
 }

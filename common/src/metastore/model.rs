@@ -181,6 +181,14 @@ pub enum CommitEvent {
         /// Id of the committed object.
         object_id: String,
     },
+    /// Key compaction replaced some of a partition's index entries by ones holding fewer
+    /// records: entries of it kept from earlier events must be re-read.
+    Rewritten {
+        /// Topic.
+        topic_id: Uuid,
+        /// Partition.
+        partition_index: i32,
+    },
     /// Events may have been missed (the listening connection was lost and re-established):
     /// anything derived from earlier events must be re-read.
     Gap,

@@ -215,13 +215,18 @@ impl Log for MemoryMetastore {
         for (key, producer) in plan.producer_states {
             state.producer_states.insert(key, producer);
         }
-        notify(&mut state.feeds, &object_id);
+        notify(
+            &mut state.feeds,
+            &CommitEvent::Committed {
+                object_id: object_id.clone(),
+            },
+        );
         Ok(plan.results)
     }
 }
 
-/// Queues a commit event on every live feed, preceded by a gap where one was missed.
-fn notify(feeds: &mut Vec<Feed>, object_id: &str) {
+/// Queues an event on every live feed, preceded by a gap where one was missed.
+pub(super) fn notify(feeds: &mut Vec<Feed>, event: &CommitEvent) {
     feeds.retain(|feed| !feed.sender.is_closed());
     for feed in feeds.iter_mut() {
         if feed.lagged {
@@ -230,10 +235,7 @@ fn notify(feeds: &mut Vec<Feed>, object_id: &str) {
             }
             feed.lagged = false;
         }
-        let event = CommitEvent::Committed {
-            object_id: object_id.to_owned(),
-        };
-        if feed.sender.try_send(event).is_err() {
+        if feed.sender.try_send(event.clone()).is_err() {
             feed.lagged = true;
         }
     }

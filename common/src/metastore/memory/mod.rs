@@ -52,7 +52,7 @@ impl IndexRow {
 /// A commit feed subscriber; `lagged` when an event could not be queued, so the next one
 /// is preceded by a gap.
 #[derive(Debug)]
-struct Feed {
+pub(super) struct Feed {
     sender: mpsc::Sender<CommitEvent>,
     lagged: bool,
 }

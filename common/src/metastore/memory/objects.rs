@@ -90,6 +90,15 @@ impl Objects for MemoryMetastore {
                 state.marked.insert(old, crate::clock::now());
             }
         }
+        if swap.compaction.is_some() {
+            super::log::notify(
+                &mut state.feeds,
+                &CommitEvent::Rewritten {
+                    topic_id: swap.topic_id,
+                    partition_index: swap.partition_index,
+                },
+            );
+        }
         Ok(true)
     }
 

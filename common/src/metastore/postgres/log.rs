@@ -425,7 +425,7 @@ impl Log for PgMetastore {
 }
 
 /// Channel on which every flush commit announces its object id (DESIGN.md, write path 6).
-const COMMIT_CHANNEL: &str = "yaks_commits";
+pub(super) const COMMIT_CHANNEL: &str = "yaks_commits";
 
 /// The columns of an [`IndexEntry`], for queries joining `object_index i` and `objects o`.
 const ENTRY_COLUMNS: &str = "i.base_offset, i.last_offset, i.max_timestamp, o.object_key, \
@@ -519,12 +519,8 @@ async fn follow_commits(
                 payload = listening.payloads.recv() => payload,
                 _ = sender.closed() => return,
             };
-            let Some(object_id) = payload else { break };
-            if sender
-                .send(CommitEvent::Committed { object_id })
-                .await
-                .is_err()
-            {
+            let Some(payload) = payload else { break };
+            if sender.send(commit_event(payload)).await.is_err() {
                 return;
             }
         }
@@ -543,6 +539,28 @@ async fn follow_commits(
         if sender.send(CommitEvent::Gap).await.is_err() {
             return;
         }
+    }
+}
+
+/// Prefix of the notification a key compaction swap sends (object ids, the payload of
+/// every other notification, are ULIDs and never hold a colon).
+pub(super) const REWRITTEN_PREFIX: &str = "rewritten:";
+
+/// The event a notification's payload stands for: `rewritten:{topic_id}:{partition}` for a
+/// key compaction swap, else a committed object's id.
+fn commit_event(payload: String) -> CommitEvent {
+    let rewritten = payload.strip_prefix(REWRITTEN_PREFIX).and_then(|rest| {
+        let (topic, partition) = rest.split_once(':')?;
+        Some(CommitEvent::Rewritten {
+            topic_id: topic.parse().ok()?,
+            partition_index: partition.parse().ok()?,
+        })
+    });
+    match rewritten {
+        Some(event) => event,
+        // A malformed rewrite notice cannot say which partition: re-read them all.
+        None if payload.starts_with(REWRITTEN_PREFIX) => CommitEvent::Gap,
+        None => CommitEvent::Committed { object_id: payload },
     }
 }
 

@@ -9,6 +9,7 @@ use crate::metastore::model::*;
 use crate::metastore::plan;
 
 use super::super::objects::Objects;
+use super::log::{COMMIT_CHANNEL, REWRITTEN_PREFIX};
 use super::{PgMetastore, pg_error};
 
 /// Marks those of the objects `$1` that no index row refers to any more: they wait out the
@@ -116,6 +117,16 @@ impl Objects for PgMetastore {
         tx.execute(MARK_IF_UNREFERENCED, &[&old_objects])
             .await
             .map_err(pg_error)?;
+        if swap.compaction.is_some() {
+            // Readers drop what they keep of the partition's entries (delivered at COMMIT).
+            let notice = format!(
+                "{REWRITTEN_PREFIX}{}:{}",
+                swap.topic_id, swap.partition_index
+            );
+            tx.execute("SELECT pg_notify($1, $2)", &[&COMMIT_CHANNEL, &notice])
+                .await
+                .map_err(pg_error)?;
+        }
         tx.commit().await.map_err(pg_error)?;
         Ok(true)
     }

@@ -105,6 +105,7 @@ pub async fn a_swap_replaces_entries_once(store: &dyn Metastore) {
 #[doc(hidden)]
 pub async fn a_compaction_swap_moves_cleaned_through_once(store: &dyn Metastore) {
     let topic = three_flushes(store).await;
+    let mut feed = store.commit_feed().await.expect("feed");
     let cleaned = || async {
         store
             .cleaning(topic.topic_id, 0)
@@ -145,6 +146,17 @@ pub async fn a_compaction_swap_moves_cleaned_through_once(store: &dyn Metastore)
             .expect("swap")
     );
     assert_eq!(cleaned().await, 4);
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), feed.recv())
+        .await
+        .expect("the rewrite announced in time");
+    assert_eq!(
+        event,
+        Some(CommitEvent::Rewritten {
+            topic_id: topic.topic_id,
+            partition_index: 0
+        }),
+        "readers are told to re-read the partition; lost swaps announce nothing"
+    );
     let entries = store
         .index_entries(&[(topic.topic_id, 0, 0)], 10)
         .await
