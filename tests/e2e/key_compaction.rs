@@ -480,3 +480,68 @@ async fn under_yaks_dev_the_maximum_lag_compacts_and_the_minimum_lag_protects() 
     );
     assert!(dev.interrupt().success());
 }
+
+/// Quix Streams, a stateful stream-processing library, counts records per key in state
+/// backed by a changelog it creates compacted; the compactor compacts the changelog, the
+/// application's local state is deleted, and it restores its counts from what compaction
+/// kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quix_streams_restores_its_state_from_a_compacted_changelog() {
+    const PYTHON: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/quix-venv/bin/python"
+    );
+    const CHANGELOG: &str = "changelog__counter--events--default";
+    let infra = Infra::start().await;
+    let config = infra.config();
+    let roles = Roles::start(config.clone()).await;
+    let bootstrap = roles.bootstrap();
+    create(&bootstrap, "events", &[]).await;
+    let producer = producer(&bootstrap, &[]);
+    for version in 0..10 {
+        produce_round(&producer, "events", 10, Some(&format!("e{version}")), None).await;
+    }
+    let state = tempfile::tempdir().expect("state dir");
+    let state_dir = state.path().join("state");
+    let state_arg = state_dir.to_str().expect("utf-8").to_owned();
+    let counts = |n: usize| -> String {
+        (0..10)
+            .map(|k| format!("k{k} {n}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let quix = |records: &'static str| {
+        let args = [bootstrap.clone(), "events".to_owned(), state_arg.clone()];
+        tokio::task::spawn_blocking(move || {
+            run_client(
+                PYTHON,
+                "quix_count.py",
+                &[&args[0], &args[1], &args[2], records],
+            )
+        })
+    };
+    assert_eq!(quix("100").await.expect("join"), counts(10));
+
+    let backends = roles::connect(&config).await.expect("backends");
+    let compactor = roles::compactor(&config, &backends).await;
+    let report = compactor.run_once(false).await.expect("pass");
+    assert!(report.key_compacted >= 1, "{report:?}");
+    let reads = bootstrap.clone();
+    let changelog = tokio::task::spawn_blocking(move || read_to_end(&reads, CHANGELOG))
+        .await
+        .expect("join");
+    assert_eq!(
+        changelog.len(),
+        10,
+        "one state record per key is left of the changelog: {changelog:?}"
+    );
+
+    std::fs::remove_dir_all(&state_dir).expect("local state deleted");
+    produce_round(&producer, "events", 10, Some("again"), None).await;
+    assert_eq!(
+        quix("10").await.expect("join"),
+        counts(11),
+        "the counts restored from the compacted changelog, plus one"
+    );
+    roles.stop().await;
+}
