@@ -220,17 +220,36 @@ async fn a_compacted_changelog_keeps_the_newest_value_per_key_for_every_client()
     let expected = [live(), tombstones()].concat();
     let count = expected.len();
     let bootstrap_for_reads = bootstrap.clone();
-    let (librdkafka, kafka_python, kafkajs) = tokio::task::spawn_blocking(move || {
+    let (librdkafka, kafka_python, kafkajs, by_time) = tokio::task::spawn_blocking(move || {
         let count_text = count.to_string();
         let args = [bootstrap_for_reads.as_str(), TOPIC, count_text.as_str()];
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap_for_reads)
+            .create()
+            .expect("consumer");
+        let mut query = TopicPartitionList::new();
+        query
+            .add_partition_offset(TOPIC, 0, Offset::Offset(0))
+            .expect("query");
+        let by_time = consumer
+            .offsets_for_times(query, Duration::from_secs(10))
+            .expect("offsets for times")
+            .elements()[0]
+            .offset();
         (
             read_to_end(&bootstrap_for_reads, TOPIC),
             parse(&run_client("python3", "kafka_python_read_keys.py", &args)),
             parse(&run_client("node", "kafkajs_read_keys.js", &args)),
+            by_time,
         )
     })
     .await
     .expect("join");
+    assert_eq!(
+        by_time,
+        Offset::Offset(expected[0].0),
+        "ListOffsets by time finds the first record compaction kept"
+    );
     assert_eq!(librdkafka, expected, "librdkafka");
     assert_eq!(kafka_python, expected, "kafka-python");
     assert_eq!(kafkajs, expected, "kafkajs");
