@@ -131,6 +131,9 @@ pub struct ProduceLoad {
     pub client: Client,
     /// Size of each record's value.
     pub record_bytes: usize,
+    /// Records carry keys cycling through this many distinct ones (a changelog's shape);
+    /// `None`: no keys.
+    pub keys: Option<u64>,
 }
 
 /// Runs `load` against `brokers` and waits for every acknowledgement.
@@ -176,7 +179,8 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
             let partition = (index % load.partitions as usize) as i32;
             let warm_up = producer
                 .send(
-                    BaseRecord::<(), [u8], usize>::with_opaque_to(&load.topic, WARM_UP)
+                    BaseRecord::<[u8], [u8], usize>::with_opaque_to(&load.topic, WARM_UP)
+                        .key(&b"warm-up"[..])
                         .payload(&payload[..])
                         .partition(partition),
                 )
@@ -206,10 +210,14 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
                 }
                 let partition = ((sent as usize + index) % load.partitions as usize) as i32;
                 let sent_us = origin.elapsed().as_micros() as usize;
+                let key = load.keys.map(|keys| format!("key-{:012}", sent % keys));
                 let mut record =
-                    BaseRecord::<(), [u8], usize>::with_opaque_to(&load.topic, sent_us)
+                    BaseRecord::<[u8], [u8], usize>::with_opaque_to(&load.topic, sent_us)
                         .payload(&payload[..])
                         .partition(partition);
+                if let Some(key) = &key {
+                    record = record.key(key.as_bytes());
+                }
                 loop {
                     match producer.send(record) {
                         Ok(()) => break,

@@ -4,10 +4,12 @@
 //! writer connecting as its own role so its statements can be counted), the loopback S3
 //! endpoint, and a gateway, a writer and a reader as separate `yaks` processes (so each
 //! one's peak RSS is its own). Each run measures the raw limits of the same endpoints
-//! first ([`raw`]), then drives yaks with librdkafka ([`load`]); the table gives every
+//! first ([`raw`]), then compacts a keyed partition with `yaks compactor --once`
+//! ([`compaction`]), then drives yaks with librdkafka ([`load`]); the table gives every
 //! figure with its reference and ratio, medians over `--runs`, and whether the issue's
 //! target holds.
 
+pub mod compaction;
 pub mod load;
 pub mod raw;
 
@@ -80,6 +82,8 @@ struct Scale {
     /// at the pace the protocol allows (a fixed count, so a slow run does not end in a
     /// long drain of whatever a time-bound one queued).
     latency_bound_records: u64,
+    /// Records of 1 KiB in the key compaction row's partition, 10 versions of each key.
+    compaction_records: u64,
 }
 
 impl Scale {
@@ -93,6 +97,7 @@ impl Scale {
                 latency_samples: 20,
                 many_producers: 10,
                 latency_bound_records: 8 * 1024,
+                compaction_records: 32 * 1024,
             }
         } else {
             Scale {
@@ -103,6 +108,7 @@ impl Scale {
                 latency_samples: 100,
                 many_producers: 50,
                 latency_bound_records: 128 * 1024,
+                compaction_records: 1024 * 1024,
             }
         }
     }
@@ -133,6 +139,8 @@ struct Run {
     many: ProduceResult,
     /// The 1,000-partition load at half the rate the full one reached.
     many_half: ProduceResult,
+    /// Key compaction of a partition with 10 % live keys (private deployment only).
+    compaction: Option<compaction::CompactionCost>,
 }
 
 /// Which per-flush window of a run a table row shows.
@@ -207,7 +215,13 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
             (Some(s3), config)
         }
     };
-    let mut members = members(&binary, &dir, &postgres, &s3_config)?;
+    let env = deployment_env(&postgres, &s3_config);
+    let mut members = members(&binary, &dir, &env, &postgres)?;
+    let compactor = compaction::CompactorCommand {
+        binary: binary.clone(),
+        env,
+        log: dir.join("logs").join("compactor.log"),
+    };
     for member in &mut members {
         member.start().await?;
     }
@@ -227,6 +241,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
         let context = RunContext {
             brokers: &gateway,
             private: Some(Private {
+                compactor: &compactor,
                 writer: &writer,
                 reader: &reader,
                 postgres_url: postgres.url(),
@@ -278,6 +293,7 @@ fn external_s3(
 /// What only a private deployment can be asked: its roles' metrics, its PostgreSQL's
 /// statement counts, its bucket.
 struct Private<'a> {
+    compactor: &'a compaction::CompactorCommand,
     writer: &'a str,
     reader: &'a str,
     postgres_url: String,
@@ -307,6 +323,7 @@ impl RunContext<'_> {
             )
             .await?;
             run.commit_ms = raw::postgres_commit(&private.postgres_url, scale.commits).await?;
+            run.compaction = Some(self.key_compaction(private).await?);
         }
 
         for (slot, partitions) in [(0, 1), (1, 16)] {
@@ -336,6 +353,7 @@ impl RunContext<'_> {
                 records: Some(scale.latency_bound_records),
                 client,
                 record_bytes: load::RECORD_BYTES,
+                keys: None,
             };
             let brokers = self.brokers.to_owned();
             let before = self.flush_snapshot().await?;
@@ -361,6 +379,7 @@ impl RunContext<'_> {
             records: Some(scale.consume_records),
             client: Client::Throughput,
             record_bytes: load::RECORD_BYTES,
+            keys: None,
         };
         let records = blocking(move || load::produce(&brokers, &load))
             .await?
@@ -390,6 +409,7 @@ impl RunContext<'_> {
             records: Some(scale.consume_records),
             client: Client::Throughput,
             record_bytes: load::SMALL_RECORD_BYTES,
+            keys: None,
         };
         run.small_produce = blocking(move || load::produce(&brokers, &load)).await?;
         anyhow::ensure!(
@@ -428,6 +448,36 @@ impl RunContext<'_> {
         Ok(run)
     }
 
+    /// The key compaction row: a compacted partition of 1 KiB records, 10 versions of each
+    /// key, written by 4 producers and compacted by one `yaks compactor --once` (first in a
+    /// run, so no other data is there to merge or collect).
+    async fn key_compaction(
+        &self,
+        private: &Private<'_>,
+    ) -> anyhow::Result<compaction::CompactionCost> {
+        let topic = self
+            .topic_with("compacted", 1, &[("cleanup.policy", "compact")])
+            .await?;
+        let records = self.scale.compaction_records;
+        let load = ProduceLoad {
+            topic,
+            partitions: 1,
+            producers: 4,
+            duration: raw::PHASE_TIMEOUT,
+            rate: None,
+            records: Some(records),
+            client: Client::Throughput,
+            record_bytes: load::RECORD_BYTES,
+            keys: Some(records / 10),
+        };
+        let brokers = self.brokers.to_owned();
+        let produced = blocking(move || load::produce(&brokers, &load)).await?;
+        anyhow::ensure!(produced.failed == 0, "{} records failed", produced.failed);
+        let input_mib = produced.acked as f64 * load::RECORD_BYTES as f64 / (1 << 20) as f64;
+        let command = private.compactor.clone();
+        blocking(move || compaction::measure(&command, input_mib)).await
+    }
+
     /// Deletes every object the run wrote: a run stores tens of GiB, and the runs after it
     /// (which use topics of their own) never read them.
     async fn clear_bucket(&self) -> anyhow::Result<()> {
@@ -450,11 +500,24 @@ impl RunContext<'_> {
     }
 
     async fn topic(&self, what: &str, partitions: i32) -> anyhow::Result<String> {
+        self.topic_with(what, partitions, &[]).await
+    }
+
+    /// A topic of this run with these configs.
+    async fn topic_with(
+        &self,
+        what: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
         let name = format!("bench-{what}-{}", self.tag);
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.brokers)
             .create()?;
-        let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        let mut topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+        for (key, value) in configs {
+            topic = topic.set(key, value);
+        }
         for result in admin.create_topics([&topic], &AdminOptions::new()).await? {
             result.map_err(|(topic, code)| anyhow::anyhow!("creating {topic}: {code}"))?;
         }
@@ -477,6 +540,7 @@ impl RunContext<'_> {
             records: None,
             client: Client::Throughput,
             record_bytes: load::RECORD_BYTES,
+            keys: None,
         };
         let brokers = self.brokers.to_owned();
         let result = blocking(move || load::produce(&brokers, &load)).await?;
@@ -615,13 +679,13 @@ async fn writer_statements(url: &str) -> anyhow::Result<(f64, f64)> {
 
 /// One reader, one writer (connecting as [`WRITER_ROLE`]), one gateway finding both in the
 /// registry.
-fn members(
-    binary: &std::path::Path,
-    dir: &std::path::Path,
+/// The settings every `yaks` process of the private deployment shares, as environment
+/// variables.
+fn deployment_env(
     postgres: &EmbeddedPostgres,
     s3: &yaks_common::config::S3Config,
-) -> anyhow::Result<Vec<Member>> {
-    let common: Vec<(String, String)> = [
+) -> Vec<(String, String)> {
+    [
         ("YAKS_POSTGRES__URL", postgres.url()),
         ("YAKS_S3__ENDPOINT", s3.endpoint.clone().unwrap_or_default()),
         ("YAKS_S3__BUCKET", s3.bucket.clone()),
@@ -641,7 +705,16 @@ fn members(
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    .collect()
+}
+
+fn members(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    common: &[(String, String)],
+    postgres: &EmbeddedPostgres,
+) -> anyhow::Result<Vec<Member>> {
+    let common = common.to_vec();
     let logs = dir.join("logs");
     let addr = || -> anyhow::Result<String> { Ok(format!("127.0.0.1:{}", free_port()?)) };
     let mut members = Vec::new();
@@ -791,6 +864,29 @@ fn table(
             format!("p50 {:.2} ms, p99 {:.2} ms", commit[0], commit[1]),
             String::new(),
             String::new(),
+        );
+        let compaction = |f: fn(&compaction::CompactionCost) -> f64| {
+            m(&|r: &Run| r.compaction.as_ref().map_or(0.0, f))
+        };
+        let per_core = compaction(compaction::CompactionCost::mib_per_core_s);
+        let ok = per_core >= 50.0;
+        verdicts.push(("key compaction per core".into(), ok));
+        row(
+            &format!(
+                "key compaction, {:.0} MiB partition, 10 % live keys",
+                compaction(|c| c.input_mib)
+            ),
+            format!(
+                "{per_core:.0} MiB/s per core ({:.1} s, {:.1} CPU-s), peak RSS {:.0} MiB",
+                compaction(|c| c.wall_s),
+                compaction(|c| c.cpu_s),
+                compaction(|c| c.peak_rss_bytes as f64) / (1 << 20) as f64
+            ),
+            format!(
+                "key map {} MiB",
+                Config::default().compactor.key_map_bytes >> 20
+            ),
+            format!("≥ 50 MiB/s per core: {}", verdict(ok)),
         );
     }
     for (slot, partitions) in [(0, 1), (1, 16)] {
