@@ -50,10 +50,15 @@ pub enum TopicCommand {
     },
     /// List topics.
     List,
-    /// Show a topic's partitions (log start and high watermark) and its configs.
+    /// Show a topic's partitions (log start and high watermark), its configs, and for a
+    /// compacted topic where key compaction stands (dirty ratio per partition).
     Describe {
         /// Topic name.
         name: String,
+        /// A gateway's operations address (`gateway.http_addr`), which reports key
+        /// compaction; default: the `--brokers` host on port 9096.
+        #[arg(long, value_name = "ADDR")]
+        ops: Option<String>,
     },
     /// Delete a topic.
     Delete {
@@ -246,7 +251,11 @@ pub async fn topic(connection: &Connection, command: TopicCommand) -> anyhow::Re
                 println!("{name}");
             }
         }
-        TopicCommand::Describe { name } => describe_topic(&admin, connection, &name).await?,
+        TopicCommand::Describe { name, ops } => {
+            describe_topic(&admin, connection, &name).await?;
+            let ops = ops.unwrap_or_else(|| default_ops_addr(&connection.brokers));
+            describe_compaction(&admin, &ops, &name).await?;
+        }
         TopicCommand::Delete { name } => {
             check(admin.delete_topics(&[&name], &options()).await?)?;
             println!("deleted topic {name}");
@@ -360,6 +369,68 @@ async fn describe_topic(
                 entry.value.as_deref().unwrap_or("")
             );
         }
+    }
+    Ok(())
+}
+
+/// Where a gateway's operations endpoints are when only its Kafka address is known: the
+/// same host, on `gateway.http_addr`'s default port.
+fn default_ops_addr(brokers: &str) -> String {
+    let first = brokers.split(',').next().unwrap_or(brokers).trim();
+    let host = first.rsplit_once(':').map_or(first, |(host, _)| host);
+    format!("{host}:9096")
+}
+
+/// For a compacted topic, prints where key compaction stands in each partition, as the
+/// gateway at `ops` reports it (the Kafka protocol has no field for it).
+async fn describe_compaction(
+    admin: &AdminClient<DefaultClientContext>,
+    ops: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(name)], &options())
+        .await?;
+    let compacted = described.into_iter().flatten().any(|resource| {
+        resource.entries.iter().any(|entry| {
+            entry.name == "cleanup.policy"
+                && entry
+                    .value
+                    .as_deref()
+                    .is_some_and(|v| v.split(',').any(|w| w.trim() == "compact"))
+        })
+    });
+    if !compacted {
+        return Ok(());
+    }
+    let client = yaks_common::rpc::RpcClient::new();
+    let path = yaks_common::dirty::compaction_path(name);
+    let answer = match client.get(&format!("http://{ops}"), &path).await {
+        Ok(response) if response.status().is_success() => {
+            yaks_common::rpc::read_body(response).await.ok()
+        }
+        _ => None,
+    };
+    let Some(body) = answer else {
+        println!("key compaction: no answer from a gateway's operations endpoint at {ops} (--ops)");
+        return Ok(());
+    };
+    let partitions: Vec<yaks_common::dirty::PartitionCompaction> =
+        serde_json::from_slice(&body).context("reading the compaction status")?;
+    println!("key compaction:");
+    println!(
+        "{:>9}  {:>15}  {:>11}  {:>12}  {:>12}",
+        "partition", "cleaned through", "dirty ratio", "dirty bytes", "oldest dirty"
+    );
+    let now_ms = yaks_common::clock::system_clock().now_ms();
+    for p in partitions {
+        let oldest = p.oldest_dirty_ms.map_or("-".to_owned(), |ms| {
+            format!("{:.0} s ago", (now_ms - ms).max(0) as f64 / 1000.0)
+        });
+        println!(
+            "{:>9}  {:>15}  {:>11.3}  {:>12}  {:>12}",
+            p.partition, p.cleaned_through, p.dirty_ratio, p.dirty_bytes, oldest
+        );
     }
     Ok(())
 }
@@ -668,4 +739,19 @@ fn committed(consumer: &BaseConsumer, group: &str) -> anyhow::Result<Vec<(String
     }
     offsets.sort();
     Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operations_address_defaults_to_the_first_broker_host() {
+        assert_eq!(default_ops_addr("localhost:9092"), "localhost:9096");
+        assert_eq!(
+            default_ops_addr("10.0.0.7:19092,10.0.0.8:19092"),
+            "10.0.0.7:9096"
+        );
+        assert_eq!(default_ops_addr("gateway"), "gateway:9096");
+    }
 }

@@ -31,6 +31,7 @@ pub mod advertise;
 pub mod batch;
 pub mod clock;
 pub mod config;
+pub mod dirty;
 pub mod error;
 pub mod failpoint;
 pub mod hashing;

@@ -9,7 +9,8 @@
 //!
 //! Writers and readers answer these on their internal HTTP listener beside the internal
 //! API; gateways and the compactor loop, which have no HTTP API, bind a listener of their
-//! own ([`OpsServer`]).
+//! own ([`OpsServer`]), where a role may add GET endpoints of its own ([`ExtraRoutes`]: the
+//! gateway's key compaction status).
 
 use crate::clock::Instant;
 use std::net::SocketAddr;
@@ -142,6 +143,14 @@ pub async fn respond<B>(
     Some(response)
 }
 
+/// A role's own GET endpoints on its operations listener: given a request's path, the
+/// answer, or `None` when the path is not one of them.
+pub type ExtraRoutes = Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, Option<Response<Full<Bytes>>>>
+        + Send
+        + Sync,
+>;
+
 /// A listener serving only the operations endpoints, for roles without an HTTP API.
 pub struct OpsServer {
     listener: TcpListener,
@@ -161,15 +170,32 @@ impl OpsServer {
 
     /// Serves until `shutdown`.
     pub async fn run(self, readiness: Readiness, shutdown: Shutdown) {
+        self.run_with(readiness, None, shutdown).await;
+    }
+
+    /// Serves until `shutdown`, with a role's own GET endpoints beside the common ones.
+    pub async fn run_with(
+        self,
+        readiness: Readiness,
+        extra: Option<ExtraRoutes>,
+        shutdown: Shutdown,
+    ) {
         crate::rpc::serve(
             self.listener,
             move |request| {
                 let readiness = readiness.clone();
+                let extra = extra.clone();
                 async move {
-                    match respond(&request, &readiness).await {
-                        Some(response) => response,
-                        None => text_response(StatusCode::NOT_FOUND, "no such endpoint\n"),
+                    if let Some(response) = respond(&request, &readiness).await {
+                        return response;
                     }
+                    if let Some(extra) = extra
+                        && request.method() == Method::GET
+                        && let Some(response) = extra(request.uri().path().to_owned()).await
+                    {
+                        return response;
+                    }
+                    text_response(StatusCode::NOT_FOUND, "no such endpoint\n")
                 }
             },
             shutdown,

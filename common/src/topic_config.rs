@@ -420,6 +420,15 @@ impl<'a> TopicConfigs<'a> {
             .unwrap_or(86_400_000)
             .max(0)
     }
+
+    /// The settings that say when a compacted partition is due for compaction.
+    pub fn lags(&self) -> crate::dirty::Lags {
+        crate::dirty::Lags {
+            min_dirty_ratio: self.min_cleanable_dirty_ratio(),
+            min_lag_ms: self.min_compaction_lag_ms(),
+            max_lag_ms: self.max_compaction_lag_ms(),
+        }
+    }
 }
 
 #[cfg(test)]

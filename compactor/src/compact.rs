@@ -35,10 +35,10 @@ use yaks_common::objstore::ObjectStore;
 use yaks_common::records::MAX_OPENED_BYTES;
 
 use crate::clean::{self, Counts, Outcome, Rules};
-use crate::dirty::{Dirty, Lags, dirty};
 use crate::key_map::KeyMap;
 use crate::run::CompactorStore;
 use crate::worker::JobTarget;
+use yaks_common::dirty::{Dirty, Lags, dirty};
 
 /// A compacted topic's settings, as its configs give them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -410,7 +410,7 @@ mod pass_tests {
     use uuid::Uuid;
     use yaks_common::batch::testing::keyed_batch;
     use yaks_common::metastore::{
-        AppendBatch, Log, MemoryMetastore, ObjectCommit, Objects, PartitionAppend, Topics,
+        AppendBatch, Log, MemoryMetastore, ObjectCommit, PartitionAppend, Topics,
     };
     use yaks_common::objstore::MemoryObjectStore;
     use yaks_common::records::OpenBatch;

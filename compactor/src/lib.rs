@@ -12,13 +12,11 @@
 //!   compaction).
 //! - [`retention`]: a pure function of a partition's index entries that says how far
 //!   retention.ms / retention.bytes move its log start.
-//! - [`compact`]: a key compaction pass over one partition: the dirty part into the key
-//!   map, every batch up to the map's reach judged, changed chunks swapped by
-//!   compare-and-swap.
+//! - [`compact`]: a key compaction pass over one partition: the dirty part
+//!   (`yaks_common::dirty`) into the key map, every batch up to the map's reach judged,
+//!   changed chunks swapped by compare-and-swap.
 //! - [`worker`]: runs a job: reads the inputs, writes one per-partition output, swaps the
 //!   index rows by compare-and-swap.
-//! - [`dirty`]: a pure function of a compacted partition's entries that says what part a
-//!   key compaction pass may clean and whether one is due (dirty ratio, min and max lag).
 //! - [`gc`]: drops entries below log starts, marks unreferenced objects, deletes marked and
 //!   unrecorded objects after the grace period (with a dry run).
 //! - [`queue`]: the job queue: SQS (dead-letter queue by redrive policy) or in-process.
@@ -27,7 +25,6 @@
 
 pub mod clean;
 pub mod compact;
-pub mod dirty;
 pub mod gc;
 pub mod key_map;
 pub mod planner;

@@ -24,7 +24,6 @@ use yaks_common::topic_config::TopicConfigs;
 use yaks_common::topic_names::TopicNames;
 
 use crate::compact::{KeyCompaction, PassLimits, PassOutcome, compact_partition};
-use crate::dirty::Lags;
 use crate::gc::{GcReport, GcSettings, collect};
 use crate::planner::{PlannerSettings, plan_partition};
 use crate::queue::{JobMessage, JobQueue};
@@ -243,11 +242,7 @@ impl Compactor {
     ) -> Result<KeyPass, StoreError> {
         let configs = TopicConfigs::new(&topic.configs);
         let settings = KeyCompaction {
-            lags: Lags {
-                min_dirty_ratio: configs.min_cleanable_dirty_ratio(),
-                min_lag_ms: configs.min_compaction_lag_ms(),
-                max_lag_ms: configs.max_compaction_lag_ms(),
-            },
+            lags: configs.lags(),
             delete_retention_ms: configs.delete_retention_ms(),
         };
         let limits = PassLimits {
@@ -308,7 +303,7 @@ impl Compactor {
                 }
                 // What is left dirty once the pass judged through its reach.
                 let entries = self.all_entries(topic, partition, log_start).await?;
-                let left = crate::dirty::dirty(&entries, reach + 1, &settings.lags, now_ms);
+                let left = yaks_common::dirty::dirty(&entries, reach + 1, &settings.lags, now_ms);
                 (KeyPass::Judged, left)
             }
             PassOutcome::Lost => return Ok(KeyPass::Lost),

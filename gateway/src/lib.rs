@@ -13,8 +13,11 @@
 //! - [`producer_ids`]: producer ids for InitProducerId, from blocks reserved in PostgreSQL.
 //! - [`deadlines`]: the commit deadline each produce carries, in PostgreSQL's clock.
 //! - [`groups`]: consumer group coordination for the groups this gateway owns.
+//! - [`compaction_status`]: where key compaction stands in a topic's partitions, on the
+//!   operations listener (`yaks topic describe` shows it).
 
 pub mod cluster;
+pub mod compaction_status;
 pub mod connection;
 pub mod deadlines;
 pub mod groups;
@@ -177,7 +180,8 @@ impl Gateway {
             shutdown.clone(),
         );
         let (ops_trigger, ops_shutdown) = Shutdown::new();
-        let ops_task = tokio::spawn(ops.run(readiness, ops_shutdown));
+        let status = compaction_status::routes(state.metastore.clone(), state.clock.clone());
+        let ops_task = tokio::spawn(ops.run_with(readiness, Some(status), ops_shutdown));
         let heartbeat = tokio::spawn(state.cluster.clone().heartbeat(shutdown.clone()));
         let clock_state = state.clone();
         let clock_shutdown = shutdown.clone();

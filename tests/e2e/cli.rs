@@ -59,7 +59,9 @@ fn lags_of(described: &str) -> Vec<i64> {
 async fn the_cli_round_trips_topics_records_and_group_offsets() {
     let dir = reachable_temp_dir("yaks-cli-");
     let kafka = format!("127.0.0.1:{}", port());
-    let dev = start_dev(dir.path(), "dev", &kafka, &[]).await;
+    let ops = format!("127.0.0.1:{}", port());
+    let env = [("YAKS_GATEWAY__HTTP_ADDR".to_owned(), ops.clone())];
+    let dev = start_dev(dir.path(), "dev", &kafka, &env).await;
     let b = kafka.as_str();
 
     // Topics.
@@ -113,6 +115,43 @@ async fn the_cli_round_trips_topics_records_and_group_offsets() {
         described.contains("max.message.bytes = 2000000 (set)"),
         "{described}"
     );
+
+    // A compacted topic: describe adds where key compaction stands, from the gateway.
+    yaks(
+        b,
+        &[
+            "topic",
+            "create",
+            "cli-compacted",
+            "-c",
+            "cleanup.policy=compact",
+        ],
+        "",
+    )
+    .await;
+    yaks(
+        b,
+        &["produce", "cli-compacted", "--key-separator", ":"],
+        "a:1\nb:1\na:2\n",
+    )
+    .await;
+    let described = yaks(
+        b,
+        &["topic", "describe", "cli-compacted", "--ops", &ops],
+        "",
+    )
+    .await;
+    assert!(described.contains("key compaction:"), "{described}");
+    assert!(described.contains("dirty ratio"), "{described}");
+    assert!(
+        described
+            .lines()
+            .skip_while(|l| !l.starts_with("key compaction:"))
+            .any(|l| l.split_whitespace().next() == Some("0")),
+        "a line for partition 0: {described}"
+    );
+    let plain = yaks(b, &["topic", "describe", "cli", "--ops", &ops], "").await;
+    assert!(!plain.contains("key compaction"), "{plain}");
 
     // Records: lines in, the same lines out.
     let lines: Vec<String> = (0..20).map(|i| format!("key-{i}:value {i}")).collect();

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::model::{
-    AppendResult, CommitEvent, IndexEntry, LogStartMove, ObjectCommit, PartitionEntry,
+    AppendResult, Cleaning, CommitEvent, IndexEntry, LogStartMove, ObjectCommit, PartitionEntry,
     PartitionState,
 };
 use crate::error::StoreError;
@@ -40,6 +40,10 @@ pub trait Log: Send + Sync + 'static {
         wanted: &[(Uuid, i32, i64)],
         limit: i64,
     ) -> Result<Vec<Vec<IndexEntry>>, StoreError>;
+
+    /// Where key compaction stands in a partition: where its dirty part starts and when
+    /// its kept tombstones are due (moved by the compactor, [`super::Objects`]).
+    async fn cleaning(&self, topic_id: Uuid, partition_index: i32) -> Result<Cleaning, StoreError>;
 
     /// Index entries of one object, for readers following the commit feed.
     async fn object_entries(&self, object_id: &str) -> Result<Vec<PartitionEntry>, StoreError>;

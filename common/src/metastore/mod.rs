@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | [`cluster`] | [`Cluster`] | cluster id, health, the store's clock, leases | gateway, writer, reader |
 //! | [`topics`] | [`Topics`] | topics, partition counts, explicit configs | every role |
-//! | [`log`] | [`Log`] | partitions' offsets, the flush commit, the object index, the commit feed | gateway, writer, reader, compactor |
+//! | [`log`] | [`Log`] | partitions' offsets (and where key compaction stands), the flush commit, the object index, the commit feed | gateway, writer, reader, compactor |
 //! | [`objects`] | [`Objects`] | compaction swaps, key compaction's `cleaned_through`, retention's drops, garbage collection | compactor |
 //! | [`producers`] | [`Producers`] | producer ids and epochs, their expiry, the idempotence rules, producers' last batches | gateway, writer, compactor |
 //! | [`groups`] | [`Groups`] | consumer groups' generations and committed offsets | gateway |

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::model::{Cleaning, EntrySwap, MarkedObject};
+use super::model::{EntrySwap, MarkedObject};
 use crate::error::StoreError;
 
 /// Compaction's swaps, retention's drops and garbage collection's bookkeeping.
@@ -23,10 +23,6 @@ pub trait Objects: Send + Sync + 'static {
     /// also moves the partition's `cleaned_through` if it is still `cleaned_from`
     /// (false, nothing changed, otherwise).
     async fn swap_entries(&self, swap: EntrySwap<'_>) -> Result<bool, StoreError>;
-
-    /// Where key compaction stands in a partition: where its dirty part starts and when
-    /// its kept tombstones are due.
-    async fn cleaning(&self, topic_id: Uuid, partition_index: i32) -> Result<Cleaning, StoreError>;
 
     /// Moves the partition's `cleaned_through` from `from` to `to` (a key compaction pass
     /// judged everything below `to`) and records when the tombstones the pass kept are due;

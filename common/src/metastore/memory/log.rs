@@ -134,6 +134,20 @@ impl Log for MemoryMetastore {
         Ok(best)
     }
 
+    async fn cleaning(&self, topic_id: Uuid, partition_index: i32) -> Result<Cleaning, StoreError> {
+        let state = self.state();
+        let key = (topic_id, partition_index);
+        if !state.partitions.contains_key(&key) {
+            return Err(StoreError::NotFound(format!(
+                "partition {topic_id}/{partition_index}"
+            )));
+        }
+        Ok(state.cleaning.get(&key).copied().unwrap_or(Cleaning {
+            cleaned_through: 0,
+            tombstones_due_ms: None,
+        }))
+    }
+
     async fn commit_feed(&self) -> Result<mpsc::Receiver<CommitEvent>, StoreError> {
         let (sender, receiver) = mpsc::channel(1024);
         self.state().feeds.push(Feed {

@@ -102,20 +102,6 @@ impl Objects for MemoryMetastore {
         Ok(true)
     }
 
-    async fn cleaning(&self, topic_id: Uuid, partition_index: i32) -> Result<Cleaning, StoreError> {
-        let state = self.state();
-        let key = (topic_id, partition_index);
-        if !state.partitions.contains_key(&key) {
-            return Err(StoreError::NotFound(format!(
-                "partition {topic_id}/{partition_index}"
-            )));
-        }
-        Ok(state.cleaning.get(&key).copied().unwrap_or(Cleaning {
-            cleaned_through: 0,
-            tombstones_due_ms: None,
-        }))
-    }
-
     async fn advance_cleaned_through(
         &self,
         topic_id: Uuid,

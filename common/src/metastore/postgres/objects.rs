@@ -131,23 +131,6 @@ impl Objects for PgMetastore {
         Ok(true)
     }
 
-    async fn cleaning(&self, topic_id: Uuid, partition_index: i32) -> Result<Cleaning, StoreError> {
-        let client = self.client("cleaning").await?;
-        let row = client
-            .query_opt(
-                "SELECT cleaned_through, tombstones_due_ms FROM partitions
-                 WHERE topic_id = $1 AND partition_index = $2",
-                &[&topic_id, &partition_index],
-            )
-            .await
-            .map_err(pg_error)?;
-        row.map(|r| Cleaning {
-            cleaned_through: r.get(0),
-            tombstones_due_ms: r.get(1),
-        })
-        .ok_or_else(|| StoreError::NotFound(format!("partition {topic_id}/{partition_index}")))
-    }
-
     async fn advance_cleaned_through(
         &self,
         topic_id: Uuid,

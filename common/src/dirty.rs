@@ -1,5 +1,7 @@
 //! Which part of a compacted partition a pass may clean, and whether one is due: a pure
-//! function of the partition's index entries, as Kafka's `LogCleanerManager` decides.
+//! function of the partition's index entries, as Kafka's `LogCleanerManager` decides. The
+//! compactor acts on it; the gateway's operations endpoint reports it (`yaks topic
+//! describe`), so both say the same.
 //!
 //! The dirty part starts at the partition's `cleaned_through` and ends before the first
 //! entry holding a record younger than `min.compaction.lag.ms` (Kafka also stops at the
@@ -11,7 +13,7 @@
 //! segment for the minimum lag; for the maximum lag that errs late by the entry's own span,
 //! at most one flush for entries no merge has touched.
 
-use yaks_common::metastore::IndexEntry;
+use crate::metastore::IndexEntry;
 
 /// A topic's compaction settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,6 +74,37 @@ impl Dirty {
         }
         (self.ratio() >= lags.min_dirty_ratio).then_some(Due::Ratio)
     }
+}
+
+/// Where key compaction stands in one partition, as the gateway's operations endpoint
+/// `GET /v1/topics/{topic}/compaction` answers it (JSON, one per partition) and
+/// `yaks topic describe` shows it: the Kafka protocol has no field for it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionCompaction {
+    /// Partition index.
+    pub partition: i32,
+    /// The first offset no key compaction has judged.
+    pub cleaned_through: i64,
+    /// Bytes judged, from the log start.
+    pub clean_bytes: i64,
+    /// Bytes a pass may judge now.
+    pub dirty_bytes: i64,
+    /// The dirty share, which `min.cleanable.dirty.ratio` is compared with.
+    pub dirty_ratio: f64,
+    /// Largest timestamp of the oldest dirty index entry, ms since the epoch.
+    pub oldest_dirty_ms: Option<i64>,
+}
+
+/// The path of a topic's compaction status on a gateway's operations listener.
+pub fn compaction_path(topic: &str) -> String {
+    format!("/v1/topics/{topic}/compaction")
+}
+
+/// The topic a compaction status path names, if `path` is one.
+pub fn topic_of_compaction_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/topics/")?
+        .strip_suffix("/compaction")
+        .filter(|topic| !topic.is_empty() && !topic.contains('/'))
 }
 
 /// The dirty part of a partition whose entries, from its log start in offset order, are
@@ -163,6 +196,15 @@ mod tests {
         assert_eq!(part.due(&lags(0, 60), NOW), Some(Due::MaxLag));
         assert_eq!(part.due(&lags(0, 62), NOW), None);
         assert_eq!(part.oldest_ms, Some(NOW - 61 * MINUTE));
+    }
+
+    #[test]
+    fn status_paths_name_their_topic() {
+        let path = compaction_path("orders.v2");
+        assert_eq!(topic_of_compaction_path(&path), Some("orders.v2"));
+        assert_eq!(topic_of_compaction_path("/v1/topics//compaction"), None);
+        assert_eq!(topic_of_compaction_path("/v1/topics/a/b/compaction"), None);
+        assert_eq!(topic_of_compaction_path("/metrics"), None);
     }
 
     #[test]
