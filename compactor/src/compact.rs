@@ -25,20 +25,18 @@
 //! crash leaves at most an output no entry refers to, which garbage collection deletes.
 
 use bytes::Bytes;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use yaks_common::batch::{batch_times, offset_count, spans};
+use yaks_common::dirty::{Dirty, Lags, dirty};
 use yaks_common::error::StoreError;
-use yaks_common::ids::ObjectId;
-use yaks_common::metastore::{Cleaning, CompactionSwap, EntrySwap, IndexEntry};
-use yaks_common::metrics::metrics;
+use yaks_common::metastore::{Cleaning, CompactionSwap, IndexEntry};
 use yaks_common::objstore::ObjectStore;
 use yaks_common::records::MAX_OPENED_BYTES;
 
 use crate::clean::{self, Counts, Outcome, Rules};
 use crate::key_map::KeyMap;
 use crate::run::CompactorStore;
-use crate::worker::JobTarget;
-use yaks_common::dirty::{Dirty, Lags, dirty};
+use crate::worker::{JobTarget, put_and_swap, read_entry};
 
 /// A compacted topic's settings, as its configs give them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -182,12 +180,7 @@ pub async fn compact_partition(
             ))
         })?;
         bytes_out += body.len() as u64;
-        let swap = Swap {
-            inputs: chunk,
-            body,
-            cleaned_through,
-        };
-        if !swap.run(store, objects, target, now_ms).await? {
+        if !swap_chunk(store, objects, target, chunk, body, cleaned_through, now_ms).await? {
             return Ok(PassOutcome::Lost);
         }
         outputs += 1;
@@ -227,112 +220,46 @@ pub async fn compact_partition(
     })
 }
 
-/// One chunk's output and what it replaces.
-struct Swap<'a> {
-    inputs: &'a [&'a IndexEntry],
-    body: Bytes,
-    /// Where the pass found `cleaned_through`: the swap loses if another pass moved it.
-    cleaned_through: i64,
-}
-
-impl Swap<'_> {
-    /// Puts the output and swaps it for the inputs; false (output deleted) if they changed.
-    async fn run(
-        self,
-        store: &dyn CompactorStore,
-        objects: &dyn ObjectStore,
-        target: &JobTarget<'_>,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let size_bytes = self.body.len() as i64;
-        let batches = spans(&self.body);
-        let batch_count = i32::try_from(batches.len()).unwrap_or(i32::MAX);
-        // Fillers and batches emptied of records hold no timestamp a lookup could find.
-        let max_timestamp = batches
-            .iter()
-            .filter_map(|&(at, len)| {
-                let batch = &self.body[at..at + len];
-                let records = i32::from_be_bytes(batch.get(57..61)?.try_into().ok()?);
-                (records > 0).then(|| batch_times(batch).map(|t| t.max_timestamp))?
-            })
-            .max()
-            .unwrap_or(-1);
-        let object = ObjectId::new(now_ms);
-        let object_key = object.key(target.key_prefix);
-        metrics()
-            .compactor
-            .s3
-            .measure(
-                "put",
-                &[(target.topic, size_bytes as u64)],
-                objects.put(object_key.clone(), self.body),
-            )
-            .await?;
-        let inputs: Vec<(i64, String)> = self
-            .inputs
-            .iter()
-            .map(|e| (e.base_offset, e.object_key.clone()))
-            .collect();
-        let swapped = store
-            .swap_entries(EntrySwap {
-                topic_id: target.topic_id,
-                partition_index: target.partition_index,
-                inputs: &inputs,
-                object,
-                object_key: &object_key,
-                size_bytes,
-                compaction: Some(CompactionSwap {
-                    batch_count,
-                    max_timestamp,
-                    cleaned_from: self.cleaned_through,
-                    cleaned_through: self.cleaned_through,
-                }),
-            })
-            .await;
-        match swapped {
-            Ok(true) => Ok(true),
-            Ok(false) => {
-                debug!(%object_key, "the partition changed before the swap; discarding the output");
-                if let Err(e) = objects.delete(object_key.clone()).await {
-                    warn!(%object_key, error = %e, "deleting a discarded output failed; garbage collection will");
-                }
-                Ok(false)
-            }
-            Err(e) => {
-                // The swap may have happened (a lost COMMIT answer): the output stays for the
-                // garbage collector, which deletes it only if no entry refers to it.
-                warn!(%object_key, error = %e, "swapping index rows failed");
-                Err(e)
-            }
-        }
-    }
-}
-
-/// The bytes of `entry`.
-async fn read_entry(
+/// Puts a chunk's output and swaps it for the chunk's entries, checking that the
+/// partition's `cleaned_through` is still where the pass found it; false (output deleted)
+/// if anything changed first.
+async fn swap_chunk(
+    store: &dyn CompactorStore,
     objects: &dyn ObjectStore,
     target: &JobTarget<'_>,
-    entry: &IndexEntry,
-) -> Result<Bytes, StoreError> {
-    let start = u64::try_from(entry.byte_offset).unwrap_or(0);
-    let end = start + u64::try_from(entry.byte_length).unwrap_or(0);
-    let bytes = metrics()
-        .compactor
-        .s3
-        .measure(
-            "get",
-            &[(target.topic, end - start)],
-            objects.get_range(entry.object_key.clone(), start..end),
-        )
-        .await?;
-    if bytes.len() as u64 != end - start {
-        return Err(StoreError::Internal(format!(
-            "{} bytes {start}..{end}: read {}",
-            entry.object_key,
-            bytes.len()
-        )));
-    }
-    Ok(bytes)
+    chunk: &[&IndexEntry],
+    body: Bytes,
+    cleaned_through: i64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let batches = spans(&body);
+    let batch_count = i32::try_from(batches.len()).unwrap_or(i32::MAX);
+    // Fillers and batches emptied of records hold no timestamp a lookup could find.
+    let max_timestamp = batches
+        .iter()
+        .filter_map(|&(at, len)| {
+            let batch = &body[at..at + len];
+            let records = i32::from_be_bytes(batch.get(57..61)?.try_into().ok()?);
+            (records > 0).then(|| batch_times(batch).map(|t| t.max_timestamp))?
+        })
+        .max()
+        .unwrap_or(-1);
+    let compaction = CompactionSwap {
+        batch_count,
+        max_timestamp,
+        cleaned_from: cleaned_through,
+        cleaned_through,
+    };
+    let swapped = put_and_swap(
+        store,
+        objects,
+        target,
+        chunk,
+        body,
+        Some(compaction),
+        now_ms,
+    );
+    Ok(swapped.await?.is_some())
 }
 
 /// The batches of an entry's bytes with the offset each starts at: stored batches follow
@@ -409,6 +336,7 @@ mod pass_tests {
 
     use uuid::Uuid;
     use yaks_common::batch::testing::keyed_batch;
+    use yaks_common::ids::ObjectId;
     use yaks_common::metastore::{
         AppendBatch, Log, MemoryMetastore, ObjectCommit, PartitionAppend, Topics,
     };

@@ -7,14 +7,15 @@
 //! deletion changed the inputs first, it changes nothing and the output is deleted at once
 //! (or, if the worker dies before that, collected later as an object no row refers to).
 //! Inputs are only marked by the swap; they are deleted after the grace period, so reads
-//! already planned against them still succeed.
+//! already planned against them still succeed. Key compaction ([`crate::compact`]) reads
+//! entries and puts and swaps its outputs with the same two steps.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 use yaks_common::error::StoreError;
 use yaks_common::ids::ObjectId;
-use yaks_common::metastore::{EntrySwap, Objects};
+use yaks_common::metastore::{CompactionSwap, EntrySwap, IndexEntry, Objects};
 use yaks_common::metrics::metrics;
 use yaks_common::objstore::ObjectStore;
 
@@ -55,54 +56,24 @@ pub async fn run_job(
     job: &Job,
     now_ms: i64,
 ) -> Result<JobOutcome, StoreError> {
-    let s3 = &metrics().compactor.s3;
     let mut body = BytesMut::with_capacity(usize::try_from(job.bytes()).unwrap_or(0));
     for input in &job.inputs {
-        let start = u64::try_from(input.byte_offset).unwrap_or(0);
-        let end = start + u64::try_from(input.byte_length).unwrap_or(0);
-        let bytes = s3
-            .measure(
-                "get",
-                &[(target.topic, end - start)],
-                objects.get_range(input.object_key.clone(), start..end),
-            )
-            .await?;
-        if bytes.len() as u64 != end - start {
-            return Err(StoreError::Internal(format!(
-                "{} bytes {start}..{end}: read {}",
-                input.object_key,
-                bytes.len()
-            )));
-        }
-        body.extend_from_slice(&bytes);
+        body.extend_from_slice(&read_entry(objects, target, input).await?);
     }
     let size_bytes = body.len() as i64;
-    let object = ObjectId::new(now_ms);
-    let object_key = object.key(target.key_prefix);
-    s3.measure(
-        "put",
-        &[(target.topic, size_bytes as u64)],
-        objects.put(object_key.clone(), body.freeze()),
+    let inputs: Vec<&IndexEntry> = job.inputs.iter().collect();
+    match put_and_swap(
+        metastore,
+        objects,
+        target,
+        &inputs,
+        body.freeze(),
+        None,
+        now_ms,
     )
-    .await?;
-    let inputs: Vec<(i64, String)> = job
-        .inputs
-        .iter()
-        .map(|e| (e.base_offset, e.object_key.clone()))
-        .collect();
-    let swapped = metastore
-        .swap_entries(EntrySwap {
-            topic_id: target.topic_id,
-            partition_index: target.partition_index,
-            inputs: &inputs,
-            object,
-            object_key: &object_key,
-            size_bytes,
-            compaction: None,
-        })
-        .await;
-    match swapped {
-        Ok(true) => {
+    .await?
+    {
+        Some(object_key) => {
             info!(
                 topic_id = %target.topic_id,
                 partition = target.partition_index,
@@ -118,14 +89,86 @@ pub async fn run_job(
                 size_bytes,
             })
         }
+        None => Ok(JobOutcome::Lost),
+    }
+}
+
+/// The bytes of `entry`, counted as the compactor's GET for its topic.
+pub(crate) async fn read_entry(
+    objects: &dyn ObjectStore,
+    target: &JobTarget<'_>,
+    entry: &IndexEntry,
+) -> Result<Bytes, StoreError> {
+    let start = u64::try_from(entry.byte_offset).unwrap_or(0);
+    let end = start + u64::try_from(entry.byte_length).unwrap_or(0);
+    let bytes = metrics()
+        .compactor
+        .s3
+        .measure(
+            "get",
+            &[(target.topic, end - start)],
+            objects.get_range(entry.object_key.clone(), start..end),
+        )
+        .await?;
+    if bytes.len() as u64 != end - start {
+        return Err(StoreError::Internal(format!(
+            "{} bytes {start}..{end}: read {}",
+            entry.object_key,
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Puts `body` as a new object and swaps it for the `inputs` entries (a merge, or with
+/// `compaction` a key compaction's chunk): the new object's key, or `None` when the inputs
+/// changed first (the output is then deleted at once). On an error the output stays for
+/// the garbage collector, which deletes it only if no entry refers to it (a lost COMMIT
+/// answer may hide a swap that happened).
+pub(crate) async fn put_and_swap(
+    metastore: &dyn Objects,
+    objects: &dyn ObjectStore,
+    target: &JobTarget<'_>,
+    inputs: &[&IndexEntry],
+    body: Bytes,
+    compaction: Option<CompactionSwap>,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    let size_bytes = body.len() as i64;
+    let object = ObjectId::new(now_ms);
+    let object_key = object.key(target.key_prefix);
+    metrics()
+        .compactor
+        .s3
+        .measure(
+            "put",
+            &[(target.topic, size_bytes as u64)],
+            objects.put(object_key.clone(), body),
+        )
+        .await?;
+    let inputs: Vec<(i64, String)> = inputs
+        .iter()
+        .map(|e| (e.base_offset, e.object_key.clone()))
+        .collect();
+    let swapped = metastore
+        .swap_entries(EntrySwap {
+            topic_id: target.topic_id,
+            partition_index: target.partition_index,
+            inputs: &inputs,
+            object,
+            object_key: &object_key,
+            size_bytes,
+            compaction,
+        })
+        .await;
+    match swapped {
+        Ok(true) => Ok(Some(object_key)),
         Ok(false) => {
             debug!(%object_key, "inputs changed before the swap; discarding the output");
             discard(objects, object_key).await;
-            Ok(JobOutcome::Lost)
+            Ok(None)
         }
         Err(e) => {
-            // The swap may or may not have happened (a lost COMMIT answer): the output stays
-            // for the garbage collector, which deletes it only if no row refers to it.
             warn!(%object_key, error = %e, "swapping index rows failed");
             Err(e)
         }
