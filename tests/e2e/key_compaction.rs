@@ -5,9 +5,10 @@
 //! original offset, across the gaps; the tombstones go once `delete.retention.ms` has
 //! passed, the log's ends never move, and the idempotent producer goes on producing.
 //! `compact,delete` applies retention and compaction both; a key map smaller than the keys
-//! takes several passes and gets the same result; under `yaks dev`'s defaults the maximum
-//! compaction lag compacts what the dirty ratio would not, and the minimum lag protects
-//! young records.
+//! takes several passes and gets the same result; zstd-compressed batches are compacted;
+//! under `yaks dev`'s defaults the maximum compaction lag compacts what the dirty ratio
+//! would not, and the minimum lag protects young records; a Quix Streams application
+//! restores its state from its compacted changelog.
 
 use std::time::Duration;
 
@@ -344,6 +345,14 @@ async fn compact_delete_applies_both_and_a_small_key_map_takes_several_passes() 
     for version in 0..3 {
         produce_round(&producer, "wide", 200, Some(&format!("v{version}")), None).await;
     }
+    // Compressed batches are opened, judged and rewritten.
+    create(&bootstrap, "zstd", &[("cleanup.policy", "compact")]).await;
+    let zstd = crate::harness::producer(&bootstrap, &[("compression.type", "zstd")]);
+    for version in 0..5 {
+        produce_round(&zstd, "zstd", 20, Some(&format!("z{version}")), None).await;
+    }
+    // Half the keys once more: the last full round's batch keeps only its other half.
+    produce_round(&zstd, "zstd", 10, Some("z5"), None).await;
 
     let backends = roles::connect(&config).await.expect("backends");
     let compactor = roles::compactor(&config, &backends).await;
@@ -368,7 +377,7 @@ async fn compact_delete_applies_both_and_a_small_key_map_takes_several_passes() 
     );
 
     let reads = bootstrap.clone();
-    let (both, wide, watermarks) = tokio::task::spawn_blocking(move || {
+    let (both, wide, zstd_read, watermarks) = tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &reads)
             .create()
@@ -379,6 +388,7 @@ async fn compact_delete_applies_both_and_a_small_key_map_takes_several_passes() 
         (
             read_to_end(&reads, "both"),
             read_to_end(&reads, "wide"),
+            read_to_end(&reads, "zstd"),
             watermarks,
         )
     })
@@ -395,6 +405,11 @@ async fn compact_delete_applies_both_and_a_small_key_map_takes_several_passes() 
         "compaction kept the newest of the rest"
     );
     assert_eq!(wide, round(400, 0..200, "v2"));
+    assert_eq!(
+        zstd_read,
+        [round(80, 10..20, "z4"), round(100, 0..10, "z5")].concat(),
+        "zstd batches compacted, one rewritten keeping half its records"
+    );
     roles.stop().await;
 }
 
