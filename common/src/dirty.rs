@@ -48,6 +48,9 @@ pub struct Dirty {
     pub until: i64,
     /// Largest timestamp of the oldest dirty entry, if any.
     pub oldest_ms: Option<i64>,
+    /// When the first entry held back by `min.compaction.lag.ms` may be judged, if one is:
+    /// the dirty part grows then without anything being written.
+    pub ripe_at_ms: Option<i64>,
 }
 
 impl Dirty {
@@ -116,6 +119,7 @@ pub fn dirty(entries: &[IndexEntry], cleaned_through: i64, lags: &Lags, now_ms: 
         from: cleaned_through,
         until: cleaned_through,
         oldest_ms: None,
+        ripe_at_ms: None,
     };
     for entry in entries {
         if entry.last_offset < cleaned_through {
@@ -123,6 +127,7 @@ pub fn dirty(entries: &[IndexEntry], cleaned_through: i64, lags: &Lags, now_ms: 
             continue;
         }
         if now_ms.saturating_sub(entry.max_timestamp) < lags.min_lag_ms {
+            out.ripe_at_ms = Some(entry.max_timestamp.saturating_add(lags.min_lag_ms));
             break;
         }
         out.dirty_bytes += entry.byte_length;
@@ -182,6 +187,11 @@ mod tests {
         let log = entries(&[50, 40, 3, 1]);
         let part = dirty(&log, 0, &lags(5, i64::MAX / MINUTE), NOW);
         assert_eq!((part.from, part.until, part.dirty_bytes), (0, 20, 200));
+        assert_eq!(
+            part.ripe_at_ms,
+            Some(NOW + 2 * MINUTE),
+            "the 3-minute-old entry, at 5"
+        );
         // An old entry behind a young one waits too: the dirty part is contiguous.
         let log = entries(&[50, 3, 40]);
         let part = dirty(&log, 0, &lags(5, i64::MAX / MINUTE), NOW);

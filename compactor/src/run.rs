@@ -93,7 +93,8 @@ pub struct Compactor {
 struct Seen {
     /// Its next offset then.
     next_offset: i64,
-    /// When it becomes due by time alone (max lag, tombstones), if ever.
+    /// When it may become due by time alone (max lag, entries past the minimum lag,
+    /// tombstones), if ever.
     due_ms: Option<i64>,
 }
 
@@ -277,7 +278,7 @@ impl Compactor {
                         .saturating_add(settings.lags.max_lag_ms)
                         .saturating_add(1)
                 });
-                let due_ms = [by_lag, cleaning.tombstones_due_ms]
+                let due_ms = [by_lag, dirty.ripe_at_ms, cleaning.tombstones_due_ms]
                     .into_iter()
                     .flatten()
                     .min();

@@ -414,8 +414,9 @@ async fn compact_delete_applies_both_and_a_small_key_map_takes_several_passes() 
 }
 
 /// `yaks dev` with its defaults: a superseded value goes within `max.compaction.lag.ms`
-/// (plus one check) although the dirty ratio never reaches `min.cleanable.dirty.ratio`,
-/// and `min.compaction.lag.ms` keeps young records whatever the ratio.
+/// (plus one check) although the dirty ratio never reaches `min.cleanable.dirty.ratio`;
+/// `min.compaction.lag.ms` keeps young records whatever the ratio, and once they are old
+/// enough a check compacts them with nothing new written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_yaks_dev_the_maximum_lag_compacts_and_the_minimum_lag_protects() {
     let dir = reachable_temp_dir("yaks-compacted-");
@@ -424,6 +425,7 @@ async fn under_yaks_dev_the_maximum_lag_compacts_and_the_minimum_lag_protects() 
     let env = [("YAKS_GATEWAY__HTTP_ADDR".to_owned(), metrics_addr.clone())];
     let dev = start_dev(dir.path(), "dev", &kafka, &env).await;
     const MAX_LAG_MS: u64 = 8_000;
+    const MIN_LAG_MS: u64 = 6_000;
     let max_lag = MAX_LAG_MS.to_string();
     create(
         &kafka,
@@ -447,6 +449,21 @@ async fn under_yaks_dev_the_maximum_lag_compacts_and_the_minimum_lag_protects() 
     let producer = producer(&kafka, &[]);
     produce_round(&producer, "lagged", 20, Some("v0"), None).await;
     produce_round(&producer, "young", 20, Some("v0"), None).await;
+    // Young records wait out min.compaction.lag.ms, then a check compacts them without
+    // anything more being written.
+    create(
+        &kafka,
+        "ripening",
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.compaction.lag.ms", &MIN_LAG_MS.to_string()),
+        ],
+    )
+    .await;
+    let ripening_since = yaks_common::clock::now();
+    for value in ["v0", "v1"] {
+        produce_round(&producer, "ripening", 20, Some(value), None).await;
+    }
     // The first round is all dirty (ratio 1): a check compacts it (nothing to remove).
     let deadline = yaks_common::clock::now() + Duration::from_secs(30);
     loop {
@@ -511,6 +528,25 @@ async fn under_yaks_dev_the_maximum_lag_compacts_and_the_minimum_lag_protects() 
         young,
         [round(0, 0..20, "v0"), round(20, 0..20, "v1")].concat(),
         "records younger than min.compaction.lag.ms are all there"
+    );
+
+    let reads = kafka.clone();
+    let (ripened, waited) = tokio::task::spawn_blocking(move || {
+        let deadline = yaks_common::clock::now() + Duration::from_secs(30);
+        loop {
+            let read = read_to_end(&reads, "ripening");
+            if read.len() == 20 || yaks_common::clock::now() > deadline {
+                return (read, ripening_since.elapsed());
+            }
+            yaks_common::clock::sleep_blocking(Duration::from_millis(500));
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(ripened, round(20, 0..20, "v1"), "compacted once old enough");
+    assert!(
+        waited <= Duration::from_millis(MIN_LAG_MS + 15_000),
+        "within the minimum lag and a check, not at the next full pass: {waited:?}"
     );
     assert!(dev.interrupt().success());
 }
