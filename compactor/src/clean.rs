@@ -5,7 +5,8 @@
 //! is then how far the pass reaches. [`clean`] judges every batch from the log start up to
 //! there, record by record (`Cleaner.shouldRetainRecord` in Kafka):
 //!
-//! - a record past the map's last offset is kept (the next pass judges it);
+//! - a record past the pass's reach ([`Rules::reach`]: the map's last offset) is kept (the
+//!   next pass judges it);
 //! - a record without a key is dropped (a compacted topic refuses them on produce; these
 //!   predate a switch of `cleanup.policy`);
 //! - a record older than its key's newest offset is dropped;
