@@ -299,8 +299,8 @@ pub struct CompactionSwap {
     pub cleaned_through: i64,
 }
 
-/// Where key compaction stands in a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where key compaction stands in a partition (the default: never compacted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cleaning {
     /// The first offset no pass has judged (0 for a partition never compacted).
     pub cleaned_through: i64,

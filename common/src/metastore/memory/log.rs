@@ -142,10 +142,7 @@ impl Log for MemoryMetastore {
                 "partition {topic_id}/{partition_index}"
             )));
         }
-        Ok(state.cleaning.get(&key).copied().unwrap_or(Cleaning {
-            cleaned_through: 0,
-            tombstones_due_ms: None,
-        }))
+        Ok(state.cleaning.get(&key).copied().unwrap_or_default())
     }
 
     async fn commit_feed(&self) -> Result<mpsc::Receiver<CommitEvent>, StoreError> {

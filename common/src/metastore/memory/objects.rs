@@ -53,10 +53,7 @@ impl Objects for MemoryMetastore {
             {
                 return Ok(false);
             }
-            let cleaning = state.cleaning.entry(key).or_insert(Cleaning {
-                cleaned_through: 0,
-                tombstones_due_ms: None,
-            });
+            let cleaning = state.cleaning.entry(key).or_default();
             cleaning.cleaned_through = compaction.cleaned_through;
             batch_count = compaction.batch_count;
             max_timestamp = compaction.max_timestamp;
