@@ -235,6 +235,7 @@ async fn swap_chunk(
     let batches = spans(&body);
     let batch_count = i32::try_from(batches.len()).unwrap_or(i32::MAX);
     // Fillers and batches emptied of records hold no timestamp a lookup could find.
+    // (`batch::header_info` would refuse them: their offsets outnumber their records.)
     let max_timestamp = batches
         .iter()
         .filter_map(|&(at, len)| {

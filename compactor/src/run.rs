@@ -271,21 +271,9 @@ impl Compactor {
         )
         .await?;
         let compactor = &metrics().compactor;
-        let (pass, dirty) = match outcome {
-            PassOutcome::NotDue(dirty) => {
-                let by_lag = dirty.oldest_ms.map(|oldest| {
-                    oldest
-                        .saturating_add(settings.lags.max_lag_ms)
-                        .saturating_add(1)
-                });
-                let due_ms = [by_lag, dirty.ripe_at_ms, cleaning.tombstones_due_ms]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                (KeyPass::NotDue { due_ms }, dirty)
-            }
+        let dirty = match outcome {
+            PassOutcome::NotDue(dirty) => dirty,
             PassOutcome::Compacted {
-                reach,
                 records,
                 bytes_in,
                 bytes_out,
@@ -302,10 +290,8 @@ impl Compactor {
                 ] {
                     family.get_or_create(&labels).inc_by(value);
                 }
-                // What is left dirty once the pass judged through its reach.
-                let entries = self.all_entries(topic, partition, log_start).await?;
-                let left = yaks_common::dirty::dirty(&entries, reach + 1, &settings.lags, now_ms);
-                (KeyPass::Judged, left)
+                // The partition's gauges follow at the next check, which reads it again.
+                return Ok(KeyPass::Judged);
             }
             PassOutcome::Lost => return Ok(KeyPass::Lost),
         };
@@ -321,7 +307,16 @@ impl Compactor {
             now_ms.saturating_sub(oldest).max(0) as f64 / 1000.0
         });
         compactor.oldest_dirty_age.get_or_create(&labels).set(age_s);
-        Ok(pass)
+        let by_lag = dirty.oldest_ms.map(|oldest| {
+            oldest
+                .saturating_add(settings.lags.max_lag_ms)
+                .saturating_add(1)
+        });
+        let due_ms = [by_lag, dirty.ripe_at_ms, cleaning.tombstones_due_ms]
+            .into_iter()
+            .flatten()
+            .min();
+        Ok(KeyPass::NotDue { due_ms })
     }
 
     /// Plans jobs for every partition and sends them to the queue.
