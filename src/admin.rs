@@ -252,9 +252,10 @@ pub async fn topic(connection: &Connection, command: TopicCommand) -> anyhow::Re
             }
         }
         TopicCommand::Describe { name, ops } => {
-            describe_topic(&admin, connection, &name).await?;
-            let ops = ops.unwrap_or_else(|| default_ops_addr(&connection.brokers));
-            describe_compaction(&admin, &ops, &name).await?;
+            if describe_topic(&admin, connection, &name).await? {
+                let ops = ops.unwrap_or_else(|| default_ops_addr(&connection.brokers));
+                describe_compaction(&ops, &name).await?;
+            }
         }
         TopicCommand::Delete { name } => {
             check(admin.delete_topics(&[&name], &options()).await?)?;
@@ -323,11 +324,12 @@ async fn explicit_configs(
     Ok(configs)
 }
 
+/// Prints a topic's partitions and configs; whether `cleanup.policy` compacts it.
 async fn describe_topic(
     admin: &AdminClient<DefaultClientContext>,
     connection: &Connection,
     name: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let metadata = admin.inner().fetch_metadata(Some(name), TIMEOUT)?;
     let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
         bail!("no topic {name}");
@@ -357,11 +359,16 @@ async fn describe_topic(
         .describe_configs([&ResourceSpecifier::Topic(name)], &options())
         .await?;
     println!("configs:");
+    let mut compacted = false;
     for resource in described {
         let resource = resource.map_err(|e| anyhow!("describing configs: {e}"))?;
         let mut entries = resource.entries;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         for entry in entries {
+            if entry.name == "cleanup.policy" {
+                let set = BTreeMap::from([(entry.name.clone(), entry.value.clone())]);
+                compacted = yaks_common::topic_config::TopicConfigs::new(&set).compacts();
+            }
             let origin = if entry.is_default { "default" } else { "set" };
             println!(
                 "  {} = {} ({origin})",
@@ -370,7 +377,7 @@ async fn describe_topic(
             );
         }
     }
-    Ok(())
+    Ok(compacted)
 }
 
 /// Where a gateway's operations endpoints are when only its Kafka address is known: the
@@ -381,28 +388,9 @@ fn default_ops_addr(brokers: &str) -> String {
     format!("{host}:9096")
 }
 
-/// For a compacted topic, prints where key compaction stands in each partition, as the
+/// Prints where key compaction stands in each partition of compacted topic `name`, as the
 /// gateway at `ops` reports it (the Kafka protocol has no field for it).
-async fn describe_compaction(
-    admin: &AdminClient<DefaultClientContext>,
-    ops: &str,
-    name: &str,
-) -> anyhow::Result<()> {
-    let described = admin
-        .describe_configs([&ResourceSpecifier::Topic(name)], &options())
-        .await?;
-    let compacted = described.into_iter().flatten().any(|resource| {
-        resource.entries.iter().any(|entry| {
-            entry.name == "cleanup.policy"
-                && entry
-                    .value
-                    .as_deref()
-                    .is_some_and(|v| v.split(',').any(|w| w.trim() == "compact"))
-        })
-    });
-    if !compacted {
-        return Ok(());
-    }
+async fn describe_compaction(ops: &str, name: &str) -> anyhow::Result<()> {
     let client = yaks_common::rpc::RpcClient::new();
     let path = yaks_common::dirty::compaction_path(name);
     let answer = match client.get(&format!("http://{ops}"), &path).await {

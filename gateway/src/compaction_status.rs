@@ -62,18 +62,16 @@ async fn status(
     let keys: Vec<_> = (0..meta.partition_count)
         .map(|p| (meta.topic_id, p))
         .collect();
+    let states = metastore.partition_states(&keys).await?;
+    // Every partition's entries from its log start in one query.
+    let from: Vec<_> = states
+        .iter()
+        .map(|s| (meta.topic_id, s.partition_index, s.log_start_offset))
+        .collect();
+    let all_entries = metastore.index_entries(&from, ENTRIES).await?;
     let mut out = Vec::new();
-    for state in metastore.partition_states(&keys).await? {
+    for (state, entries) in states.iter().zip(all_entries) {
         let partition = state.partition_index;
-        let entries = metastore
-            .index_entries(
-                &[(meta.topic_id, partition, state.log_start_offset)],
-                ENTRIES,
-            )
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
         let cleaning = metastore.cleaning(meta.topic_id, partition).await?;
         let part = dirty(&entries, cleaning.cleaned_through, &configs.lags(), now_ms);
         out.push(PartitionCompaction {
