@@ -356,10 +356,10 @@ pub struct CompactorMetrics {
     /// Key compaction passes, by outcome (`compacted`, `lost`, `failed`).
     pub key_compaction_passes: Family<OutcomeLabels, Counter>,
     /// Share of a compacted partition's bytes not judged yet (`min.cleanable.dirty.ratio`
-    /// compares with it), as of the last pass.
+    /// compares with it), as of the last check that found no pass due.
     pub dirty_ratio: Family<PartitionLabels, FloatGauge>,
     /// Age of the oldest record not judged yet, seconds (`max.compaction.lag.ms` bounds
-    /// it), as of the last pass; 0 with nothing dirty.
+    /// it), as of the last check that found no pass due; 0 with nothing dirty.
     pub oldest_dirty_age: Family<PartitionLabels, FloatGauge>,
     /// Job inputs and outputs, garbage deletes and bucket listings.
     pub s3: S3Metrics,
