@@ -6,7 +6,7 @@
 //! because a typo silently ignored is worse than a refusal to start.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -51,10 +51,19 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Address the Kafka listener binds.
+    /// Address the Kafka listener binds, when `listeners` is empty: then it is one
+    /// `PLAINTEXT` listener of that name.
     pub listen_addr: String,
-    /// `host:port` clients are told to connect to; defaults to the bound address.
+    /// `host:port` clients are told to connect to; defaults to the bound address. Goes with
+    /// `listen_addr`.
     pub advertised_addr: Option<String>,
+    /// Kafka listeners, as Kafka's `listeners` and `advertised.listeners`: each with a name,
+    /// an address, an advertised address and a security protocol. Metadata answers a client
+    /// with the addresses of the listener it came in on. Empty: one `PLAINTEXT` listener on
+    /// `listen_addr`.
+    pub listeners: Vec<ListenerConfig>,
+    /// The certificate of `SSL` and `SASL_SSL` listeners, and client certificates.
+    pub tls: TlsConfig,
     /// Address of the HTTP listener serving `/healthz`, `/readyz` and `/metrics`.
     pub http_addr: String,
     /// Largest request frame accepted, checked before any allocation.
@@ -88,6 +97,8 @@ impl Default for GatewayConfig {
         Self {
             listen_addr: "0.0.0.0:9092".into(),
             advertised_addr: None,
+            listeners: Vec::new(),
+            tls: TlsConfig::default(),
             http_addr: "0.0.0.0:9096".into(),
             max_frame_bytes: 100 * 1024 * 1024,
             max_in_flight_bytes: 256 * 1024 * 1024,
@@ -100,6 +111,120 @@ impl Default for GatewayConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The listeners to bind: `listeners`, or one `PLAINTEXT` listener on `listen_addr`.
+    pub fn effective_listeners(&self) -> Vec<ListenerConfig> {
+        if !self.listeners.is_empty() {
+            return self.listeners.clone();
+        }
+        vec![ListenerConfig {
+            name: "PLAINTEXT".into(),
+            listen_addr: self.listen_addr.clone(),
+            advertised_addr: self.advertised_addr.clone(),
+            security_protocol: SecurityProtocol::Plaintext,
+        }]
+    }
+}
+
+/// One Kafka listener (Kafka's `listeners` entry with its `advertised.listeners` address
+/// and its `listener.security.protocol.map` entry).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Its name (letters, digits and `_`), which clients never see but a gateway uses to
+    /// pick the addresses it tells a client about.
+    pub name: String,
+    /// Address it binds.
+    pub listen_addr: String,
+    /// `host:port` clients are told to connect to; defaults to the bound address.
+    #[serde(default)]
+    pub advertised_addr: Option<String>,
+    /// What a connection must do before it is served.
+    pub security_protocol: SecurityProtocol,
+}
+
+/// Kafka's security protocols, by their Kafka names.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    /// Neither encryption nor authentication.
+    Plaintext,
+    /// TLS; the principal is the client certificate's subject, if there is one.
+    Ssl,
+    /// SASL authentication, no encryption.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Whether connections start with a TLS handshake.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether connections must authenticate with SASL before they are served.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
+    /// Kafka's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+/// Whether TLS listeners ask clients for a certificate (Kafka's `ssl.client.auth`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Never asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one is served as `User:ANONYMOUS`.
+    Requested,
+    /// A client without a certificate signed by `client_ca_file` is refused.
+    Required,
+}
+
+/// TLS settings of the gateway's `SSL` and `SASL_SSL` listeners. The files are PEM and are
+/// read again when they change, so a rotated certificate (cert-manager, a renewed secret)
+/// takes effect without a restart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, the gateway's own first.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// Certificates of the authorities that sign client certificates.
+    pub client_ca_file: Option<PathBuf>,
+    /// Whether clients are asked for a certificate.
+    pub client_auth: ClientAuth,
+    /// How often the files are checked for changes.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            client_auth: ClientAuth::None,
+            reload_interval_ms: 10_000,
         }
     }
 }
@@ -398,6 +523,45 @@ pub enum ConfigError {
     },
 }
 
+/// Why `gateway.listeners` cannot be served, if it cannot.
+fn validate_listeners(gateway: &GatewayConfig) -> Result<(), String> {
+    let listeners = gateway.effective_listeners();
+    let mut names = std::collections::HashSet::new();
+    for listener in &listeners {
+        let name = &listener.name;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "has a listener named {name:?}: names are letters, digits and `_`"
+            ));
+        }
+        if !names.insert(name.to_ascii_uppercase()) {
+            return Err(format!("names {name:?} twice"));
+        }
+        if listener.listen_addr.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "{name}: listen_addr {:?} must be an ip:port such as 0.0.0.0:9092",
+                listener.listen_addr
+            ));
+        }
+        if listener.security_protocol.uses_tls()
+            && (gateway.tls.cert_file.is_none() || gateway.tls.key_file.is_none())
+        {
+            return Err(format!(
+                "{name}: {} needs gateway.tls.cert_file and gateway.tls.key_file",
+                listener.security_protocol.name()
+            ));
+        }
+        if listener.security_protocol.uses_sasl() {
+            return Err(format!(
+                "{name}: {} is not served yet (SASL authentication is not built); use \
+                 PLAINTEXT or SSL",
+                listener.security_protocol.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Loads defaults, then `file` when given, then `YAKS_*` variables, then validates.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -432,6 +596,22 @@ impl Config {
             return Err(invalid(
                 "gateway.listen_addr",
                 "must be an ip:port such as 0.0.0.0:9092",
+            ));
+        }
+        validate_listeners(&self.gateway)
+            .map_err(|problem| invalid("gateway.listeners", problem))?;
+        if self.gateway.tls.reload_interval_ms < 100 {
+            return Err(invalid(
+                "gateway.tls.reload_interval_ms",
+                "must be at least 100",
+            ));
+        }
+        if self.gateway.tls.client_auth != ClientAuth::None
+            && self.gateway.tls.client_ca_file.is_none()
+        {
+            return Err(invalid(
+                "gateway.tls.client_ca_file",
+                "must be set when gateway.tls.client_auth asks for client certificates",
             ));
         }
         if self.gateway.http_addr.parse::<SocketAddr>().is_err() {
@@ -706,5 +886,68 @@ mod tests {
             assert!(err.to_string().contains("flush_byte"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn listeners_come_from_the_file_or_one_variable_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "yaks.toml",
+                r#"
+[[gateway.listeners]]
+name = "INTERNAL"
+listen_addr = "127.0.0.1:9092"
+security_protocol = "PLAINTEXT"
+
+[[gateway.listeners]]
+name = "EXTERNAL"
+listen_addr = "0.0.0.0:9093"
+advertised_addr = "kafka.example.com:9093"
+security_protocol = "SSL"
+
+[gateway.tls]
+cert_file = "/etc/yaks/tls.crt"
+key_file = "/etc/yaks/tls.key"
+"#,
+            )?;
+            let config = Config::load(Some(Path::new("yaks.toml"))).expect("loads");
+            let listeners = config.gateway.effective_listeners();
+            assert_eq!(listeners.len(), 2);
+            assert_eq!(listeners[1].security_protocol, SecurityProtocol::Ssl);
+            assert_eq!(
+                listeners[1].advertised_addr.as_deref(),
+                Some("kafka.example.com:9093")
+            );
+
+            // TLS without a certificate is refused, naming the listener.
+            jail.create_file(
+                "no-tls.toml",
+                "[[gateway.listeners]]\nname = \"EXTERNAL\"\nlisten_addr = \"0.0.0.0:9093\"\n\
+                 security_protocol = \"SSL\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("no-tls.toml"))).expect_err("rejects");
+            assert!(
+                err.to_string().contains("gateway.listeners")
+                    && err.to_string().contains("EXTERNAL"),
+                "{err}"
+            );
+
+            jail.set_env(
+                "YAKS_GATEWAY__LISTENERS",
+                r#"[{name="A",listen_addr="127.0.0.1:1",security_protocol="PLAINTEXT"},{name="a",listen_addr="127.0.0.1:2",security_protocol="PLAINTEXT"}]"#,
+            );
+            let err = Config::load(None).expect_err("rejects");
+            assert!(err.to_string().contains("twice"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn without_listeners_listen_addr_is_one_plaintext_listener() {
+        let listeners = GatewayConfig::default().effective_listeners();
+        assert_eq!(listeners.len(), 1);
+        assert_eq!(listeners[0].name, "PLAINTEXT");
+        assert_eq!(listeners[0].listen_addr, "0.0.0.0:9092");
+        assert_eq!(listeners[0].security_protocol, SecurityProtocol::Plaintext);
     }
 }

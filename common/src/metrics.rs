@@ -292,6 +292,13 @@ pub struct GatewayMetrics {
     pub group_lag: Family<GroupTopicLabels, Gauge>,
     /// S3 reads (ListOffsets by timestamp).
     pub s3: S3Metrics,
+    /// TLS handshakes on `SSL` listeners, by outcome (`ok`, `failed`): a rising `failed`
+    /// is clients with the wrong CA, plaintext clients on a TLS port, or an expired
+    /// certificate.
+    pub tls_handshakes: Family<OutcomeLabels, Counter>,
+    /// Reads of changed TLS files, by outcome (`ok`, `failed`; a failed one keeps the
+    /// certificate in use).
+    pub tls_reloads: Family<OutcomeLabels, Counter>,
 }
 
 /// The writer's metrics.
@@ -450,6 +457,8 @@ impl GatewayMetrics {
             groups: Gauge::default(),
             group_lag: Family::default(),
             s3: S3Metrics::register(r, "gateway"),
+            tls_handshakes: Family::default(),
+            tls_reloads: Family::default(),
         };
         r.register(
             "yaks_gateway_requests",
@@ -503,6 +512,16 @@ impl GatewayMetrics {
             "yaks_gateway_group_lag_records",
             "Records between a group's committed offsets and the high watermarks, by topic",
             m.group_lag.clone(),
+        );
+        r.register(
+            "yaks_gateway_tls_handshakes",
+            "TLS handshakes on TLS listeners, by outcome",
+            m.tls_handshakes.clone(),
+        );
+        r.register(
+            "yaks_gateway_tls_reloads",
+            "Reads of changed TLS certificate files, by outcome",
+            m.tls_reloads.clone(),
         );
         m
     }

@@ -20,15 +20,26 @@ use yaks_common::metastore::{Cluster, Role, ServiceMember};
 use yaks_common::registry::Lease;
 use yaks_common::shutdown::Shutdown;
 
+use crate::listeners::{Endpoint, parse_registry_address};
+
 /// A gateway as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broker {
     /// Broker id.
     pub node_id: i32,
-    /// Host clients connect to.
-    pub host: String,
-    /// Port clients connect to.
-    pub port: i32,
+    /// Where clients reach it, one per listener.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Broker {
+    /// Where a client that came in on `listener` reaches this broker; `None` if it has no
+    /// such listener.
+    pub fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .or_else(|| self.endpoints.iter().find(|e| e.listener.is_empty()))
+    }
 }
 
 struct Inner {
@@ -46,13 +57,14 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// Registers this gateway and reads the current members.
+    /// Registers this gateway, reachable at `address` (its listeners'
+    /// [`registry_address`](crate::listeners::registry_address)), and reads the current
+    /// members.
     pub async fn register(
         metastore: Arc<dyn Cluster>,
         registry: RegistryConfig,
-        advertised: (String, u16),
+        address: String,
     ) -> Result<ClusterView, StoreError> {
-        let address = format!("{}:{}", advertised.0, advertised.1);
         let lease = Lease::acquire(metastore.clone(), registry, Role::Gateway, address).await?;
         let cluster_id = metastore.cluster_id().await?;
         let view = ClusterView {
@@ -112,26 +124,20 @@ impl ClusterView {
     fn set_members(&self, members: Vec<ServiceMember>) {
         let mut brokers: Vec<Broker> = members
             .into_iter()
-            .filter_map(|m| {
-                let (host, port) = m.address.rsplit_once(':')?;
-                Some(Broker {
-                    node_id: m.node_id,
-                    host: host.to_owned(),
-                    port: port.parse().ok()?,
-                })
+            .map(|m| Broker {
+                node_id: m.node_id,
+                endpoints: parse_registry_address(&m.address),
             })
+            .filter(|b| !b.endpoints.is_empty())
             .collect();
         let node_id = self.node_id();
         if !brokers.iter().any(|b| b.node_id == node_id) {
             // Our own lease may have lapsed in the registry's eyes; we are alive regardless.
-            if let Some((host, port)) = self.inner.lease.address().rsplit_once(':') {
-                brokers.push(Broker {
-                    node_id,
-                    host: host.to_owned(),
-                    port: port.parse().unwrap_or(9092),
-                });
-                brokers.sort_by_key(|b| b.node_id);
-            }
+            brokers.push(Broker {
+                node_id,
+                endpoints: parse_registry_address(self.inner.lease.address()),
+            });
+            brokers.sort_by_key(|b| b.node_id);
         }
         *self
             .inner

@@ -18,18 +18,21 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
-use tracing::{Instrument, debug, info_span, warn};
-use yaks_common::metrics::{ApiLabels, RequestLabels, api_name, error_name, metrics};
+use tracing::{Instrument, debug, info, info_span, warn};
+use yaks_common::metrics::{
+    ApiLabels, OutcomeLabels, RequestLabels, api_name, error_name, metrics,
+};
 use yaks_common::shutdown::Shutdown;
 
 use crate::GatewayState;
 use crate::handlers::{self, Outcome, RequestContext};
 use crate::produce_order::ProduceOrder;
+use crate::security::tls::Tls;
+use crate::security::{self, Principal};
 use crate::writers::Sticky;
 
 /// Requests of one connection being processed at once; more wait in the socket. Produce
@@ -42,6 +45,10 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// flight cannot mean unbounded memory: a frame is read only once its size fits.
 const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
 
+/// How long a client has to finish its TLS handshake before the connection is closed, so
+/// a client that connects and says nothing does not hold a task and a socket for ever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a connection's handlers share.
 #[derive(Debug)]
 pub struct ConnectionState {
@@ -49,8 +56,21 @@ pub struct ConnectionState {
     pub id: u64,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The listener it came in on, whose addresses Metadata tells it.
+    pub listener: Arc<str>,
+    /// Who it acts as.
+    pub principal: Principal,
     /// The writer this connection's produce requests go to.
     pub writer: Sticky,
+}
+
+/// The listener a connection was accepted on.
+#[derive(Clone)]
+pub struct Entrance {
+    /// Its name.
+    pub listener: Arc<str>,
+    /// Its TLS configuration, for `SSL` listeners.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// A response in the making: the task computing it, its api key, and the share of the
@@ -68,33 +88,95 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,
-    shutdown: Shutdown,
+    entrance: Entrance,
+    mut shutdown: Shutdown,
 ) {
     let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
-    let connection = Arc::new(ConnectionState {
+    let span = info_span!("connection", id, %peer, listener = %entrance.listener);
+    let Some(tls) = entrance.tls.clone() else {
+        let (reader, writer) = stream.into_split();
+        let connection = ConnectionState {
+            id,
+            peer,
+            listener: entrance.listener,
+            principal: Principal::anonymous(),
+            writer: Sticky::new(id),
+        };
+        serve_stream(state, connection, reader, writer, shutdown)
+            .instrument(span)
+            .await;
+        return;
+    };
+    let handshakes = &metrics().gateway.tls_handshakes;
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
+    let stream = tokio::select! {
+        done = handshake => done,
+        _ = shutdown.wait() => return,
+    };
+    let stream = match stream {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            handshakes
+                .get_or_create(&OutcomeLabels { outcome: "failed" })
+                .inc();
+            // A plaintext client on a TLS port, a client that does not trust our
+            // certificate, or one without the certificate asked for.
+            info!(parent: &span, error = %e, "tls handshake failed; closing connection");
+            return;
+        }
+        Err(_) => {
+            handshakes
+                .get_or_create(&OutcomeLabels { outcome: "failed" })
+                .inc();
+            info!(parent: &span, "tls handshake not finished in time; closing connection");
+            return;
+        }
+    };
+    handshakes
+        .get_or_create(&OutcomeLabels { outcome: "ok" })
+        .inc();
+    let principal = security::tls::principal_of(stream.get_ref().1);
+    debug!(parent: &span, %principal, "tls connection");
+    let (reader, writer) = tokio::io::split(stream);
+    let connection = ConnectionState {
         id,
         peer,
+        listener: entrance.listener,
+        principal,
         writer: Sticky::new(id),
-    });
+    };
+    serve_stream(state, connection, reader, writer, shutdown)
+        .instrument(span)
+        .await;
+}
+
+/// Serves requests read from `reader`, answering on `writer`, whatever carries them.
+async fn serve_stream<R, W>(
+    state: Arc<GatewayState>,
+    connection: ConnectionState,
+    reader: R,
+    writer: W,
+    shutdown: Shutdown,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
     let connections = &metrics().gateway.connections;
     connections.inc();
-    let span = info_span!("connection", id, %peer);
+    let span = tracing::Span::current();
     let write_task = tokio::spawn(write_responses(writer, rx).instrument(span.clone()));
-    read_requests(state, connection, reader, tx, shutdown)
-        .instrument(span.clone())
-        .await;
+    read_requests(state, Arc::new(connection), reader, tx, shutdown).await;
     // The reader dropped its sender: the writer task flushes what is pending and ends.
     let _ = write_task.await;
     connections.dec();
-    debug!(parent: &span, "connection closed");
+    debug!("connection closed");
 }
 
-async fn read_requests(
+async fn read_requests<R: AsyncRead + Unpin>(
     state: Arc<GatewayState>,
     connection: Arc<ConnectionState>,
-    mut reader: OwnedReadHalf,
+    mut reader: R,
     tx: mpsc::Sender<Pending>,
     mut shutdown: Shutdown,
 ) {
@@ -340,7 +422,7 @@ pub fn parse_head(frame: &mut Bytes) -> Result<FrameHead, FrameRefusal> {
 
 /// Writes responses in request order. A handler that asked to close (or panicked) ends the
 /// connection after the responses before it.
-async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>) {
+async fn write_responses<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::Receiver<Pending>) {
     let mut writer = BufWriter::new(writer);
     let mut next: Option<Pending> = None;
     loop {

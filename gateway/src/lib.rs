@@ -2,8 +2,10 @@
 //!
 //! A gateway owns client connections and nothing else that must survive it: topics and
 //! offsets live in PostgreSQL, records in S3. Modules, outside in:
-//! - [`connection`]: framing (size cap before allocation), header decoding, pipelined
-//!   requests answered in order, a span per request.
+//! - [`listeners`]: the named Kafka listeners and the addresses advertised for each.
+//! - [`security`]: principals, and TLS with certificates read again when they change.
+//! - [`connection`]: the TLS handshake on TLS listeners, framing (size cap before
+//!   allocation), header decoding, pipelined requests answered in order, a span per request.
 //! - [`handlers`]: one file per Kafka API with the versions it supports beside its code;
 //!   the ApiVersions answer is generated from their table.
 //! - [`cluster`]: this gateway's registration and the live gateways it reports as brokers.
@@ -22,9 +24,11 @@ pub mod connection;
 pub mod deadlines;
 pub mod groups;
 pub mod handlers;
+pub mod listeners;
 pub mod produce_order;
 pub mod producer_ids;
 pub mod readers;
+pub mod security;
 pub mod topics;
 pub mod writers;
 
@@ -32,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 use yaks_common::clock::SharedClock;
@@ -44,11 +48,14 @@ use yaks_common::ops::{OpsServer, Readiness};
 use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
+use crate::connection::Entrance;
 use crate::deadlines::ServerClock;
 use crate::groups::Coordinator;
 use crate::groups::state::GroupSettings;
+use crate::listeners::Listener;
 use crate::producer_ids::ProducerIds;
 use crate::readers::ReaderPool;
+use crate::security::tls::Tls;
 use crate::topics::TopicCache;
 use crate::writers::WriterPool;
 
@@ -89,7 +96,8 @@ pub struct GatewayState {
 
 /// A bound, not yet serving gateway.
 pub struct Gateway {
-    listener: TcpListener,
+    listeners: Vec<Listener>,
+    tls: Option<Arc<Tls>>,
     ops: OpsServer,
     state: Arc<GatewayState>,
 }
@@ -103,10 +111,21 @@ impl Gateway {
         objects: SharedObjectStore,
         clock: SharedClock,
     ) -> Result<Gateway, StartError> {
-        let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;
+        // Certificates first: a TLS listener whose files do not load stops start-up before
+        // anything is bound or registered.
+        let tls = if config
+            .effective_listeners()
+            .iter()
+            .any(|l| l.security_protocol.uses_tls())
+        {
+            Some(Tls::load(config.tls.clone()).map_err(|e| StartError::Config(e.to_string()))?)
+        } else {
+            None
+        };
+        let listeners = listeners::bind_all(&config).await?;
         let ops = OpsServer::bind(&config.http_addr).await?;
-        let advertised = advertised_addr(&config, local).await?;
-        let cluster = ClusterView::register(metastore.clone(), registry, advertised).await?;
+        let address = listeners::registry_address(&listeners);
+        let cluster = ClusterView::register(metastore.clone(), registry, address).await?;
         let server_clock = ServerClock::sample(clock.clone(), metastore.as_ref()).await?;
         let groups = Arc::new(Coordinator::new(
             metastore.clone(),
@@ -139,15 +158,27 @@ impl Gateway {
             next_connection_id: AtomicU64::new(1),
         });
         Ok(Gateway {
-            listener,
+            listeners,
+            tls,
             ops,
             state,
         })
     }
 
-    /// The bound Kafka address.
+    /// The bound address of the first Kafka listener.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match self.listeners.first() {
+            Some(listener) => listener.tcp.local_addr(),
+            None => Err(std::io::Error::other("no listener")),
+        }
+    }
+
+    /// The bound address of the listener called `name`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| &*l.name == name)
+            .and_then(|l| l.tcp.local_addr().ok())
     }
 
     /// The bound address of `/healthz`, `/readyz` and `/metrics`.
@@ -164,12 +195,16 @@ impl Gateway {
     /// finish, and leaves the registry.
     pub async fn run(self, mut shutdown: Shutdown) {
         let Gateway {
-            listener,
+            listeners,
+            tls,
             ops,
             state,
         } = self;
-        info!(addr = ?listener.local_addr().ok(), ops = ?ops.local_addr().ok(),
-              node_id = state.cluster.node_id(), "gateway listening");
+        for listener in &listeners {
+            info!(listener = %listener.name, protocol = listener.protocol.name(),
+                  addr = ?listener.tcp.local_addr().ok(), "kafka listener");
+        }
+        info!(ops = ?ops.local_addr().ok(), node_id = state.cluster.node_id(), "gateway listening");
         // The operations endpoints outlive the Kafka listener: /readyz says "shutting down"
         // while connections drain, /healthz stays up until the gateway is gone.
         let cluster = state.cluster.clone();
@@ -197,10 +232,30 @@ impl Gateway {
             state.metastore.clone(),
             shutdown.clone(),
         ));
+        let reload = tls
+            .clone()
+            .map(|tls| tokio::spawn(tls.keep_fresh(shutdown.clone())));
+        // Each listener accepts in a task of its own and hands connections here, where
+        // they are tracked for the drain at shutdown.
+        let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
+        let mut accepting = JoinSet::new();
+        for listener in listeners {
+            let entrance = Entrance {
+                listener: listener.name.clone(),
+                tls: listener.protocol.uses_tls().then(|| tls.clone()).flatten(),
+            };
+            accepting.spawn(accept(
+                listener.tcp,
+                entrance,
+                accepted_tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        drop(accepted_tx);
         let mut connections = JoinSet::new();
         loop {
-            let (stream, peer) = tokio::select! {
-                accepted = yaks_common::rpc::accept(&listener) => accepted,
+            let (stream, peer, entrance) = tokio::select! {
+                Some(accepted) = accepted_rx.recv() => accepted,
                 _ = shutdown.wait() => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
@@ -210,10 +265,15 @@ impl Gateway {
                 stream,
                 peer,
                 id,
+                entrance,
                 shutdown.clone(),
             ));
         }
-        drop(listener);
+        // The listeners close with their tasks.
+        while accepting.join_next().await.is_some() {}
+        if let Some(reload) = reload {
+            let _ = reload.await;
+        }
         let drain = async { while connections.join_next().await.is_some() {} };
         if tokio::time::timeout(std::time::Duration::from_secs(30), drain)
             .await
@@ -233,31 +293,24 @@ impl Gateway {
     }
 }
 
-async fn advertised_addr(
-    config: &GatewayConfig,
-    local: SocketAddr,
-) -> Result<(String, u16), StartError> {
-    let text = match &config.advertised_addr {
-        Some(addr) => addr.clone(),
-        None => match yaks_common::advertise::reachable_ip(local).await? {
-            Some(ip) => SocketAddr::new(ip, local.port()).to_string(),
-            None => {
-                return Err(StartError::Config(
-                    "`gateway.advertised_addr` must be set when listening on all interfaces \
-                     (clients need an address to connect to)"
-                        .into(),
-                ));
-            }
-        },
-    };
-    let (host, port) = text.rsplit_once(':').ok_or_else(|| {
-        StartError::Config(format!(
-            "`gateway.advertised_addr` {text:?} is not host:port"
-        ))
-    })?;
-    let port = port.parse::<u16>().map_err(|_| {
-        StartError::Config(format!("`gateway.advertised_addr` {text:?} has a bad port"))
-    })?;
-    let port = if port == 0 { local.port() } else { port };
-    Ok((host.trim_matches(['[', ']']).to_owned(), port))
+/// Accepts connections on `listener` until `shutdown`, handing each to the serving loop.
+async fn accept(
+    listener: TcpListener,
+    entrance: Entrance,
+    accepted: tokio::sync::mpsc::Sender<(TcpStream, SocketAddr, Entrance)>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            pair = yaks_common::rpc::accept(&listener) => pair,
+            _ = shutdown.wait() => return,
+        };
+        if accepted
+            .send((stream, peer, entrance.clone()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }

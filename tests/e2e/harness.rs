@@ -134,7 +134,10 @@ pub struct InProcessWriter {
 
 /// A gateway, one or more writers and a reader running in this process.
 pub struct Roles {
+    /// The first Kafka listener.
     pub kafka: SocketAddr,
+    /// Every Kafka listener, by name.
+    pub listeners: Vec<(String, SocketAddr)>,
     /// The gateway's `/healthz`, `/readyz`, `/metrics`.
     pub ops: SocketAddr,
     pub writer_url: String,
@@ -182,6 +185,15 @@ impl Roles {
             .await
             .expect("gateway binds");
         let kafka = gateway.local_addr().expect("addr");
+        let listeners = config
+            .gateway
+            .effective_listeners()
+            .into_iter()
+            .map(|l| {
+                let addr = gateway.listener_addr(&l.name).expect("listener bound");
+                (l.name, addr)
+            })
+            .collect();
         let ops = gateway.ops_addr().expect("ops addr");
         let (gateway_trigger, gateway_shutdown) = Shutdown::new();
         let (reader_trigger, reader_shutdown) = Shutdown::new();
@@ -189,6 +201,7 @@ impl Roles {
         let reader_task = tokio::spawn(reader.run(reader_shutdown));
         Roles {
             kafka,
+            listeners,
             ops,
             writer_url,
             reader_url,
@@ -202,6 +215,15 @@ impl Roles {
 
     pub fn bootstrap(&self) -> String {
         self.kafka.to_string()
+    }
+
+    /// The bound address of the listener called `name`.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| *addr)
+            .unwrap_or_else(|| panic!("no listener {name}"))
     }
 
     pub async fn stop(self) {

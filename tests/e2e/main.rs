@@ -22,3 +22,4 @@ mod processes;
 mod produce;
 mod protocol;
 mod seams;
+mod security;

@@ -726,7 +726,7 @@ mod tests {
 
     async fn coordinator_waiting(initial_rebalance_delay: Duration) -> Arc<Coordinator> {
         let metastore = Arc::new(MemoryMetastore::default());
-        let advertised = ("127.0.0.1".to_owned(), 9092);
+        let advertised = "PLAINTEXT://127.0.0.1:9092".to_owned();
         let cluster =
             ClusterView::register(metastore.clone(), RegistryConfig::default(), advertised)
                 .await

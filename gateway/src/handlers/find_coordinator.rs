@@ -69,16 +69,25 @@ fn find(context: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator {
             "only consumer group coordinators are offered (no transactions, no share groups)",
         );
     }
-    match context.state.cluster.coordinator_of(key.as_str()) {
-        Some(broker) => Coordinator::default()
-            .with_key(key)
-            .with_node_id(BrokerId(broker.node_id))
-            .with_host(str_bytes(&broker.host))
-            .with_port(broker.port),
-        None => failed(
+    let Some(broker) = context.state.cluster.coordinator_of(key.as_str()) else {
+        return failed(
             key,
             ResponseError::CoordinatorNotAvailable,
             "no live gateway",
-        ),
-    }
+        );
+    };
+    // Kafka answers COORDINATOR_NOT_AVAILABLE when the coordinator has no endpoint on
+    // the client's listener.
+    let Some(endpoint) = broker.endpoint(&context.connection.listener) else {
+        return failed(
+            key,
+            ResponseError::CoordinatorNotAvailable,
+            "the coordinator has no endpoint on this listener",
+        );
+    };
+    Coordinator::default()
+        .with_key(key)
+        .with_node_id(BrokerId(broker.node_id))
+        .with_host(str_bytes(&endpoint.host))
+        .with_port(endpoint.port)
 }

@@ -28,9 +28,14 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
     let version = context.version;
     let state = &context.state;
     let brokers = state.cluster.brokers();
+    let listener = &*context.connection.listener;
+    let entries: Vec<MetadataResponseBroker> = brokers
+        .iter()
+        .filter_map(|b| broker_entry(b, listener))
+        .collect();
     let mut response = MetadataResponse::default()
-        .with_brokers(brokers.iter().map(broker_entry).collect())
-        .with_controller_id(BrokerId(brokers.first().map_or(-1, |b| b.node_id)));
+        .with_controller_id(entries.first().map_or(BrokerId(-1), |b| b.node_id))
+        .with_brokers(entries);
     if version >= 2 {
         response.cluster_id = Some(str_bytes(state.cluster.cluster_id()));
     }
@@ -46,7 +51,7 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
             Ok(topics) => {
                 response.topics = topics
                     .iter()
-                    .map(|t| topic_entry(t, &brokers, version))
+                    .map(|t| topic_entry(t, &brokers, listener, version))
                     .collect();
             }
             Err(e) => warn!(error = %e, "listing topics failed"),
@@ -115,7 +120,7 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
     }
     for name in &names {
         let entry = match known.get(name) {
-            Some(topic) => topic_entry(topic, &brokers, version),
+            Some(topic) => topic_entry(topic, &brokers, listener, version),
             None if validate_name(name).is_err() => error_entry(
                 Some(name),
                 Uuid::nil(),
@@ -139,7 +144,9 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
             .unwrap_or_default();
         for id in by_id {
             match found.iter().find(|t| t.topic_id == id) {
-                Some(topic) => response.topics.push(topic_entry(topic, &brokers, version)),
+                Some(topic) => response
+                    .topics
+                    .push(topic_entry(topic, &brokers, listener, version)),
                 None => response.topics.push(error_entry(
                     None,
                     id,
@@ -152,18 +159,39 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
     response
 }
 
-fn broker_entry(broker: &Broker) -> MetadataResponseBroker {
-    MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.node_id))
-        .with_host(str_bytes(&broker.host))
-        .with_port(broker.port)
+/// `broker` as a client on `listener` reaches it; `None` if it has no such listener.
+fn broker_entry(broker: &Broker, listener: &str) -> Option<MetadataResponseBroker> {
+    let endpoint = broker.endpoint(listener)?;
+    Some(
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(broker.node_id))
+            .with_host(str_bytes(&endpoint.host))
+            .with_port(endpoint.port),
+    )
 }
 
-fn topic_entry(topic: &TopicMeta, brokers: &[Broker], version: i16) -> MetadataResponseTopic {
+/// A partition whose leader has no endpoint on the client's listener is answered
+/// LISTENER_NOT_FOUND, as Kafka does: the leader is the same for every listener, so
+/// clients on different listeners never disagree on it.
+fn topic_entry(
+    topic: &TopicMeta,
+    brokers: &[Broker],
+    listener: &str,
+    version: i16,
+) -> MetadataResponseTopic {
     let partitions = (0..topic.partition_count)
         .map(|index| {
-            let leader = BrokerId(ClusterView::leader_of(brokers, topic.topic_id, index));
+            let leader_id = ClusterView::leader_of(brokers, topic.topic_id, index);
+            let reachable = brokers
+                .iter()
+                .any(|b| b.node_id == leader_id && b.endpoint(listener).is_some());
+            let (leader, error) = if reachable {
+                (BrokerId(leader_id), 0)
+            } else {
+                (BrokerId(-1), ResponseError::ListenerNotFound.code())
+            };
             let mut partition = MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(index)
                 .with_leader_id(leader)
                 .with_replica_nodes(vec![leader])
@@ -201,14 +229,18 @@ fn error_entry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listeners::Endpoint;
     use yaks_common::kafka;
 
     #[test]
     fn every_version_encodes_what_it_carries() {
         let brokers = vec![Broker {
             node_id: 3,
-            host: "127.0.0.1".into(),
-            port: 9092,
+            endpoints: vec![Endpoint {
+                listener: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+            }],
         }];
         let topic = TopicMeta {
             topic_id: Uuid::from_u128(7),
@@ -218,10 +250,15 @@ mod tests {
         };
         for version in VERSIONS.min..=VERSIONS.max {
             let mut response = MetadataResponse::default()
-                .with_brokers(brokers.iter().map(broker_entry).collect())
+                .with_brokers(
+                    brokers
+                        .iter()
+                        .filter_map(|b| broker_entry(b, "PLAINTEXT"))
+                        .collect(),
+                )
                 .with_controller_id(BrokerId(3))
                 .with_topics(vec![
-                    topic_entry(&topic, &brokers, version),
+                    topic_entry(&topic, &brokers, "PLAINTEXT", version),
                     error_entry(Some("gone"), Uuid::nil(), 3, version),
                 ]);
             if version >= 2 {
@@ -237,6 +274,50 @@ mod tests {
             assert_eq!(decoded.topics[1].error_code, 3);
             if version >= 10 {
                 assert_eq!(decoded.topics[0].topic_id, topic.topic_id);
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_is_told_the_addresses_of_its_listener_and_never_an_unreachable_leader() {
+        let endpoint = |listener: &str, host: &str| Endpoint {
+            listener: listener.into(),
+            host: host.into(),
+            port: 9092,
+        };
+        let brokers = vec![
+            Broker {
+                node_id: 1,
+                endpoints: vec![
+                    endpoint("INTERNAL", "10.0.0.1"),
+                    endpoint("EXTERNAL", "a.example"),
+                ],
+            },
+            Broker {
+                node_id: 2,
+                endpoints: vec![endpoint("INTERNAL", "10.0.0.2")],
+            },
+        ];
+        let external = broker_entry(&brokers[0], "EXTERNAL").expect("listed");
+        assert_eq!(external.host.as_str(), "a.example");
+        assert!(broker_entry(&brokers[1], "EXTERNAL").is_none());
+
+        let topic = TopicMeta {
+            topic_id: Uuid::from_u128(9),
+            name: "t".into(),
+            partition_count: 16,
+            configs: Default::default(),
+        };
+        let inside = topic_entry(&topic, &brokers, "INTERNAL", 12);
+        let outside = topic_entry(&topic, &brokers, "EXTERNAL", 12);
+        for (i, o) in inside.partitions.iter().zip(&outside.partitions) {
+            assert_eq!(i.error_code, 0);
+            if i.leader_id == BrokerId(1) {
+                assert_eq!(o.leader_id, BrokerId(1));
+                assert_eq!(o.error_code, 0);
+            } else {
+                assert_eq!(o.leader_id, BrokerId(-1));
+                assert_eq!(o.error_code, ResponseError::ListenerNotFound.code());
             }
         }
     }
