@@ -12,6 +12,8 @@
 //!   S3 endpoint and PostgreSQL, against the targets.
 //! - [`admin`]: the admin CLI (`yaks topic|produce|consume|group`), a Kafka client of a
 //!   gateway like Kafka's own tools.
+//! - [`users`]: `yaks user`, SASL/SCRAM users written to the metastore (the first user of a
+//!   cluster cannot be made through a gateway that asks for one).
 //!
 //! The role logic lives in the role crates (`yaks-gateway`, `yaks-writer`, …); this crate
 //! only wires them to configuration, signals and each other.
@@ -23,3 +25,4 @@ pub mod dev;
 pub mod devmode;
 pub mod oracle;
 pub mod roles;
+pub mod users;

@@ -11,6 +11,7 @@ use yaks::chaos::ChaosOptions;
 use yaks::devmode::{self, DevOptions};
 use yaks::oracle::OracleOptions;
 use yaks::roles;
+use yaks::users::{self, UserCommand};
 use yaks_common::config::Config;
 use yaks_common::ops::{OpsServer, Readiness};
 use yaks_common::shutdown::Shutdown;
@@ -83,6 +84,11 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Create, list and delete SASL/SCRAM users (in PostgreSQL, from the settings).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Measure throughput, latency, per-flush cost and memory against the raw limits of the
     /// same S3 endpoint and PostgreSQL, on a private deployment it starts; prints a table.
     Bench(BenchOptions),
@@ -152,6 +158,7 @@ impl Command {
             Command::Produce { .. } => "produce",
             Command::Consume { .. } => "consume",
             Command::Group { .. } => "group",
+            Command::User { .. } => "user",
             Command::Probe { .. } => "probe",
             Command::Bench(_) => "bench",
             Command::Oracle(_) => "oracle",
@@ -236,6 +243,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             connection,
             command,
         } => admin::topic(&connection, command).await,
+        Command::User { command } => users::run(&config, command).await,
         Command::Produce { connection, args } => admin::produce(&connection, args).await,
         Command::Consume { connection, args } => admin::consume(&connection, args).await,
         Command::Group {

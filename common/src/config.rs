@@ -64,6 +64,8 @@ pub struct GatewayConfig {
     pub listeners: Vec<ListenerConfig>,
     /// The certificate of `SSL` and `SASL_SSL` listeners, and client certificates.
     pub tls: TlsConfig,
+    /// Authentication on `SASL_PLAINTEXT` and `SASL_SSL` listeners.
+    pub sasl: SaslConfig,
     /// Address of the HTTP listener serving `/healthz`, `/readyz` and `/metrics`.
     pub http_addr: String,
     /// Largest request frame accepted, checked before any allocation.
@@ -99,6 +101,7 @@ impl Default for GatewayConfig {
             advertised_addr: None,
             listeners: Vec::new(),
             tls: TlsConfig::default(),
+            sasl: SaslConfig::default(),
             http_addr: "0.0.0.0:9096".into(),
             max_frame_bytes: 100 * 1024 * 1024,
             max_in_flight_bytes: 256 * 1024 * 1024,
@@ -228,6 +231,35 @@ impl Default for TlsConfig {
         }
     }
 }
+
+/// SASL settings of the gateway's `SASL_PLAINTEXT` and `SASL_SSL` listeners.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaslConfig {
+    /// Mechanisms offered (Kafka's `sasl.enabled.mechanisms`): `SCRAM-SHA-256`,
+    /// `SCRAM-SHA-512`, `PLAIN`. Users and their SCRAM credentials live in PostgreSQL
+    /// (`yaks user`, AlterUserScramCredentials); `PLAIN` passwords are checked against them.
+    pub mechanisms: Vec<String>,
+    /// How long a failed authentication waits before its answer and the close (Kafka's
+    /// `connection.failed.authentication.delay.ms`), so guessing passwords is slow.
+    pub failed_authentication_delay_ms: u64,
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        Self {
+            mechanisms: vec![
+                "SCRAM-SHA-256".into(),
+                "SCRAM-SHA-512".into(),
+                "PLAIN".into(),
+            ],
+            failed_authentication_delay_ms: 100,
+        }
+    }
+}
+
+/// The SASL mechanisms yaks serves.
+pub const SASL_MECHANISMS: &[&str] = &["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"];
 
 /// Settings of the writer role.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -551,10 +583,9 @@ fn validate_listeners(gateway: &GatewayConfig) -> Result<(), String> {
                 listener.security_protocol.name()
             ));
         }
-        if listener.security_protocol.uses_sasl() {
+        if listener.security_protocol.uses_sasl() && gateway.sasl.mechanisms.is_empty() {
             return Err(format!(
-                "{name}: {} is not served yet (SASL authentication is not built); use \
-                 PLAINTEXT or SSL",
+                "{name}: {} needs at least one mechanism in gateway.sasl.mechanisms",
                 listener.security_protocol.name()
             ));
         }
@@ -600,6 +631,21 @@ impl Config {
         }
         validate_listeners(&self.gateway)
             .map_err(|problem| invalid("gateway.listeners", problem))?;
+        if let Some(unknown) = self
+            .gateway
+            .sasl
+            .mechanisms
+            .iter()
+            .find(|m| !SASL_MECHANISMS.contains(&m.as_str()))
+        {
+            return Err(invalid(
+                "gateway.sasl.mechanisms",
+                format!(
+                    "names {unknown:?}; yaks serves {}",
+                    SASL_MECHANISMS.join(", ")
+                ),
+            ));
+        }
         if self.gateway.tls.reload_interval_ms < 100 {
             return Err(invalid(
                 "gateway.tls.reload_interval_ms",

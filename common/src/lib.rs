@@ -17,6 +17,7 @@
 //! - [`registry`]: a process's lease in the service registry.
 //! - [`rpc`]: the internal HTTP contract between roles (paths, headers, a small client).
 //! - [`kafka`]: helpers shared by everything that encodes Kafka messages.
+//! - [`scram`]: SCRAM credentials, the server's side of a SCRAM exchange, SASL `PLAIN`.
 //! - [`telemetry`]: logging set-up.
 //! - [`topic_config`]: the topic configs yaks accepts, their defaults, and which it enforces.
 //! - [`topic_names`]: topic names by id, for labelling metrics.
@@ -45,6 +46,7 @@ pub mod random;
 pub mod records;
 pub mod registry;
 pub mod rpc;
+pub mod scram;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topic_config;

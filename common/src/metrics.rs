@@ -70,6 +70,16 @@ pub struct GroupTopicLabels {
     pub topic: String,
 }
 
+/// A SASL authentication's mechanism and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SaslLabels {
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`, `PLAIN`, or `none` before a mechanism was chosen.
+    pub mechanism: &'static str,
+    /// `ok`, `failed` (wrong credentials), `error` (the store did not answer), `refused`
+    /// (a protocol violation: an unknown mechanism, a request before authentication).
+    pub outcome: &'static str,
+}
+
 /// An S3 operation on behalf of a topic.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct S3Labels {
@@ -299,6 +309,8 @@ pub struct GatewayMetrics {
     /// Reads of changed TLS files, by outcome (`ok`, `failed`; a failed one keeps the
     /// certificate in use).
     pub tls_reloads: Family<OutcomeLabels, Counter>,
+    /// SASL authentications on `SASL_*` listeners, by mechanism and outcome.
+    pub sasl_authentications: Family<SaslLabels, Counter>,
 }
 
 /// The writer's metrics.
@@ -459,6 +471,7 @@ impl GatewayMetrics {
             s3: S3Metrics::register(r, "gateway"),
             tls_handshakes: Family::default(),
             tls_reloads: Family::default(),
+            sasl_authentications: Family::default(),
         };
         r.register(
             "yaks_gateway_requests",
@@ -522,6 +535,11 @@ impl GatewayMetrics {
             "yaks_gateway_tls_reloads",
             "Reads of changed TLS certificate files, by outcome",
             m.tls_reloads.clone(),
+        );
+        r.register(
+            "yaks_gateway_sasl_authentications",
+            "SASL authentications, by mechanism and outcome",
+            m.sasl_authentications.clone(),
         );
         m
     }

@@ -69,8 +69,10 @@ pub struct ConnectionState {
 pub struct Entrance {
     /// Its name.
     pub listener: Arc<str>,
-    /// Its TLS configuration, for `SSL` listeners.
+    /// Its TLS configuration, for `SSL` and `SASL_SSL` listeners.
     pub tls: Option<Arc<Tls>>,
+    /// Whether connections authenticate with SASL before they are served.
+    pub sasl: bool,
 }
 
 /// A response in the making: the task computing it, its api key, and the share of the
@@ -94,12 +96,24 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let span = info_span!("connection", id, %peer, listener = %entrance.listener);
     let Some(tls) = entrance.tls.clone() else {
+        let mut stream = stream;
+        let principal = if entrance.sasl {
+            let authenticated = security::sasl::authenticate(&state, &mut stream, &mut shutdown)
+                .instrument(span.clone())
+                .await;
+            let Some(principal) = authenticated else {
+                return;
+            };
+            principal
+        } else {
+            Principal::anonymous()
+        };
         let (reader, writer) = stream.into_split();
         let connection = ConnectionState {
             id,
             peer,
             listener: entrance.listener,
-            principal: Principal::anonymous(),
+            principal,
             writer: Sticky::new(id),
         };
         serve_stream(state, connection, reader, writer, shutdown)
@@ -135,7 +149,18 @@ pub async fn serve(
     handshakes
         .get_or_create(&OutcomeLabels { outcome: "ok" })
         .inc();
-    let principal = security::tls::principal_of(stream.get_ref().1);
+    let mut stream = stream;
+    let principal = if entrance.sasl {
+        let authenticated = security::sasl::authenticate(&state, &mut stream, &mut shutdown)
+            .instrument(span.clone())
+            .await;
+        let Some(principal) = authenticated else {
+            return;
+        };
+        principal
+    } else {
+        security::tls::principal_of(stream.get_ref().1)
+    };
     debug!(parent: &span, %principal, "tls connection");
     let (reader, writer) = tokio::io::split(stream);
     let connection = ConnectionState {
@@ -471,13 +496,13 @@ async fn write_responses<W: AsyncWrite + Unpin>(writer: W, mut rx: mpsc::Receive
 /// body. Kept apart so that a large body (a fetch's records) is written as it is rather
 /// than copied behind a few header bytes. Empty: no response (an acks=0 produce).
 #[derive(Default)]
-struct ResponseFrame {
+pub(crate) struct ResponseFrame {
     head: Bytes,
     body: Bytes,
 }
 
 impl ResponseFrame {
-    fn new(correlation_id: i32, header_version: i16, body: Bytes) -> ResponseFrame {
+    pub(crate) fn new(correlation_id: i32, header_version: i16, body: Bytes) -> ResponseFrame {
         let header = ResponseHeader::default().with_correlation_id(correlation_id);
         let mut head = BytesMut::with_capacity(16);
         head.extend_from_slice(&[0u8; 4]);
@@ -496,6 +521,16 @@ impl ResponseFrame {
 
     fn is_empty(&self) -> bool {
         self.head.is_empty()
+    }
+
+    /// Writes the frame to `writer` and flushes it.
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(&self.head).await?;
+        writer.write_all(&self.body).await?;
+        writer.flush().await
     }
 }
 

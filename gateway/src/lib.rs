@@ -42,7 +42,7 @@ use tracing::{info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::config::{GatewayConfig, RegistryConfig};
 use yaks_common::error::StartError;
-use yaks_common::metastore::{Cluster, Groups, Log, Producers, Topics};
+use yaks_common::metastore::{Cluster, Credentials, Groups, Log, Producers, Topics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::{OpsServer, Readiness};
 use yaks_common::shutdown::Shutdown;
@@ -60,9 +60,9 @@ use crate::topics::TopicCache;
 use crate::writers::WriterPool;
 
 /// The metastore domains a gateway uses: every one but the compactor's objects.
-pub trait GatewayStore: Cluster + Topics + Log + Producers + Groups {}
+pub trait GatewayStore: Cluster + Topics + Log + Producers + Groups + Credentials {}
 
-impl<T: Cluster + Topics + Log + Producers + Groups + ?Sized> GatewayStore for T {}
+impl<T: Cluster + Topics + Log + Producers + Groups + Credentials + ?Sized> GatewayStore for T {}
 
 /// What every request handler can reach.
 pub struct GatewayState {
@@ -243,6 +243,7 @@ impl Gateway {
             let entrance = Entrance {
                 listener: listener.name.clone(),
                 tls: listener.protocol.uses_tls().then(|| tls.clone()).flatten(),
+                sasl: listener.protocol.uses_sasl(),
             };
             accepting.spawn(accept(
                 listener.tcp,

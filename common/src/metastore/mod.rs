@@ -8,6 +8,7 @@
 //! | [`objects`] | [`Objects`] | compaction swaps, key compaction's `cleaned_through`, retention's drops, garbage collection | compactor |
 //! | [`producers`] | [`Producers`] | producer ids and epochs, their expiry, the idempotence rules, producers' last batches | gateway, writer, compactor |
 //! | [`groups`] | [`Groups`] | consumer groups' generations and committed offsets | gateway |
+//! | [`credentials`] | [`Credentials`] | users' SCRAM credentials (salted, hashed) | gateway, `yaks user` |
 //!
 //! Each role names the domains it uses in a trait of its own (`GatewayStore`,
 //! `WriterStore`, …) and is handed one store implementing them; parts of a role take the
@@ -21,10 +22,11 @@
 //! - `suite`: the behaviour both must share, one test per case
 //!   (`metastore_test_suite!`); compiled for tests, or with the `test-suite` feature.
 //!
-//! A new domain (transactions, credentials, ACLs) is a trait in its own file, a file in each
+//! A new domain (transactions, ACLs) is a trait in its own file, a file in each
 //! backend, a file of cases in `suite`, and a bound on [`Metastore`].
 
 pub mod cluster;
+pub mod credentials;
 pub mod groups;
 pub mod log;
 pub mod memory;
@@ -38,6 +40,7 @@ pub mod suite;
 pub mod topics;
 
 pub use cluster::Cluster;
+pub use credentials::Credentials;
 pub use groups::*;
 pub use log::Log;
 pub use memory::MemoryMetastore;
@@ -49,6 +52,9 @@ pub use topics::Topics;
 
 /// Every domain at once: what a backend implements, and what tools that touch all of it
 /// (tests, `yaks chaos`) hold. Roles ask for less.
-pub trait Metastore: Cluster + Topics + Log + Objects + Producers + Groups {}
+pub trait Metastore: Cluster + Topics + Log + Objects + Producers + Groups + Credentials {}
 
-impl<T: Cluster + Topics + Log + Objects + Producers + Groups + ?Sized> Metastore for T {}
+impl<T: Cluster + Topics + Log + Objects + Producers + Groups + Credentials + ?Sized> Metastore
+    for T
+{
+}

@@ -30,6 +30,11 @@ fn api_keys() -> Vec<ApiVersion> {
 /// Answers ApiVersions.
 pub async fn handle(context: RequestContext, request: ApiVersionsRequest) -> ApiVersionsResponse {
     let _ = (context, request);
+    response()
+}
+
+/// The answer, which does not depend on the request (also given before authentication).
+pub fn response() -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(api_keys())
 }
 

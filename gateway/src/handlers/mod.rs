@@ -4,6 +4,7 @@
 //! and the connection checks versions against it, so a version range is written once.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -12,6 +13,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -28,6 +30,8 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reported;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use std::sync::Arc;
@@ -107,6 +111,10 @@ plain_apis! {
     DeleteGroups => delete_groups, DeleteGroupsRequest;
     IncrementalAlterConfigs => incremental_alter_configs, IncrementalAlterConfigsRequest;
     OffsetDelete => offset_delete, OffsetDeleteRequest;
+    SaslHandshake => sasl_handshake, SaslHandshakeRequest;
+    SaslAuthenticate => sasl_authenticate, SaslAuthenticateRequest;
+    DescribeUserScramCredentials => describe_user_scram_credentials, DescribeUserScramCredentialsRequest;
+    AlterUserScramCredentials => alter_user_scram_credentials, AlterUserScramCredentialsRequest;
 }
 
 /// The versions of `api_key` this gateway speaks, if any.

@@ -37,7 +37,15 @@ top_level!(
     ListGroupsResponse,
     ApiVersionsResponse,
     InitProducerIdResponse,
+    SaslHandshakeResponse,
+    SaslAuthenticateResponse,
 );
+
+impl Reported for DescribeUserScramCredentialsResponse {
+    fn reported_error(&self) -> i16 {
+        first(std::iter::once(self.error_code).chain(self.results.iter().map(|r| r.error_code)))
+    }
+}
 
 /// Responses whose errors are per entry of one list (`results`, `topics`, ...).
 macro_rules! per_entry {
@@ -59,6 +67,7 @@ per_entry!(
     CreatePartitionsResponse => results,
     DeleteGroupsResponse => results,
     IncrementalAlterConfigsResponse => responses,
+    AlterUserScramCredentialsResponse => results,
 );
 
 /// Responses whose errors are per partition of each topic.

@@ -4,10 +4,13 @@
 //! (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`); a *principal* is who a connection
 //! acts as, `User:<name>`, and `User:ANONYMOUS` where nothing was proved. On an `SSL`
 //! listener the principal is the client certificate's subject (Kafka's default principal
-//! builder: the distinguished name in RFC 2253 form), if the client sent one.
+//! builder: the distinguished name in RFC 2253 form), if the client sent one; on a `SASL_*`
+//! listener it is the user that authenticated (`User:alice`).
 //! - [`tls`]: the certificate, key and client authorities of TLS listeners, read again when
 //!   their files change.
+//! - [`sasl`]: authentication on `SASL_*` listeners, before anything else is served.
 
+pub mod sasl;
 pub mod tls;
 
 use std::fmt;

@@ -5,6 +5,7 @@
 //! as in `super::postgres`.
 
 mod cluster;
+mod credentials;
 mod groups;
 mod log;
 mod objects;
@@ -89,6 +90,8 @@ struct State {
     groups: BTreeMap<String, StoredGroup>,
     /// (group, topic, partition) → offset.
     offsets: BTreeMap<(String, String, i32), CommittedOffset>,
+    /// (user, mechanism) → SCRAM credential.
+    credentials: BTreeMap<(String, crate::scram::Mechanism), crate::scram::Credential>,
 }
 
 impl State {

@@ -7,6 +7,7 @@
 //! is one transaction whose statement count does not grow with the number of partitions.
 
 mod cluster;
+mod credentials;
 mod groups;
 mod log;
 mod objects;

@@ -7,6 +7,7 @@
 //! use it). A new domain adds its file here and its cases to the macro's list.
 
 mod cluster;
+mod credentials;
 mod groups;
 mod log;
 mod objects;
@@ -14,6 +15,7 @@ mod producers;
 mod topics;
 
 pub use cluster::*;
+pub use credentials::*;
 pub use groups::*;
 pub use log::*;
 pub use objects::*;
@@ -49,6 +51,7 @@ macro_rules! metastore_test_suite {
             replaced_and_expired_objects_are_marked_then_forgotten,
             group_writes_are_fenced_by_the_coordinator_epoch,
             deleting_a_topic_deletes_its_committed_offsets,
+            scram_credentials_are_kept_per_user_and_mechanism,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
