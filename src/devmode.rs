@@ -7,17 +7,24 @@
 //! stops taking requests and finishes those in flight while the writer flushes and commits
 //! at once; then the reader and the infrastructure stop. The compactor runs in-process
 //! every `compactor.interval_ms` with an in-process job queue.
+//!
+//! With `--secure` the Kafka address is a `SASL_SSL` listener (SCRAM-SHA-256/512 and PLAIN)
+//! whose certificate, for `127.0.0.1` and `localhost`, a private CA signs
+//! (`DIR/tls/ca.pem`, kept across restarts); a user `admin` gets a password kept in
+//! `DIR/admin.password` (mode 0600), and start-up prints how to connect.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tracing::info;
-use yaks_common::config::Config;
+use yaks_common::config::{Config, ListenerConfig, SecurityProtocol};
+use yaks_common::metastore::Credentials;
 use yaks_common::shutdown::Shutdown;
 
 use crate::dev::postgres::EmbeddedPostgres;
 use crate::dev::s3::DevS3;
+use crate::dev::tls::LocalCa;
 use crate::roles;
 
 /// `gateway.group_initial_rebalance_delay_ms` of `yaks dev` unless set: a lone consumer is
@@ -35,6 +42,9 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     /// Kafka listener address.
     pub kafka_addr: String,
+    /// Serve the Kafka address as a SASL_SSL listener, with a private CA and a user
+    /// `admin` (see the module's documentation).
+    pub secure: bool,
 }
 
 /// Runs everything until `stop` resolves.
@@ -76,6 +86,11 @@ pub async fn run(
     }
     let reader = roles::bind_reader(&config, &backends).await?;
     config.gateway.listen_addr = options.kafka_addr.clone();
+    let secured = if options.secure {
+        Some(secure(&mut config, &options.kafka_addr, &data_dir, &backends).await?)
+    } else {
+        None
+    };
     if config.gateway.group_initial_rebalance_delay_ms
         == yaks_common::config::GatewayConfig::default().group_initial_rebalance_delay_ms
     {
@@ -103,7 +118,21 @@ pub async fn run(
     let compactor = roles::compactor(&compactor_config, &backends).await;
     let (compactor_trigger, compactor_shutdown) = Shutdown::new();
     let compactor_task = tokio::spawn(compactor.run(compactor_shutdown));
-    info!(%kafka_addr, data_dir = %data_dir.display(), "yaks dev is ready; produce with: kcat -b {kafka_addr} -t test -P; metrics at http://{ops_addr}/metrics");
+    match &secured {
+        None => {
+            info!(%kafka_addr, data_dir = %data_dir.display(), "yaks dev is ready; produce with: kcat -b {kafka_addr} -t test -P; metrics at http://{ops_addr}/metrics")
+        }
+        Some(secured) => info!(
+            %kafka_addr, data_dir = %data_dir.display(),
+            "yaks dev is ready (SASL_SSL); produce with: kcat -b {} -t test -P \
+             -X security.protocol=SASL_SSL -X ssl.ca.location={} \
+             -X sasl.mechanism=SCRAM-SHA-512 -X sasl.username=admin \
+             -X sasl.password=\"$(cat {})\"; metrics at http://{ops_addr}/metrics",
+            secured.bootstrap,
+            secured.ca_file.display(),
+            secured.password_file.display(),
+        ),
+    }
 
     stop.await;
     // Both at once: the gateway stops reading requests and finishes those in flight while
@@ -128,4 +157,78 @@ pub async fn run(
     }
     info!("stopped");
     Ok(())
+}
+
+/// The super user of `yaks dev --secure`.
+pub const DEV_ADMIN: &str = "admin";
+
+/// What `yaks dev --secure` set up, for its start-up line.
+#[derive(Debug)]
+pub struct Secured {
+    /// The address clients bootstrap from (the name the certificate is valid for).
+    pub bootstrap: String,
+    /// The CA certificate clients trust.
+    pub ca_file: PathBuf,
+    /// The file holding `admin`'s password.
+    pub password_file: PathBuf,
+}
+
+/// `yaks dev --secure`: the Kafka address becomes a `SASL_SSL` listener with a certificate
+/// for `127.0.0.1` and `localhost` signed by a private CA (`DATA_DIR/tls/ca.pem`, kept
+/// across restarts so clients keep trusting it), and a user `admin` whose password is in
+/// `DATA_DIR/admin.password` (mode 0600, made once). Listeners set in the settings win.
+async fn secure(
+    config: &mut Config,
+    kafka_addr: &str,
+    data_dir: &Path,
+    backends: &roles::Backends,
+) -> anyhow::Result<Secured> {
+    let tls_dir = data_dir.join("tls");
+    let ca_file = tls_dir.join("ca.pem");
+    let cert_file = tls_dir.join("gateway.pem");
+    let key_file = tls_dir.join("gateway.key");
+    if !(ca_file.exists() && cert_file.exists() && key_file.exists()) {
+        let ca = LocalCa::new("yaks dev CA")?;
+        ca.write_gateway_files(&tls_dir)?;
+    }
+    let password_file = data_dir.join("admin.password");
+    let password = match std::fs::read_to_string(&password_file) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        _ => {
+            let password = format!("{:032x}", yaks_common::random::u128());
+            crate::dev::tls::write(&password_file, &format!("{password}\n"), 0o600)?;
+            password
+        }
+    };
+    for credential in crate::users::credentials(&password, 8192) {
+        backends
+            .metastore
+            .upsert_scram_credential(DEV_ADMIN, &credential)
+            .await
+            .context("storing the admin user")?;
+    }
+    let addr: std::net::SocketAddr = kafka_addr
+        .parse()
+        .with_context(|| format!("--kafka-addr {kafka_addr} is not ip:port"))?;
+    // Clients check the certificate against the name they connect to: loopback addresses
+    // are advertised as `localhost`, which the certificate names.
+    let advertised = addr
+        .ip()
+        .is_loopback()
+        .then(|| format!("localhost:{}", addr.port()));
+    if config.gateway.listeners.is_empty() {
+        config.gateway.listeners = vec![ListenerConfig {
+            name: "SECURE".into(),
+            listen_addr: kafka_addr.to_owned(),
+            advertised_addr: advertised.clone(),
+            security_protocol: SecurityProtocol::SaslSsl,
+        }];
+    }
+    config.gateway.tls.cert_file.get_or_insert(cert_file);
+    config.gateway.tls.key_file.get_or_insert(key_file);
+    Ok(Secured {
+        bootstrap: advertised.unwrap_or_else(|| kafka_addr.to_owned()),
+        ca_file,
+        password_file,
+    })
 }

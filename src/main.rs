@@ -106,6 +106,11 @@ enum Command {
         /// Kafka listener address.
         #[arg(long, default_value = "127.0.0.1:9092")]
         kafka_addr: String,
+        /// Make the Kafka address a SASL_SSL listener (SCRAM-SHA-256/512, PLAIN) with a
+        /// private CA in DATA_DIR/tls/ca.pem and a user `admin` whose password is in
+        /// DATA_DIR/admin.password.
+        #[arg(long)]
+        secure: bool,
     },
 }
 
@@ -285,12 +290,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Dev {
             data_dir,
             kafka_addr,
+            secure,
         } => {
             devmode::run(
                 config,
                 DevOptions {
                     data_dir,
                     kafka_addr,
+                    secure,
                 },
                 stop_signal(),
             )

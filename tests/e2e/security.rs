@@ -384,3 +384,56 @@ async fn before_authentication_only_sasl_is_served_and_frames_are_small() {
     );
     roles.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaks_dev_secure_serves_sasl_ssl_with_its_own_ca_and_admin_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = reachable_temp_dir("yaks-secure-");
+    let kafka = format!("127.0.0.1:{}", port());
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8").to_owned();
+    let http = format!("127.0.0.1:{}", port());
+    let process = Process::spawn(
+        "dev-secure",
+        &[
+            "dev",
+            "--secure",
+            "--data-dir",
+            &data_arg,
+            "--kafka-addr",
+            &kafka,
+        ],
+        &[("YAKS_GATEWAY__HTTP_ADDR".into(), http)],
+        dir.path(),
+    );
+    wait_for_port(&kafka, Some(&process)).await;
+
+    let password_file = data.join("admin.password");
+    let mode = std::fs::metadata(&password_file)
+        .expect("password file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let password = std::fs::read_to_string(&password_file)
+        .expect("password")
+        .trim()
+        .to_owned();
+    let ca_file = data.join("tls").join("ca.pem");
+    assert!(ca_file.exists());
+    let log = process.log_text();
+    assert!(
+        log.contains("security.protocol=SASL_SSL") && log.contains("admin.password"),
+        "start-up does not say how to connect:\n{log}"
+    );
+
+    let bootstrap = kafka.replace("127.0.0.1", "localhost");
+    let mut settings = login("SASL_SSL", "SCRAM-SHA-512", "admin", &password);
+    settings.push(format!("ssl.ca.location={}", ca_file.display()));
+    settings.push("topic.metadata.refresh.interval.ms=1000".into());
+    assert_eq!(produce(&bootstrap, "secure-dev", 2, &settings).await, "0 1");
+    assert_refused(&bootstrap, "secure-dev", &[]).await;
+    let mut wrong = login("SASL_SSL", "SCRAM-SHA-512", "admin", "guess");
+    wrong.push(format!("ssl.ca.location={}", ca_file.display()));
+    assert_refused(&bootstrap, "secure-dev", &wrong).await;
+    process.interrupt();
+}
