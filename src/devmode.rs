@@ -11,7 +11,8 @@
 //! With `--secure` the Kafka address is a `SASL_SSL` listener (SCRAM-SHA-256/512 and PLAIN)
 //! whose certificate, for `127.0.0.1` and `localhost`, a private CA signs
 //! (`DIR/tls/ca.pem`, kept across restarts); a user `admin` gets a password kept in
-//! `DIR/admin.password` (mode 0600), and start-up prints how to connect.
+//! `DIR/admin.password` (mode 0600), the roles' loopback HTTP requires a token drawn at
+//! start (`internal.token`), and start-up prints how to connect.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,14 @@ pub async fn run(
         s3 = Some(server);
     }
 
+    if options.secure && config.internal.token.is_none() && config.internal.token_file.is_none() {
+        // The roles' loopback HTTP needs the same proof as a split deployment's.
+        config.internal.token = Some(format!(
+            "{:032x}{:032x}",
+            yaks_common::random::u128(),
+            yaks_common::random::u128()
+        ));
+    }
     let backends = roles::connect(&config).await?;
     if config.writer.listen_addr == yaks_common::config::WriterConfig::default().listen_addr {
         config.writer.listen_addr = "127.0.0.1:0".into();

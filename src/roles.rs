@@ -12,6 +12,7 @@ use yaks_common::config::Config;
 use yaks_common::failpoint::FailPoints;
 use yaks_common::metastore::PgMetastore;
 use yaks_common::objstore::{S3ObjectStore, SharedObjectStore};
+use yaks_common::rpc::PeerToken;
 use yaks_compactor::queue::{JobQueue, MemoryQueue, SqsQueue};
 use yaks_compactor::run::Compactor;
 use yaks_gateway::Gateway;
@@ -47,6 +48,15 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
 /// (see `yaks_common::failpoint`). Never set in production.
 pub const FAIL_POINTS_ENV: &str = "YAKS_FAIL_POINTS";
 
+/// The deployment's internal token (`internal.token` or `internal.token_file`).
+pub fn peer_token(config: &Config) -> anyhow::Result<Option<PeerToken>> {
+    let token = config
+        .internal
+        .resolve_token()
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    Ok(token.as_deref().map(PeerToken::new))
+}
+
 /// Binds a writer.
 pub async fn bind_writer(config: &Config, backends: &Backends) -> anyhow::Result<Writer> {
     let fail_points = match std::env::var(FAIL_POINTS_ENV) {
@@ -62,6 +72,7 @@ pub async fn bind_writer(config: &Config, backends: &Backends) -> anyhow::Result
         objects: backends.objects.clone(),
         clock: system_clock(),
         fail_points: Arc::new(fail_points),
+        peer_token: peer_token(config)?,
     };
     Writer::bind(context, config.registry.clone())
         .await
@@ -76,6 +87,7 @@ pub async fn bind_gateway(config: &Config, backends: &Backends) -> anyhow::Resul
         backends.metastore.clone(),
         backends.objects.clone(),
         system_clock(),
+        peer_token(config)?,
     )
     .await
     .context("starting gateway")
@@ -88,6 +100,7 @@ pub async fn bind_reader(config: &Config, backends: &Backends) -> anyhow::Result
         config.registry.clone(),
         backends.metastore.clone(),
         backends.objects.clone(),
+        peer_token(config)?,
     )
     .await
     .context("starting reader")

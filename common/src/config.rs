@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "registry",
     "compactor",
     "log",
+    "internal",
 ];
 
 /// The whole settings tree.
@@ -45,6 +46,46 @@ pub struct Config {
     pub compactor: CompactorConfig,
     /// Logging.
     pub log: LogConfig,
+    /// How roles prove themselves to each other.
+    pub internal: InternalConfig,
+}
+
+/// How roles prove themselves to each other. With a token set, every role sends it on its
+/// internal requests (produce to writers, fetch from readers) and writers and readers
+/// refuse requests without it (401), so reaching a writer's port is not enough to store
+/// batches; the operations endpoints (`/healthz`, `/readyz`, `/metrics`) stay open for
+/// probes. Every role of a deployment must have the same token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalConfig {
+    /// The shared token.
+    pub token: Option<String>,
+    /// A file holding the token (its first line), as a mounted secret; read at start.
+    pub token_file: Option<PathBuf>,
+}
+
+impl InternalConfig {
+    /// The token, read from `token_file` if that is what is set.
+    pub fn resolve_token(&self) -> Result<Option<String>, String> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                return Err("set internal.token or internal.token_file, not both".into());
+            }
+            (Some(token), None) => token.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("internal.token_file {}: {e}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if token.len() < 16 {
+            return Err("internal.token must be at least 16 characters".into());
+        }
+        Ok(Some(token))
+    }
 }
 
 /// Settings of the gateway role.

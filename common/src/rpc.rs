@@ -17,6 +17,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -87,10 +88,61 @@ pub enum ProbeFailure {
     Failed,
 }
 
+/// The deployment's shared token (`internal.token`), which internal requests carry as
+/// `Authorization: Bearer <token>` and writers and readers check.
+#[derive(Clone)]
+pub struct PeerToken(Arc<str>);
+
+impl std::fmt::Debug for PeerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerToken(..)")
+    }
+}
+
+impl PeerToken {
+    /// A token.
+    pub fn new(token: &str) -> PeerToken {
+        PeerToken(token.into())
+    }
+
+    /// Whether `headers` carry this token, compared in constant time.
+    pub fn admits(&self, headers: &http::HeaderMap) -> bool {
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            return false;
+        };
+        let Some(given) = value.as_bytes().strip_prefix(b"Bearer ") else {
+            return false;
+        };
+        bool::from(subtle::ConstantTimeEq::ct_eq(given, self.0.as_bytes()))
+    }
+}
+
+/// The 401 answer to an internal request without the deployment's token, if `token` is
+/// set and `headers` lack it; logged, so a misconfigured role shows up.
+pub fn refuse_unauthenticated<B: From<Bytes>>(
+    token: Option<&PeerToken>,
+    headers: &http::HeaderMap,
+    path: &str,
+) -> Option<Response<B>> {
+    let token = token?;
+    if token.admits(headers) {
+        return None;
+    }
+    warn!(
+        path,
+        "internal request without the deployment's token (internal.token) refused"
+    );
+    Some(text_response(
+        StatusCode::UNAUTHORIZED,
+        "this endpoint needs the deployment's internal token",
+    ))
+}
+
 /// A pooled HTTP/1.1 client for internal calls.
 #[derive(Clone, Debug)]
 pub struct RpcClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    token: Option<PeerToken>,
 }
 
 impl Default for RpcClient {
@@ -108,7 +160,18 @@ impl RpcClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        RpcClient { client }
+        RpcClient {
+            client,
+            token: None,
+        }
+    }
+
+    /// A client whose POSTs carry `token` (none: they carry nothing).
+    pub fn with_token(token: Option<PeerToken>) -> RpcClient {
+        RpcClient {
+            token,
+            ..RpcClient::new()
+        }
     }
 
     /// POSTs `body` to `base_url` + `path` and returns once the peer answered with its
@@ -135,6 +198,9 @@ impl RpcClient {
             .header(http::header::CONTENT_TYPE, "application/x-kafka");
         for (name, value) in headers.iter().chain(&crate::telemetry::trace_headers()) {
             request = request.header(*name, value.as_str());
+        }
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.0));
         }
         let request = request
             .body(Full::new(body))

@@ -45,6 +45,7 @@ use yaks_common::error::StartError;
 use yaks_common::metastore::{Cluster, Credentials, Groups, Log, Producers, Topics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::{OpsServer, Readiness};
+use yaks_common::rpc::{PeerToken, RpcClient};
 use yaks_common::shutdown::Shutdown;
 
 use crate::cluster::ClusterView;
@@ -103,13 +104,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the Kafka listener and registers this gateway in the service registry.
+    /// Binds the Kafka listeners and registers this gateway in the service registry; its
+    /// requests to writers and readers carry `peer_token`.
     pub async fn bind(
         config: GatewayConfig,
         registry: RegistryConfig,
         metastore: Arc<dyn GatewayStore>,
         objects: SharedObjectStore,
         clock: SharedClock,
+        peer_token: Option<PeerToken>,
     ) -> Result<Gateway, StartError> {
         // Certificates first: a TLS listener whose files do not load stops start-up before
         // anything is bound or registered.
@@ -147,8 +150,10 @@ impl Gateway {
             server_clock,
             groups,
             topics: TopicCache::new(metastore.clone()),
-            writers: WriterPool::new(config.writer_urls.clone(), cluster.clone()),
-            readers: ReaderPool::new(config.reader_urls.clone()),
+            writers: WriterPool::new(config.writer_urls.clone(), cluster.clone())
+                .with_rpc(RpcClient::with_token(peer_token.clone())),
+            readers: ReaderPool::new(config.reader_urls.clone())
+                .with_rpc(RpcClient::with_token(peer_token)),
             producer_ids: ProducerIds::new(metastore.clone()),
             clock,
             config,

@@ -42,6 +42,12 @@ impl ReaderPool {
         }
     }
 
+    /// The pool with `rpc` as its client (one carrying the deployment's token).
+    pub fn with_rpc(mut self, rpc: RpcClient) -> ReaderPool {
+        self.rpc = rpc;
+        self
+    }
+
     /// The readers to use now.
     pub fn members(&self, cluster: &ClusterView) -> Vec<String> {
         if !self.configured.is_empty() {

@@ -93,6 +93,12 @@ impl WriterPool {
         }
     }
 
+    /// The pool with `rpc` as its client (one carrying the deployment's token).
+    pub fn with_rpc(mut self, rpc: RpcClient) -> WriterPool {
+        self.rpc = rpc;
+        self
+    }
+
     /// The writers as of now.
     pub fn urls(&self) -> Vec<String> {
         match &self.writers {

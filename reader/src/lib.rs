@@ -35,7 +35,9 @@ use yaks_common::metrics::metrics;
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::{self, Readiness};
 use yaks_common::registry::Lease;
-use yaks_common::rpc::{FETCH_PATH, INTERNAL_FETCH_VERSION, text_response};
+use yaks_common::rpc::{
+    FETCH_PATH, INTERNAL_FETCH_VERSION, PeerToken, refuse_unauthenticated, text_response,
+};
 use yaks_common::shutdown::Shutdown;
 
 use crate::cache::BlockCache;
@@ -61,6 +63,7 @@ pub struct Reader {
     feed: tokio::sync::mpsc::Receiver<yaks_common::metastore::CommitEvent>,
     lease: Arc<Lease>,
     objects: SharedObjectStore,
+    peer_token: Option<PeerToken>,
 }
 
 impl Reader {
@@ -70,6 +73,7 @@ impl Reader {
         registry: RegistryConfig,
         metastore: Arc<dyn ReaderStore>,
         objects: SharedObjectStore,
+        peer_token: Option<PeerToken>,
     ) -> Result<Reader, StartError> {
         let (listener, local) = yaks_common::rpc::bind(&config.listen_addr).await?;
         let url = advertised_url(config.advertised_url.as_deref(), local, "reader").await?;
@@ -88,6 +92,7 @@ impl Reader {
             feed,
             lease,
             objects,
+            peer_token,
         })
     }
 
@@ -118,6 +123,7 @@ impl Reader {
             feed,
             lease,
             objects,
+            peer_token,
         } = self;
         let held = lease.clone();
         let readiness = Readiness::new(
@@ -141,7 +147,8 @@ impl Reader {
             move |request| {
                 let service = service.clone();
                 let readiness = readiness.clone();
-                async move { handle(&service, &readiness, request).await }
+                let peer_token = peer_token.clone();
+                async move { handle(&service, &readiness, peer_token.as_ref(), request).await }
             },
             shutdown,
         );
@@ -156,10 +163,14 @@ impl Reader {
 async fn handle(
     service: &FetchService,
     readiness: &Readiness,
+    peer_token: Option<&PeerToken>,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     if let Some(answer) = ops::respond(&request, readiness).await {
         return answer;
+    }
+    if let Some(refusal) = refuse_unauthenticated(peer_token, request.headers(), FETCH_PATH) {
+        return refusal;
     }
     match (request.method(), request.uri().path()) {
         (&Method::POST, FETCH_PATH) => {

@@ -437,3 +437,37 @@ async fn yaks_dev_secure_serves_sasl_ssl_with_its_own_ca_and_admin_user() {
     assert_refused(&bootstrap, "secure-dev", &wrong).await;
     process.interrupt();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_internal_token_writers_and_readers_serve_only_the_deployment() {
+    use yaks_common::rpc::{FETCH_PATH, PRODUCE_PATH, PeerToken, RpcClient, RpcError};
+    let infra = Infra::start().await;
+    let mut config = infra.config();
+    config.internal.token = Some("a-deployment-secret-of-some-length".into());
+    let roles = Roles::start(config).await;
+    let bootstrap = roles.bootstrap();
+    create_topic(&bootstrap, "inside", 1).await;
+    // Through the gateway, which carries the token, everything works.
+    assert_eq!(produce(&bootstrap, "inside", 2, &[]).await, "0 1");
+
+    // Anyone else reaching the writer's or the reader's port is turned away.
+    let body = bytes::Bytes::from_static(b"\x00\x00\x00\x00");
+    for (url, path) in [
+        (roles.writer_url.clone(), PRODUCE_PATH),
+        (roles.reader_url.clone(), FETCH_PATH),
+    ] {
+        for client in [
+            RpcClient::new(),
+            RpcClient::with_token(Some(PeerToken::new("a-guess-of-the-same-length-xxxxx"))),
+        ] {
+            match client.post(&url, path, body.clone()).await {
+                Err(RpcError::Rejected { status, .. }) => assert_eq!(status.as_u16(), 401),
+                other => panic!("{url}{path} answered {other:?}"),
+            }
+        }
+        // Health probes need no token.
+        let (status, _) = http_get(&url, "/healthz").await;
+        assert_eq!(status, 200);
+    }
+    roles.stop().await;
+}

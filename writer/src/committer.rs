@@ -343,6 +343,7 @@ mod tests {
             }),
             clock: system_clock(),
             fail_points: fail_points.clone(),
+            peer_token: None,
         };
         let (committer, _commit_task) = Committer::start(context.clone());
         let (running, shutdown) = Shutdown::new();

@@ -57,6 +57,8 @@ pub struct WriterContext {
     pub clock: SharedClock,
     /// Failures tests inject between durability stages; none armed in production.
     pub fail_points: Arc<FailPoints>,
+    /// The token produce requests must carry (`internal.token`); none: any peer is served.
+    pub peer_token: Option<yaks_common::rpc::PeerToken>,
 }
 
 /// A bound, registered, not yet running writer; binding first lets callers learn the port.
@@ -124,7 +126,11 @@ impl Writer {
                 lease.release().await;
             })
         };
-        let handler = server::Handler::new(Arc::new(batcher), readiness);
+        let handler = server::Handler::new(
+            Arc::new(batcher),
+            readiness,
+            self.context.peer_token.clone(),
+        );
         yaks_common::rpc::serve(
             self.listener,
             move |request| {

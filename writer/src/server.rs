@@ -25,8 +25,8 @@ use yaks_common::batch::header_info;
 use yaks_common::kafka;
 use yaks_common::ops::{self, Readiness};
 use yaks_common::rpc::{
-    COMMIT_DEADLINE_HEADER, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH, WRITER_INSTANCE_HEADER,
-    text_response,
+    COMMIT_DEADLINE_HEADER, INTERNAL_PRODUCE_VERSION, PRODUCE_PATH, PeerToken,
+    WRITER_INSTANCE_HEADER, refuse_unauthenticated, text_response,
 };
 
 use crate::batcher::{Batcher, PartitionBatch, PartitionOutcome};
@@ -45,11 +45,17 @@ pub struct Handler {
     readiness: Readiness,
     /// Drawn at start; sent on every response ([`WRITER_INSTANCE_HEADER`]).
     instance: http::HeaderValue,
+    /// What a produce must carry to be served.
+    peer_token: Option<PeerToken>,
 }
 
 impl Handler {
     /// A handler feeding `batcher`, answering the operations endpoints with `readiness`.
-    pub fn new(batcher: Arc<Batcher>, readiness: Readiness) -> Handler {
+    pub fn new(
+        batcher: Arc<Batcher>,
+        readiness: Readiness,
+        peer_token: Option<PeerToken>,
+    ) -> Handler {
         let instance =
             http::HeaderValue::from_str(&yaks_common::random::uuid().simple().to_string())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
@@ -57,6 +63,7 @@ impl Handler {
             batcher,
             readiness,
             instance,
+            peer_token,
         }
     }
 
@@ -64,6 +71,12 @@ impl Handler {
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let mut response = if let Some(answer) = ops::respond(&request, &self.readiness).await {
             answer.map(|b| b.map_err(|never| match never {}).boxed())
+        } else if let Some(refusal) = refuse_unauthenticated::<Full<Bytes>>(
+            self.peer_token.as_ref(),
+            request.headers(),
+            PRODUCE_PATH,
+        ) {
+            refusal.map(|b| b.map_err(|never| match never {}).boxed())
         } else if request.method() == Method::POST && request.uri().path() == PRODUCE_PATH {
             let span = tracing::info_span!("produce", trace_id = tracing::field::Empty);
             yaks_common::telemetry::continue_trace(&span, request.headers());
