@@ -93,6 +93,29 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
+    /// Serves TLS from now on with `cert` and `key` (PEM), restarting the server: what a
+    /// test of `sslmode=verify-full` needs. The files go into the data directory, owned by
+    /// the user the server runs as, the key readable by it alone (PostgreSQL insists).
+    pub fn enable_tls(&mut self, cert: &str, key: &str) -> anyhow::Result<()> {
+        for (name, text, mode) in [("server.crt", cert, 0o644), ("server.key", key, 0o600)] {
+            let path = self.data_dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            set_mode(&path, mode)?;
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .with_context(|| format!("giving {} to the postgres user", path.display()))?;
+            }
+        }
+        let conf = self.data_dir.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).context("reading postgresql.conf")?;
+        if !text.contains("\nssl = on\n") {
+            text.push_str("\nssl = on\n");
+            std::fs::write(&conf, text).context("writing postgresql.conf")?;
+        }
+        self.stop()?;
+        self.start_again()
+    }
+
     fn initdb(&self) -> anyhow::Result<()> {
         let data_dir = self.data_dir.display().to_string();
         self.run(

@@ -471,3 +471,64 @@ async fn with_an_internal_token_writers_and_readers_serve_only_the_deployment() 
     }
     roles.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_is_verified_against_its_authority() {
+    use yaks_common::metastore::{Cluster, PgMetastore};
+    let mut infra = Infra::start().await;
+    let tls_dir = infra.path().join("pg-tls");
+    std::fs::create_dir_all(&tls_dir).expect("dir");
+    let ca = LocalCa::new("database authority").expect("ca");
+    let server = ca.server(&["localhost", "127.0.0.1"]).expect("cert");
+    let ca_file = tls_dir.join("ca.pem");
+    write(&ca_file, ca.ca_pem(), 0o644).expect("written");
+    tokio::task::block_in_place(|| infra.postgres.enable_tls(&server.cert, &server.key))
+        .expect("postgres serves tls");
+
+    let verified = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        infra.postgres.url(),
+        ca_file.display()
+    );
+    let mut config = infra.config();
+    config.postgres.url = Some(verified.clone());
+    let store = PgMetastore::connect(&config.postgres).expect("settings");
+    store.migrate().await.expect("migrations over tls");
+    store.cluster_id().await.expect("answers");
+
+    // Every yaks session, the commit feed's LISTEN connection included, is encrypted.
+    let roles = Roles::start(config).await;
+    create_topic(&roles.bootstrap(), "over-tls", 1).await;
+    assert_eq!(produce(&roles.bootstrap(), "over-tls", 2, &[]).await, "0 1");
+    let sql = infra.sql().await;
+    let row = sql
+        .query_one(
+            "SELECT count(*) FILTER (WHERE NOT s.ssl), count(*) FILTER (WHERE s.ssl) \
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'yaks'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let (plain, encrypted): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(plain, 0);
+    assert!(encrypted >= 2, "{encrypted} encrypted yaks sessions");
+    roles.stop().await;
+
+    // A server whose certificate another authority signed is not talked to.
+    let stranger = LocalCa::new("stranger").expect("ca");
+    let stranger_file = tls_dir.join("stranger.pem");
+    write(&stranger_file, stranger.ca_pem(), 0o644).expect("written");
+    let mut settings = infra.config().postgres;
+    settings.url = Some(format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        infra.postgres.url(),
+        stranger_file.display()
+    ));
+    settings.connect_timeout_ms = 2_000;
+    let store = PgMetastore::connect(&settings).expect("settings");
+    assert!(store.cluster_id().await.is_err());
+    // And a mode that would not check it is refused outright.
+    settings.url = Some(format!("{}?sslmode=require", infra.postgres.url()));
+    assert!(PgMetastore::connect(&settings).is_err());
+}

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::warn;
 use uuid::Uuid;
 
@@ -214,8 +216,13 @@ impl Log for PgMetastore {
     /// connection is established before this returns.
     async fn commit_feed(&self) -> Result<mpsc::Receiver<CommitEvent>, StoreError> {
         let (sender, receiver) = mpsc::channel(4096);
-        let listening = listen(&self.pg_config).await?;
-        tokio::spawn(follow_commits(self.pg_config.clone(), listening, sender));
+        let listening = listen(&self.pg_config, self.tls.as_ref()).await?;
+        tokio::spawn(follow_commits(
+            self.pg_config.clone(),
+            self.tls.clone(),
+            listening,
+            sender,
+        ));
         Ok(receiver)
     }
 
@@ -493,8 +500,22 @@ struct Listening {
     payloads: mpsc::UnboundedReceiver<String>,
 }
 
-async fn listen(config: &tokio_postgres::Config) -> Result<Listening, StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg_error)?;
+async fn listen(
+    config: &tokio_postgres::Config,
+    tls: Option<&MakeRustlsConnect>,
+) -> Result<Listening, StoreError> {
+    match tls {
+        Some(tls) => listen_with(config, tls.clone()).await,
+        None => listen_with(config, NoTls).await,
+    }
+}
+
+async fn listen_with<T>(config: &tokio_postgres::Config, tls: T) -> Result<Listening, StoreError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await.map_err(pg_error)?;
     let (sender, payloads) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -527,6 +548,7 @@ async fn listen(config: &tokio_postgres::Config) -> Result<Listening, StoreError
 /// when the connection is lost.
 async fn follow_commits(
     config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
     mut listening: Listening,
     sender: mpsc::Sender<CommitEvent>,
 ) {
@@ -545,7 +567,7 @@ async fn follow_commits(
             if sender.is_closed() {
                 return;
             }
-            match listen(&config).await {
+            match listen(&config, tls.as_ref()).await {
                 Ok(listening) => break listening,
                 Err(e) => {
                     warn!(error = %e, "re-opening the commit feed failed; retrying");

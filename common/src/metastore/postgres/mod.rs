@@ -12,6 +12,7 @@ mod groups;
 mod log;
 mod objects;
 mod producers;
+mod tls;
 mod topics;
 
 use crate::clock::Instant;
@@ -39,6 +40,8 @@ pub struct PgMetastore {
     pool: Pool,
     /// For the commit feed's dedicated LISTEN connection, which cannot be pooled.
     pg_config: tokio_postgres::Config,
+    /// TLS for every connection (`sslmode=verify-full`); `None`: plaintext.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl std::fmt::Debug for PgMetastore {
@@ -54,6 +57,7 @@ impl PgMetastore {
             .url
             .as_deref()
             .ok_or_else(|| StoreError::Invalid("postgres.url is not set".into()))?;
+        let tls::TlsUrl { url, tls } = tls::split(url)?;
         let mut pg_config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("postgres.url: {e}")))?;
@@ -72,13 +76,13 @@ impl PgMetastore {
             ));
             pg_config.options(&options);
         }
-        let manager = Manager::from_config(
-            pg_config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(pg_config.clone(), tls.clone(), manager_config),
+            None => Manager::from_config(pg_config.clone(), NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -86,7 +90,11 @@ impl PgMetastore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Internal(format!("postgres pool: {e}")))?;
-        Ok(PgMetastore { pool, pg_config })
+        Ok(PgMetastore {
+            pool,
+            pg_config,
+            tls,
+        })
     }
 
     /// Closes the pool: its idle connections end cleanly, and the metastore serves no more
