@@ -284,6 +284,43 @@ pub struct SaslConfig {
     /// How long a failed authentication waits before its answer and the close (Kafka's
     /// `connection.failed.authentication.delay.ms`), so guessing passwords is slow.
     pub failed_authentication_delay_ms: u64,
+    /// How `OAUTHBEARER` tokens are checked.
+    pub oauthbearer: OauthBearerConfig,
+}
+
+/// How `OAUTHBEARER` tokens (JWTs from an identity provider) are checked, as Kafka's
+/// `sasl.oauthbearer.*` broker settings: the signature against the provider's published
+/// keys, the expiry, and the issuer and audience when set; the principal is one claim.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OauthBearerConfig {
+    /// Where the provider publishes its keys (JWKS), `https://…/.well-known/jwks.json`
+    /// (Kafka's `sasl.oauthbearer.jwks.endpoint.url`). Required for `OAUTHBEARER`.
+    pub jwks_url: Option<String>,
+    /// The `iss` tokens must carry (`sasl.oauthbearer.expected.issuer`); unset: any.
+    pub issuer: Option<String>,
+    /// An `aud` tokens must include (`sasl.oauthbearer.expected.audience`); unset: any.
+    pub audience: Option<String>,
+    /// The claim naming the principal (`sasl.oauthbearer.sub.claim.name`).
+    pub principal_claim: String,
+    /// How often the keys are fetched again (`sasl.oauthbearer.jwks.endpoint.refresh.ms`);
+    /// a token signed with a key not seen yet also fetches them, at most every 10 s.
+    pub jwks_refresh_ms: u64,
+    /// Clock difference allowed on `exp` and `nbf` (`sasl.oauthbearer.clock.skew.seconds`).
+    pub clock_skew_s: u64,
+}
+
+impl Default for OauthBearerConfig {
+    fn default() -> Self {
+        Self {
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            principal_claim: "sub".into(),
+            jwks_refresh_ms: 3_600_000,
+            clock_skew_s: 30,
+        }
+    }
 }
 
 impl Default for SaslConfig {
@@ -295,12 +332,13 @@ impl Default for SaslConfig {
                 "PLAIN".into(),
             ],
             failed_authentication_delay_ms: 100,
+            oauthbearer: OauthBearerConfig::default(),
         }
     }
 }
 
 /// The SASL mechanisms yaks serves.
-pub const SASL_MECHANISMS: &[&str] = &["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"];
+pub const SASL_MECHANISMS: &[&str] = &["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER"];
 
 /// Settings of the writer role.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -685,6 +723,30 @@ impl Config {
                     "names {unknown:?}; yaks serves {}",
                     SASL_MECHANISMS.join(", ")
                 ),
+            ));
+        }
+        let oauth = &self.gateway.sasl.oauthbearer;
+        if self
+            .gateway
+            .sasl
+            .mechanisms
+            .iter()
+            .any(|m| m == "OAUTHBEARER")
+        {
+            match oauth.jwks_url.as_deref() {
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => {}
+                _ => {
+                    return Err(invalid(
+                        "gateway.sasl.oauthbearer.jwks_url",
+                        "must be the identity provider's JWKS URL when OAUTHBEARER is offered",
+                    ));
+                }
+            }
+        }
+        if oauth.principal_claim.is_empty() {
+            return Err(invalid(
+                "gateway.sasl.oauthbearer.principal_claim",
+                "must name a claim",
             ));
         }
         if self.gateway.tls.reload_interval_ms < 100 {

@@ -56,6 +56,7 @@ use crate::groups::state::GroupSettings;
 use crate::listeners::Listener;
 use crate::producer_ids::ProducerIds;
 use crate::readers::ReaderPool;
+use crate::security::oauth::TokenVerifier;
 use crate::security::tls::Tls;
 use crate::topics::TopicCache;
 use crate::writers::WriterPool;
@@ -89,6 +90,8 @@ pub struct GatewayState {
     pub server_clock: ServerClock,
     /// Consumer groups this gateway coordinates.
     pub groups: Arc<Coordinator>,
+    /// Checks OAUTHBEARER tokens, when that mechanism is offered.
+    pub oauth: Option<Arc<TokenVerifier>>,
     /// Budget of request bytes read and not yet answered, over all connections, in KiB
     /// (`gateway.max_in_flight_bytes`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
@@ -125,6 +128,13 @@ impl Gateway {
         } else {
             None
         };
+        let oauth = if config.sasl.mechanisms.iter().any(|m| m == "OAUTHBEARER") {
+            let verifier =
+                TokenVerifier::new(config.sasl.oauthbearer.clone()).map_err(StartError::Config)?;
+            Some(Arc::new(verifier))
+        } else {
+            None
+        };
         let listeners = listeners::bind_all(&config).await?;
         let ops = OpsServer::bind(&config.http_addr).await?;
         let address = listeners::registry_address(&listeners);
@@ -146,6 +156,7 @@ impl Gateway {
             (config.max_in_flight_bytes / 1024) as usize,
         ));
         let state = Arc::new(GatewayState {
+            oauth,
             in_flight,
             server_clock,
             groups,

@@ -532,3 +532,95 @@ async fn postgres_over_tls_is_verified_against_its_authority() {
     settings.url = Some(format!("{}?sslmode=require", infra.postgres.url()));
     assert!(PgMetastore::connect(&settings).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_tokens_are_checked_against_the_providers_keys() {
+    use base64::Engine;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+
+    // The identity provider: an ES256 key published as a JWKS.
+    let key = rcgen::KeyPair::generate().expect("P-256 key");
+    let point = key.public_key_raw();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "key-1", "alg": "ES256", "use": "sig",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    }]});
+    let provider = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/jwks.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks))
+        .mount(&provider)
+        .await;
+
+    let infra = Infra::start().await;
+    let keys = infra.path().join("oauth");
+    std::fs::create_dir_all(&keys).expect("dir");
+    let key_file = keys.join("signer.pem");
+    write(&key_file, &key.serialize_pem(), 0o600).expect("written");
+    let stranger = rcgen::KeyPair::generate().expect("key");
+    let stranger_file = keys.join("stranger.pem");
+    write(&stranger_file, &stranger.serialize_pem(), 0o600).expect("written");
+
+    let mut config = infra.config();
+    config.gateway.listeners = sasl_listeners();
+    config.gateway.tls.cert_file = None;
+    config.gateway.listeners.retain(|l| l.name != "SECURE");
+    config.gateway.sasl.mechanisms = vec!["OAUTHBEARER".into(), "SCRAM-SHA-256".into()];
+    let oauth = &mut config.gateway.sasl.oauthbearer;
+    oauth.jwks_url = Some(format!("{}/jwks.json", provider.uri()));
+    oauth.issuer = Some("https://idp.example".into());
+    oauth.audience = Some("yaks".into());
+    let roles = Roles::start(config).await;
+    let legacy = roles.listener("LEGACY").to_string();
+    create_topic(&roles.listener("INTERNAL").to_string(), "oauth", 1).await;
+
+    let login = |key_file: &Path, issuer: &str, audience: &str, lifetime: i64| {
+        let args = [
+            legacy.clone(),
+            "oauth".to_owned(),
+            key_file.display().to_string(),
+            "key-1".to_owned(),
+            issuer.to_owned(),
+            audience.to_owned(),
+            "svc-orders".to_owned(),
+            lifetime.to_string(),
+        ];
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_client("python3", "confluent_oauth.py", &args)
+        })
+    };
+    let issuer = "https://idp.example";
+    assert_eq!(
+        login(&key_file, issuer, "yaks", 600).await.expect("ran"),
+        "0 1"
+    );
+    for (what, answer) in [
+        ("expired", login(&key_file, issuer, "yaks", -3600).await),
+        (
+            "other audience",
+            login(&key_file, issuer, "billing", 600).await,
+        ),
+        (
+            "other issuer",
+            login(&key_file, "https://evil.example", "yaks", 600).await,
+        ),
+        (
+            "other key",
+            login(&stranger_file, issuer, "yaks", 600).await,
+        ),
+    ] {
+        let answer = answer.expect("ran");
+        assert!(answer.starts_with("refused"), "{what}: {answer}");
+    }
+    let (_, metrics) = http_get(&roles.ops.to_string(), "/metrics").await;
+    for expected in [
+        "yaks_gateway_sasl_authentications_total{mechanism=\"OAUTHBEARER\",outcome=\"ok\"}",
+        "yaks_gateway_sasl_authentications_total{mechanism=\"OAUTHBEARER\",outcome=\"failed\"}",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in {metrics}");
+    }
+    roles.stop().await;
+}

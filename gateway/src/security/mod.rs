@@ -9,7 +9,9 @@
 //! - [`tls`]: the certificate, key and client authorities of TLS listeners, read again when
 //!   their files change.
 //! - [`sasl`]: authentication on `SASL_*` listeners, before anything else is served.
+//! - [`oauth`]: `OAUTHBEARER` tokens checked against an identity provider's keys.
 
+pub mod oauth;
 pub mod sasl;
 pub mod tls;
 

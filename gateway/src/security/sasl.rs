@@ -13,7 +13,8 @@
 //!
 //! Mechanisms: `PLAIN` checks the password against the user's stored SCRAM credential
 //! (either mechanism); `SCRAM-SHA-256` and `SCRAM-SHA-512` run RFC 5802's exchange against
-//! the credential of that mechanism ([`yaks_common::scram`]).
+//! the credential of that mechanism ([`yaks_common::scram`]); `OAUTHBEARER` checks the
+//! client's JWT against the identity provider's keys ([`super::oauth`]).
 
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use yaks_common::metrics::{SaslLabels, metrics};
 use yaks_common::scram::{self, ClientFirst, Credential, Mechanism, ScramError, ServerFirst};
 use yaks_common::shutdown::Shutdown;
 
-use super::Principal;
+use super::{Principal, oauth};
 use crate::GatewayState;
 use crate::connection::{FrameRefusal, ResponseFrame, parse_head};
 use crate::handlers::{api_versions, sasl_handshake};
@@ -108,6 +109,7 @@ struct Conversation {
 enum Chosen {
     Plain,
     Scram(Mechanism),
+    OauthBearer,
 }
 
 /// The result of one token.
@@ -128,6 +130,7 @@ impl Conversation {
             None => "none",
             Some(Chosen::Plain) => "PLAIN",
             Some(Chosen::Scram(mechanism)) => mechanism.name(),
+            Some(Chosen::OauthBearer) => "OAUTHBEARER",
         }
     }
 
@@ -193,9 +196,13 @@ impl Conversation {
                         );
                         return Err(Ending::Refused);
                     }
-                    self.mechanism = Some(match Mechanism::from_name(requested) {
-                        Some(mechanism) => Chosen::Scram(mechanism),
-                        None => Chosen::Plain,
+                    self.mechanism = Some(match requested {
+                        "OAUTHBEARER" => Chosen::OauthBearer,
+                        "PLAIN" => Chosen::Plain,
+                        other => match Mechanism::from_name(other) {
+                            Some(mechanism) => Chosen::Scram(mechanism),
+                            None => return Err(Ending::Refused),
+                        },
                     });
                     self.raw_tokens = version == 0;
                 }
@@ -258,6 +265,9 @@ impl Conversation {
                  SASL mechanism {}",
                 mechanism.name()
             ),
+            Some(Chosen::OauthBearer) => {
+                "Authentication failed: the bearer token is invalid or expired".into()
+            }
             _ => "Authentication failed: Invalid username or password".into(),
         }
     }
@@ -266,6 +276,19 @@ impl Conversation {
     async fn step(&mut self, state: &GatewayState, token: &[u8]) -> Step {
         match self.mechanism {
             None => Step::Failed("no mechanism chosen".into()),
+            Some(Chosen::OauthBearer) => {
+                let token = match oauth::bearer_token(token) {
+                    Ok(token) => token,
+                    Err(e) => return Step::Failed(e.into()),
+                };
+                let Some(verifier) = &state.oauth else {
+                    return Step::Failed("OAUTHBEARER is not configured".into());
+                };
+                match verifier.verify(&token).await {
+                    Ok(principal) => Step::Done(Principal::user(principal), Vec::new()),
+                    Err(reason) => Step::Failed(reason),
+                }
+            }
             Some(Chosen::Plain) => {
                 let (user, password) = match scram::parse_plain(token) {
                     Ok(parsed) => parsed,
