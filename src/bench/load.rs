@@ -134,6 +134,8 @@ pub struct ProduceLoad {
     /// Records carry keys cycling through this many distinct ones (a changelog's shape);
     /// `None`: no keys.
     pub keys: Option<u64>,
+    /// Client settings for the connection itself (`security.protocol`, `ssl.ca.location`).
+    pub security: Vec<(String, String)>,
 }
 
 /// Runs `load` against `brokers` and waits for every acknowledgement.
@@ -151,6 +153,9 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
             .set("batch.size", "1000000")
             .set("queue.buffering.max.kbytes", "65536")
             .set("queue.buffering.max.messages", "1000000");
+        for (key, value) in &load.security {
+            config.set(key, value);
+        }
         match load.client {
             Client::Throughput => {}
             Client::Idempotent => {
@@ -304,19 +309,23 @@ pub struct ConsumeResult {
 /// Reads `records` records of `topic` (all `partitions`) from the log start.
 pub fn consume(
     brokers: &str,
+    security: &[(String, String)],
     topic: &str,
     partitions: i32,
     records: u64,
 ) -> anyhow::Result<ConsumeResult> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", "yaks-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .context("creating a bench consumer")?;
+        .set("fetch.wait.max.ms", "100");
+    for (key, value) in security {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create().context("creating a bench consumer")?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;

@@ -128,6 +128,10 @@ struct Run {
     consume_cold: f64,
     consume_warm: f64,
     warm_gets: f64,
+    /// The full-load produce of 1 partition and the warm consume again, over the gateway's
+    /// TLS listener (private deployment only).
+    tls_produce: Option<ProduceResult>,
+    tls_consume_warm: Option<f64>,
     /// 100-byte records over 16 partitions, produced and then read once.
     small_produce: ProduceResult,
     small_consume: load::ConsumeResult,
@@ -216,7 +220,19 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
         }
     };
     let env = deployment_env(&postgres, &s3_config);
-    let mut members = members(&binary, &dir, &env, &postgres)?;
+    let ca = crate::dev::tls::LocalCa::new("yaks bench CA")?;
+    let tls_files = ca.write_gateway_files(&dir.join("tls"))?;
+    let tls = TlsEndpoint {
+        brokers: format!("localhost:{}", free_port()?),
+        security: vec![
+            ("security.protocol".into(), "SSL".into()),
+            (
+                "ssl.ca.location".into(),
+                tls_files.ca_file.display().to_string(),
+            ),
+        ],
+    };
+    let mut members = members(&binary, &dir, &env, &postgres, &tls, &tls_files)?;
     let compactor = compaction::CompactorCommand {
         binary: binary.clone(),
         env,
@@ -247,6 +263,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
                 postgres_url: postgres.url(),
                 objects: objects.clone(),
                 writer_config: &writer_config,
+                tls: &tls,
             }),
             scale,
             tag: format!("r{index}"),
@@ -299,6 +316,14 @@ struct Private<'a> {
     postgres_url: String,
     objects: Arc<dyn yaks_common::objstore::ObjectStore>,
     writer_config: &'a WriterConfig,
+    /// The gateway's TLS listener and the client settings that trust it.
+    tls: &'a TlsEndpoint,
+}
+
+/// The private gateway's `SSL` listener, as a client reaches it.
+struct TlsEndpoint {
+    brokers: String,
+    security: Vec<(String, String)>,
 }
 
 struct RunContext<'a> {
@@ -354,6 +379,7 @@ impl RunContext<'_> {
                 client,
                 record_bytes: load::RECORD_BYTES,
                 keys: None,
+                security: Vec::new(),
             };
             let brokers = self.brokers.to_owned();
             let before = self.flush_snapshot().await?;
@@ -380,22 +406,52 @@ impl RunContext<'_> {
             client: Client::Throughput,
             record_bytes: load::RECORD_BYTES,
             keys: None,
+            security: Vec::new(),
         };
         let records = blocking(move || load::produce(&brokers, &load))
             .await?
             .acked;
         let brokers = self.brokers.to_owned();
         let name = topic.clone();
-        run.consume_cold = blocking(move || load::consume(&brokers, &name, 16, records))
+        run.consume_cold = blocking(move || load::consume(&brokers, &[], &name, 16, records))
             .await?
             .mib_per_s;
         let gets_before = self.reader_gets().await?;
         let brokers = self.brokers.to_owned();
         let name = topic.clone();
-        run.consume_warm = blocking(move || load::consume(&brokers, &name, 16, records))
+        run.consume_warm = blocking(move || load::consume(&brokers, &[], &name, 16, records))
             .await?
             .mib_per_s;
         run.warm_gets = self.reader_gets().await? - gets_before;
+        if let Some(private) = &self.private {
+            // Over TLS: the same warm read, and the 1-partition full load on a topic of its
+            // own, each against its plaintext figure of this run.
+            let tls = private.tls;
+            let (brokers, security, name) =
+                (tls.brokers.clone(), tls.security.clone(), topic.clone());
+            run.tls_consume_warm = Some(
+                blocking(move || load::consume(&brokers, &security, &name, 16, records))
+                    .await?
+                    .mib_per_s,
+            );
+            let tls_topic = self.topic("p1-tls", 1).await?;
+            let load = ProduceLoad {
+                topic: tls_topic,
+                partitions: 1,
+                producers: 4,
+                duration: self.scale.produce_for,
+                rate: None,
+                records: None,
+                client: Client::Throughput,
+                record_bytes: load::RECORD_BYTES,
+                keys: None,
+                security: tls.security.clone(),
+            };
+            let brokers = tls.brokers.clone();
+            let produced = blocking(move || load::produce(&brokers, &load)).await?;
+            anyhow::ensure!(produced.failed == 0, "{} records failed", produced.failed);
+            run.tls_produce = Some(produced);
+        }
 
         // Small records: the same number, 100 bytes each, produced and then consumed.
         let topic = self.topic("small", 16).await?;
@@ -410,6 +466,7 @@ impl RunContext<'_> {
             client: Client::Throughput,
             record_bytes: load::SMALL_RECORD_BYTES,
             keys: None,
+            security: Vec::new(),
         };
         run.small_produce = blocking(move || load::produce(&brokers, &load)).await?;
         anyhow::ensure!(
@@ -418,7 +475,7 @@ impl RunContext<'_> {
             run.small_produce.failed
         );
         let (brokers, name, records) = (self.brokers.to_owned(), topic, run.small_produce.acked);
-        run.small_consume = blocking(move || load::consume(&brokers, &name, 16, records)).await?;
+        run.small_consume = blocking(move || load::consume(&brokers, &[], &name, 16, records)).await?;
 
         let topic = self.topic("e2e", 1).await?;
         let brokers = self.brokers.to_owned();
@@ -469,6 +526,7 @@ impl RunContext<'_> {
             client: Client::Throughput,
             record_bytes: load::RECORD_BYTES,
             keys: Some(records / 10),
+            security: Vec::new(),
         };
         let brokers = self.brokers.to_owned();
         let produced = blocking(move || load::produce(&brokers, &load)).await?;
@@ -541,6 +599,7 @@ impl RunContext<'_> {
             client: Client::Throughput,
             record_bytes: load::RECORD_BYTES,
             keys: None,
+            security: Vec::new(),
         };
         let brokers = self.brokers.to_owned();
         let result = blocking(move || load::produce(&brokers, &load)).await?;
@@ -713,6 +772,8 @@ fn members(
     dir: &std::path::Path,
     common: &[(String, String)],
     postgres: &EmbeddedPostgres,
+    tls: &TlsEndpoint,
+    tls_files: &crate::dev::tls::GatewayFiles,
 ) -> anyhow::Result<Vec<Member>> {
     let common = common.to_vec();
     let logs = dir.join("logs");
@@ -746,7 +807,24 @@ fn members(
 
     let listen = addr()?;
     let mut env = common;
-    env.push(("YAKS_GATEWAY__LISTEN_ADDR".into(), listen.clone()));
+    let tls_port = tls.brokers.rsplit_once(':').map_or("0", |(_, port)| port);
+    env.push((
+        "YAKS_GATEWAY__LISTENERS".into(),
+        format!(
+            "[{{name=\"PLAINTEXT\",listen_addr=\"{listen}\",security_protocol=\"PLAINTEXT\"}},\
+             {{name=\"TLS\",listen_addr=\"127.0.0.1:{tls_port}\",advertised_addr=\"{}\",\
+             security_protocol=\"SSL\"}}]",
+            tls.brokers
+        ),
+    ));
+    env.push((
+        "YAKS_GATEWAY__TLS__CERT_FILE".into(),
+        tls_files.cert_file.display().to_string(),
+    ));
+    env.push((
+        "YAKS_GATEWAY__TLS__KEY_FILE".into(),
+        tls_files.key_file.display().to_string(),
+    ));
     members.push(Member::new(binary, Role::Gateway, 0, listen, env, &logs));
     Ok(members)
 }
@@ -999,6 +1077,33 @@ fn table(
             format!("{warm:.1} MiB/s"),
             format!("{:.1} × first read", warm / cold.max(1e-9)),
             String::new(),
+        );
+    }
+    if runs.iter().all(|r| r.tls_produce.is_some()) {
+        let plain = m(&|r| r.full[0].mib_per_s);
+        let over_tls = m(&|r| r.tls_produce.as_ref().map_or(0.0, |p| p.mib_per_s));
+        let ratio = over_tls / plain.max(1e-9);
+        let ok = ratio >= 0.8;
+        verdicts.push(("produce over TLS".into(), ok));
+        row(
+            "produce over TLS, 1 partition, full load",
+            format!(
+                "{over_tls:.1} MiB/s, ack p50/p99 {:.0}/{:.0} ms",
+                m(&|r| r.tls_produce.as_ref().map_or(0.0, |p| p.ack_ms[0])),
+                m(&|r| r.tls_produce.as_ref().map_or(0.0, |p| p.ack_ms[1]))
+            ),
+            format!("{:.0}% of plaintext", ratio * 100.0),
+            format!("≥ 80% of plaintext: {}", verdict(ok)),
+        );
+        let over_tls = m(&|r| r.tls_consume_warm.unwrap_or(0.0));
+        let ratio = over_tls / warm.max(1e-9);
+        let ok = ratio >= 0.8;
+        verdicts.push(("consume over TLS".into(), ok));
+        row(
+            "consume warm over TLS",
+            format!("{over_tls:.1} MiB/s"),
+            format!("{:.0}% of plaintext", ratio * 100.0),
+            format!("≥ 80% of plaintext: {}", verdict(ok)),
         );
     }
     let produced = m(&|r| r.small_produce.records_per_s);
