@@ -97,16 +97,17 @@ pub async fn serve(
     let span = info_span!("connection", id, %peer, listener = %entrance.listener);
     let Some(tls) = entrance.tls.clone() else {
         let mut stream = stream;
-        let principal = if entrance.sasl {
-            let authenticated = security::sasl::authenticate(&state, &mut stream, &mut shutdown)
-                .instrument(span.clone())
-                .await;
-            let Some(principal) = authenticated else {
-                return;
-            };
-            principal
-        } else {
-            Principal::anonymous()
+        let anonymous = Principal::anonymous();
+        let authenticated = authenticate(
+            &state,
+            &mut stream,
+            &entrance,
+            &mut shutdown,
+            &span,
+            anonymous,
+        );
+        let Some(principal) = authenticated.await else {
+            return;
         };
         let (reader, writer) = stream.into_split();
         let connection = ConnectionState {
@@ -150,16 +151,17 @@ pub async fn serve(
         .get_or_create(&OutcomeLabels { outcome: "ok" })
         .inc();
     let mut stream = stream;
-    let principal = if entrance.sasl {
-        let authenticated = security::sasl::authenticate(&state, &mut stream, &mut shutdown)
-            .instrument(span.clone())
-            .await;
-        let Some(principal) = authenticated else {
-            return;
-        };
-        principal
-    } else {
-        security::tls::principal_of(stream.get_ref().1)
+    let subject = security::tls::principal_of(stream.get_ref().1);
+    let authenticated = authenticate(
+        &state,
+        &mut stream,
+        &entrance,
+        &mut shutdown,
+        &span,
+        subject,
+    );
+    let Some(principal) = authenticated.await else {
+        return;
     };
     debug!(parent: &span, %principal, "tls connection");
     let (reader, writer) = tokio::io::split(stream);
@@ -173,6 +175,25 @@ pub async fn serve(
     serve_stream(state, connection, reader, writer, shutdown)
         .instrument(span)
         .await;
+}
+
+/// The connection's principal: on a SASL listener the user that authenticated (`None`: the
+/// connection is to be closed), elsewhere `otherwise` (anonymous, or a client certificate's
+/// subject).
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    state: &GatewayState,
+    stream: &mut S,
+    entrance: &Entrance,
+    shutdown: &mut Shutdown,
+    span: &tracing::Span,
+    otherwise: Principal,
+) -> Option<Principal> {
+    if !entrance.sasl {
+        return Some(otherwise);
+    }
+    security::sasl::authenticate(state, stream, shutdown)
+        .instrument(span.clone())
+        .await
 }
 
 /// Serves requests read from `reader`, answering on `writer`, whatever carries them.

@@ -475,7 +475,8 @@ impl RunContext<'_> {
             run.small_produce.failed
         );
         let (brokers, name, records) = (self.brokers.to_owned(), topic, run.small_produce.acked);
-        run.small_consume = blocking(move || load::consume(&brokers, &[], &name, 16, records)).await?;
+        run.small_consume =
+            blocking(move || load::consume(&brokers, &[], &name, 16, records)).await?;
 
         let topic = self.topic("e2e", 1).await?;
         let brokers = self.brokers.to_owned();
