@@ -96,28 +96,13 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let span = info_span!("connection", id, %peer, listener = %entrance.listener);
     let Some(tls) = entrance.tls.clone() else {
-        let mut stream = stream;
-        let anonymous = Principal::anonymous();
-        let authenticated = authenticate(
-            &state,
-            &mut stream,
-            &entrance,
-            &mut shutdown,
-            &span,
-            anonymous,
-        );
-        let Some(principal) = authenticated.await else {
-            return;
-        };
-        let (reader, writer) = stream.into_split();
-        let connection = ConnectionState {
+        let accepted = Accepted {
             id,
             peer,
-            listener: entrance.listener,
-            principal,
-            writer: Sticky::new(id),
+            entrance,
+            otherwise: Principal::anonymous(),
         };
-        serve_stream(state, connection, reader, writer, shutdown)
+        serve_as(state, stream, accepted, TcpStream::into_split, shutdown)
             .instrument(span)
             .await;
         return;
@@ -150,21 +135,54 @@ pub async fn serve(
     handshakes
         .get_or_create(&OutcomeLabels { outcome: "ok" })
         .inc();
-    let mut stream = stream;
-    let subject = security::tls::principal_of(stream.get_ref().1);
-    let authenticated = authenticate(
-        &state,
-        &mut stream,
-        &entrance,
-        &mut shutdown,
-        &span,
-        subject,
-    );
-    let Some(principal) = authenticated.await else {
-        return;
+    let accepted = Accepted {
+        id,
+        peer,
+        entrance,
+        otherwise: security::tls::principal_of(stream.get_ref().1),
     };
-    debug!(parent: &span, %principal, "tls connection");
-    let (reader, writer) = tokio::io::split(stream);
+    serve_as(state, stream, accepted, tokio::io::split, shutdown)
+        .instrument(span)
+        .await;
+}
+
+/// A connection past its TLS handshake, if any.
+struct Accepted {
+    id: u64,
+    peer: SocketAddr,
+    entrance: Entrance,
+    /// Its principal unless SASL names one: anonymous, or a client certificate's subject.
+    otherwise: Principal,
+}
+
+/// Authenticates `stream` on a SASL listener, then serves it, split by `split`.
+async fn serve_as<S, R, W>(
+    state: Arc<GatewayState>,
+    mut stream: S,
+    accepted: Accepted,
+    split: impl FnOnce(S) -> (R, W),
+    mut shutdown: Shutdown,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Accepted {
+        id,
+        peer,
+        entrance,
+        otherwise,
+    } = accepted;
+    let principal = if entrance.sasl {
+        match security::sasl::authenticate(&state, &mut stream, &mut shutdown).await {
+            Some(principal) => principal,
+            None => return,
+        }
+    } else {
+        otherwise
+    };
+    debug!(%principal, "connection accepted");
+    let (reader, writer) = split(stream);
     let connection = ConnectionState {
         id,
         peer,
@@ -172,28 +190,7 @@ pub async fn serve(
         principal,
         writer: Sticky::new(id),
     };
-    serve_stream(state, connection, reader, writer, shutdown)
-        .instrument(span)
-        .await;
-}
-
-/// The connection's principal: on a SASL listener the user that authenticated (`None`: the
-/// connection is to be closed), elsewhere `otherwise` (anonymous, or a client certificate's
-/// subject).
-async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
-    state: &GatewayState,
-    stream: &mut S,
-    entrance: &Entrance,
-    shutdown: &mut Shutdown,
-    span: &tracing::Span,
-    otherwise: Principal,
-) -> Option<Principal> {
-    if !entrance.sasl {
-        return Some(otherwise);
-    }
-    security::sasl::authenticate(state, stream, shutdown)
-        .instrument(span.clone())
-        .await
+    serve_stream(state, connection, reader, writer, shutdown).await;
 }
 
 /// Serves requests read from `reader`, answering on `writer`, whatever carries them.

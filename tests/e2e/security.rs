@@ -51,6 +51,30 @@ async fn assert_refused(bootstrap: &str, topic: &str, settings: &[String]) {
     assert!(answer.starts_with("refused"), "got through: {answer}");
 }
 
+/// Settings for a gateway with `listeners` whose certificate a new authority signed.
+struct Secured {
+    config: yaks_common::config::Config,
+    ca: LocalCa,
+    files: yaks::dev::tls::GatewayFiles,
+    tls_dir: std::path::PathBuf,
+}
+
+fn secured(infra: &Infra, authority: &str, listeners: Vec<ListenerConfig>) -> Secured {
+    let tls_dir = infra.path().join("tls");
+    let ca = LocalCa::new(authority).expect("ca");
+    let files = ca.write_gateway_files(&tls_dir).expect("files");
+    let mut config = infra.config();
+    config.gateway.listeners = listeners;
+    config.gateway.tls.cert_file = Some(files.cert_file.clone());
+    config.gateway.tls.key_file = Some(files.key_file.clone());
+    Secured {
+        config,
+        ca,
+        files,
+        tls_dir,
+    }
+}
+
 fn trusting(ca_file: &Path) -> Vec<String> {
     vec![
         "security.protocol=SSL".into(),
@@ -62,13 +86,12 @@ fn trusting(ca_file: &Path) -> Vec<String> {
 async fn an_ssl_listener_serves_clients_that_trust_it_and_takes_a_new_certificate_without_restart()
 {
     let infra = Infra::start().await;
-    let tls_dir = infra.path().join("tls");
-    let first = LocalCa::new("first authority").expect("ca");
-    let files = first.write_gateway_files(&tls_dir).expect("files");
-    let mut config = infra.config();
-    config.gateway.listeners = listeners();
-    config.gateway.tls.cert_file = Some(files.cert_file.clone());
-    config.gateway.tls.key_file = Some(files.key_file.clone());
+    let Secured {
+        mut config,
+        files,
+        tls_dir,
+        ..
+    } = secured(&infra, "first authority", listeners());
     config.gateway.tls.reload_interval_ms = 200;
     let roles = Roles::start(config).await;
     let ssl = format!("localhost:{}", roles.listener("EXTERNAL").port());
@@ -120,13 +143,12 @@ async fn an_ssl_listener_serves_clients_that_trust_it_and_takes_a_new_certificat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_client_certificates_required_only_clients_the_authority_signed_get_in() {
     let infra = Infra::start().await;
-    let tls_dir = infra.path().join("tls");
-    let ca = LocalCa::new("mtls authority").expect("ca");
-    let files = ca.write_gateway_files(&tls_dir).expect("files");
-    let mut config = infra.config();
-    config.gateway.listeners = listeners();
-    config.gateway.tls.cert_file = Some(files.cert_file.clone());
-    config.gateway.tls.key_file = Some(files.key_file.clone());
+    let Secured {
+        mut config,
+        ca,
+        files,
+        tls_dir,
+    } = secured(&infra, "mtls authority", listeners());
     config.gateway.tls.client_ca_file = Some(files.ca_file.clone());
     config.gateway.tls.client_auth = ClientAuth::Required;
     let roles = Roles::start(config).await;
@@ -202,13 +224,7 @@ fn login(protocol: &str, mechanism: &str, user: &str, password: &str) -> Vec<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_users_log_in_with_scram_or_plain_and_nobody_else_gets_in() {
     let infra = Infra::start().await;
-    let tls_dir = infra.path().join("tls");
-    let ca = LocalCa::new("sasl authority").expect("ca");
-    let files = ca.write_gateway_files(&tls_dir).expect("files");
-    let mut config = infra.config();
-    config.gateway.listeners = sasl_listeners();
-    config.gateway.tls.cert_file = Some(files.cert_file.clone());
-    config.gateway.tls.key_file = Some(files.key_file.clone());
+    let Secured { config, files, .. } = secured(&infra, "sasl authority", sasl_listeners());
     let roles = Roles::start(config).await;
     let secure = format!("localhost:{}", roles.listener("SECURE").port());
     let legacy = roles.listener("LEGACY").to_string();
