@@ -18,6 +18,7 @@
 //! - [`rpc`]: the internal HTTP contract between roles (paths, headers, a small client).
 //! - [`kafka`]: helpers shared by everything that encodes Kafka messages.
 //! - [`scram`]: SCRAM credentials, the server's side of a SCRAM exchange, SASL `PLAIN`.
+//! - [`acl`]: Kafka's ACL bindings, filters and the allow/deny decision (StandardAuthorizer's).
 //! - [`telemetry`]: logging set-up.
 //! - [`topic_config`]: the topic configs yaks accepts, their defaults, and which it enforces.
 //! - [`topic_names`]: topic names by id, for labelling metrics.
@@ -28,6 +29,7 @@
 //! - [`shutdown`]: a cloneable shutdown signal.
 //! - [`failpoint`]: named points on the durability path where tests inject failures.
 
+pub mod acl;
 pub mod advertise;
 pub mod batch;
 pub mod clock;
