@@ -9,6 +9,7 @@
 //! | [`producers`] | [`Producers`] | producer ids and epochs, their expiry, the idempotence rules, producers' last batches | gateway, writer, compactor |
 //! | [`groups`] | [`Groups`] | consumer groups' generations and committed offsets | gateway |
 //! | [`credentials`] | [`Credentials`] | users' SCRAM credentials (salted, hashed) | gateway, `yaks user` |
+//! | [`acls`] | [`AclBindings`] | Kafka's ACL bindings | gateway (authorization, issue 22) |
 //!
 //! Each role names the domains it uses in a trait of its own (`GatewayStore`,
 //! `WriterStore`, …) and is handed one store implementing them; parts of a role take the
@@ -22,9 +23,10 @@
 //! - `suite`: the behaviour both must share, one test per case
 //!   (`metastore_test_suite!`); compiled for tests, or with the `test-suite` feature.
 //!
-//! A new domain (transactions, ACLs) is a trait in its own file, a file in each
+//! A new domain (transactions) is a trait in its own file, a file in each
 //! backend, a file of cases in `suite`, and a bound on [`Metastore`].
 
+pub mod acls;
 pub mod cluster;
 pub mod credentials;
 pub mod groups;
@@ -39,6 +41,7 @@ pub mod producers;
 pub mod suite;
 pub mod topics;
 
+pub use acls::AclBindings;
 pub use cluster::Cluster;
 pub use credentials::Credentials;
 pub use groups::*;
@@ -52,9 +55,12 @@ pub use topics::Topics;
 
 /// Every domain at once: what a backend implements, and what tools that touch all of it
 /// (tests, `yaks chaos`) hold. Roles ask for less.
-pub trait Metastore: Cluster + Topics + Log + Objects + Producers + Groups + Credentials {}
+pub trait Metastore:
+    Cluster + Topics + Log + Objects + Producers + Groups + Credentials + AclBindings
+{
+}
 
-impl<T: Cluster + Topics + Log + Objects + Producers + Groups + Credentials + ?Sized> Metastore
-    for T
+impl<T> Metastore for T where
+    T: Cluster + Topics + Log + Objects + Producers + Groups + Credentials + AclBindings + ?Sized
 {
 }

@@ -4,6 +4,7 @@
 //! lives behind one mutex, so every call is atomic like a transaction. One file per domain,
 //! as in `super::postgres`.
 
+mod acls;
 mod cluster;
 mod credentials;
 mod groups;
@@ -90,6 +91,8 @@ struct State {
     groups: BTreeMap<String, StoredGroup>,
     /// (group, topic, partition) → offset.
     offsets: BTreeMap<(String, String, i32), CommittedOffset>,
+    /// ACL bindings.
+    acls: std::collections::BTreeSet<crate::acl::AclBinding>,
     /// (user, mechanism) → SCRAM credential.
     credentials: BTreeMap<(String, crate::scram::Mechanism), crate::scram::Credential>,
 }

@@ -6,6 +6,7 @@
 //! and the pure rule modules. The writer's flush commit (`Log::commit_object`, in `log.rs`)
 //! is one transaction whose statement count does not grow with the number of partitions.
 
+mod acls;
 mod cluster;
 mod credentials;
 mod groups;

@@ -6,6 +6,7 @@
 //! real server. Compiled only for tests (the `test-suite` feature lets other crates' tests
 //! use it). A new domain adds its file here and its cases to the macro's list.
 
+mod acls;
 mod cluster;
 mod credentials;
 mod groups;
@@ -14,6 +15,7 @@ mod objects;
 mod producers;
 mod topics;
 
+pub use acls::*;
 pub use cluster::*;
 pub use credentials::*;
 pub use groups::*;
@@ -52,6 +54,7 @@ macro_rules! metastore_test_suite {
             group_writes_are_fenced_by_the_coordinator_epoch,
             deleting_a_topic_deletes_its_committed_offsets,
             scram_credentials_are_kept_per_user_and_mechanism,
+            acl_bindings_are_kept_once_and_deleted_by_filter,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {
