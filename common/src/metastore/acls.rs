@@ -15,7 +15,7 @@ pub const ACL_CHANNEL: &str = "yaks_acls";
 /// Kafka's ACL bindings.
 #[async_trait]
 pub trait AclBindings: Send + Sync + 'static {
-    /// Every binding.
+    /// Every binding, in [`AclBinding`]'s order.
     async fn list_acls(&self) -> Result<Vec<AclBinding>, StoreError>;
 
     /// Adds `bindings`; one that exists already stays as it is.

@@ -57,13 +57,13 @@ impl AclBindings for PgMetastore {
     async fn list_acls(&self) -> Result<Vec<AclBinding>, StoreError> {
         let client = self.client("list_acls").await?;
         let rows = client
-            .query(
-                &format!("SELECT {COLUMNS} FROM acls ORDER BY {COLUMNS}"),
-                &[],
-            )
+            .query(&format!("SELECT {COLUMNS} FROM acls"), &[])
             .await
             .map_err(pg_error)?;
-        rows.iter().map(binding).collect()
+        // Sorted here, not by the database's collation: the same order as the memory store.
+        let mut bindings = rows.iter().map(binding).collect::<Result<Vec<_>, _>>()?;
+        bindings.sort();
+        Ok(bindings)
     }
 
     async fn create_acls(&self, bindings: &[AclBinding]) -> Result<(), StoreError> {
