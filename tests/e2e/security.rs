@@ -436,9 +436,19 @@ async fn yaks_dev_secure_serves_sasl_ssl_with_its_own_ca_and_admin_user() {
         .to_owned();
     let ca_file = data.join("tls").join("ca.pem");
     assert!(ca_file.exists());
-    let log = process.log_text();
+    // The line comes once every role started, a moment after the port opens.
+    let says_how =
+        |log: &str| log.contains("security.protocol=SASL_SSL") && log.contains("admin.password");
+    let mut log = process.log_text();
+    for _ in 0..100 {
+        if says_how(&log) {
+            break;
+        }
+        yaks_common::clock::sleep(Duration::from_millis(200)).await;
+        log = process.log_text();
+    }
     assert!(
-        log.contains("security.protocol=SASL_SSL") && log.contains("admin.password"),
+        says_how(&log),
         "start-up does not say how to connect:\n{log}"
     );
 
