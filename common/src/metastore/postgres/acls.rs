@@ -27,6 +27,10 @@ fn binding(row: &Row) -> Result<AclBinding, StoreError> {
     })
 }
 
+/// The bindings passed as [`columns`], one row each.
+const UNNEST: &str = "unnest($1::smallint[], $2::text[], $3::smallint[], $4::text[], \
+                      $5::text[], $6::smallint[], $7::smallint[])";
+
 /// The bindings as the arrays of one `unnest`.
 type Columns = (
     Vec<i16>,
@@ -74,8 +78,7 @@ impl AclBindings for PgMetastore {
         tx.execute(
             &format!(
                 "INSERT INTO acls ({COLUMNS})
-                 SELECT * FROM unnest($1::smallint[], $2::text[], $3::smallint[], $4::text[],
-                                      $5::text[], $6::smallint[], $7::smallint[])
+                 SELECT * FROM {UNNEST}
                  ON CONFLICT DO NOTHING"
             ),
             &[&c.0, &c.1, &c.2, &c.3, &c.4, &c.5, &c.6],
@@ -91,8 +94,8 @@ impl AclBindings for PgMetastore {
     async fn delete_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, StoreError> {
         let mut client = self.client("delete_acls").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        // The whole table, locked: the filter's rule is Rust's, and what it selected must be
-        // what is deleted.
+        // The filter's rule is Rust's: every row is read and locked, so what it selected is
+        // what is deleted; a binding created meanwhile is not selected, as if it came after.
         let rows = tx
             .query(&format!("SELECT {COLUMNS} FROM acls FOR UPDATE"), &[])
             .await
@@ -107,12 +110,7 @@ impl AclBindings for PgMetastore {
         if !selected.is_empty() {
             let c = columns(&selected);
             tx.execute(
-                &format!(
-                    "DELETE FROM acls WHERE ({COLUMNS}) IN (
-                         SELECT * FROM unnest($1::smallint[], $2::text[], $3::smallint[],
-                                              $4::text[], $5::text[], $6::smallint[],
-                                              $7::smallint[]))"
-                ),
+                &format!("DELETE FROM acls WHERE ({COLUMNS}) IN (SELECT * FROM {UNNEST})"),
                 &[&c.0, &c.1, &c.2, &c.3, &c.4, &c.5, &c.6],
             )
             .await
