@@ -33,6 +33,27 @@ pub enum ResourceType {
 }
 
 impl ResourceType {
+    /// Kafka's name (`kafka-acls` and the admin clients print and parse these).
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceType::Any => "ANY",
+            ResourceType::Topic => "TOPIC",
+            ResourceType::Group => "GROUP",
+            ResourceType::Cluster => "CLUSTER",
+            ResourceType::TransactionalId => "TRANSACTIONAL_ID",
+            ResourceType::DelegationToken => "DELEGATION_TOKEN",
+            ResourceType::User => "USER",
+        }
+    }
+
+    /// The value Kafka names `name` (any case; `-` or `_` between words).
+    pub fn from_name(name: &str) -> Option<ResourceType> {
+        let wanted = name.replace('-', "_");
+        (1..=7)
+            .filter_map(ResourceType::from_code)
+            .find(|v| v.name().eq_ignore_ascii_case(&wanted))
+    }
+
     /// Kafka's code.
     pub fn code(self) -> i8 {
         match self {
@@ -75,6 +96,24 @@ pub enum PatternType {
 }
 
 impl PatternType {
+    /// Kafka's name (`kafka-acls` and the admin clients print and parse these).
+    pub fn name(self) -> &'static str {
+        match self {
+            PatternType::Any => "ANY",
+            PatternType::Match => "MATCH",
+            PatternType::Literal => "LITERAL",
+            PatternType::Prefixed => "PREFIXED",
+        }
+    }
+
+    /// The value Kafka names `name` (any case; `-` or `_` between words).
+    pub fn from_name(name: &str) -> Option<PatternType> {
+        let wanted = name.replace('-', "_");
+        (1..=4)
+            .filter_map(PatternType::from_code)
+            .find(|v| v.name().eq_ignore_ascii_case(&wanted))
+    }
+
     /// Kafka's code.
     pub fn code(self) -> i8 {
         match self {
@@ -131,6 +170,34 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Kafka's name (`kafka-acls` and the admin clients print and parse these).
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Any => "ANY",
+            Operation::All => "ALL",
+            Operation::Read => "READ",
+            Operation::Write => "WRITE",
+            Operation::Create => "CREATE",
+            Operation::Delete => "DELETE",
+            Operation::Alter => "ALTER",
+            Operation::Describe => "DESCRIBE",
+            Operation::ClusterAction => "CLUSTER_ACTION",
+            Operation::DescribeConfigs => "DESCRIBE_CONFIGS",
+            Operation::AlterConfigs => "ALTER_CONFIGS",
+            Operation::IdempotentWrite => "IDEMPOTENT_WRITE",
+            Operation::CreateTokens => "CREATE_TOKENS",
+            Operation::DescribeTokens => "DESCRIBE_TOKENS",
+        }
+    }
+
+    /// The value Kafka names `name` (any case; `-` or `_` between words).
+    pub fn from_name(name: &str) -> Option<Operation> {
+        let wanted = name.replace('-', "_");
+        (1..=14)
+            .filter_map(Operation::from_code)
+            .find(|v| v.name().eq_ignore_ascii_case(&wanted))
+    }
+
     /// Kafka's code.
     pub fn code(self) -> i8 {
         match self {
@@ -197,6 +264,23 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// Kafka's name (`kafka-acls` and the admin clients print and parse these).
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Any => "ANY",
+            Permission::Deny => "DENY",
+            Permission::Allow => "ALLOW",
+        }
+    }
+
+    /// The value Kafka names `name` (any case; `-` or `_` between words).
+    pub fn from_name(name: &str) -> Option<Permission> {
+        let wanted = name.replace('-', "_");
+        (1..=3)
+            .filter_map(Permission::from_code)
+            .find(|v| v.name().eq_ignore_ascii_case(&wanted))
+    }
+
     /// Kafka's code.
     pub fn code(self) -> i8 {
         match self {
@@ -391,6 +475,50 @@ impl Acls {
         }
         allowed
     }
+
+    /// Whether `principal` from `host` may do `operation` to some resource of
+    /// `resource_type`, as Kafka's `authorizeByResourceType` decides (InitProducerId asks
+    /// it for an idempotent producer: WRITE on any topic will do): some ALLOW binding
+    /// applies whose pattern no DENY binding covers whole.
+    pub fn authorize_any(
+        &self,
+        principal: &str,
+        host: &str,
+        operation: Operation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if self.super_users.iter().any(|s| s == principal) {
+            return true;
+        }
+        let applying = |b: &&AclBinding| {
+            b.resource_type == resource_type
+                && (b.principal == principal || b.principal == "User:*")
+                && (b.host == host || b.host == "*")
+        };
+        let denies: Vec<&AclBinding> = self
+            .bindings
+            .iter()
+            .filter(applying)
+            .filter(|b| {
+                b.permission == Permission::Deny
+                    && (b.operation == operation || b.operation == Operation::All)
+            })
+            .collect();
+        let denied = |allow: &AclBinding| {
+            denies.iter().any(|deny| match deny.pattern_type {
+                PatternType::Literal => {
+                    deny.resource_name == "*"
+                        || (allow.pattern_type == PatternType::Literal
+                            && deny.resource_name == allow.resource_name)
+                }
+                PatternType::Prefixed => allow.resource_name.starts_with(&deny.resource_name),
+                PatternType::Any | PatternType::Match => false,
+            })
+        };
+        self.bindings.iter().filter(applying).any(|b| {
+            b.permission == Permission::Allow && b.operation.allows(operation) && !denied(b)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -453,6 +581,27 @@ mod tests {
         assert!(acls.authorize(&ask("User:bob", Write, "anything")));
         assert!(acls.authorize(&ask("User:carol", Read, "payments-eu")));
         assert!(!acls.authorize(&ask("User:carol", Read, "payment")));
+    }
+
+    #[test]
+    fn some_resource_of_a_type_is_allowed_unless_every_allowing_pattern_is_denied() {
+        let write = |name: &str, pattern, permission| {
+            binding(Topic, name, pattern, "User:alice", Write, permission)
+        };
+        let any = |acls: &Acls| acls.authorize_any("User:alice", "10.0.0.1", Write, Topic);
+        assert!(!any(&Acls::default()));
+        let allowed = vec![write("orders", Literal, Allow)];
+        assert!(any(&Acls::new(allowed.clone(), vec![])));
+        let mut denied = allowed.clone();
+        denied.push(write("ord", Prefixed, Deny));
+        assert!(!any(&Acls::new(denied, vec![])));
+        let mut elsewhere = allowed.clone();
+        elsewhere.push(write("payments", Literal, Deny));
+        assert!(any(&Acls::new(elsewhere, vec![])));
+        let mut everything = allowed;
+        everything.push(write("*", Literal, Deny));
+        assert!(!any(&Acls::new(everything, vec![])));
+        assert!(any(&Acls::new(vec![], vec!["User:alice".into()])));
     }
 
     #[test]
@@ -557,6 +706,29 @@ mod tests {
             Allow,
         );
         assert!(cluster.invalid().is_some());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for code in 1..=14 {
+            if let Some(op) = Operation::from_code(code) {
+                assert_eq!(Operation::from_name(op.name()), Some(op));
+            }
+        }
+        assert_eq!(
+            ResourceType::from_name("transactional-id"),
+            Some(ResourceType::TransactionalId)
+        );
+        assert_eq!(
+            PatternType::from_name("prefixed"),
+            Some(PatternType::Prefixed)
+        );
+        assert_eq!(Permission::from_name("Deny"), Some(Permission::Deny));
+        assert_eq!(
+            Operation::from_name("idempotent_write"),
+            Some(Operation::IdempotentWrite)
+        );
+        assert_eq!(Operation::from_name("fly"), None);
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub struct GatewayConfig {
     pub tls: TlsConfig,
     /// Authentication on `SASL_PLAINTEXT` and `SASL_SSL` listeners.
     pub sasl: SaslConfig,
+    /// Whether requests are checked against ACLs, and who is exempt.
+    pub authorization: AuthorizationConfig,
     /// Address of the HTTP listener serving `/healthz`, `/readyz` and `/metrics`.
     pub http_addr: String,
     /// Largest request frame accepted, checked before any allocation.
@@ -143,6 +145,7 @@ impl Default for GatewayConfig {
             listeners: Vec::new(),
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
+            authorization: AuthorizationConfig::default(),
             http_addr: "0.0.0.0:9096".into(),
             max_frame_bytes: 100 * 1024 * 1024,
             max_in_flight_bytes: 256 * 1024 * 1024,
@@ -270,6 +273,33 @@ impl Default for TlsConfig {
             client_auth: ClientAuth::None,
             reload_interval_ms: 10_000,
         }
+    }
+}
+
+/// Authorization with Kafka's ACLs (Kafka's `authorizer.class.name` set to its
+/// `StandardAuthorizer`, and `super.users`). Off, every connection may do everything, as in
+/// Kafka without an authorizer, and CreateAcls, DescribeAcls and DeleteAcls answer
+/// SECURITY_DISABLED. On, a request is served only if an ACL allows it or its principal is a
+/// super user (`allow.everyone.if.no.acl.found` false).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizationConfig {
+    /// Whether requests are checked against the ACLs.
+    pub enabled: bool,
+    /// Principals allowed everything, `;`-separated as Kafka's `super.users`:
+    /// `User:admin;User:CN=ops,O=example`.
+    pub super_users: String,
+}
+
+impl AuthorizationConfig {
+    /// The super users, each `Type:name`.
+    pub fn super_user_list(&self) -> Vec<String> {
+        self.super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -706,6 +736,21 @@ impl Config {
             return Err(invalid(
                 "gateway.listen_addr",
                 "must be an ip:port such as 0.0.0.0:9092",
+            ));
+        }
+        if let Some(bad) = self
+            .gateway
+            .authorization
+            .super_user_list()
+            .into_iter()
+            .find(|p| {
+                !p.split_once(':')
+                    .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty())
+            })
+        {
+            return Err(invalid(
+                "gateway.authorization.super_users",
+                format!("has {bad:?}: each principal is `Type:name`, such as `User:admin`"),
             ));
         }
         validate_listeners(&self.gateway)

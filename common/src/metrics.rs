@@ -80,6 +80,15 @@ pub struct SaslLabels {
     pub outcome: &'static str,
 }
 
+/// An authorization denied: what was asked, on what kind of resource.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    /// Kafka's operation name: `READ`, `WRITE`, `DESCRIBE`…
+    pub operation: &'static str,
+    /// Kafka's resource type name: `TOPIC`, `GROUP`, `CLUSTER`, `TRANSACTIONAL_ID`.
+    pub resource_type: &'static str,
+}
+
 /// An S3 operation on behalf of a topic.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct S3Labels {
@@ -311,6 +320,13 @@ pub struct GatewayMetrics {
     pub tls_reloads: Family<OutcomeLabels, Counter>,
     /// SASL authentications on `SASL_*` listeners, by mechanism and outcome.
     pub sasl_authentications: Family<SaslLabels, Counter>,
+    /// Requests (or parts of them) refused by the ACLs, by operation and resource type.
+    pub authorization_denials: Family<DenialLabels, Counter>,
+    /// ACL bindings this gateway decides with.
+    pub acl_bindings: Gauge,
+    /// Reads of the ACL bindings, by outcome (`ok`, `failed`; a failed one keeps the
+    /// bindings in use).
+    pub acl_reloads: Family<OutcomeLabels, Counter>,
 }
 
 /// The writer's metrics.
@@ -472,6 +488,9 @@ impl GatewayMetrics {
             tls_handshakes: Family::default(),
             tls_reloads: Family::default(),
             sasl_authentications: Family::default(),
+            authorization_denials: Family::default(),
+            acl_bindings: Gauge::default(),
+            acl_reloads: Family::default(),
         };
         r.register(
             "yaks_gateway_requests",
@@ -540,6 +559,21 @@ impl GatewayMetrics {
             "yaks_gateway_sasl_authentications",
             "SASL authentications, by mechanism and outcome",
             m.sasl_authentications.clone(),
+        );
+        r.register(
+            "yaks_gateway_authorization_denials",
+            "Requests or parts of requests refused by the ACLs, by operation and resource type",
+            m.authorization_denials.clone(),
+        );
+        r.register(
+            "yaks_gateway_acl_bindings",
+            "ACL bindings this gateway decides with",
+            m.acl_bindings.clone(),
+        );
+        r.register(
+            "yaks_gateway_acl_reloads",
+            "Reads of the ACL bindings, by outcome",
+            m.acl_reloads.clone(),
         );
         m
     }

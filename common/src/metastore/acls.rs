@@ -23,4 +23,9 @@ pub trait AclBindings: Send + Sync + 'static {
 
     /// Removes the bindings `filter` selects, and returns them.
     async fn delete_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, StoreError>;
+
+    /// A signal each time the bindings may have changed (a create, a delete, or a lost
+    /// and re-opened connection to the store), so a cache reads them again. A burst of
+    /// changes may come as one signal; the receiver ends only if the store is gone.
+    async fn acl_changes(&self) -> Result<tokio::sync::mpsc::Receiver<()>, StoreError>;
 }

@@ -1,6 +1,7 @@
 //! [`AclBindings`] in memory.
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::acl::{AclBinding, AclFilter};
 use crate::error::StoreError;
@@ -15,7 +16,9 @@ impl AclBindings for MemoryMetastore {
     }
 
     async fn create_acls(&self, bindings: &[AclBinding]) -> Result<(), StoreError> {
-        self.state().acls.extend(bindings.iter().cloned());
+        let mut state = self.state();
+        state.acls.extend(bindings.iter().cloned());
+        signal(&mut state.acl_watchers);
         Ok(())
     }
 
@@ -30,6 +33,19 @@ impl AclBindings for MemoryMetastore {
         for binding in &selected {
             state.acls.remove(binding);
         }
+        signal(&mut state.acl_watchers);
         Ok(selected)
     }
+
+    async fn acl_changes(&self) -> Result<mpsc::Receiver<()>, StoreError> {
+        let (sender, receiver) = mpsc::channel(1);
+        self.state().acl_watchers.push(sender);
+        Ok(receiver)
+    }
+}
+
+/// Tells every watcher the bindings changed; a full slot already says so, a closed one is
+/// dropped.
+fn signal(watchers: &mut Vec<mpsc::Sender<()>>) {
+    watchers.retain(|w| !matches!(w.try_send(()), Err(mpsc::error::TrySendError::Closed(_))));
 }

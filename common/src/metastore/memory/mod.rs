@@ -93,6 +93,8 @@ struct State {
     offsets: BTreeMap<(String, String, i32), CommittedOffset>,
     /// ACL bindings.
     acls: std::collections::BTreeSet<crate::acl::AclBinding>,
+    /// Whoever waits for ACL changes.
+    acl_watchers: Vec<tokio::sync::mpsc::Sender<()>>,
     /// (user, mechanism) → SCRAM credential.
     credentials: BTreeMap<(String, crate::scram::Mechanism), crate::scram::Credential>,
 }

@@ -8,6 +8,7 @@ use crate::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, Reso
 use crate::error::StoreError;
 
 use super::super::acls::{ACL_CHANNEL, AclBindings};
+use super::log::{Follow, listen};
 use super::{PgMetastore, pg_error};
 
 const COLUMNS: &str =
@@ -122,5 +123,20 @@ impl AclBindings for PgMetastore {
         tx.commit().await.map_err(pg_error)?;
         selected.sort();
         Ok(selected)
+    }
+
+    async fn acl_changes(&self) -> Result<tokio::sync::mpsc::Receiver<()>, StoreError> {
+        // One slot: a change already signalled and not yet read covers the next ones.
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
+        let listening = listen(&self.pg_config, self.tls.as_ref(), ACL_CHANNEL).await?;
+        let follow = Follow {
+            config: self.pg_config.clone(),
+            tls: self.tls.clone(),
+            channel: ACL_CHANNEL,
+            event: |_| (),
+            gap: (),
+        };
+        tokio::spawn(follow.run(listening, sender));
+        Ok(receiver)
     }
 }

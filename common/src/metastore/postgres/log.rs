@@ -216,13 +216,15 @@ impl Log for PgMetastore {
     /// connection is established before this returns.
     async fn commit_feed(&self) -> Result<mpsc::Receiver<CommitEvent>, StoreError> {
         let (sender, receiver) = mpsc::channel(4096);
-        let listening = listen(&self.pg_config, self.tls.as_ref()).await?;
-        tokio::spawn(follow_commits(
-            self.pg_config.clone(),
-            self.tls.clone(),
-            listening,
-            sender,
-        ));
+        let listening = listen(&self.pg_config, self.tls.as_ref(), COMMIT_CHANNEL).await?;
+        let follow = Follow {
+            config: self.pg_config.clone(),
+            tls: self.tls.clone(),
+            channel: COMMIT_CHANNEL,
+            event: commit_event,
+            gap: CommitEvent::Gap,
+        };
+        tokio::spawn(follow.run(listening, sender));
         Ok(receiver)
     }
 
@@ -495,22 +497,28 @@ impl PgMetastore {
 
 /// A LISTENing connection: the client that keeps it open and its notifications' payloads.
 /// The receiver ends when the connection is lost.
-struct Listening {
+pub(super) struct Listening {
     _client: tokio_postgres::Client,
     payloads: mpsc::UnboundedReceiver<String>,
 }
 
-async fn listen(
+/// Opens a connection LISTENing on `channel`.
+pub(super) async fn listen(
     config: &tokio_postgres::Config,
     tls: Option<&MakeRustlsConnect>,
+    channel: &'static str,
 ) -> Result<Listening, StoreError> {
     match tls {
-        Some(tls) => listen_with(config, tls.clone()).await,
-        None => listen_with(config, NoTls).await,
+        Some(tls) => listen_with(config, tls.clone(), channel).await,
+        None => listen_with(config, NoTls, channel).await,
     }
 }
 
-async fn listen_with<T>(config: &tokio_postgres::Config, tls: T) -> Result<Listening, StoreError>
+async fn listen_with<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    channel: &'static str,
+) -> Result<Listening, StoreError>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
@@ -528,14 +536,14 @@ where
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    warn!(error = %e, "commit feed connection failed");
+                    warn!(error = %e, channel, "notification connection failed");
                     return;
                 }
             }
         }
     });
     client
-        .batch_execute(&format!("LISTEN {COMMIT_CHANNEL}"))
+        .batch_execute(&format!("LISTEN {channel}"))
         .await
         .map_err(pg_error)?;
     Ok(Listening {
@@ -544,39 +552,51 @@ where
     })
 }
 
-/// Forwards notifications until the subscriber goes away, reconnecting (with a gap event)
-/// when the connection is lost.
-async fn follow_commits(
-    config: tokio_postgres::Config,
-    tls: Option<MakeRustlsConnect>,
-    mut listening: Listening,
-    sender: mpsc::Sender<CommitEvent>,
-) {
-    loop {
+/// Where a LISTENing connection's notifications go: each payload becomes an event, and a
+/// lost connection, once re-opened, the `gap` event (notifications may have been missed).
+pub(super) struct Follow<T> {
+    /// The connection's settings, to re-open it.
+    pub config: tokio_postgres::Config,
+    /// Its TLS, if any.
+    pub tls: Option<MakeRustlsConnect>,
+    /// The channel LISTENed on.
+    pub channel: &'static str,
+    /// The event a payload stands for.
+    pub event: fn(String) -> T,
+    /// The event sent after a reconnection.
+    pub gap: T,
+}
+
+impl<T: Clone + Send + 'static> Follow<T> {
+    /// Forwards notifications until the subscriber goes away, reconnecting when the
+    /// connection is lost.
+    pub(super) async fn run(self, mut listening: Listening, sender: mpsc::Sender<T>) {
         loop {
-            let payload = tokio::select! {
-                payload = listening.payloads.recv() => payload,
-                _ = sender.closed() => return,
-            };
-            let Some(payload) = payload else { break };
-            if sender.send(commit_event(payload)).await.is_err() {
-                return;
-            }
-        }
-        listening = loop {
-            if sender.is_closed() {
-                return;
-            }
-            match listen(&config, tls.as_ref()).await {
-                Ok(listening) => break listening,
-                Err(e) => {
-                    warn!(error = %e, "re-opening the commit feed failed; retrying");
-                    crate::clock::sleep(Duration::from_secs(1)).await;
+            loop {
+                let payload = tokio::select! {
+                    payload = listening.payloads.recv() => payload,
+                    _ = sender.closed() => return,
+                };
+                let Some(payload) = payload else { break };
+                if sender.send((self.event)(payload)).await.is_err() {
+                    return;
                 }
             }
-        };
-        if sender.send(CommitEvent::Gap).await.is_err() {
-            return;
+            listening = loop {
+                if sender.is_closed() {
+                    return;
+                }
+                match listen(&self.config, self.tls.as_ref(), self.channel).await {
+                    Ok(listening) => break listening,
+                    Err(e) => {
+                        warn!(error = %e, channel = self.channel, "re-opening a LISTEN connection failed; retrying");
+                        crate::clock::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            if sender.send(self.gap.clone()).await.is_err() {
+                return;
+            }
         }
     }
 }
