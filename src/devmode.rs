@@ -11,8 +11,9 @@
 //! With `--secure` the Kafka address is a `SASL_SSL` listener (SCRAM-SHA-256/512 and PLAIN)
 //! whose certificate, for `127.0.0.1` and `localhost`, a private CA signs
 //! (`DIR/tls/ca.pem`, kept across restarts); a user `admin` gets a password kept in
-//! `DIR/admin.password` (mode 0600), the roles' loopback HTTP requires a token drawn at
-//! start (`internal.token`), and start-up prints how to connect.
+//! `DIR/admin.password` (mode 0600) and is the one super user, authorization with ACLs is
+//! on (`yaks acl add` grants other users what they need), the roles' loopback HTTP requires
+//! a token drawn at start (`internal.token`), and start-up prints how to connect.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -185,7 +186,8 @@ pub struct Secured {
 /// `yaks dev --secure`: the Kafka address becomes a `SASL_SSL` listener with a certificate
 /// for `127.0.0.1` and `localhost` signed by a private CA (`DATA_DIR/tls/ca.pem`, kept
 /// across restarts so clients keep trusting it), and a user `admin` whose password is in
-/// `DATA_DIR/admin.password` (mode 0600, made once). Listeners set in the settings win.
+/// `DATA_DIR/admin.password` (mode 0600, made once), the only super user of the ACLs now
+/// enforced. Listeners set in the settings win.
 async fn secure(
     config: &mut Config,
     kafka_addr: &str,
@@ -235,6 +237,16 @@ async fn secure(
     }
     config.gateway.tls.cert_file.get_or_insert(cert_file);
     config.gateway.tls.key_file.get_or_insert(key_file);
+    // Authorization on, with admin added to any super users the settings name.
+    let authorization = &mut config.gateway.authorization;
+    authorization.enabled = true;
+    let admin = format!("User:{DEV_ADMIN}");
+    if !authorization.super_user_list().contains(&admin) {
+        authorization.super_users = match authorization.super_users.trim() {
+            "" => admin,
+            others => format!("{others};{admin}"),
+        };
+    }
     Ok(Secured {
         bootstrap: advertised.unwrap_or_else(|| kafka_addr.to_owned()),
         ca_file,

@@ -12,12 +12,15 @@
 //!   S3 endpoint and PostgreSQL, against the targets.
 //! - [`admin`]: the admin CLI (`yaks topic|produce|consume|group`), a Kafka client of a
 //!   gateway like Kafka's own tools.
+//! - [`acls`]: `yaks acl`, Kafka's ACL bindings written to the metastore (an operator's
+//!   way to grant the first rights without a principal allowed to).
 //! - [`users`]: `yaks user`, SASL/SCRAM users written to the metastore (the first user of a
 //!   cluster cannot be made through a gateway that asks for one).
 //!
 //! The role logic lives in the role crates (`yaks-gateway`, `yaks-writer`, …); this crate
 //! only wires them to configuration, signals and each other.
 
+pub mod acls;
 pub mod admin;
 pub mod bench;
 pub mod chaos;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
+use yaks::acls::{self, AclCommand};
 use yaks::admin::{self, Connection, ConsumeArgs, GroupCommand, ProduceArgs, TopicCommand};
 use yaks::bench::BenchOptions;
 use yaks::chaos::ChaosOptions;
@@ -89,6 +90,12 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Add, list and remove ACL bindings (in PostgreSQL, from the settings), as Kafka's
+    /// `kafka-acls`.
+    Acl {
+        #[command(subcommand)]
+        command: AclCommand,
+    },
     /// Measure throughput, latency, per-flush cost and memory against the raw limits of the
     /// same S3 endpoint and PostgreSQL, on a private deployment it starts; prints a table.
     Bench(BenchOptions),
@@ -164,6 +171,7 @@ impl Command {
             Command::Consume { .. } => "consume",
             Command::Group { .. } => "group",
             Command::User { .. } => "user",
+            Command::Acl { .. } => "acl",
             Command::Probe { .. } => "probe",
             Command::Bench(_) => "bench",
             Command::Oracle(_) => "oracle",
@@ -249,6 +257,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             command,
         } => admin::topic(&connection, command).await,
         Command::User { command } => users::run(&config, command).await,
+        Command::Acl { command } => acls::run(&config, command).await,
         Command::Produce { connection, args } => admin::produce(&connection, args).await,
         Command::Consume { connection, args } => admin::consume(&connection, args).await,
         Command::Group {

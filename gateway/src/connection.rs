@@ -56,6 +56,8 @@ pub struct ConnectionState {
     pub id: u64,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The client's IP address as ACL bindings name hosts.
+    pub host: String,
     /// The listener it came in on, whose addresses Metadata tells it.
     pub listener: Arc<str>,
     /// Who it acts as.
@@ -186,6 +188,7 @@ async fn serve_as<S, R, W>(
     let connection = ConnectionState {
         id,
         peer,
+        host: peer.ip().to_string(),
         listener: entrance.listener,
         principal,
         writer: Sticky::new(id),

@@ -42,7 +42,7 @@ use tracing::{info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::config::{GatewayConfig, RegistryConfig};
 use yaks_common::error::StartError;
-use yaks_common::metastore::{Cluster, Credentials, Groups, Log, Producers, Topics};
+use yaks_common::metastore::{AclBindings, Cluster, Credentials, Groups, Log, Producers, Topics};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::{OpsServer, Readiness};
 use yaks_common::rpc::{PeerToken, RpcClient};
@@ -56,15 +56,22 @@ use crate::groups::state::GroupSettings;
 use crate::listeners::Listener;
 use crate::producer_ids::ProducerIds;
 use crate::readers::ReaderPool;
+use crate::security::authorizer::Authorizer;
 use crate::security::oauth::TokenVerifier;
 use crate::security::tls::Tls;
 use crate::topics::TopicCache;
 use crate::writers::WriterPool;
 
 /// The metastore domains a gateway uses: every one but the compactor's objects.
-pub trait GatewayStore: Cluster + Topics + Log + Producers + Groups + Credentials {}
+pub trait GatewayStore:
+    Cluster + Topics + Log + Producers + Groups + Credentials + AclBindings
+{
+}
 
-impl<T: Cluster + Topics + Log + Producers + Groups + Credentials + ?Sized> GatewayStore for T {}
+impl<T> GatewayStore for T where
+    T: Cluster + Topics + Log + Producers + Groups + Credentials + AclBindings + ?Sized
+{
+}
 
 /// What every request handler can reach.
 pub struct GatewayState {
@@ -92,6 +99,8 @@ pub struct GatewayState {
     pub groups: Arc<Coordinator>,
     /// Checks OAUTHBEARER tokens, when that mechanism is offered.
     pub oauth: Option<Arc<TokenVerifier>>,
+    /// Decides what each principal may do.
+    pub authorizer: Arc<Authorizer>,
     /// Budget of request bytes read and not yet answered, over all connections, in KiB
     /// (`gateway.max_in_flight_bytes`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
@@ -135,6 +144,11 @@ impl Gateway {
         } else {
             None
         };
+        // ACLs before the listeners: no request is decided without them.
+        let authorizer = Arc::new(Authorizer::new(&config.authorization));
+        if authorizer.enabled() {
+            authorizer.reload(metastore.as_ref()).await?;
+        }
         let listeners = listeners::bind_all(&config).await?;
         let ops = OpsServer::bind(&config.http_addr).await?;
         let address = listeners::registry_address(&listeners);
@@ -157,6 +171,7 @@ impl Gateway {
         ));
         let state = Arc::new(GatewayState {
             oauth,
+            authorizer,
             in_flight,
             server_clock,
             groups,
@@ -248,6 +263,12 @@ impl Gateway {
             state.metastore.clone(),
             shutdown.clone(),
         ));
+        let acls = tokio::spawn(
+            state
+                .authorizer
+                .clone()
+                .keep_fresh(state.metastore.clone(), shutdown.clone()),
+        );
         let reload = tls
             .clone()
             .map(|tls| tokio::spawn(tls.keep_fresh(shutdown.clone())));
@@ -302,6 +323,7 @@ impl Gateway {
         let _ = sampling.await;
         let _ = ownership.await;
         let _ = lag.await;
+        let _ = acls.await;
         state.groups.shutdown().await;
         state.cluster.deregister().await;
         ops_trigger.trigger();

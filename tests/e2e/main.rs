@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod acls;
 mod admin;
 mod chaos;
 mod cli;

@@ -9,10 +9,11 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use tracing::{info, warn};
+use yaks_common::acl::Operation;
 use yaks_common::kafka::str_bytes;
 use yaks_common::topic_config;
 
-use super::describe_configs::RESOURCE_TOPIC;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{RequestContext, Versions};
 
 /// Supported versions.
@@ -58,6 +59,22 @@ pub async fn alter(
     ) -> Result<BTreeMap<String, Option<String>>, String>,
     validate_only: bool,
 ) -> (i16, Option<String>) {
+    // As Kafka: ALTER_CONFIGS on the topic, or on the cluster for a broker, before anything
+    // else is looked at.
+    if resource_type == RESOURCE_TOPIC
+        && !context.allowed_on_topic(Operation::AlterConfigs, resource_name.as_str())
+    {
+        return (
+            ResponseError::TopicAuthorizationFailed.code(),
+            Some("Authorization failed.".into()),
+        );
+    }
+    if resource_type == RESOURCE_BROKER && !context.allowed_on_cluster(Operation::AlterConfigs) {
+        return (
+            ResponseError::ClusterAuthorizationFailed.code(),
+            Some("Cluster authorization failed.".into()),
+        );
+    }
     if resource_type != RESOURCE_TOPIC {
         return (
             ResponseError::InvalidRequest.code(),

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
 };
 use tracing::{info, warn};
+use yaks_common::acl::Operation;
 use yaks_common::kafka::str_bytes;
 use yaks_common::scram::{Credential, MAX_ITERATIONS, MIN_ITERATIONS, Mechanism};
 
@@ -78,8 +79,15 @@ pub async fn handle(
 
     let store = &context.state.metastore;
     let mut results = Vec::new();
+    // As Kafka: ALTER on the cluster, else every user fails with
+    // CLUSTER_AUTHORIZATION_FAILED.
+    let allowed = context.allowed_on_cluster(Operation::Alter);
     for (user, _, changes) in ordered {
         let outcome = match changes {
+            _ if !allowed => Err((
+                ResponseError::ClusterAuthorizationFailed,
+                "Cluster authorization failed.".into(),
+            )),
             Err(refusal) => Err(refusal),
             Ok(changes) => apply(store.as_ref(), &user, changes).await,
         };

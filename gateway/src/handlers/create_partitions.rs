@@ -6,6 +6,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use tracing::{info, warn};
+use yaks_common::acl::Operation;
 use yaks_common::error::StoreError;
 use yaks_common::kafka::str_bytes;
 
@@ -45,6 +46,13 @@ async fn grow(
     validate_only: bool,
 ) -> (i16, Option<String>) {
     let state = &context.state;
+    // As Kafka: ALTER on the topic, checked before it is looked up.
+    if !context.allowed_on_topic(Operation::Alter, name) {
+        return (
+            ResponseError::TopicAuthorizationFailed.code(),
+            Some("Authorization failed.".into()),
+        );
+    }
     let limit = state.config.max_partitions_per_topic;
     if count > limit {
         return (

@@ -16,6 +16,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use tracing::{info, warn};
 use uuid::Uuid;
+use yaks_common::acl::Operation;
 use yaks_common::kafka::str_bytes;
 use yaks_common::topic_config::{self, TopicConfigs};
 
@@ -33,6 +34,8 @@ pub async fn handle(context: RequestContext, request: CreateTopicsRequest) -> Cr
         *seen.entry(topic.name.0.to_string()).or_default() += 1;
     }
     let mut results = Vec::with_capacity(request.topics.len());
+    // As Kafka: CREATE on the cluster, or on each topic.
+    let cluster_create = context.allowed_on_cluster(Operation::Create);
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         let result = if seen[&name] > 1 {
@@ -41,8 +44,22 @@ pub async fn handle(context: RequestContext, request: CreateTopicsRequest) -> Cr
                 ResponseError::InvalidRequest,
                 format!("topic {name} appears more than once in the request"),
             )
+        } else if !cluster_create && !context.allowed_on_topic(Operation::Create, &name) {
+            failure(
+                topic,
+                ResponseError::TopicAuthorizationFailed,
+                "Authorization failed.".into(),
+            )
         } else {
-            create_one(&context, topic, request.validate_only).await
+            let mut result = create_one(&context, topic, request.validate_only).await;
+            // The created topic's configs only to those who may describe them.
+            if result.error_code == 0
+                && !context.allowed_on_topic(Operation::DescribeConfigs, &name)
+            {
+                result.configs = None;
+                result.topic_config_error_code = ResponseError::TopicAuthorizationFailed.code();
+            }
+            result
         };
         results.push(shape_for_version(result, version));
     }

@@ -11,6 +11,7 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use tracing::{info, warn};
+use yaks_common::acl::Operation;
 use yaks_common::metastore::{LogStartMove, TopicMeta};
 
 use super::{RequestContext, Versions};
@@ -36,6 +37,7 @@ pub async fn handle(
         .map_err(|e| e.kafka_code());
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
+        let deletable = context.allowed_on_topic(Operation::Delete, topic.name.0.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition in &topic.partitions {
             let index = partition.partition_index;
@@ -45,6 +47,10 @@ pub async fn handle(
                     .with_low_watermark(low_watermark)
                     .with_error_code(code)
             };
+            if !deletable {
+                partitions.push(answer(-1, ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let meta = match &topics {
                 Err(code) => {
                     partitions.push(answer(-1, *code));

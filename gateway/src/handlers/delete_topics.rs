@@ -8,6 +8,7 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use tracing::{info, warn};
 use uuid::Uuid;
+use yaks_common::acl::Operation;
 use yaks_common::kafka::{str_bytes, topic_name};
 
 use super::{RequestContext, Versions};
@@ -54,6 +55,17 @@ async fn delete_one(
     id: Uuid,
 ) -> (Option<String>, Uuid, i16, Option<String>) {
     let state = &context.state;
+    let denied = |name: Option<String>, id: Uuid| {
+        let code = ResponseError::TopicAuthorizationFailed.code();
+        (name, id, code, Some("Authorization failed.".into()))
+    };
+    // As Kafka: a topic named but not describable is denied before it is looked up, so
+    // the answer says nothing of whether it exists.
+    if let Some(name) = &name
+        && !context.allowed_on_topic(Operation::Describe, name)
+    {
+        return denied(Some(name.clone()), id);
+    }
     let found = match &name {
         Some(name) => {
             state
@@ -83,6 +95,12 @@ async fn delete_one(
             );
         }
     };
+    if !context.allowed_on_topic(Operation::Describe, &topic.name) {
+        return denied(None, id);
+    }
+    if !context.allowed_on_topic(Operation::Delete, &topic.name) {
+        return denied(Some(topic.name), topic.topic_id);
+    }
     match state.metastore.delete_topic(topic.topic_id).await {
         Ok(true) => {
             info!(topic = %topic.name, "deleted topic");

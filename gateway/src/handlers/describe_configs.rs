@@ -9,6 +9,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use tracing::warn;
+use yaks_common::acl::Operation;
 use yaks_common::kafka::str_bytes;
 use yaks_common::topic_config::{Effective, TopicConfigs};
 
@@ -33,6 +34,27 @@ pub async fn handle(
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
+        let denied = match resource.resource_type {
+            RESOURCE_TOPIC => (!context
+                .allowed_on_topic(Operation::DescribeConfigs, resource.resource_name.as_str()))
+            .then_some((
+                ResponseError::TopicAuthorizationFailed,
+                "Authorization failed.",
+            )),
+            RESOURCE_BROKER => {
+                (!context.allowed_on_cluster(Operation::DescribeConfigs)).then_some((
+                    ResponseError::ClusterAuthorizationFailed,
+                    "Cluster authorization failed.",
+                ))
+            }
+            _ => None,
+        };
+        if let Some((error, message)) = denied {
+            result.error_code = error.code();
+            result.error_message = Some(str_bytes(message));
+            results.push(result);
+            continue;
+        }
         match resource.resource_type {
             RESOURCE_TOPIC => {
                 let name = resource.resource_name.to_string();

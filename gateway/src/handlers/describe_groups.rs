@@ -1,7 +1,9 @@
 //! DescribeGroups (key 15), v0–v5: state, protocol, members and their assignments.
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use yaks_common::acl::Operation;
 use yaks_common::kafka::str_bytes;
 
 use super::{RequestContext, Versions};
@@ -22,7 +24,16 @@ pub async fn handle(
     for group_id in &request.groups {
         let mut described = DescribedGroup::default().with_group_id(group_id.clone());
         if version >= 3 {
-            described.authorized_operations = NO_OPERATIONS;
+            described.authorized_operations = if request.include_authorized_operations {
+                group_operations(&context, group_id.0.as_str())
+            } else {
+                NO_OPERATIONS
+            };
+        }
+        if !context.allowed_on_group(Operation::Describe, group_id.0.as_str()) {
+            described.error_code = ResponseError::GroupAuthorizationFailed.code();
+            groups.push(described);
+            continue;
         }
         match context.state.groups.describe(group_id.0.as_str()).await {
             Err(e) => described.error_code = e.code(),
@@ -51,4 +62,13 @@ pub async fn handle(
         groups.push(described);
     }
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// The bit field of what the principal may do to `group` (Kafka's group operations:
+/// READ, DESCRIBE, DELETE), as `authorized_operations`.
+fn group_operations(context: &RequestContext, group: &str) -> i32 {
+    [Operation::Read, Operation::Describe, Operation::Delete]
+        .into_iter()
+        .filter(|op| context.allowed_on_group(*op, group))
+        .fold(0, |bits, op| bits | (1 << op.code()))
 }

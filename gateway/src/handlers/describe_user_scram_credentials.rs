@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
 use tracing::warn;
+use yaks_common::acl::Operation;
 use yaks_common::kafka::str_bytes;
 
 use super::{RequestContext, Versions};
@@ -26,6 +27,26 @@ pub async fn handle(
     context: RequestContext,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !context.allowed_on_cluster(Operation::Describe) {
+        // As Kafka's error response: the error at the top and, without a name, for each
+        // user asked about.
+        let error = ResponseError::ClusterAuthorizationFailed.code();
+        let message = Some(str_bytes("Cluster authorization failed."));
+        let results = request
+            .users
+            .iter()
+            .flatten()
+            .map(|_| {
+                DescribeUserScramCredentialsResult::default()
+                    .with_error_code(error)
+                    .with_error_message(message.clone())
+            })
+            .collect();
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(error)
+            .with_error_message(message)
+            .with_results(results);
+    }
     let asked: Option<Vec<String>> = request
         .users
         .map(|users| users.into_iter().map(|u| u.name.to_string()).collect());

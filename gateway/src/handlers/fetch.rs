@@ -28,6 +28,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tracing::warn;
 use uuid::Uuid;
+use yaks_common::acl::Operation;
 use yaks_common::batch::spans;
 use yaks_common::kafka::{self, topic_name};
 use yaks_common::metrics::{TopicLabels, metrics};
@@ -74,7 +75,7 @@ struct Limits {
 pub async fn handle(context: RequestContext, request: FetchRequest) -> FetchResponse {
     let state = &context.state;
     let version = context.version;
-    let mut wanted = match resolve(state, version, &request).await {
+    let mut wanted = match resolve(&context, version, &request).await {
         Ok(wanted) => wanted,
         Err(code) => return FetchResponse::default().with_error_code(code),
     };
@@ -103,10 +104,11 @@ pub async fn handle(context: RequestContext, request: FetchRequest) -> FetchResp
 /// Resolves topics and checks partitions and leader epochs. An unusable request (a topic
 /// id before v13) is a top-level error.
 async fn resolve(
-    state: &GatewayState,
+    context: &RequestContext,
     version: i16,
     request: &FetchRequest,
 ) -> Result<Vec<Wanted>, i16> {
+    let state = &context.state;
     let by_name = version < 13;
     let topics = if by_name {
         let names: Vec<String> = request
@@ -143,8 +145,14 @@ async fn resolve(
                 m.topic_id == topic.topic_id
             }
         });
+        // By name, authorized before the topic is looked up, so a denied client learns
+        // nothing of which topics exist; by id, an unknown id has no name to authorize.
+        let name = meta.map_or(topic.topic.0.as_str(), |m| m.name.as_str());
+        let readable =
+            (meta.is_none() && !by_name) || context.allowed_on_topic(Operation::Read, name);
         for partition in &topic.partitions {
             let error = match meta {
+                _ if !readable => Some(ResponseError::TopicAuthorizationFailed.code()),
                 None if by_name => Some(ResponseError::UnknownTopicOrPartition.code()),
                 None => Some(ResponseError::UnknownTopicId.code()),
                 Some(m) if partition.partition < 0 || partition.partition >= m.partition_count => {

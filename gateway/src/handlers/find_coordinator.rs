@@ -9,6 +9,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
+use yaks_common::acl::{Operation, ResourceType};
 use yaks_common::kafka::str_bytes;
 
 use super::{RequestContext, Versions};
@@ -18,6 +19,9 @@ pub const VERSIONS: Versions = Versions { min: 0, max: 6 };
 
 /// Key type of consumer groups.
 const GROUP: i8 = 0;
+
+/// Key type of transactional ids.
+const TRANSACTION: i8 = 1;
 
 /// Answers FindCoordinator.
 pub async fn handle(
@@ -58,6 +62,27 @@ fn find(context: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator {
             .with_error_code(error.code())
             .with_error_message(Some(str_bytes(message)))
     };
+    // Authorized first, as Kafka: DESCRIBE on the group or transactional id.
+    if key_type == GROUP && !context.allowed_on_group(Operation::Describe, key.as_str()) {
+        return failed(
+            key,
+            ResponseError::GroupAuthorizationFailed,
+            "Group authorization failed.",
+        );
+    }
+    if key_type == TRANSACTION
+        && !context.allowed(
+            Operation::Describe,
+            ResourceType::TransactionalId,
+            key.as_str(),
+        )
+    {
+        return failed(
+            key,
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "Transactional Id authorization failed.",
+        );
+    }
     if key_type != GROUP {
         debug!(
             key_type,

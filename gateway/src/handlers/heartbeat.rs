@@ -2,6 +2,7 @@
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use yaks_common::acl::Operation;
 
 use super::{RequestContext, Versions};
 
@@ -10,6 +11,10 @@ pub const VERSIONS: Versions = Versions { min: 0, max: 4 };
 
 /// Answers Heartbeat.
 pub async fn handle(context: RequestContext, request: HeartbeatRequest) -> HeartbeatResponse {
+    if !context.allowed_on_group(Operation::Read, request.group_id.0.as_str()) {
+        return HeartbeatResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let group_id = request.group_id.0.as_str();
     if group_id.is_empty() {
         return HeartbeatResponse::default().with_error_code(ResponseError::InvalidGroupId.code());

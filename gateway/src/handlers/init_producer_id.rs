@@ -12,6 +12,7 @@
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tracing::{debug, warn};
+use yaks_common::acl::{Operation, ResourceType};
 
 use super::{RequestContext, Versions};
 
@@ -30,9 +31,29 @@ pub async fn handle(
             .with_producer_epoch(-1)
     };
     if let Some(transactional_id) = &request.transactional_id {
+        if !context.allowed(
+            Operation::Write,
+            ResourceType::TransactionalId,
+            transactional_id.0.as_str(),
+        ) {
+            return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
+        }
         warn!(transactional_id = %transactional_id.0.as_str(),
               "InitProducerId with a transactional id refused: transactions are not supported");
         return failed(ResponseError::InvalidRequest.code());
+    }
+    // An idempotent producer, as Kafka since KIP-679: IDEMPOTENT_WRITE on the cluster,
+    // or WRITE on some topic.
+    let host = &context.connection.host;
+    let principal = &context.connection.principal;
+    if !context.state.authorizer.authorize_any(
+        principal,
+        host,
+        Operation::Write,
+        ResourceType::Topic,
+    ) && !context.allowed_on_cluster(Operation::IdempotentWrite)
+    {
+        return failed(ResponseError::ClusterAuthorizationFailed.code());
     }
     let state = &context.state;
     let claimed_id = request.producer_id.0;

@@ -8,6 +8,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use tracing::debug;
+use yaks_common::acl::Operation;
 use yaks_common::kafka::str_bytes;
 
 use super::{RequestContext, Versions};
@@ -18,6 +19,12 @@ pub const VERSIONS: Versions = Versions { min: 0, max: 9 };
 
 /// Answers JoinGroup.
 pub async fn handle(context: RequestContext, request: JoinGroupRequest) -> JoinGroupResponse {
+    if !context.allowed_on_group(Operation::Read, request.group_id.0.as_str()) {
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1)
+            .with_member_id(request.member_id);
+    }
     let version = context.version;
     let group_id = request.group_id.0.to_string();
     if group_id.is_empty() {

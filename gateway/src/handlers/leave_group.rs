@@ -4,6 +4,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use tracing::debug;
+use yaks_common::acl::Operation;
 
 use super::{RequestContext, Versions};
 
@@ -12,6 +13,10 @@ pub const VERSIONS: Versions = Versions { min: 0, max: 5 };
 
 /// Answers LeaveGroup.
 pub async fn handle(context: RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse {
+    if !context.allowed_on_group(Operation::Read, request.group_id.0.as_str()) {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let group_id = request.group_id.0.to_string();
     if group_id.is_empty() {
         return LeaveGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());

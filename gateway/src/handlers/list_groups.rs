@@ -5,6 +5,7 @@
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use yaks_common::acl::Operation;
 use yaks_common::kafka::str_bytes;
 
 use super::{RequestContext, Versions};
@@ -34,9 +35,13 @@ pub async fn handle(context: RequestContext, request: ListGroupsRequest) -> List
             .types_filter
             .iter()
             .any(|t| t.as_str().eq_ignore_ascii_case("classic"));
+    // As Kafka: every group with DESCRIBE on the cluster, else those the principal may
+    // describe.
+    let all = context.allowed_on_cluster(Operation::Describe);
     let groups = listed
         .into_iter()
         .filter(|g| wanted_type && wanted_state(g.state))
+        .filter(|g| all || context.allowed_on_group(Operation::Describe, &g.group_id))
         .map(|g| {
             let mut listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g.group_id)))

@@ -19,6 +19,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use tracing::warn;
 use uuid::Uuid;
+use yaks_common::acl::Operation;
 use yaks_common::batch::{batch_times, spans};
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{IndexEntry, PartitionState};
@@ -76,6 +77,7 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
     let mut responses = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let meta = topics.get(topic.name.0.as_str());
+        let describable = context.allowed_on_topic(Operation::Describe, topic.name.0.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition in &topic.partitions {
             let mut answer = ListOffsetsPartitionResponse::default()
@@ -83,6 +85,11 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(-1);
+            if !describable {
+                answer.error_code = ResponseError::TopicAuthorizationFailed.code();
+                partitions.push(answer);
+                continue;
+            }
             let ps = meta.and_then(|m| {
                 states.iter().find(|s| {
                     s.topic_id == m.topic_id && s.partition_index == partition.partition_index

@@ -5,6 +5,12 @@
 //! replicas to speak of (S3 holds the data), so replicas and ISR are the leader alone.
 //! Unknown topics are auto-created when `gateway.auto_create_topics` is on and the client
 //! allows it (v4+ flag), otherwise answered UNKNOWN_TOPIC_OR_PARTITION.
+//!
+//! Under ACLs, as Kafka: a request for every topic lists only those the principal may
+//! DESCRIBE; a named topic it may not describe is answered TOPIC_AUTHORIZATION_FAILED
+//! whether it exists or not, and one it may describe but that does not exist is
+//! auto-created only with CREATE on it or on the cluster (else TOPIC_AUTHORIZATION_FAILED).
+//! v8+ carry the operations the principal may do to each topic when asked.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -13,6 +19,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use tracing::warn;
 use uuid::Uuid;
+use yaks_common::acl::Operation;
 use yaks_common::kafka::{str_bytes, topic_name};
 use yaks_common::metastore::TopicMeta;
 
@@ -46,12 +53,22 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
         Some(topics) if version == 0 && topics.is_empty() => None,
         Some(topics) => Some(topics),
     };
+    let with_operations = version >= 8 && request.include_topic_authorized_operations;
+    let entry = |topic: &TopicMeta| {
+        let mut entry = topic_entry(topic, &brokers, listener, version);
+        if with_operations {
+            entry.topic_authorized_operations = topic_operations(&context, &topic.name);
+        }
+        entry
+    };
+    let describable = |name: &str| context.allowed_on_topic(Operation::Describe, name);
     let Some(requested) = requested else {
         match state.metastore.topics(None).await {
             Ok(topics) => {
                 response.topics = topics
                     .iter()
-                    .map(|t| topic_entry(t, &brokers, listener, version))
+                    .filter(|t| describable(&t.name))
+                    .map(entry)
                     .collect();
             }
             Err(e) => warn!(error = %e, "listing topics failed"),
@@ -85,8 +102,13 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
     };
     let allow_create =
         state.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let may_create = |name: &str| {
+        context.allowed_on_cluster(Operation::Create)
+            || context.allowed_on_topic(Operation::Create, name)
+    };
+    let mut create_denied = std::collections::HashSet::new();
     for name in &names {
-        if known.contains_key(name) {
+        if known.contains_key(name) || !describable(name) {
             continue;
         }
         if let Err(reason) = validate_name(name) {
@@ -94,6 +116,10 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
             continue;
         }
         if !allow_create {
+            continue;
+        }
+        if !may_create(name) {
+            create_denied.insert(name.as_str());
             continue;
         }
         match state
@@ -119,8 +145,15 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
         }
     }
     for name in &names {
+        let denied = !describable(name) || create_denied.contains(name.as_str());
         let entry = match known.get(name) {
-            Some(topic) => topic_entry(topic, &brokers, listener, version),
+            _ if denied => error_entry(
+                Some(name),
+                Uuid::nil(),
+                ResponseError::TopicAuthorizationFailed.code(),
+                version,
+            ),
+            Some(topic) => entry(topic),
             None if validate_name(name).is_err() => error_entry(
                 Some(name),
                 Uuid::nil(),
@@ -144,9 +177,13 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
             .unwrap_or_default();
         for id in by_id {
             match found.iter().find(|t| t.topic_id == id) {
-                Some(topic) => response
-                    .topics
-                    .push(topic_entry(topic, &brokers, listener, version)),
+                Some(topic) if !describable(&topic.name) => response.topics.push(error_entry(
+                    None,
+                    id,
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    version,
+                )),
+                Some(topic) => response.topics.push(entry(topic)),
                 None => response.topics.push(error_entry(
                     None,
                     id,
@@ -157,6 +194,27 @@ pub async fn handle(context: RequestContext, request: MetadataRequest) -> Metada
         }
     }
     response
+}
+
+/// The operations on a topic Kafka reports (`AclOperation` codes as bits of a bit field).
+const TOPIC_OPERATIONS: [Operation; 8] = [
+    Operation::Read,
+    Operation::Write,
+    Operation::Create,
+    Operation::Delete,
+    Operation::Alter,
+    Operation::Describe,
+    Operation::DescribeConfigs,
+    Operation::AlterConfigs,
+];
+
+/// The bit field of what the principal may do to `topic`, as Kafka's
+/// `topic_authorized_operations`.
+fn topic_operations(context: &RequestContext, topic: &str) -> i32 {
+    TOPIC_OPERATIONS
+        .iter()
+        .filter(|op| context.allowed_on_topic(**op, topic))
+        .fold(0, |bits, op| bits | (1 << op.code()))
 }
 
 /// `broker` as a client on `listener` reaches it; `None` if it has no such listener.

@@ -3,14 +3,18 @@
 //! [`HANDLERS`] is the table of supported APIs; the ApiVersions answer is generated from it
 //! and the connection checks versions against it, so a version range is written once.
 
+pub mod acls;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_user_scram_credentials;
@@ -40,11 +44,13 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::warn;
+use yaks_common::acl::{Operation, ResourceType};
 use yaks_common::kafka;
 
 use crate::GatewayState;
 use crate::connection::ConnectionState;
 use crate::handlers::reported::Reported;
+use crate::security::authorizer::CLUSTER;
 
 /// An inclusive version range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +121,9 @@ plain_apis! {
     SaslAuthenticate => sasl_authenticate, SaslAuthenticateRequest;
     DescribeUserScramCredentials => describe_user_scram_credentials, DescribeUserScramCredentialsRequest;
     AlterUserScramCredentials => alter_user_scram_credentials, AlterUserScramCredentialsRequest;
+    DescribeAcls => describe_acls, DescribeAclsRequest;
+    CreateAcls => create_acls, CreateAclsRequest;
+    DeleteAcls => delete_acls, DeleteAclsRequest;
 }
 
 /// The versions of `api_key` this gateway speaks, if any.
@@ -139,6 +148,35 @@ pub struct RequestContext {
     pub header: RequestHeader,
     /// For Produce: the place in the connection's produce order.
     pub turn: Option<crate::produce_order::Turn>,
+}
+
+impl RequestContext {
+    /// Whether the connection's principal may do `operation` to the resource `name` of
+    /// `resource_type` (always, with authorization off).
+    pub fn allowed(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
+        self.state.authorizer.authorize(
+            &self.connection.principal,
+            &self.connection.host,
+            operation,
+            resource_type,
+            name,
+        )
+    }
+
+    /// Whether the principal may do `operation` to the cluster.
+    pub fn allowed_on_cluster(&self, operation: Operation) -> bool {
+        self.allowed(operation, ResourceType::Cluster, CLUSTER)
+    }
+
+    /// Whether the principal may do `operation` to the topic `topic`.
+    pub fn allowed_on_topic(&self, operation: Operation, topic: &str) -> bool {
+        self.allowed(operation, ResourceType::Topic, topic)
+    }
+
+    /// Whether the principal may do `operation` to the group `group`.
+    pub fn allowed_on_group(&self, operation: Operation, group: &str) -> bool {
+        self.allowed(operation, ResourceType::Group, group)
+    }
 }
 
 /// What the connection should do with a request's result.

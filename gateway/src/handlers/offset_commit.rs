@@ -5,6 +5,10 @@
 //! group has no members, as in Kafka. Partitions of unknown topics get
 //! UNKNOWN_TOPIC_OR_PARTITION, metadata over [`MAX_METADATA_BYTES`]
 //! OFFSET_METADATA_TOO_LARGE; the rest are stored together in one statement.
+//!
+//! Under ACLs, as Kafka: READ on the group (else every partition gets
+//! GROUP_AUTHORIZATION_FAILED) and READ on each topic (else TOPIC_AUTHORIZATION_FAILED for
+//! its partitions, the others are stored).
 
 use std::collections::HashMap;
 
@@ -14,6 +18,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use tracing::warn;
+use yaks_common::acl::Operation;
 use yaks_common::metastore::CommittedOffset;
 
 use super::{RequestContext, Versions};
@@ -28,6 +33,9 @@ pub const MAX_METADATA_BYTES: usize = 4096;
 /// Answers OffsetCommit.
 pub async fn handle(context: RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let state = &context.state;
+    if !context.allowed_on_group(Operation::Read, request.group_id.0.as_str()) {
+        return every_partition(&request, ResponseError::GroupAuthorizationFailed.code());
+    }
     let names: Vec<String> = request
         .topics
         .iter()
@@ -45,8 +53,13 @@ pub async fn handle(context: RequestContext, request: OffsetCommitRequest) -> Of
     let mut offsets = Vec::new();
     for (t, topic) in request.topics.iter().enumerate() {
         let known = topics.get(topic.name.0.as_str());
+        let readable = context.allowed_on_topic(Operation::Read, topic.name.0.as_str());
         for (p, partition) in topic.partitions.iter().enumerate() {
             let index = partition.partition_index;
+            if !readable {
+                decided.insert((t, p), ResponseError::TopicAuthorizationFailed.code());
+                continue;
+            }
             if known.is_none_or(|k| index < 0 || index >= k.partition_count) {
                 decided.insert((t, p), ResponseError::UnknownTopicOrPartition.code());
                 continue;

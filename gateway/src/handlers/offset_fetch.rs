@@ -2,14 +2,20 @@
 //!
 //! Committed offsets are read from PostgreSQL by the group's coordinator; a partition
 //! without a commit gets offset -1, as in Kafka.
+//!
+//! Under ACLs, as Kafka: DESCRIBE on the group (else GROUP_AUTHORIZATION_FAILED); a topic
+//! asked for by name without DESCRIBE on it gets TOPIC_AUTHORIZATION_FAILED for its
+//! partitions, and a request for all topics leaves such topics out.
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use yaks_common::acl::Operation;
 use yaks_common::kafka::{str_bytes, topic_name};
 use yaks_common::metastore::CommittedOffset;
 
@@ -148,6 +154,10 @@ async fn fetch(
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> GroupAnswer {
+    if !context.allowed_on_group(Operation::Describe, group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed.code());
+    }
+    let describable = |topic: &str| context.allowed_on_topic(Operation::Describe, topic);
     let partitions: Option<Vec<(String, i32)>> = wanted.as_ref().map(|topics| {
         topics
             .iter()
@@ -170,7 +180,7 @@ async fn fetch(
     let mut topics: BTreeMap<String, Vec<Fetched>> = BTreeMap::new();
     match wanted {
         None => {
-            for offset in &stored {
+            for offset in stored.iter().filter(|o| describable(&o.topic)) {
                 topics
                     .entry(offset.topic.clone())
                     .or_default()
@@ -179,8 +189,19 @@ async fn fetch(
         }
         Some(wanted) => {
             for (name, partitions) in wanted {
+                let denied = !describable(&name);
                 let entry = topics.entry(name.clone()).or_default();
                 for partition in partitions {
+                    if denied {
+                        entry.push(Fetched {
+                            partition,
+                            offset: -1,
+                            leader_epoch: -1,
+                            metadata: String::new(),
+                            error: ResponseError::TopicAuthorizationFailed.code(),
+                        });
+                        continue;
+                    }
                     entry.push(
                         stored
                             .iter()

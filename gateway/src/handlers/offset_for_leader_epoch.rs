@@ -13,6 +13,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use tracing::warn;
 use uuid::Uuid;
+use yaks_common::acl::Operation;
 
 use super::fetch::{LEADER_EPOCH, epoch_error};
 use super::{RequestContext, Versions};
@@ -57,6 +58,7 @@ pub async fn handle(
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let meta = topics.get(topic.topic.0.as_str());
+        let describable = context.allowed_on_topic(Operation::Describe, topic.topic.0.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for partition in &topic.partitions {
             let mut answer = EpochEndOffset::default()
@@ -68,7 +70,9 @@ pub async fn handle(
                     .iter()
                     .find(|s| s.topic_id == m.topic_id && s.partition_index == partition.partition)
             });
-            if let Some(code) = failure {
+            if !describable {
+                answer.error_code = ResponseError::TopicAuthorizationFailed.code();
+            } else if let Some(code) = failure {
                 answer.error_code = code;
             } else if let Some(ps) = ps {
                 if let Some(code) = epoch_error(partition.current_leader_epoch) {

@@ -34,6 +34,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tracing::{debug, warn};
 use uuid::Uuid;
+use yaks_common::acl::{Operation, ResourceType};
 use yaks_common::batch::{BatchError, header_info, validate_produce_batch, with_log_append_time};
 use yaks_common::error::produce_error_message;
 use yaks_common::kafka::{self, str_bytes};
@@ -149,6 +150,13 @@ pub async fn handle_raw(mut context: RequestContext, body: Bytes) -> Outcome {
 async fn produce(context: &RequestContext, request: ProduceRequest, turn: Turn) -> ProduceResponse {
     let state = &context.state;
     let acks = request.acks;
+    if let Some(id) = &request.transactional_id
+        && !context.allowed(Operation::Write, ResourceType::TransactionalId, id)
+    {
+        turn.pass().await;
+        let refusal = Refusal::new(ResponseError::TransactionalIdAuthorizationFailed);
+        return shape(context.version, fail_all(&request, refusal));
+    }
     let names: Vec<String> = request
         .topic_data
         .iter()
@@ -173,15 +181,22 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Turn) 
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let meta = topics.get(&name);
+        // Authorized before the topic is looked up, so a denied client learns nothing of
+        // which topics exist.
+        let writable = context.allowed_on_topic(Operation::Write, &name);
         let mut valid = Vec::new();
         for partition in topic.partition_data {
             let slot_index = slots.len();
-            let mut refusal = refuse(
-                acks,
-                &name,
-                meta.map(|m| (m.partition_count, &m.configs)),
-                &partition,
-            );
+            let mut refusal = if writable {
+                refuse(
+                    acks,
+                    &name,
+                    meta.map(|m| (m.partition_count, &m.configs)),
+                    &partition,
+                )
+            } else {
+                Some(Refusal::new(ResponseError::TopicAuthorizationFailed))
+            };
             if let (None, Some(meta)) = (&refusal, meta)
                 && forwarded.contains_key(&(meta.topic_id, partition.index))
             {

@@ -39,6 +39,7 @@ top_level!(
     InitProducerIdResponse,
     SaslHandshakeResponse,
     SaslAuthenticateResponse,
+    DescribeAclsResponse,
 );
 
 impl Reported for DescribeUserScramCredentialsResponse {
@@ -68,6 +69,8 @@ per_entry!(
     DeleteGroupsResponse => results,
     IncrementalAlterConfigsResponse => responses,
     AlterUserScramCredentialsResponse => results,
+    CreateAclsResponse => results,
+    DeleteAclsResponse => filter_results,
 );
 
 /// Responses whose errors are per partition of each topic.

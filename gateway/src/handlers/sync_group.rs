@@ -2,6 +2,7 @@
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use yaks_common::acl::Operation;
 
 use super::{RequestContext, Versions};
 
@@ -10,6 +11,10 @@ pub const VERSIONS: Versions = Versions { min: 0, max: 5 };
 
 /// Answers SyncGroup.
 pub async fn handle(context: RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
+    if !context.allowed_on_group(Operation::Read, request.group_id.0.as_str()) {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let group_id = request.group_id.0.to_string();
     if group_id.is_empty() {
         return SyncGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());

@@ -10,7 +10,9 @@
 //!   their files change.
 //! - [`sasl`]: authentication on `SASL_*` listeners, before anything else is served.
 //! - [`oauth`]: `OAUTHBEARER` tokens checked against an identity provider's keys.
+//! - [`authorizer`]: what a principal may do, decided with the ACLs each gateway caches.
 
+pub mod authorizer;
 pub mod oauth;
 pub mod sasl;
 pub mod tls;
