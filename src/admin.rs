@@ -32,6 +32,15 @@ pub struct Connection {
     /// A gateway's Kafka address (any one: the rest are discovered).
     #[arg(long, short = 'b', default_value = "localhost:9092", global = true)]
     pub brokers: String,
+    /// A client setting, `key=value`, as kcat's `-X` (repeatable): `security.protocol=SASL_SSL`,
+    /// `ssl.ca.location=ca.pem`, `sasl.mechanism=SCRAM-SHA-512`, `sasl.username=alice`…
+    #[arg(short = 'X', value_name = "KEY=VALUE", global = true)]
+    pub settings: Vec<String>,
+    /// A file of client settings, one `key=value` per line (`#` comments), as Kafka tools'
+    /// `--command-config`: the place for a password, which `-X` would show to other users
+    /// of the machine.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 /// `yaks topic …`.
@@ -174,22 +183,40 @@ pub enum GroupCommand {
     },
 }
 
-fn client_config(connection: &Connection) -> ClientConfig {
+fn client_config(connection: &Connection) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &connection.brokers)
         .set("client.id", "yaks-cli");
-    config
+    let mut lines = Vec::new();
+    if let Some(path) = &connection.command_config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        lines.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    lines.extend(connection.settings.iter().cloned());
+    for line in lines {
+        let Some((key, value)) = line.split_once('=') else {
+            anyhow::bail!("client setting {line:?} is not key=value");
+        };
+        config.set(key.trim(), value.trim());
+    }
+    Ok(config)
 }
 
 fn admin(connection: &Connection) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-    client_config(connection)
+    client_config(connection)?
         .create()
         .context("creating the admin client")
 }
 
 fn consumer(connection: &Connection, group: Option<&str>) -> anyhow::Result<BaseConsumer> {
-    let mut config = client_config(connection);
+    let mut config = client_config(connection)?;
     config
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
@@ -426,7 +453,7 @@ async fn describe_compaction(ops: &str, name: &str) -> anyhow::Result<()> {
 /// Runs `yaks produce`: sends each line of standard input, waits for every
 /// acknowledgement, exits with an error if any record failed.
 pub async fn produce(connection: &Connection, args: ProduceArgs) -> anyhow::Result<()> {
-    let producer: FutureProducer = client_config(connection)
+    let producer: FutureProducer = client_config(connection)?
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", &args.compression)
@@ -499,7 +526,7 @@ pub async fn consume(connection: &Connection, args: ConsumeArgs) -> anyhow::Resu
 }
 
 fn consume_blocking(connection: &Connection, args: &ConsumeArgs) -> anyhow::Result<()> {
-    let mut config = client_config(connection);
+    let mut config = client_config(connection)?;
     config.set("enable.partition.eof", "false").set(
         "auto.offset.reset",
         if args.from_beginning {

@@ -176,13 +176,23 @@ async fn with_client_certificates_required_only_clients_the_authority_signed_get
 }
 
 /// Runs `yaks user ARGS` against `infra`'s PostgreSQL with `input` on standard input.
-async fn yaks_user(infra: &Infra, args: &[&str], input: &str) -> std::process::Output {
+pub async fn yaks_user(infra: &Infra, args: &[&str], input: &str) -> std::process::Output {
+    yaks_command(infra, "user", args, input).await
+}
+
+/// Runs `yaks COMMAND ARGS` against `infra`'s PostgreSQL with `input` on standard input.
+pub async fn yaks_command(
+    infra: &Infra,
+    command: &str,
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
     use std::io::Write;
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    args.insert(0, command.to_owned());
     let (url, input) = (infra.postgres.url(), input.to_owned());
     tokio::task::spawn_blocking(move || {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_yaks"))
-            .arg("user")
             .args(&args)
             .env("YAKS_POSTGRES__URL", url)
             .stdin(std::process::Stdio::piped())
@@ -461,6 +471,60 @@ async fn yaks_dev_secure_serves_sasl_ssl_with_its_own_ca_and_admin_user() {
     let mut wrong = login("SASL_SSL", "SCRAM-SHA-512", "admin", "guess");
     wrong.push(format!("ssl.ca.location={}", ca_file.display()));
     assert_refused(&bootstrap, "secure-dev", &wrong).await;
+
+    // Authorization is on: a user admin creates gets in, but may not write without an ACL.
+    let args: [String; 6] = [
+        bootstrap.clone(),
+        ca_file.display().to_string(),
+        "admin".into(),
+        password.clone(),
+        "bob".into(),
+        "builder".into(),
+    ];
+    let described = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_client("python3", "confluent_scram_admin.py", &args)
+    })
+    .await
+    .expect("client ran");
+    assert_eq!(described, "SCRAM_SHA_512:8192 RESOURCE_NOT_FOUND");
+    let mut bob = login("SASL_SSL", "SCRAM-SHA-512", "bob", "builder");
+    bob.push(format!("ssl.ca.location={}", ca_file.display()));
+    let refused = produce(&bootstrap, "secure-dev", 1, &bob).await;
+    assert!(
+        refused.starts_with("refused") && refused.contains("authorization"),
+        "{refused}"
+    );
+
+    // The admin CLI takes client settings from a file, as Kafka tools' --command-config.
+    let command_config = dir.path().join("admin.properties");
+    let properties = format!(
+        "security.protocol=SASL_SSL\nssl.ca.location={}\nsasl.mechanism=SCRAM-SHA-256\n\
+         sasl.username=admin\nsasl.password={password}\n",
+        ca_file.display()
+    );
+    std::fs::write(&command_config, properties).expect("written");
+    let config_arg = command_config.to_str().expect("utf-8").to_owned();
+    let listed = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_yaks"))
+            .args([
+                "topic",
+                "list",
+                "-b",
+                &bootstrap,
+                "--command-config",
+                &config_arg,
+            ])
+            .output()
+            .expect("yaks runs")
+    })
+    .await
+    .expect("join");
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("secure-dev"),
+        "{listed:?}"
+    );
     process.interrupt();
 }
 
