@@ -3,7 +3,7 @@
 //!
 //! The cache is read at start, again on every change the store signals (CreateAcls,
 //! DeleteAcls or `yaks acl` on any gateway or machine: PostgreSQL's `NOTIFY yaks_acls`),
-//! and every [`REFRESH`] in case a signal was lost with its connection. A read that fails
+//! and every 30 seconds in case a signal was lost with its connection. A read that fails
 //! keeps the bindings in use: a store outage does not open or close the cluster.
 
 use std::sync::{Arc, RwLock};
@@ -128,7 +128,7 @@ impl Authorizer {
     }
 
     /// Keeps the bindings fresh until `shutdown`: reads them whenever the store signals a
-    /// change and every [`REFRESH`]. Watching starts before the first read here, so a
+    /// change and every 30 seconds. Watching starts before the first read here, so a
     /// change made between start-up's read and the watch is not missed.
     pub async fn keep_fresh(self: Arc<Self>, store: Arc<dyn AclBindings>, mut shutdown: Shutdown) {
         if !self.enabled {
