@@ -6,11 +6,11 @@
 //! `yaks user`, so an operator can grant the first rights. Every gateway applies a change
 //! within a second (PostgreSQL's NOTIFY reaches their caches).
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use yaks_common::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
 use yaks_common::config::Config;
-use yaks_common::metastore::{AclBindings, PgMetastore};
+use yaks_common::metastore::AclBindings;
 
 /// `yaks acl …`.
 #[derive(Subcommand, Debug)]
@@ -144,11 +144,7 @@ fn operation(name: &str) -> anyhow::Result<Operation> {
 
 /// Runs a `yaks acl` command.
 pub async fn run(config: &Config, command: AclCommand) -> anyhow::Result<()> {
-    let store = PgMetastore::connect(&config.postgres).context("postgres settings")?;
-    store
-        .migrate()
-        .await
-        .context("applying migrations to postgres")?;
+    let store = crate::users::metastore(config).await?;
     match command {
         AclCommand::Add {
             resource,

@@ -39,13 +39,19 @@ pub enum UserCommand {
     },
 }
 
-/// Runs a `yaks user` command.
-pub async fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
+/// The settings' PostgreSQL, migrated: where `yaks user` and `yaks acl` write.
+pub async fn metastore(config: &Config) -> anyhow::Result<PgMetastore> {
     let store = PgMetastore::connect(&config.postgres).context("postgres settings")?;
     store
         .migrate()
         .await
         .context("applying migrations to postgres")?;
+    Ok(store)
+}
+
+/// Runs a `yaks user` command.
+pub async fn run(config: &Config, command: UserCommand) -> anyhow::Result<()> {
+    let store = metastore(config).await?;
     match command {
         UserCommand::Create {
             name,

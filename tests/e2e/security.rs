@@ -209,6 +209,22 @@ pub async fn yaks_command(
     .expect("join")
 }
 
+/// Makes user `bob` (password `builder`, SCRAM-SHA-512) through the gateway at `bootstrap`
+/// (`SASL_SSL`, trusting `ca_file`) with confluent-kafka's admin API, logged in as `user`.
+async fn make_bob(bootstrap: &str, ca_file: &str, user: &str, password: &str) {
+    let args: Vec<String> = [bootstrap, ca_file, user, password, "bob", "builder"]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+    let described = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_client("python3", "confluent_scram_admin.py", &args)
+    })
+    .await
+    .expect("client ran");
+    assert_eq!(described, "SCRAM_SHA_512:8192 RESOURCE_NOT_FOUND");
+}
+
 fn sasl_listeners() -> Vec<ListenerConfig> {
     let mut listeners = listeners();
     listeners[1].name = "SECURE".into();
@@ -314,21 +330,7 @@ async fn sasl_users_log_in_with_scram_or_plain_and_nobody_else_gets_in() {
     assert_refused(&legacy, "sasl", &oauth).await;
 
     // A user made through the gateway with Kafka's admin API logs in.
-    let args: [String; 6] = [
-        secure.clone(),
-        ca_file.clone(),
-        "alice".into(),
-        "wonderland".into(),
-        "bob".into(),
-        "builder".into(),
-    ];
-    let described = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_client("python3", "confluent_scram_admin.py", &args)
-    })
-    .await
-    .expect("client ran");
-    assert_eq!(described, "SCRAM_SHA_512:8192 RESOURCE_NOT_FOUND");
+    make_bob(&secure, &ca_file, "alice", "wonderland").await;
     let bob = login("SASL_PLAINTEXT", "SCRAM-SHA-512", "bob", "builder");
     assert_eq!(produce(&legacy, "sasl", 1, &bob).await, offset.to_string());
     let bob_256 = login("SASL_PLAINTEXT", "SCRAM-SHA-256", "bob", "builder");
@@ -473,21 +475,13 @@ async fn yaks_dev_secure_serves_sasl_ssl_with_its_own_ca_and_admin_user() {
     assert_refused(&bootstrap, "secure-dev", &wrong).await;
 
     // Authorization is on: a user admin creates gets in, but may not write without an ACL.
-    let args: [String; 6] = [
-        bootstrap.clone(),
-        ca_file.display().to_string(),
-        "admin".into(),
-        password.clone(),
-        "bob".into(),
-        "builder".into(),
-    ];
-    let described = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_client("python3", "confluent_scram_admin.py", &args)
-    })
-    .await
-    .expect("client ran");
-    assert_eq!(described, "SCRAM_SHA_512:8192 RESOURCE_NOT_FOUND");
+    make_bob(
+        &bootstrap,
+        &ca_file.display().to_string(),
+        "admin",
+        &password,
+    )
+    .await;
     let mut bob = login("SASL_SSL", "SCRAM-SHA-512", "bob", "builder");
     bob.push(format!("ssl.ca.location={}", ca_file.display()));
     let refused = produce(&bootstrap, "secure-dev", 1, &bob).await;
