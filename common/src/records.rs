@@ -27,6 +27,8 @@ use crate::batch::{CRC_START, HEADER_LEN, i16_at, i32_at, i64_at, put_varlong};
 const ATTR_CODEC: i16 = 0x07;
 const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
 const ATTR_DELETE_HORIZON: i16 = 1 << 6;
+const ATTR_TRANSACTIONAL: i16 = 1 << 4;
+const ATTR_CONTROL: i16 = 1 << 5;
 
 /// Most bytes a stored batch's records may decompress to when yaks opens it (a time lookup,
 /// key compaction, chaos checks): a producer's batch is at most `max.message.bytes`
@@ -321,6 +323,49 @@ pub fn filler(offset_count: i64) -> Result<Bytes, RecordsError> {
     Ok(open.assemble(0, -1, -1, 0, &[]))
 }
 
+/// A transaction marker: the control batch (Kafka's `EndTransactionMarker`) that ends a
+/// producer's transaction in one partition. One record, whose key is the control type
+/// (version 0, then 0 for ABORT or 1 for COMMIT: consumers accept exactly these four
+/// bytes) and whose value is version 0 and the coordinator epoch. No sequence; base offset
+/// 0, as stored batches' are: readers place it.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Bytes {
+    let mut body = Vec::with_capacity(16);
+    body.push(0); // record attributes
+    put_varlong(&mut body, 0); // timestamp delta
+    put_varlong(&mut body, 0); // offset delta
+    put_varlong(&mut body, 4);
+    body.extend_from_slice(&[0, 0, 0, u8::from(commit)]);
+    put_varlong(&mut body, 6);
+    body.extend_from_slice(&[0, 0]);
+    body.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    put_varlong(&mut body, 0); // headers
+    let mut record = Vec::with_capacity(body.len() + 1);
+    put_varlong(&mut record, body.len() as i64);
+    record.extend_from_slice(&body);
+    let mut header = [0u8; HEADER_LEN];
+    header[16] = 2;
+    header[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    header[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    header[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let open = OpenBatch {
+        header,
+        records: Bytes::new(),
+    };
+    open.assemble(
+        ATTR_TRANSACTIONAL | ATTR_CONTROL,
+        timestamp,
+        timestamp,
+        1,
+        &record,
+    )
+}
+
 /// `batch` holding `offset_count` offsets from its base, its records unchanged: Kafka lets
 /// a batch's last offset pass its last record's, and consumers resume after it.
 pub fn with_offset_count(batch: &[u8], offset_count: i64) -> Result<Bytes, RecordsError> {
@@ -500,6 +545,27 @@ mod tests {
             Codec::Snappy => 2,
             Codec::Lz4 => 3,
             Codec::Zstd => 4,
+        }
+    }
+
+    #[test]
+    fn a_marker_is_one_control_record_of_kafkas_layout() {
+        for commit in [false, true] {
+            let marker = control_batch(42, 3, commit, 0, BASE_TS);
+            assert_eq!(
+                crc32c::crc32c(&marker[CRC_START..]),
+                u32::from_be_bytes(marker[17..21].try_into().expect("four bytes"))
+            );
+            let open = OpenBatch::open(marker.clone(), 1 << 10).expect("opens");
+            assert!(open.is_control() && open.is_transactional());
+            assert_eq!((open.producer_id(), open.last_offset()), (42, 0));
+            assert_eq!(i16_at(&marker, 51), 3);
+            assert_eq!(i32_at(&marker, 53), -1, "markers carry no sequence");
+            let records = open.records().expect("records");
+            assert_eq!(records.len(), 1);
+            assert_eq!(records[0].key, Some(&[0, 0, 0, u8::from(commit)][..]));
+            assert_eq!(records[0].value, Some(&[0, 0, 0, 0, 0, 0][..]));
+            assert_eq!(records[0].timestamp, BASE_TS);
         }
     }
 

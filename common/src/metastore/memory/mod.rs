@@ -12,6 +12,7 @@ mod log;
 mod objects;
 mod producers;
 mod topics;
+mod transactions;
 
 use crate::clock::Instant;
 use std::collections::{BTreeMap, HashMap};
@@ -97,6 +98,14 @@ struct State {
     acl_watchers: Vec<tokio::sync::mpsc::Sender<()>>,
     /// (user, mechanism) → SCRAM credential.
     credentials: BTreeMap<(String, crate::scram::Mechanism), crate::scram::Credential>,
+    /// Transactional id → its record, partitions included.
+    transactions: BTreeMap<String, super::transactions::TxnRecord>,
+    /// (transactional id, topic, partition) → the open transaction's first offset there.
+    txn_first_offsets: HashMap<(String, Uuid, i32), i64>,
+    /// (transactional id, group, topic, partition) → an offset waiting for the end.
+    txn_offsets: BTreeMap<(String, String, String, i32), CommittedOffset>,
+    /// (topic, partition, abort marker offset) → (producer id, first offset).
+    aborted: BTreeMap<(Uuid, i32, i64), (i64, i64)>,
 }
 
 impl State {

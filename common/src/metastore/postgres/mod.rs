@@ -15,6 +15,7 @@ mod objects;
 mod producers;
 mod tls;
 mod topics;
+mod transactions;
 
 use crate::clock::Instant;
 use std::time::Duration;
@@ -166,7 +167,11 @@ pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
         return StoreError::Retriable(format!("postgres: {err}"));
     };
     let class = &code.code()[..2];
-    let detail = format!("postgres: {err} ({})", code.code());
+    // tokio-postgres' Display says only "db error"; the server's message says which.
+    let detail = match err.as_db_error() {
+        Some(db) => format!("postgres: {} ({})", db.message(), code.code()),
+        None => format!("postgres: {err} ({})", code.code()),
+    };
     if *code == SqlState::T_R_SERIALIZATION_FAILURE
         || *code == SqlState::T_R_DEADLOCK_DETECTED
         || matches!(class, "08" | "53" | "57" | "40")

@@ -14,6 +14,7 @@ mod log;
 mod objects;
 mod producers;
 mod topics;
+mod transactions;
 
 pub use acls::*;
 pub use cluster::*;
@@ -23,6 +24,7 @@ pub use log::*;
 pub use objects::*;
 pub use producers::*;
 pub use topics::*;
+pub use transactions::*;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -55,6 +57,8 @@ macro_rules! metastore_test_suite {
             deleting_a_topic_deletes_its_committed_offsets,
             scram_credentials_are_kept_per_user_and_mechanism,
             acl_bindings_are_kept_once_and_deleted_by_filter,
+            a_transaction_ends_with_all_its_markers_and_offsets_at_once,
+            an_expired_transaction_is_aborted_and_its_producer_fenced,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {

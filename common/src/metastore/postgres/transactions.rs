@@ -1,0 +1,527 @@
+//! [`Transactions`] on PostgreSQL: `transactions`, `txn_partitions`, `txn_offsets` and
+//! `aborted_txns`. Every change reads the transactional id's row under its lock and lets
+//! the pure rules decide; an end writes its markers' index rows, the partitions' offsets,
+//! the aborted-transaction rows and the offsets in the same transaction.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::metastore::groups::{CommittedOffset, encode_members};
+use crate::metastore::transactions::*;
+
+use super::log::COMMIT_CHANNEL;
+use super::{PgMetastore, pg_error};
+
+/// Class of the advisory locks that serialise InitProducerId per transactional id, whose
+/// row may not exist yet to be locked ("tx").
+const INIT_LOCK_CLASS: i32 = 0x7478;
+
+const RECORD_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, last_epoch,
+     previous_producer_id, state, timeout_ms, start_ms, updated_ms, groups";
+
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// Reads one transactional id's record, locked for the rest of `tx` when `lock`.
+async fn load(tx: &Tx<'_>, id: &str, lock: bool) -> Result<Option<TxnRecord>, StoreError> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let Some(row) = tx
+        .query_opt(
+            &format!("SELECT {RECORD_COLUMNS} FROM transactions WHERE transactional_id = $1{lock}"),
+            &[&id],
+        )
+        .await
+        .map_err(pg_error)?
+    else {
+        return Ok(None);
+    };
+    let mut record = record(&row)?;
+    let partitions = tx
+        .query(
+            "SELECT topic_id, partition_index FROM txn_partitions WHERE transactional_id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(pg_error)?;
+    record.partitions = partitions.iter().map(|p| (p.get(0), p.get(1))).collect();
+    Ok(Some(record))
+}
+
+/// A record from a row of [`RECORD_COLUMNS`], without its partitions.
+fn record(row: &tokio_postgres::Row) -> Result<TxnRecord, StoreError> {
+    let state: String = row.get(5);
+    let groups: Vec<String> = row.get(9);
+    Ok(TxnRecord {
+        transactional_id: row.get(0),
+        producer_id: row.get(1),
+        producer_epoch: row.get(2),
+        last_epoch: row.get(3),
+        previous_producer_id: row.get(4),
+        state: TxnState::from_name(&state)
+            .ok_or_else(|| StoreError::Internal(format!("transaction state {state}")))?,
+        timeout_ms: row.get(6),
+        start_ms: row.get(7),
+        updated_ms: row.get(8),
+        partitions: BTreeSet::new(),
+        groups: groups.into_iter().collect(),
+    })
+}
+
+/// Writes a record's own row (its partitions are written where they change).
+async fn store(tx: &Tx<'_>, record: &TxnRecord) -> Result<(), StoreError> {
+    let groups: Vec<&str> = record.groups.iter().map(String::as_str).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO transactions ({RECORD_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (transactional_id) DO UPDATE SET
+                 producer_id = excluded.producer_id,
+                 producer_epoch = excluded.producer_epoch,
+                 last_epoch = excluded.last_epoch,
+                 previous_producer_id = excluded.previous_producer_id,
+                 state = excluded.state,
+                 timeout_ms = excluded.timeout_ms,
+                 start_ms = excluded.start_ms,
+                 updated_ms = excluded.updated_ms,
+                 groups = excluded.groups"
+        ),
+        &[
+            &record.transactional_id,
+            &record.producer_id,
+            &record.producer_epoch,
+            &record.last_epoch,
+            &record.previous_producer_id,
+            &record.state.name(),
+            &record.timeout_ms,
+            &record.start_ms,
+            &record.updated_ms,
+            &groups,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Ends `record`'s open transaction with `object`'s markers: indexes each partition's
+/// marker at the partition's next offset, records the aborted ranges or moves the staged
+/// offsets, and leaves the record ended. Expects: the record's row locked by `tx`.
+async fn write_end(
+    tx: &Tx<'_>,
+    record: &TxnRecord,
+    object: &MarkerObject,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let id = record.transactional_id.as_str();
+    let markers = &object.markers;
+    let (topics, partitions): (Vec<Uuid>, Vec<i32>) = record.partitions.iter().copied().unzip();
+    if !topics.is_empty() {
+        // The partitions' locks, in the flush commit's order so neither can deadlock the
+        // other; a flush storing this transaction's data either finished before (its
+        // batches come before the marker) or finds the transaction ended and refuses them.
+        let locked = tx
+            .query(
+                "SELECT topic_id, partition_index, next_offset FROM partitions
+                 WHERE (topic_id, partition_index) IN
+                       (SELECT * FROM unnest($1::uuid[], $2::int[]))
+                 ORDER BY topic_id, partition_index
+                 FOR UPDATE",
+                &[&topics, &partitions],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut rows = Columns::default();
+        for row in &locked {
+            let key: (Uuid, i32) = (row.get(0), row.get(1));
+            let Some(&(_, _, byte_offset, byte_length)) = object
+                .ranges
+                .iter()
+                .find(|(topic, partition, _, _)| (*topic, *partition) == key)
+            else {
+                return Err(StoreError::Internal(format!(
+                    "markers of {id} miss partition {}/{}",
+                    key.0, key.1
+                )));
+            };
+            rows.topics.push(key.0);
+            rows.partitions.push(key.1);
+            rows.offsets.push(row.get(2));
+            rows.byte_offsets.push(byte_offset);
+            rows.byte_lengths.push(byte_length);
+        }
+        let object_id = object.object.to_string();
+        tx.execute(
+            "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
+            &[&object_id, &object.object_key, &object.size_bytes],
+        )
+        .await
+        .map_err(pg_error)?;
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &rows.topics,
+            &rows.partitions,
+            &rows.offsets,
+            &object.timestamp_ms,
+            &object_id,
+            &rows.byte_offsets,
+            &rows.byte_lengths,
+        ];
+        tx.execute(
+            "INSERT INTO object_index (topic_id, partition_index, base_offset, last_offset,
+                 max_timestamp, object_id, byte_offset, byte_length, batch_count)
+             SELECT topic_id, partition_index, base_offset, base_offset, $4, $5,
+                    byte_offset, byte_length, 1
+             FROM unnest($1::uuid[], $2::int[], $3::bigint[], $6::bigint[], $7::bigint[])
+                  AS m(topic_id, partition_index, base_offset, byte_offset, byte_length)",
+            &params,
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.execute(
+            "UPDATE partitions p SET next_offset = p.next_offset + 1
+             FROM unnest($1::uuid[], $2::int[]) AS m(topic_id, partition_index)
+             WHERE p.topic_id = m.topic_id AND p.partition_index = m.partition_index",
+            &[&rows.topics, &rows.partitions],
+        )
+        .await
+        .map_err(pg_error)?;
+        if !markers.commit {
+            // Only where the transaction stored data: a marker alone hides nothing.
+            tx.execute(
+                "INSERT INTO aborted_txns (topic_id, partition_index, producer_id,
+                     first_offset, last_offset)
+                 SELECT t.topic_id, t.partition_index, $2, t.first_offset, m.last_offset
+                 FROM txn_partitions t
+                 JOIN unnest($3::uuid[], $4::int[], $5::bigint[])
+                      AS m(topic_id, partition_index, last_offset)
+                   USING (topic_id, partition_index)
+                 WHERE t.transactional_id = $1 AND t.first_offset IS NOT NULL",
+                &[
+                    &id,
+                    &record.producer_id,
+                    &rows.topics,
+                    &rows.partitions,
+                    &rows.offsets,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+        tx.execute("SELECT pg_notify($1, $2)", &[&COMMIT_CHANNEL, &object_id])
+            .await
+            .map_err(pg_error)?;
+    }
+    if markers.commit {
+        // The staged offsets become the groups' committed offsets, each group listed as
+        // a standalone commit would list it.
+        tx.execute(
+            "INSERT INTO group_offsets (group_id, topic, partition_index, committed_offset,
+                 leader_epoch, metadata, commit_ms)
+             SELECT group_id, topic, partition_index, committed_offset, leader_epoch,
+                    metadata, commit_ms
+             FROM txn_offsets WHERE transactional_id = $1
+             ON CONFLICT (group_id, topic, partition_index) DO UPDATE SET
+                 committed_offset = excluded.committed_offset,
+                 leader_epoch = excluded.leader_epoch,
+                 metadata = excluded.metadata,
+                 commit_ms = excluded.commit_ms",
+            &[&id],
+        )
+        .await
+        .map_err(pg_error)?;
+        let no_members = encode_members(&[]).to_vec();
+        tx.execute(
+            "INSERT INTO consumer_groups (group_id, generation, members, updated_ms)
+             SELECT DISTINCT group_id, 0, $2::bytea, $3::bigint
+             FROM txn_offsets WHERE transactional_id = $1
+             ON CONFLICT (group_id) DO NOTHING",
+            &[&id, &no_members, &now_ms],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    tx.execute(
+        "DELETE FROM txn_offsets WHERE transactional_id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(pg_error)?;
+    tx.execute(
+        "DELETE FROM txn_partitions WHERE transactional_id = $1",
+        &[&id],
+    )
+    .await
+    .map_err(pg_error)?;
+    store(tx, &ended(record, markers, now_ms)).await
+}
+
+/// The marker index rows of one end, as columns.
+#[derive(Default)]
+struct Columns {
+    topics: Vec<Uuid>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    byte_offsets: Vec<i64>,
+    byte_lengths: Vec<i64>,
+}
+
+#[async_trait]
+impl Transactions for PgMetastore {
+    async fn transaction(&self, transactional_id: &str) -> Result<Option<TxnRecord>, TxnError> {
+        let mut client = self.client("transaction").await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let record = load(&tx, transactional_id, false).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(record)
+    }
+
+    async fn list_transactions(&self) -> Result<Vec<TxnRecord>, TxnError> {
+        let client = self.client("list_transactions").await?;
+        let rows = client
+            .query(
+                &format!("SELECT {RECORD_COLUMNS} FROM transactions ORDER BY transactional_id"),
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let partitions = client
+            .query(
+                "SELECT transactional_id, topic_id, partition_index FROM txn_partitions",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        // Sorted here, not by the database's collation: the same order as the memory store.
+        records.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        for row in &partitions {
+            let id: &str = row.get(0);
+            if let Ok(at) = records.binary_search_by(|r| r.transactional_id.as_str().cmp(id)) {
+                records[at].partitions.insert((row.get(1), row.get(2)));
+            }
+        }
+        Ok(records)
+    }
+
+    async fn expired_transactions(&self, now_ms: i64) -> Result<Vec<TxnRecord>, TxnError> {
+        let client = self.client("expired_transactions").await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM transactions
+                     WHERE state = 'Ongoing' AND start_ms >= 0
+                       AND start_ms + timeout_ms < $1"
+                ),
+                &[&now_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(record).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn init_producer(
+        &self,
+        request: &InitRequest,
+        markers: Option<&MarkerObject>,
+    ) -> Result<TxnInitOutcome, TxnError> {
+        let mut client = self.client("init_producer").await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&INIT_LOCK_CLASS, &request.transactional_id],
+        )
+        .await
+        .map_err(pg_error)?;
+        let mut existing = load(&tx, &request.transactional_id, true).await?;
+        let mut request = request.clone();
+        let decided = loop {
+            match init(existing.as_ref(), &request)? {
+                InitDecision::Record(record) => {
+                    store(&tx, &record).await?;
+                    break (record.producer_id, record.producer_epoch);
+                }
+                InitDecision::Unchanged => {
+                    let record = existing.as_ref().expect("unchanged means recorded");
+                    break (record.producer_id, record.producer_epoch);
+                }
+                InitDecision::AbortFirst(wanted) => {
+                    let record = existing.take().expect("an abort needs a record");
+                    match markers {
+                        Some(object) if object.fits(&wanted) => {
+                            write_end(&tx, &record, object, request.now_ms).await?;
+                            existing = Some(ended(&record, &wanted, request.now_ms));
+                            // The client's expectation was met before the abort moved the
+                            // epoch on.
+                            request.expected = None;
+                        }
+                        _ => return Ok(TxnInitOutcome::NeedsMarkers(wanted)),
+                    }
+                }
+            }
+        };
+        tx.commit().await.map_err(pg_error)?;
+        Ok(TxnInitOutcome::Ready {
+            producer_id: decided.0,
+            producer_epoch: decided.1,
+        })
+    }
+
+    async fn add_to_transaction(
+        &self,
+        producer: &TxnProducer<'_>,
+        partitions: &[(Uuid, i32)],
+        groups: &[String],
+        now_ms: i64,
+    ) -> Result<(), TxnError> {
+        let mut client = self.client("add_to_transaction").await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let existing = load(&tx, producer.transactional_id, true).await?;
+        let Some(next) = add(existing.as_ref(), producer, partitions, groups, now_ms)? else {
+            return Ok(());
+        };
+        store(&tx, &next).await?;
+        let (topics, indexes): (Vec<Uuid>, Vec<i32>) = partitions.iter().copied().unzip();
+        // Expects: the partitions exist (a topic deleted meanwhile fails the call).
+        tx.execute(
+            "INSERT INTO txn_partitions (transactional_id, topic_id, partition_index)
+             SELECT $1, * FROM unnest($2::uuid[], $3::int[])
+             ON CONFLICT DO NOTHING",
+            &[&producer.transactional_id, &topics, &indexes],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn stage_offsets(
+        &self,
+        producer: &TxnProducer<'_>,
+        group_id: &str,
+        offsets: &[CommittedOffset],
+        now_ms: i64,
+    ) -> Result<(), TxnError> {
+        let mut client = self.client("stage_offsets").await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let existing = load(&tx, producer.transactional_id, true).await?;
+        stage(existing.as_ref(), producer, group_id)?;
+        let topics: Vec<&str> = offsets.iter().map(|o| o.topic.as_str()).collect();
+        let partitions: Vec<i32> = offsets.iter().map(|o| o.partition_index).collect();
+        let values: Vec<i64> = offsets.iter().map(|o| o.offset).collect();
+        let epochs: Vec<i32> = offsets.iter().map(|o| o.leader_epoch).collect();
+        let metadata: Vec<Option<&str>> = offsets.iter().map(|o| o.metadata.as_deref()).collect();
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &producer.transactional_id,
+            &group_id,
+            &topics,
+            &partitions,
+            &values,
+            &epochs,
+            &metadata,
+            &now_ms,
+        ];
+        // The last of a partition listed twice wins, as in a standalone commit.
+        tx.execute(
+            "INSERT INTO txn_offsets (transactional_id, group_id, topic, partition_index,
+                 committed_offset, leader_epoch, metadata, commit_ms)
+             SELECT DISTINCT ON (t.topic, t.partition_index) $1, $2, t.topic,
+                    t.partition_index, t.committed_offset, t.leader_epoch, t.metadata, $8
+             FROM unnest($3::text[], $4::int[], $5::bigint[], $6::int[], $7::text[])
+                  WITH ORDINALITY AS t(topic, partition_index, committed_offset,
+                                       leader_epoch, metadata, n)
+             ORDER BY t.topic, t.partition_index, t.n DESC
+             ON CONFLICT (transactional_id, group_id, topic, partition_index) DO UPDATE SET
+                 committed_offset = excluded.committed_offset,
+                 leader_epoch = excluded.leader_epoch,
+                 metadata = excluded.metadata,
+                 commit_ms = excluded.commit_ms",
+            &params,
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn end_transaction(
+        &self,
+        request: &EndRequest<'_>,
+        markers: Option<&MarkerObject>,
+    ) -> Result<EndOutcome, TxnError> {
+        let mut client = self.client("end_transaction").await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let existing = load(&tx, request.producer.transactional_id, true).await?;
+        let wanted = match end(existing.as_ref(), request)? {
+            EndDecision::AlreadyEnded => return Ok(EndOutcome::AlreadyEnded),
+            EndDecision::Write(wanted) => wanted,
+        };
+        let Some(object) = markers.filter(|object| object.fits(&wanted)) else {
+            return Ok(EndOutcome::NeedsMarkers(wanted));
+        };
+        let record = existing.expect("an end needs a record");
+        write_end(&tx, &record, object, request.now_ms).await?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(EndOutcome::Ended)
+    }
+
+    async fn offsets_pending(
+        &self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<bool, TxnError> {
+        let client = self.client("offsets_pending").await?;
+        let row = match partitions {
+            None => client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM txn_offsets WHERE group_id = $1)",
+                    &[&group_id],
+                )
+                .await
+                .map_err(pg_error)?,
+            Some(partitions) => {
+                let (topics, indexes): (Vec<&str>, Vec<i32>) =
+                    partitions.iter().map(|(t, p)| (t.as_str(), *p)).unzip();
+                client
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM txn_offsets
+                             WHERE group_id = $1 AND (topic, partition_index) IN
+                                   (SELECT * FROM unnest($2::text[], $3::int[])))",
+                        &[&group_id, &topics, &indexes],
+                    )
+                    .await
+                    .map_err(pg_error)?
+            }
+        };
+        Ok(row.get(0))
+    }
+
+    async fn aborted_transactions(
+        &self,
+        topic_id: Uuid,
+        partition_index: i32,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<AbortedTxn>, TxnError> {
+        let client = self.client("aborted_transactions").await?;
+        let rows = client
+            .query(
+                "SELECT producer_id, first_offset, last_offset FROM aborted_txns
+                 WHERE topic_id = $1 AND partition_index = $2
+                   AND last_offset >= $3 AND first_offset < $4
+                 ORDER BY first_offset, last_offset",
+                &[&topic_id, &partition_index, &from, &until],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| AbortedTxn {
+                producer_id: row.get(0),
+                first_offset: row.get(1),
+                last_offset: row.get(2),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,286 @@
+//! The transactions domain's cases.
+
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::metastore::transactions::*;
+
+const ID: &str = "orders-app";
+
+fn init_request(fresh_producer_id: i64, now_ms: i64) -> InitRequest {
+    InitRequest {
+        transactional_id: ID.into(),
+        timeout_ms: 60_000,
+        expected: None,
+        fresh_producer_id,
+        now_ms,
+    }
+}
+
+/// An uploaded object holding `markers`, one 70-byte marker per partition.
+fn marker_object(markers: &Markers, now_ms: i64) -> MarkerObject {
+    let object = ObjectId::new(now_ms);
+    let ranges: Vec<_> = markers
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(n, &(topic, partition))| (topic, partition, 70 * n as i64, 70))
+        .collect();
+    MarkerObject {
+        markers: markers.clone(),
+        object_key: object.key("t"),
+        object,
+        size_bytes: 70 * ranges.len() as i64,
+        ranges,
+        timestamp_ms: now_ms,
+    }
+}
+
+fn ready(outcome: TxnInitOutcome) -> (i64, i16) {
+    match outcome {
+        TxnInitOutcome::Ready {
+            producer_id,
+            producer_epoch,
+        } => (producer_id, producer_epoch),
+        other => panic!("expected a producer, got {other:?}"),
+    }
+}
+
+/// A transaction ends with every partition's marker and its offsets at once, retries of
+/// the end are answered alike, and a new incarnation aborts what the old one left open.
+#[doc(hidden)]
+pub async fn a_transaction_ends_with_all_its_markers_and_offsets_at_once(store: &dyn Metastore) {
+    let orders = create_orders(store).await;
+    let t = orders.topic_id;
+    let (producer_id, epoch) = ready(
+        store
+            .init_producer(&init_request(4000, 1000), None)
+            .await
+            .expect("init"),
+    );
+    assert_eq!((producer_id, epoch), (4000, 0));
+    let producer = TxnProducer {
+        transactional_id: ID,
+        producer_id,
+        producer_epoch: epoch,
+    };
+    store
+        .add_to_transaction(&producer, &[(t, 0), (t, 1)], &["g".into()], 1100)
+        .await
+        .expect("add");
+    let offset = CommittedOffset {
+        topic: "orders".into(),
+        partition_index: 1,
+        offset: 42,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    store
+        .stage_offsets(&producer, "g", std::slice::from_ref(&offset), 1150)
+        .await
+        .expect("stage");
+    assert!(store.offsets_pending("g", None).await.expect("pending"));
+    assert!(
+        store
+            .fetch_offsets("g", None)
+            .await
+            .expect("fetch")
+            .is_empty(),
+        "staged offsets are not committed ones"
+    );
+    let open = store.transaction(ID).await.expect("read").expect("known");
+    assert_eq!((open.state, open.start_ms), (TxnState::Ongoing, 1100));
+    assert_eq!(open.partitions, BTreeSet::from([(t, 0), (t, 1)]));
+
+    let commit = EndRequest {
+        producer,
+        commit: true,
+        reason: EndReason::Client,
+        now_ms: 1200,
+    };
+    let EndOutcome::NeedsMarkers(wanted) = store
+        .end_transaction(&commit, None)
+        .await
+        .expect("end without markers")
+    else {
+        panic!("an end needs its markers")
+    };
+    assert_eq!((wanted.producer_epoch, wanted.commit), (0, true));
+    assert_eq!(wanted.partitions, open.partitions);
+    // Markers for another outcome do not end it either.
+    let wrong = marker_object(
+        &Markers {
+            commit: false,
+            ..wanted.clone()
+        },
+        1200,
+    );
+    assert!(matches!(
+        store.end_transaction(&commit, Some(&wrong)).await,
+        Ok(EndOutcome::NeedsMarkers(_))
+    ));
+    let markers = marker_object(&wanted, 1200);
+    assert_eq!(
+        store
+            .end_transaction(&commit, Some(&markers))
+            .await
+            .expect("end"),
+        EndOutcome::Ended
+    );
+
+    // Each partition holds its marker at its own offset, and the offsets are committed.
+    let states = store
+        .partition_states(&[(t, 0), (t, 1)])
+        .await
+        .expect("states");
+    assert!(states.iter().all(|s| s.next_offset == 1));
+    let entries = store
+        .index_entries(&[(t, 0, 0), (t, 1, 0)], 10)
+        .await
+        .expect("entries");
+    for (n, list) in entries.iter().enumerate() {
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].base_offset, list[0].last_offset), (0, 0));
+        assert_eq!(list[0].object_key, markers.object_key);
+        assert_eq!(list[0].byte_offset, 70 * n as i64);
+    }
+    assert_eq!(
+        store
+            .object_entries(&markers.object.to_string())
+            .await
+            .expect("by object")
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.fetch_offsets("g", None).await.expect("fetch"),
+        vec![offset]
+    );
+    assert!(!store.offsets_pending("g", None).await.expect("pending"));
+    let done = store.transaction(ID).await.expect("read").expect("known");
+    assert_eq!(done.state, TxnState::CompleteCommit);
+    assert!(done.partitions.is_empty() && done.groups.is_empty());
+
+    // A retried EndTxn is answered alike; the other outcome is refused.
+    assert_eq!(
+        store.end_transaction(&commit, None).await.expect("retry"),
+        EndOutcome::AlreadyEnded
+    );
+    let abort = EndRequest {
+        commit: false,
+        ..commit
+    };
+    assert!(matches!(
+        store.end_transaction(&abort, None).await,
+        Err(TxnError::InvalidState)
+    ));
+
+    // A new incarnation while a transaction is open: it is aborted under the next epoch,
+    // then the new producer gets the one after, and the old one is fenced.
+    store
+        .add_to_transaction(&producer, &[(t, 0)], &[], 1300)
+        .await
+        .expect("add again");
+    let TxnInitOutcome::NeedsMarkers(fence) = store
+        .init_producer(&init_request(5000, 1400), None)
+        .await
+        .expect("init over an open transaction")
+    else {
+        panic!("the open transaction must be aborted first")
+    };
+    assert_eq!((fence.producer_epoch, fence.commit), (1, false));
+    let fence_object = marker_object(&fence, 1400);
+    assert_eq!(
+        ready(
+            store
+                .init_producer(&init_request(5000, 1400), Some(&fence_object))
+                .await
+                .expect("init")
+        ),
+        (4000, 2)
+    );
+    let states = store.partition_states(&[(t, 0)]).await.expect("states");
+    assert_eq!(states[0].next_offset, 2, "the abort marker took offset 1");
+    assert!(matches!(
+        store
+            .add_to_transaction(&producer, &[(t, 0)], &[], 1500)
+            .await,
+        Err(TxnError::Fenced)
+    ));
+    let listed = store.list_transactions().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].state, listed[0].producer_epoch),
+        (TxnState::Empty, 2)
+    );
+}
+
+/// A transaction past its timeout is aborted and its producer fenced; one still within
+/// it, or already ended, is left alone.
+#[doc(hidden)]
+pub async fn an_expired_transaction_is_aborted_and_its_producer_fenced(store: &dyn Metastore) {
+    let orders = create_orders(store).await;
+    let t = orders.topic_id;
+    let (producer_id, producer_epoch) = ready(
+        store
+            .init_producer(&init_request(7000, 0), None)
+            .await
+            .expect("init"),
+    );
+    let producer = TxnProducer {
+        transactional_id: ID,
+        producer_id,
+        producer_epoch,
+    };
+    store
+        .add_to_transaction(&producer, &[(t, 1)], &[], 10_000)
+        .await
+        .expect("add");
+    let timeout = |now_ms| EndRequest {
+        producer,
+        commit: false,
+        reason: EndReason::Timeout,
+        now_ms,
+    };
+    assert_eq!(
+        store
+            .end_transaction(&timeout(69_000), None)
+            .await
+            .expect("early"),
+        EndOutcome::AlreadyEnded,
+        "not expired yet"
+    );
+    let EndOutcome::NeedsMarkers(wanted) = store
+        .end_transaction(&timeout(70_001), None)
+        .await
+        .expect("expired")
+    else {
+        panic!("an expired transaction is aborted")
+    };
+    assert_eq!((wanted.producer_epoch, wanted.commit), (1, false));
+    assert_eq!(
+        store
+            .end_transaction(&timeout(70_001), Some(&marker_object(&wanted, 70_001)))
+            .await
+            .expect("abort"),
+        EndOutcome::Ended
+    );
+    let record = store.transaction(ID).await.expect("read").expect("known");
+    assert_eq!(
+        (record.state, record.producer_epoch),
+        (TxnState::CompleteAbort, 1)
+    );
+    // The fenced producer's EndTxn finds a newer epoch.
+    assert!(matches!(
+        store
+            .end_transaction(
+                &EndRequest {
+                    reason: EndReason::Client,
+                    ..timeout(70_100)
+                },
+                None
+            )
+            .await,
+        Err(TxnError::Fenced)
+    ));
+}
