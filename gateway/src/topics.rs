@@ -3,6 +3,10 @@
 //! [`TopicCache`] keeps topics (and the absence of topics) for a short time so that the
 //! produce path does not query PostgreSQL per request; creates and deletes through this
 //! gateway invalidate at once, other gateways' changes are seen within [`CACHE_TTL`].
+//! Misses load one at a time and look again once their turn comes, and an answer is
+//! trusted from when it arrived: otherwise every request arriving as entries expire loads
+//! them again, the loads queue for the pool, and answers that took longer than the TTL to
+//! come expire on arrival, so the cache never fills again (seen under the bench's load).
 //! Also here: Kafka's rules for topic names. The topic configs yaks accepts are in
 //! [`yaks_common::topic_config`].
 
@@ -26,6 +30,8 @@ pub struct TopicCache {
     metastore: Arc<dyn Topics>,
     entries: RwLock<HashMap<String, (Instant, Option<TopicMeta>)>>,
     by_id: RwLock<HashMap<Uuid, (Instant, TopicMeta)>>,
+    /// Held while loading misses, so concurrent misses of the same topics share a load.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl TopicCache {
@@ -35,6 +41,7 @@ impl TopicCache {
             metastore,
             entries: RwLock::new(HashMap::new()),
             by_id: RwLock::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -43,28 +50,21 @@ impl TopicCache {
         &self,
         names: &[String],
     ) -> Result<HashMap<String, TopicMeta>, StoreError> {
-        let now = yaks_common::clock::now();
         let mut found = HashMap::new();
-        let mut missing = Vec::new();
-        {
-            let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-            for name in names {
-                match entries.get(name) {
-                    Some((at, entry)) if now.duration_since(*at) < CACHE_TTL => {
-                        if let Some(topic) = entry {
-                            found.insert(name.clone(), topic.clone());
-                        }
-                    }
-                    _ => missing.push(name.clone()),
-                }
-            }
+        let mut missing = self.cached(names, &mut found);
+        if missing.is_empty() {
+            return Ok(found);
         }
+        let _turn = self.loading.lock().await;
+        // Another request may have loaded them while this one waited.
+        missing = self.cached(&missing, &mut found);
         if missing.is_empty() {
             return Ok(found);
         }
         missing.sort();
         missing.dedup();
         let loaded = self.metastore.topics(Some(&missing)).await?;
+        let now = yaks_common::clock::now();
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         for name in &missing {
             entries.insert(name.clone(), (now, None));
@@ -76,26 +76,55 @@ impl TopicCache {
         Ok(found)
     }
 
-    /// Topics by id; unknown ids are not in the map. One metastore query for all misses.
-    pub async fn get_by_ids(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, TopicMeta>, StoreError> {
+    /// Puts the fresh cached topics among `names` into `found`; returns the names not
+    /// cached (or expired).
+    fn cached(&self, names: &[String], found: &mut HashMap<String, TopicMeta>) -> Vec<String> {
         let now = yaks_common::clock::now();
-        let mut found = HashMap::new();
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let mut missing = Vec::new();
-        {
-            let by_id = self.by_id.read().unwrap_or_else(|p| p.into_inner());
-            for id in ids {
-                match by_id.get(id) {
-                    Some((at, topic)) if now.duration_since(*at) < CACHE_TTL => {
-                        found.insert(*id, topic.clone());
+        for name in names {
+            match entries.get(name) {
+                Some((at, entry)) if now.duration_since(*at) < CACHE_TTL => {
+                    if let Some(topic) = entry {
+                        found.insert(name.clone(), topic.clone());
                     }
-                    _ => missing.push(*id),
                 }
+                _ => missing.push(name.clone()),
             }
         }
+        missing
+    }
+
+    /// Puts the fresh cached topics among `ids` into `found`; returns the ids not cached.
+    fn cached_ids(&self, ids: &[Uuid], found: &mut HashMap<Uuid, TopicMeta>) -> Vec<Uuid> {
+        let now = yaks_common::clock::now();
+        let by_id = self.by_id.read().unwrap_or_else(|p| p.into_inner());
+        let mut missing = Vec::new();
+        for id in ids {
+            match by_id.get(id) {
+                Some((at, topic)) if now.duration_since(*at) < CACHE_TTL => {
+                    found.insert(*id, topic.clone());
+                }
+                _ => missing.push(*id),
+            }
+        }
+        missing
+    }
+
+    /// Topics by id; unknown ids are not in the map. One metastore query for all misses.
+    pub async fn get_by_ids(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, TopicMeta>, StoreError> {
+        let mut found = HashMap::new();
+        let mut missing = self.cached_ids(ids, &mut found);
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let _turn = self.loading.lock().await;
+        missing = self.cached_ids(&missing, &mut found);
         if missing.is_empty() {
             return Ok(found);
         }
         let loaded = self.metastore.topics_by_id(&missing).await?;
+        let now = yaks_common::clock::now();
         let mut by_id = self.by_id.write().unwrap_or_else(|p| p.into_inner());
         by_id.retain(|_, (at, _)| now.duration_since(*at) < CACHE_TTL);
         for topic in loaded {
