@@ -86,6 +86,7 @@ pub async fn bind_gateway(config: &Config, backends: &Backends) -> anyhow::Resul
         config.registry.clone(),
         backends.metastore.clone(),
         backends.objects.clone(),
+        config.s3.key_prefix.clone(),
         system_clock(),
         peer_token(config)?,
     )

@@ -168,6 +168,7 @@ impl BatchInfo {
             producer_epoch: self.producer_epoch,
             first_sequence: self.base_sequence,
             last_sequence: last_sequence(self.base_sequence, self.offset_count),
+            transactional: self.is_transactional,
         })
     }
 }

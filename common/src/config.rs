@@ -135,6 +135,9 @@ pub struct GatewayConfig {
     pub group_min_session_timeout_ms: i32,
     /// Largest session timeout a group member may ask for (`group.max.session.timeout.ms`).
     pub group_max_session_timeout_ms: i32,
+    /// Largest `transaction.timeout.ms` a transactional producer may ask for (Kafka's
+    /// `transaction.max.timeout.ms`).
+    pub transaction_max_timeout_ms: i32,
 }
 
 impl Default for GatewayConfig {
@@ -158,6 +161,7 @@ impl Default for GatewayConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            transaction_max_timeout_ms: 900_000,
         }
     }
 }
@@ -879,6 +883,12 @@ impl Config {
             return Err(invalid(
                 "gateway.group_min_session_timeout_ms",
                 "must be at least 1 and at most gateway.group_max_session_timeout_ms",
+            ));
+        }
+        if self.gateway.transaction_max_timeout_ms < 1 {
+            return Err(invalid(
+                "gateway.transaction_max_timeout_ms",
+                "must be at least 1",
             ));
         }
         for url in &self.gateway.writer_urls {

@@ -58,6 +58,9 @@ impl crate::metastore::SequenceError {
             crate::metastore::SequenceError::StaleEpoch => {
                 ResponseError::InvalidProducerEpoch.code()
             }
+            crate::metastore::SequenceError::NotInTransaction => {
+                ResponseError::InvalidTxnState.code()
+            }
         }
     }
 }

@@ -89,6 +89,15 @@ pub struct DenialLabels {
     pub resource_type: &'static str,
 }
 
+/// A transaction that ended: how, and on whose word.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TxnEndLabels {
+    /// `commit` or `abort`.
+    pub outcome: &'static str,
+    /// `client` (EndTxn), `fence` (a new incarnation's InitProducerId) or `timeout`.
+    pub reason: &'static str,
+}
+
 /// An S3 operation on behalf of a topic.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct S3Labels {
@@ -327,6 +336,10 @@ pub struct GatewayMetrics {
     /// Reads of the ACL bindings, by outcome (`ok`, `failed`; a failed one keeps the
     /// bindings in use).
     pub acl_reloads: Family<OutcomeLabels, Counter>,
+    /// Transactions this gateway ended, by outcome and reason.
+    pub transactions_ended: Family<TxnEndLabels, Counter>,
+    /// Time from EndTxn to its answer: markers uploaded and the end committed.
+    pub transaction_end_seconds: Histogram,
 }
 
 /// The writer's metrics.
@@ -491,6 +504,8 @@ impl GatewayMetrics {
             authorization_denials: Family::default(),
             acl_bindings: Gauge::default(),
             acl_reloads: Family::default(),
+            transactions_ended: Family::default(),
+            transaction_end_seconds: latency_histogram(),
         };
         r.register(
             "yaks_gateway_requests",
@@ -574,6 +589,17 @@ impl GatewayMetrics {
             "yaks_gateway_acl_reloads",
             "Reads of the ACL bindings, by outcome",
             m.acl_reloads.clone(),
+        );
+        r.register(
+            "yaks_gateway_transactions_ended",
+            "Transactions ended, by outcome (commit, abort) and reason (client, fence, timeout)",
+            m.transactions_ended.clone(),
+        );
+        r.register_with_unit(
+            "yaks_gateway_transaction_end",
+            "Time from EndTxn to its answer: markers uploaded and the end committed",
+            Unit::Seconds,
+            m.transaction_end_seconds.clone(),
         );
         m
     }

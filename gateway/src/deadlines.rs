@@ -97,6 +97,11 @@ impl ServerClock {
         Ok(())
     }
 
+    /// The metastore's clock now, as best known here.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
     /// The commit deadline, in the metastore's clock, of a request the gateway will answer
     /// `writer_timeout` from now at the latest.
     pub fn commit_deadline_ms(&self, writer_timeout: Duration) -> i64 {

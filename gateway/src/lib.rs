@@ -30,6 +30,7 @@ pub mod producer_ids;
 pub mod readers;
 pub mod security;
 pub mod topics;
+pub mod transactions;
 pub mod writers;
 
 use std::net::SocketAddr;
@@ -42,7 +43,9 @@ use tracing::{info, warn};
 use yaks_common::clock::SharedClock;
 use yaks_common::config::{GatewayConfig, RegistryConfig};
 use yaks_common::error::StartError;
-use yaks_common::metastore::{AclBindings, Cluster, Credentials, Groups, Log, Producers, Topics};
+use yaks_common::metastore::{
+    AclBindings, Cluster, Credentials, Groups, Log, Producers, Topics, Transactions,
+};
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::{OpsServer, Readiness};
 use yaks_common::rpc::{PeerToken, RpcClient};
@@ -60,16 +63,25 @@ use crate::security::authorizer::Authorizer;
 use crate::security::oauth::TokenVerifier;
 use crate::security::tls::Tls;
 use crate::topics::TopicCache;
+use crate::transactions::TxnCoordinator;
 use crate::writers::WriterPool;
 
 /// The metastore domains a gateway uses: every one but the compactor's objects.
 pub trait GatewayStore:
-    Cluster + Topics + Log + Producers + Groups + Credentials + AclBindings
+    Cluster + Topics + Log + Producers + Groups + Credentials + AclBindings + Transactions
 {
 }
 
 impl<T> GatewayStore for T where
-    T: Cluster + Topics + Log + Producers + Groups + Credentials + AclBindings + ?Sized
+    T: Cluster
+        + Topics
+        + Log
+        + Producers
+        + Groups
+        + Credentials
+        + AclBindings
+        + Transactions
+        + ?Sized
 {
 }
 
@@ -97,6 +109,8 @@ pub struct GatewayState {
     pub server_clock: ServerClock,
     /// Consumer groups this gateway coordinates.
     pub groups: Arc<Coordinator>,
+    /// Ends transactions, writing their markers.
+    pub transactions: Arc<TxnCoordinator>,
     /// Checks OAUTHBEARER tokens, when that mechanism is offered.
     pub oauth: Option<Arc<TokenVerifier>>,
     /// Decides what each principal may do.
@@ -123,6 +137,7 @@ impl Gateway {
         registry: RegistryConfig,
         metastore: Arc<dyn GatewayStore>,
         objects: SharedObjectStore,
+        key_prefix: String,
         clock: SharedClock,
         peer_token: Option<PeerToken>,
     ) -> Result<Gateway, StartError> {
@@ -169,7 +184,13 @@ impl Gateway {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(
             (config.max_in_flight_bytes / 1024) as usize,
         ));
+        let transactions = Arc::new(TxnCoordinator::new(
+            metastore.clone(),
+            objects.clone(),
+            key_prefix,
+        ));
         let state = Arc::new(GatewayState {
+            transactions,
             oauth,
             authorizer,
             in_flight,
@@ -258,6 +279,12 @@ impl Gateway {
                 .await
         });
         let ownership = tokio::spawn(state.groups.clone().keep_ownership(shutdown.clone()));
+        let expiry = tokio::spawn(
+            state
+                .transactions
+                .clone()
+                .abort_expired(state.clone(), shutdown.clone()),
+        );
         let lag = tokio::spawn(groups::lag::report(
             state.groups.clone(),
             state.metastore.clone(),
@@ -322,6 +349,7 @@ impl Gateway {
         let _ = heartbeat.await;
         let _ = sampling.await;
         let _ = ownership.await;
+        let _ = expiry.await;
         let _ = lag.await;
         let _ = acls.await;
         state.groups.shutdown().await;

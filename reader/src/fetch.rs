@@ -25,14 +25,17 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::future::select_all;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tracing::warn;
 use uuid::Uuid;
 use yaks_common::batch::{HEADER_LEN, LOG_OVERHEAD, offset_count, spans};
 use yaks_common::error::StoreError;
 use yaks_common::kafka;
-use yaks_common::metastore::{IndexEntry, Log, PartitionState};
+use yaks_common::metastore::transactions::TxnError;
+use yaks_common::metastore::{IndexEntry, PartitionState};
 use yaks_common::topic_names::TopicNames;
 
 use crate::cache::{BlockCache, BlockRef};
@@ -77,6 +80,9 @@ struct Wanted {
     partition: i32,
     fetch_offset: i64,
     max_bytes: usize,
+    /// Only what transactions committed (isolation level 1): data up to the last stable
+    /// offset, with the aborted transactions of what is returned.
+    committed: bool,
 }
 
 impl Wanted {
@@ -88,7 +94,7 @@ impl Wanted {
 /// Serves fetches; cheap to clone.
 #[derive(Clone)]
 pub struct FetchService {
-    metastore: Arc<dyn Log>,
+    metastore: Arc<dyn crate::ReaderStore>,
     cache: BlockCache,
     tail: Arc<TailIndex>,
     names: TopicNames,
@@ -120,6 +126,7 @@ impl FetchService {
                     partition: partition.partition,
                     fetch_offset: partition.fetch_offset,
                     max_bytes: partition.partition_max_bytes.max(0) as usize,
+                    committed: request.isolation_level == 1,
                 });
             }
         }
@@ -223,10 +230,18 @@ impl FetchService {
                 ));
                 continue;
             };
+            // What this fetch may return ends at the last stable offset for read_committed,
+            // at the high watermark otherwise.
+            let stable = state.last_stable_offset();
+            let until = if w.committed {
+                stable
+            } else {
+                state.next_offset
+            };
             let mut data = PartitionData::default()
                 .with_partition_index(w.partition)
                 .with_high_watermark(state.next_offset)
-                .with_last_stable_offset(state.next_offset)
+                .with_last_stable_offset(stable)
                 .with_log_start_offset(state.log_start_offset)
                 .with_aborted_transactions(Some(Vec::new()))
                 .with_records(Some(Bytes::new()));
@@ -235,10 +250,7 @@ impl FetchService {
                 out.push(data);
                 continue;
             }
-            if w.fetch_offset == state.next_offset
-                || total >= max_bytes
-                || offsets >= OFFSETS_PER_FETCH
-            {
+            if w.fetch_offset >= until || total >= max_bytes || offsets >= OFFSETS_PER_FETCH {
                 out.push(data);
                 continue;
             }
@@ -247,10 +259,38 @@ impl FetchService {
                 offsets: OFFSETS_PER_FETCH - offsets,
             };
             let topic = names.get(&w.topic_id).cloned().unwrap_or_else(|| "".into());
-            match self
-                .read_records(&entries, w.fetch_offset, budget, total == 0, &topic)
-                .await
-            {
+            let read = self
+                .read_records(&entries, w.fetch_offset, until, budget, total == 0, &topic)
+                .await;
+            let read = match read {
+                Ok((records, taken)) if w.committed && any_transactional(&records) => {
+                    // The aborted transactions whose range meets what is returned, as
+                    // Kafka's transaction index answers: clients skip their batches.
+                    let end = first_offset(&records) + taken as i64;
+                    self.metastore
+                        .aborted_transactions(w.topic_id, w.partition, w.fetch_offset, end)
+                        .await
+                        .map(|aborted| {
+                            data.aborted_transactions = Some(
+                                aborted
+                                    .iter()
+                                    .map(|a| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(ProducerId(a.producer_id))
+                                            .with_first_offset(a.first_offset)
+                                    })
+                                    .collect(),
+                            );
+                            (records, taken)
+                        })
+                        .map_err(|e| match e {
+                            TxnError::Store(e) => e,
+                            other => StoreError::Internal(other.to_string()),
+                        })
+                }
+                other => other,
+            };
+            match read {
                 Ok((records, taken)) => {
                     total += records.len();
                     offsets += taken;
@@ -332,12 +372,14 @@ impl FetchService {
         Ok(snapshots)
     }
 
-    /// Whole batches from `fetch_offset` on, within `budget` unless the first batch alone
-    /// is larger and `first_in_response` is set; and the offsets those batches hold.
+    /// Whole batches from `fetch_offset` on and below `until`, within `budget` unless the
+    /// first batch alone is larger and `first_in_response` is set; and the offsets those
+    /// batches hold.
     async fn read_records(
         &self,
         entries: &[IndexEntry],
         fetch_offset: i64,
+        until: i64,
         limits: Budget,
         first_in_response: bool,
         topic: &str,
@@ -354,6 +396,9 @@ impl FetchService {
         for entry in entries {
             if entry.last_offset < fetch_offset {
                 continue;
+            }
+            if entry.base_offset >= until {
+                break;
             }
             let object_size = entry.object_size as u64;
             let end = (entry.byte_offset + entry.byte_length) as u64;
@@ -394,6 +439,9 @@ impl FetchService {
                     pos += len as u64;
                     if batch_base + count <= fetch_offset {
                         continue;
+                    }
+                    if batch_base >= until {
+                        return Ok((out.freeze(), taken));
                     }
                     let fits = (out.len() + len <= budget
                         && taken + count as usize <= limits.offsets)
@@ -514,6 +562,24 @@ fn plan<'a>(
 }
 
 /// Total length of the batch starting `bytes`, if its length field is there and sane.
+/// Whether an answer holds a transactional batch (data or marker): only then can an
+/// aborted transaction's range meet it.
+fn any_transactional(records: &Bytes) -> bool {
+    spans(records).iter().any(|&(at, len)| {
+        records[at..at + len]
+            .get(21..23)
+            .is_some_and(|a| i16::from_be_bytes([a[0], a[1]]) & (1 << 4) != 0)
+    })
+}
+
+/// The base offset of the first batch of an answer (placed by [`FetchService::read_records`]).
+fn first_offset(records: &Bytes) -> i64 {
+    records
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, i64::from_be_bytes)
+}
+
 fn batch_len(bytes: &Bytes) -> Option<usize> {
     if bytes.len() < LOG_OVERHEAD {
         return None;
@@ -568,12 +634,14 @@ mod tests {
             partition_index: index,
             next_offset: objects * 10,
             log_start_offset: 0,
+            open_start: None,
         };
         let wanted = Wanted {
             topic_id: state.topic_id,
             partition: index,
             fetch_offset: 0,
             max_bytes: 250,
+            committed: false,
         };
         (wanted, Some(Snapshot { state, entries }))
     }

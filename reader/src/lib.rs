@@ -30,7 +30,7 @@ use yaks_common::advertise::advertised_url;
 use yaks_common::config::{ReaderConfig, RegistryConfig};
 use yaks_common::error::StartError;
 use yaks_common::kafka;
-use yaks_common::metastore::{Cluster, Log, Role, Topics};
+use yaks_common::metastore::{Cluster, Log, Role, Topics, Transactions};
 use yaks_common::metrics::metrics;
 use yaks_common::objstore::SharedObjectStore;
 use yaks_common::ops::{self, Readiness};
@@ -49,9 +49,9 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The metastore domains a reader uses: the log it serves (offsets, the index, the commit
 /// feed), topic names for its metrics, and the cluster it registers in.
-pub trait ReaderStore: Cluster + Topics + Log {}
+pub trait ReaderStore: Cluster + Topics + Log + Transactions {}
 
-impl<T: Cluster + Topics + Log + ?Sized> ReaderStore for T {}
+impl<T: Cluster + Topics + Log + Transactions + ?Sized> ReaderStore for T {}
 
 /// A bound, registered, not yet serving reader.
 pub struct Reader {

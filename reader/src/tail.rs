@@ -230,6 +230,7 @@ impl TailIndex {
             .iter()
             .filter(|(seq, e)| *seq > ticket.seq && (e.topic_id, e.partition_index) == key)
         {
+            tail.state.open_start = committed.open_start;
             consistent &= tail.append(committed.entry.clone());
         }
         if !consistent {
@@ -252,6 +253,9 @@ impl TailIndex {
             inner.seq += 1;
             let seq = inner.seq;
             let key = (entry.topic_id, entry.partition_index);
+            if let Some(tail) = inner.tails.get_mut(&key) {
+                tail.state.open_start = entry.open_start;
+            }
             if let Some(tail) = inner.tails.get_mut(&key)
                 && !tail.append(entry.entry.clone())
             {
@@ -355,6 +359,7 @@ mod tests {
             topic_id: TOPIC,
             partition_index: partition,
             entry: entry(base, last),
+            open_start: None,
         }
     }
 
@@ -364,6 +369,7 @@ mod tests {
             partition_index: 0,
             next_offset,
             log_start_offset: 0,
+            open_start: None,
         }
     }
 

@@ -411,13 +411,44 @@ async fn sequence_gaps_and_stale_epochs_are_refused_and_epochs_bump() {
     assert_eq!((code, epoch), (0, 0));
     assert!(fresh != pid && fresh != other_pid);
 
-    // Transactions are not offered.
-    let request = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
-        .with_transaction_timeout_ms(60_000);
-    let response: InitProducerIdResponse =
-        exchange(&mut stream, ApiKey::InitProducerId, 4, &request).await;
-    assert_eq!(response.error_code, ResponseError::InvalidRequest.code());
+    // With a transactional id: a producer of its own, the next epoch on each init, and a
+    // timeout above `transaction.max.timeout.ms` refused as Kafka refuses it.
+    let transactional = |timeout_ms| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+            .with_transaction_timeout_ms(timeout_ms)
+    };
+    let first: InitProducerIdResponse = exchange(
+        &mut stream,
+        ApiKey::InitProducerId,
+        4,
+        &transactional(60_000),
+    )
+    .await;
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    assert!(first.producer_id.0 != pid && first.producer_id.0 != fresh);
+    let again: InitProducerIdResponse = exchange(
+        &mut stream,
+        ApiKey::InitProducerId,
+        4,
+        &transactional(60_000),
+    )
+    .await;
+    assert_eq!(
+        (again.error_code, again.producer_id, again.producer_epoch),
+        (0, first.producer_id, 1)
+    );
+    let too_long: InitProducerIdResponse = exchange(
+        &mut stream,
+        ApiKey::InitProducerId,
+        4,
+        &transactional(900_001),
+    )
+    .await;
+    assert_eq!(
+        too_long.error_code,
+        ResponseError::InvalidTransactionTimeout.code()
+    );
 
     let sql = infra.sql().await;
     assert_eq!(next_offset(&sql, "seq", 0).await, 3);

@@ -24,3 +24,4 @@ mod produce;
 mod protocol;
 mod seams;
 mod security;
+mod transactions;

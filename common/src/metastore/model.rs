@@ -61,6 +61,8 @@ pub struct ProducerBatch {
     pub first_sequence: i32,
     /// Sequence number of the last record (wraps after `i32::MAX` to 0).
     pub last_sequence: i32,
+    /// Whether the batch belongs to the producer's open transaction (attribute bit 4).
+    pub transactional: bool,
 }
 
 /// A flushed object to commit: what [`super::Log::commit_object`] records.
@@ -141,6 +143,11 @@ pub enum SequenceError {
     /// The batch carries an epoch older than one the producer already wrote with.
     #[error("producer epoch is older than the partition has seen")]
     StaleEpoch,
+    /// A transactional batch for a partition outside the producer's open transaction (not
+    /// added, or the transaction ended), or a plain batch of a producer whose transaction
+    /// is open in the partition: Kafka's "not part of an ongoing transaction".
+    #[error("the batch is not part of the producer's ongoing transaction")]
+    NotInTransaction,
 }
 
 /// One partition's contiguous byte range in one object.
@@ -171,6 +178,10 @@ pub struct PartitionEntry {
     pub partition_index: i32,
     /// The range.
     pub entry: IndexEntry,
+    /// Where the partition's earliest open transaction with data starts, as of reading
+    /// the entry (not of its commit: the last stable offset only moves forward, and a
+    /// later value is what a read_committed fetch may use).
+    pub open_start: Option<i64>,
 }
 
 /// What the commit feed reports to readers, in commit order.
@@ -205,6 +216,16 @@ pub struct PartitionState {
     pub next_offset: i64,
     /// Log start offset.
     pub log_start_offset: i64,
+    /// Where the earliest open transaction with data in the partition starts, if one has.
+    pub open_start: Option<i64>,
+}
+
+impl PartitionState {
+    /// The last stable offset: where read_committed fetches stop.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.open_start
+            .map_or(self.next_offset, |start| start.min(self.next_offset))
+    }
 }
 
 /// The roles that register.

@@ -12,13 +12,23 @@
 //! it. The plan carries the earliest deadline among the batches it stores, which the
 //! metastore enforces at COMMIT.
 //!
+//! Batches of transactional producers are checked against the producer's transaction as
+//! the commit reads it, under the same partition locks an end of the transaction takes
+//! (Kafka's KIP-890 verification, enforced where the offsets are assigned): a
+//! transactional batch is stored only for a partition in its producer's open
+//! transaction at its epoch, so nothing lands after the transaction's marker; the first
+//! one stored in a partition records where the transaction starts there, which holds the
+//! partition's last stable offset until it ends.
+//!
 //! Pure, so both metastores share it and it is tested without a database.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 
-use super::model::{AppendResult, BatchOutcome, PartitionAppend, PartitionState};
+use super::model::{
+    AppendResult, BatchOutcome, PartitionAppend, PartitionState, ProducerBatch, SequenceError,
+};
 use super::producers::{self, ProducerState, Verdict};
 
 /// Identifies a [`ProducerState`]: (producer id, topic, partition).
@@ -45,6 +55,20 @@ pub struct PlannedEntry {
     pub batch_count: i32,
 }
 
+/// A producer's transaction as a commit reads it, for the producers of its batches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerTransaction {
+    /// Its transactional id.
+    pub transactional_id: String,
+    /// The epoch that holds it.
+    pub producer_epoch: i16,
+    /// Whether a transaction is open.
+    pub open: bool,
+    /// The open transaction's partitions, each with the offset of its first stored batch
+    /// there, if any yet.
+    pub partitions: HashMap<(Uuid, i32), Option<i64>>,
+}
+
 /// Everything a commit writes.
 #[derive(Debug, Default)]
 pub struct CommitPlan {
@@ -59,6 +83,9 @@ pub struct CommitPlan {
     /// The earliest commit deadline among the stored batches: the commit must complete
     /// before it.
     pub commit_deadline_ms: Option<i64>,
+    /// Where open transactions start in partitions they had stored nothing in:
+    /// (transactional id, topic, partition, offset).
+    pub transaction_starts: Vec<(String, Uuid, i32, i64)>,
 }
 
 /// A batch whose deadline is less than this far ahead of the metastore's clock is not
@@ -86,6 +113,44 @@ pub fn producer_keys(appends: &[PartitionAppend]) -> Vec<ProducerKey> {
     keys
 }
 
+/// The producer ids whose transaction a commit of `appends` must read: those with a
+/// transactional batch, and idempotent ones (a plain batch of a producer whose transaction
+/// is open in the partition is refused, as Kafka does).
+pub fn transactional_producers(appends: &[PartitionAppend]) -> Vec<i64> {
+    let mut ids: Vec<i64> = appends
+        .iter()
+        .flat_map(|append| append.batches.iter())
+        .filter_map(|batch| batch.producer.map(|p| p.producer_id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Why the producer's transaction refuses `producer`'s batch for `partition`, if it does.
+fn transaction_refusal(
+    transactions: &HashMap<i64, ProducerTransaction>,
+    producer: &ProducerBatch,
+    partition: (Uuid, i32),
+) -> Option<SequenceError> {
+    let transaction = transactions.get(&producer.producer_id);
+    if !producer.transactional {
+        return transaction
+            .filter(|t| t.open && t.partitions.contains_key(&partition))
+            .map(|_| SequenceError::NotInTransaction);
+    }
+    let Some(transaction) = transaction else {
+        return Some(SequenceError::NotInTransaction);
+    };
+    if producer.producer_epoch < transaction.producer_epoch {
+        return Some(SequenceError::StaleEpoch);
+    }
+    let in_it = transaction.open
+        && producer.producer_epoch == transaction.producer_epoch
+        && transaction.partitions.contains_key(&partition);
+    (!in_it).then_some(SequenceError::NotInTransaction)
+}
+
 /// The clocks a commit is decided with.
 #[derive(Debug, Clone, Copy)]
 pub struct CommitClocks {
@@ -103,6 +168,7 @@ pub fn plan_commit(
     appends: &[PartitionAppend],
     partitions: &HashMap<(Uuid, i32), PartitionState>,
     mut producers: HashMap<ProducerKey, ProducerState>,
+    mut transactions: HashMap<i64, ProducerTransaction>,
     clocks: CommitClocks,
 ) -> CommitPlan {
     let CommitClocks {
@@ -129,10 +195,16 @@ pub fn plan_commit(
             let expired = batch
                 .commit_deadline_ms
                 .is_some_and(|deadline| deadline <= server_now_ms + DEADLINE_SLACK_MS);
-            let verdict = match &producer {
+            let refusal = producer.as_ref().and_then(|(producer, _)| {
+                transaction_refusal(&transactions, producer, (topic_id, partition_index))
+            });
+            let verdict = match (&producer, refusal) {
                 _ if expired => None,
-                None => Some(Verdict::Append),
-                Some((producer, key)) => Some(producers::check(producers.get(key), producer)),
+                (_, Some(refusal)) => Some(Verdict::Reject(refusal)),
+                (None, None) => Some(Verdict::Append),
+                (Some((producer, key)), None) => {
+                    Some(producers::check(producers.get(key), producer))
+                }
             };
             let outcome = match verdict {
                 None => {
@@ -151,6 +223,19 @@ pub fn plan_commit(
                         let after = producers::record(before, &producer, base_offset, now_ms);
                         producers.insert(key, after);
                         changed.insert(key);
+                        if producer.transactional
+                            && let Some(transaction) = transactions.get_mut(&producer.producer_id)
+                            && let Some(first @ None) =
+                                transaction.partitions.get_mut(&(topic_id, partition_index))
+                        {
+                            *first = Some(base_offset);
+                            plan.transaction_starts.push((
+                                transaction.transactional_id.clone(),
+                                topic_id,
+                                partition_index,
+                                base_offset,
+                            ));
+                        }
                     }
                     match &mut run {
                         Some(entry) => {
@@ -276,6 +361,7 @@ mod tests {
                 producer_epoch: epoch,
                 first_sequence: first,
                 last_sequence: first + 1,
+                transactional: false,
             }),
             commit_deadline_ms: None,
         }
@@ -297,6 +383,7 @@ mod tests {
                 partition_index: 0,
                 next_offset,
                 log_start_offset: 3,
+                open_start: None,
             },
         )])
     }
@@ -328,7 +415,13 @@ mod tests {
                 batch(30, None),
             ],
         }];
-        let plan = plan_commit(&appends, &partitions(50), HashMap::new(), clocks(1, 0));
+        let plan = plan_commit(
+            &appends,
+            &partitions(50),
+            HashMap::new(),
+            HashMap::new(),
+            clocks(1, 0),
+        );
         assert_eq!(
             plan.results[0].batches,
             vec![
@@ -365,10 +458,22 @@ mod tests {
             partition_index: 0,
             batches: vec![batch(0, Some((0, 5)))],
         }];
-        let mut first = plan_commit(&appends, &partitions(0), HashMap::new(), clocks(100, 0));
+        let mut first = plan_commit(
+            &appends,
+            &partitions(0),
+            HashMap::new(),
+            HashMap::new(),
+            clocks(100, 0),
+        );
         let stored: HashMap<_, _> = first.producer_states.drain(..).collect();
         // A retry of the same batch later is a duplicate and writes nothing.
-        let retry = plan_commit(&appends, &partitions(2), stored.clone(), clocks(200, 0));
+        let retry = plan_commit(
+            &appends,
+            &partitions(2),
+            stored.clone(),
+            HashMap::new(),
+            clocks(200, 0),
+        );
         assert_eq!(
             retry.results[0].batches,
             vec![BatchOutcome::Duplicate { base_offset: 0 }]
@@ -381,14 +486,26 @@ mod tests {
             partition_index: 0,
             batches: vec![batch(0, Some((0, 9)))],
         }];
-        let refused = plan_commit(&gap, &partitions(2), stored.clone(), clocks(200, 0));
+        let refused = plan_commit(
+            &gap,
+            &partitions(2),
+            stored.clone(),
+            HashMap::new(),
+            clocks(200, 0),
+        );
         assert_eq!(
             refused.results[0].batches,
             vec![BatchOutcome::Rejected(SequenceError::Ahead)]
         );
         assert!(refused.entries.is_empty() && refused.producer_states.is_empty());
         // Once the state expired, the same batch is taken as a first write.
-        let expired = plan_commit(&gap, &partitions(2), stored, clocks(200, 150));
+        let expired = plan_commit(
+            &gap,
+            &partitions(2),
+            stored,
+            HashMap::new(),
+            clocks(200, 150),
+        );
         assert_eq!(
             expired.results[0].batches,
             vec![BatchOutcome::Appended { base_offset: 2 }]
@@ -402,7 +519,13 @@ mod tests {
             partition_index: 0,
             batches: vec![batch(0, None)],
         }];
-        let plan = plan_commit(&appends, &partitions(0), HashMap::new(), clocks(1, 0));
+        let plan = plan_commit(
+            &appends,
+            &partitions(0),
+            HashMap::new(),
+            HashMap::new(),
+            clocks(1, 0),
+        );
         assert!(plan.results.is_empty() && plan.entries.is_empty());
     }
 
@@ -419,7 +542,13 @@ mod tests {
             partition_index: 0,
             batches: vec![batch(0, None), late, soon, later],
         }];
-        let plan = plan_commit(&appends, &partitions(0), HashMap::new(), clocks(1_000, 0));
+        let plan = plan_commit(
+            &appends,
+            &partitions(0),
+            HashMap::new(),
+            HashMap::new(),
+            clocks(1_000, 0),
+        );
         assert_eq!(
             plan.results[0].batches,
             vec![

@@ -255,6 +255,7 @@ mod tests {
             producer_epoch: epoch,
             first_sequence: first,
             last_sequence: last_sequence(first, i64::from(count)),
+            transactional: false,
         }
     }
 

@@ -78,13 +78,9 @@ pub trait Transactions: Send + Sync + 'static {
         markers: Option<&MarkerObject>,
     ) -> Result<EndOutcome, TxnError>;
 
-    /// Whether any transaction holds offsets of `group_id` for one of `partitions`
-    /// (OffsetFetch's `require_stable`); `None` asks about every partition.
-    async fn offsets_pending(
-        &self,
-        group_id: &str,
-        partitions: Option<&[(String, i32)]>,
-    ) -> Result<bool, TxnError>;
+    /// The partitions (topic name, partition) of `group_id` whose offsets an open
+    /// transaction holds (OffsetFetch's `require_stable`), in order.
+    async fn offsets_pending(&self, group_id: &str) -> Result<Vec<(String, i32)>, TxnError>;
 
     /// The aborted transactions of a partition whose range meets `from..until` (the abort
     /// marker at or after `from`, the first batch before `until`), by first offset: what a

@@ -1,8 +1,8 @@
 //! FindCoordinator (key 10), v0–v6 (several keys at once from v4).
 //!
-//! A group's coordinator is the live gateway the rendezvous hash of its id picks
-//! ([`crate::cluster::ClusterView::coordinator_of`]); any gateway answers, and all answer the
-//! same. Transaction coordinators (key type 1) and share groups (2) are not offered.
+//! A group's or transactional id's coordinator is the live gateway the rendezvous hash of
+//! its id picks ([`crate::cluster::ClusterView::coordinator_of`]); any gateway answers,
+//! and all answer the same. Share groups (key type 2) are not offered.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -83,15 +83,15 @@ fn find(context: &RequestContext, key_type: i8, key: StrBytes) -> Coordinator {
             "Transactional Id authorization failed.",
         );
     }
-    if key_type != GROUP {
+    if key_type != GROUP && key_type != TRANSACTION {
         debug!(
             key_type,
-            "FindCoordinator for a key type other than groups refused"
+            "FindCoordinator for a key type other than groups and transactions refused"
         );
         return failed(
             key,
             ResponseError::InvalidRequest,
-            "only consumer group coordinators are offered (no transactions, no share groups)",
+            "only group and transaction coordinators are offered (no share groups)",
         );
     }
     let Some(broker) = context.state.cluster.coordinator_of(key.as_str()) else {

@@ -6,15 +6,19 @@
 //! over) gets the same id at the next epoch, checked and recorded in PostgreSQL; if that
 //! epoch is not current (a stale retry, an expired producer) or the epochs ran out, it gets a
 //! fresh id instead, which is always safe for a producer without a transactional id.
-//! Transactions are not offered: a request with a transactional id is refused with
-//! INVALID_REQUEST and a log line.
+//!
+//! With a transactional id the transaction coordinator decides ([`crate::transactions`]):
+//! the id's producer at its next epoch, after aborting what an earlier incarnation left
+//! open, answered only by the gateway FindCoordinator names for the id.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use tracing::{debug, warn};
 use yaks_common::acl::{Operation, ResourceType};
+use yaks_common::metastore::transactions::InitRequest;
 
 use super::{RequestContext, Versions};
+use crate::transactions;
 
 /// Supported versions.
 pub const VERSIONS: Versions = Versions { min: 0, max: 5 };
@@ -31,16 +35,16 @@ pub async fn handle(
             .with_producer_epoch(-1)
     };
     if let Some(transactional_id) = &request.transactional_id {
-        if !context.allowed(
-            Operation::Write,
-            ResourceType::TransactionalId,
-            transactional_id.0.as_str(),
-        ) {
+        let id = transactional_id.0.as_str();
+        if !context.allowed(Operation::Write, ResourceType::TransactionalId, id) {
             return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
         }
-        warn!(transactional_id = %transactional_id.0.as_str(),
-              "InitProducerId with a transactional id refused: transactions are not supported");
-        return failed(ResponseError::InvalidRequest.code());
+        return match transactional(&context, &request, id).await {
+            Ok((producer_id, producer_epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(producer_epoch),
+            Err(code) => failed(code),
+        };
     }
     // An idempotent producer, as Kafka since KIP-679: IDEMPOTENT_WRITE on the cluster,
     // or WRITE on some topic.
@@ -96,4 +100,44 @@ pub async fn handle(
             failed(e.kafka_code())
         }
     }
+}
+
+/// InitProducerId for the transactional id `id`: its producer, or the error code.
+async fn transactional(
+    context: &RequestContext,
+    request: &InitProducerIdRequest,
+    id: &str,
+) -> Result<(i64, i16), i16> {
+    let state = &context.state;
+    if id.is_empty() {
+        return Err(ResponseError::InvalidRequest.code());
+    }
+    // Both the producer id and epoch (v3+, KIP-360), or neither.
+    let expected = match (request.producer_id.0, request.producer_epoch) {
+        (-1, -1) => None,
+        (producer_id, epoch) if producer_id >= 0 && epoch >= 0 => Some((producer_id, epoch)),
+        _ => return Err(ResponseError::InvalidRequest.code()),
+    };
+    let timeout_ms = request.transaction_timeout_ms;
+    if timeout_ms <= 0 || timeout_ms > state.config.transaction_max_timeout_ms {
+        return Err(ResponseError::InvalidTransactionTimeout.code());
+    }
+    if !transactions::coordinates(state, id) {
+        return Err(ResponseError::NotCoordinator.code());
+    }
+    let fresh_producer_id = state.producer_ids.next().await.map_err(|e| {
+        warn!(error = %e, "reserving producer ids failed");
+        transactions::error_code(&e.into(), ResponseError::ProducerFenced)
+    })?;
+    let init = InitRequest {
+        transactional_id: id.to_owned(),
+        timeout_ms,
+        expected,
+        fresh_producer_id,
+        now_ms: state.server_clock.now_ms(),
+    };
+    state.transactions.init(&init).await.map_err(|e| {
+        debug!(transactional_id = id, error = %e, "InitProducerId refused");
+        transactions::error_code(&e, transactions::fenced_code(context.version, 4))
+    })
 }

@@ -1,8 +1,8 @@
 //! ListOffsets (key 2), v1–v8: offsets by position or by time.
 //!
 //! - earliest (-2) and earliest-local (-4): the log start offset;
-//! - latest (-1): the high watermark (also the last stable offset: there are no open
-//!   transactions);
+//! - latest (-1): the high watermark, or for read_committed (isolation level 1) the last
+//!   stable offset: where the partition's earliest open transaction starts;
 //! - max timestamp (-3, v7+): the record with the largest timestamp;
 //! - a timestamp t ≥ 0: the first offset whose record timestamp is at least t.
 //!
@@ -10,7 +10,9 @@
 //! batch headers of that entry's byte range (one ranged GET), then the record timestamps of
 //! the batch (`yaks_common::records`, decompressing it if it is compressed, at most 64 MiB
 //! of records). Only a batch that cannot be opened is answered by its header: its first
-//! offset (its last for max timestamp), never past the record asked for.
+//! offset (its last for max timestamp), never past the record asked for. Under
+//! read_committed, a record found at or past the last stable offset is not answered
+//! (offset -1), as Kafka.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -105,6 +107,11 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
                 partitions.push(answer);
                 continue;
             }
+            let bound = if request.isolation_level == 1 {
+                ps.last_stable_offset()
+            } else {
+                ps.next_offset
+            };
             match lookup(
                 state,
                 version,
@@ -114,6 +121,12 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
             )
             .await
             {
+                Ok(Some(found)) if partition.timestamp == LATEST => Found {
+                    offset: bound,
+                    ..found
+                }
+                .fill(&mut answer, version),
+                Ok(Some(found)) if found.offset >= bound => {}
                 Ok(Some(found)) => found.fill(&mut answer, version),
                 Ok(None) => {}
                 Err(code) => answer.error_code = code,

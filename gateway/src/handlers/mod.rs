@@ -4,6 +4,8 @@
 //! and the connection checks versions against it, so a version range is written once.
 
 pub mod acls;
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -17,7 +19,9 @@ pub mod delete_topics;
 pub mod describe_acls;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -27,6 +31,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -37,6 +42,7 @@ pub mod reported;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use std::sync::Arc;
 
@@ -111,6 +117,10 @@ plain_apis! {
     DeleteRecords => delete_records, DeleteRecordsRequest;
     OffsetForLeaderEpoch => offset_for_leader_epoch, OffsetForLeaderEpochRequest;
     InitProducerId => init_producer_id, InitProducerIdRequest;
+    AddPartitionsToTxn => add_partitions_to_txn, AddPartitionsToTxnRequest;
+    AddOffsetsToTxn => add_offsets_to_txn, AddOffsetsToTxnRequest;
+    EndTxn => end_txn, EndTxnRequest;
+    TxnOffsetCommit => txn_offset_commit, TxnOffsetCommitRequest;
     DescribeConfigs => describe_configs, DescribeConfigsRequest;
     AlterConfigs => alter_configs, AlterConfigsRequest;
     CreatePartitions => create_partitions, CreatePartitionsRequest;
@@ -124,6 +134,8 @@ plain_apis! {
     DescribeAcls => describe_acls, DescribeAclsRequest;
     CreateAcls => create_acls, CreateAclsRequest;
     DeleteAcls => delete_acls, DeleteAclsRequest;
+    DescribeTransactions => describe_transactions, DescribeTransactionsRequest;
+    ListTransactions => list_transactions, ListTransactionsRequest;
 }
 
 /// The versions of `api_key` this gateway speaks, if any.

@@ -1,7 +1,9 @@
 //! OffsetFetch (key 9), v1–v9 (all topics from v2, several groups from v8).
 //!
 //! Committed offsets are read from PostgreSQL by the group's coordinator; a partition
-//! without a commit gets offset -1, as in Kafka.
+//! without a commit gets offset -1, as in Kafka. With `require_stable` (v7+), a partition
+//! whose offset an open transaction holds gets UNSTABLE_OFFSET_COMMIT, and the client asks
+//! again once the transaction ended.
 //!
 //! Under ACLs, as Kafka: DESCRIBE on the group (else GROUP_AUTHORIZATION_FAILED); a topic
 //! asked for by name without DESCRIBE on it gets TOPIC_AUTHORIZATION_FAILED for its
@@ -47,7 +49,13 @@ pub async fn handle(context: RequestContext, request: OffsetFetchRequest) -> Off
                     .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                     .collect()
             });
-            let answer = fetch(&context, group.group_id.0.as_str(), wanted).await;
+            let answer = fetch(
+                &context,
+                group.group_id.0.as_str(),
+                wanted,
+                request.require_stable,
+            )
+            .await;
             let (error, topics) = match answer {
                 Err(code) => (code, BTreeMap::new()),
                 Ok(topics) => (0, topics),
@@ -88,7 +96,13 @@ pub async fn handle(context: RequestContext, request: OffsetFetchRequest) -> Off
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let answer = fetch(&context, request.group_id.0.as_str(), wanted.clone()).await;
+    let answer = fetch(
+        &context,
+        request.group_id.0.as_str(),
+        wanted.clone(),
+        context.version >= 7 && request.require_stable,
+    )
+    .await;
     let (error, topics) = match answer {
         Ok(topics) => (0, topics),
         // v1 has no group-level error: every requested partition carries it.
@@ -153,6 +167,7 @@ async fn fetch(
     context: &RequestContext,
     group_id: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> GroupAnswer {
     if !context.allowed_on_group(Operation::Describe, group_id) {
         return Err(ResponseError::GroupAuthorizationFailed.code());
@@ -216,6 +231,26 @@ async fn fetch(
                             }),
                     );
                 }
+            }
+        }
+    }
+    if require_stable {
+        // A partition whose offset an open transaction holds is not stable yet: the
+        // client asks again (librdkafka does, for read_committed consumers).
+        let pending = context
+            .state
+            .metastore
+            .offsets_pending(group_id)
+            .await
+            .map_err(|e| crate::transactions::error_code(&e, ResponseError::ProducerFenced))?;
+        for (topic, partition) in pending {
+            if let Some(fetched) = topics
+                .get_mut(&topic)
+                .and_then(|list| list.iter_mut().find(|f| f.partition == partition))
+                .filter(|f| f.error == 0)
+            {
+                fetched.offset = -1;
+                fetched.error = ResponseError::UnstableOffsetCommit.code();
             }
         }
     }

@@ -178,6 +178,7 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Turn) 
     let mut forward: Vec<TopicProduceData> = Vec::new();
     // Which slot each forwarded partition fills.
     let mut forwarded: HashMap<(Uuid, i32), usize> = HashMap::new();
+    let has_transactional_id = request.transactional_id.is_some();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let meta = topics.get(&name);
@@ -190,6 +191,7 @@ async fn produce(context: &RequestContext, request: ProduceRequest, turn: Turn) 
             let mut refusal = if writable {
                 refuse(
                     acks,
+                    has_transactional_id,
                     &name,
                     meta.map(|m| (m.partition_count, &m.configs)),
                     &partition,
@@ -406,6 +408,7 @@ async fn send(context: &RequestContext, outbound: Outbound, lead: &Lead) -> Answ
 /// Why a partition is refused before it reaches a writer, if it is.
 fn refuse(
     acks: i16,
+    transactional_id: bool,
     topic_name: &str,
     topic: Option<(i32, &std::collections::BTreeMap<String, Option<String>>)>,
     partition: &PartitionProduceData,
@@ -436,11 +439,21 @@ fn refuse(
             return Some(Refusal::with_message(ResponseError::InvalidRecord, reason));
         }
     };
+    // Whether the partition is in the producer's transaction is checked where the batch
+    // is committed (`common/src/metastore/plan.rs`), under the partition's lock.
     if info.is_transactional {
-        return Some(Refusal::with_message(
-            ResponseError::InvalidRecord,
-            "transactional batches are not supported yet",
-        ));
+        if !transactional_id {
+            // As Kafka: transactional records need a transactional id it may write.
+            return Some(Refusal::new(
+                ResponseError::TransactionalIdAuthorizationFailed,
+            ));
+        }
+        if info.producer_id < 0 {
+            return Some(Refusal::with_message(
+                ResponseError::InvalidRecord,
+                "a transactional batch needs a producer id",
+            ));
+        }
     }
     let configs = TopicConfigs::new(configs);
     let limit = configs.max_message_bytes();
@@ -454,6 +467,15 @@ fn refuse(
         ));
     }
     if configs.compacts() {
+        if info.is_transactional {
+            // Until key compaction follows Kafka's cleaner for transactions (aborted
+            // records dropped, open ones left alone), a compacted topic could keep an
+            // aborted record as a key's value: refused rather than risked.
+            return Some(Refusal::with_message(
+                ResponseError::InvalidRecord,
+                "transactions on compacted topics are not supported yet",
+            ));
+        }
         return refuse_keyless(topic_name, partition.index, records);
     }
     None

@@ -40,7 +40,28 @@ top_level!(
     SaslHandshakeResponse,
     SaslAuthenticateResponse,
     DescribeAclsResponse,
+    AddOffsetsToTxnResponse,
+    EndTxnResponse,
+    ListTransactionsResponse,
 );
+
+impl Reported for AddPartitionsToTxnResponse {
+    fn reported_error(&self) -> i16 {
+        let topics = self.results_by_topic_v3_and_below.iter().chain(
+            self.results_by_transaction
+                .iter()
+                .flat_map(|t| &t.topic_results),
+        );
+        first(
+            std::iter::once(self.error_code).chain(topics.flat_map(|topic| {
+                topic
+                    .results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            })),
+        )
+    }
+}
 
 impl Reported for DescribeUserScramCredentialsResponse {
     fn reported_error(&self) -> i16 {
@@ -71,6 +92,7 @@ per_entry!(
     AlterUserScramCredentialsResponse => results,
     CreateAclsResponse => results,
     DeleteAclsResponse => filter_results,
+    DescribeTransactionsResponse => transaction_states,
 );
 
 /// Responses whose errors are per partition of each topic.
@@ -92,6 +114,7 @@ per_partition!(
     OffsetCommitResponse => topics.partitions,
     DeleteRecordsResponse => topics.partitions,
     OffsetForLeaderEpochResponse => topics.partitions,
+    TxnOffsetCommitResponse => topics.partitions,
 );
 
 impl Reported for FetchResponse {

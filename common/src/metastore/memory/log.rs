@@ -31,6 +31,7 @@ impl Log for MemoryMetastore {
                     partition_index,
                     next_offset,
                     log_start_offset,
+                    open_start: state.open_start((topic_id, partition_index)),
                 })
             })
             .collect())
@@ -94,6 +95,7 @@ impl Log for MemoryMetastore {
                     topic_id,
                     partition_index,
                     entry: row.entry(base_offset),
+                    open_start: state.open_start((topic_id, partition_index)),
                 },
             )
             .collect())
@@ -176,6 +178,7 @@ impl Log for MemoryMetastore {
                         partition_index: key.1,
                         next_offset,
                         log_start_offset,
+                        open_start: None,
                     },
                 );
             }
@@ -184,10 +187,41 @@ impl Log for MemoryMetastore {
             .into_iter()
             .filter_map(|key| state.producer_states.get(&key).map(|s| (key, s.clone())))
             .collect();
+        let mut transactions = HashMap::new();
+        for producer_id in plan::transactional_producers(commit.appends) {
+            let Some(record) = state
+                .transactions
+                .values()
+                .find(|record| record.producer_id == producer_id)
+            else {
+                continue;
+            };
+            let id = &record.transactional_id;
+            transactions.insert(
+                producer_id,
+                plan::ProducerTransaction {
+                    transactional_id: id.clone(),
+                    producer_epoch: record.producer_epoch,
+                    open: record.state == crate::metastore::transactions::TxnState::Ongoing,
+                    partitions: record
+                        .partitions
+                        .iter()
+                        .map(|&(topic, partition)| {
+                            let first = state
+                                .txn_first_offsets
+                                .get(&(id.clone(), topic, partition))
+                                .copied();
+                            ((topic, partition), first)
+                        })
+                        .collect(),
+                },
+            );
+        }
         let plan = plan::plan_commit(
             commit.appends,
             &partitions,
             producers,
+            transactions,
             plan::CommitClocks {
                 now_ms: commit.now_ms,
                 expire_before_ms: commit.producers_expire_before_ms,
@@ -225,6 +259,11 @@ impl Log for MemoryMetastore {
         }
         for (key, producer) in plan.producer_states {
             state.producer_states.insert(key, producer);
+        }
+        for (id, topic_id, partition_index, offset) in plan.transaction_starts {
+            state
+                .txn_first_offsets
+                .insert((id, topic_id, partition_index), offset);
         }
         notify(
             &mut state.feeds,

@@ -114,6 +114,15 @@ impl State {
         self.cleaning.get(&key).map_or(0, |c| c.cleaned_through)
     }
 
+    /// Where the partition's earliest open transaction with data starts.
+    fn open_start(&self, key: (Uuid, i32)) -> Option<i64> {
+        self.txn_first_offsets
+            .iter()
+            .filter(|((_, topic, partition), _)| (*topic, *partition) == key)
+            .map(|(_, offset)| *offset)
+            .min()
+    }
+
     fn holds(&self, group_id: &str, epoch: i64) -> bool {
         holds_epoch(self.group_epochs.get(group_id).copied(), epoch)
     }

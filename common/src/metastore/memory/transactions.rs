@@ -224,21 +224,17 @@ impl Transactions for MemoryMetastore {
         Ok(EndOutcome::Ended)
     }
 
-    async fn offsets_pending(
-        &self,
-        group_id: &str,
-        partitions: Option<&[(String, i32)]>,
-    ) -> Result<bool, TxnError> {
+    async fn offsets_pending(&self, group_id: &str) -> Result<Vec<(String, i32)>, TxnError> {
         let state = self.state();
-        Ok(state
+        let mut pending: Vec<(String, i32)> = state
             .txn_offsets
             .keys()
-            .any(|(_, group, topic, partition)| {
-                group == group_id
-                    && partitions.is_none_or(|wanted| {
-                        wanted.iter().any(|(t, p)| t == topic && p == partition)
-                    })
-            }))
+            .filter(|(_, group, _, _)| group == group_id)
+            .map(|(_, _, topic, partition)| (topic.clone(), *partition))
+            .collect();
+        pending.sort();
+        pending.dedup();
+        Ok(pending)
     }
 
     async fn aborted_transactions(

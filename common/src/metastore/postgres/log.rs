@@ -34,12 +34,13 @@ impl Log for PgMetastore {
         let indexes: Vec<i32> = partitions.iter().map(|p| p.1).collect();
         let client = self.client("partition_states").await?;
         let statement = client
-            .prepare_cached(
-                "SELECT p.topic_id, p.partition_index, p.next_offset, p.log_start_offset
-                 FROM partitions p
-                 JOIN unnest($1::uuid[], $2::int[]) AS i(topic_id, partition_index)
-                   USING (topic_id, partition_index)",
-            )
+            .prepare_cached(&format!(
+                "SELECT p.topic_id, p.partition_index, p.next_offset, p.log_start_offset,
+                            {OPEN_START}
+                     FROM partitions p
+                     JOIN unnest($1::uuid[], $2::int[]) AS i(topic_id, partition_index)
+                       USING (topic_id, partition_index)"
+            ))
             .await
             .map_err(pg_error)?;
         let rows = client
@@ -53,6 +54,7 @@ impl Log for PgMetastore {
                 partition_index: r.get(1),
                 next_offset: r.get(2),
                 log_start_offset: r.get(3),
+                open_start: r.get(4),
             })
             .collect())
     }
@@ -145,8 +147,9 @@ impl Log for PgMetastore {
         let client = self.client("object_entries").await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT i.topic_id, i.partition_index, {ENTRY_COLUMNS}
+                "SELECT i.topic_id, i.partition_index, {ENTRY_COLUMNS}, {OPEN_START}
                  FROM object_index i JOIN objects o USING (object_id)
+                 JOIN partitions p USING (topic_id, partition_index)
                  WHERE i.object_id = $1
                  ORDER BY i.topic_id, i.partition_index, i.base_offset"
             ))
@@ -162,6 +165,7 @@ impl Log for PgMetastore {
                 topic_id: r.get(0),
                 partition_index: r.get(1),
                 entry: entry_from_row(r, 2),
+                open_start: r.get(9),
             })
             .collect())
     }
@@ -298,12 +302,25 @@ impl Log for PgMetastore {
             )
             .await
             .map_err(pg_error)?;
+        // The transactions of the batches' producers, read after the locks: an end of one
+        // of them either committed before (its partitions are gone from it) or waits for
+        // these locks and comes after what this commit stores.
+        let read_transactions = tx
+            .prepare_cached(
+                "SELECT t.producer_id, t.transactional_id, t.producer_epoch,
+                        t.state = 'Ongoing', p.topic_id, p.partition_index, p.first_offset
+                 FROM transactions t LEFT JOIN txn_partitions p USING (transactional_id)
+                 WHERE t.producer_id = ANY($1)",
+            )
+            .await
+            .map_err(pg_error)?;
+        let transactional_producers = plan::transactional_producers(appends);
         // Commit deadlines are in this clock, read after the locks were granted.
         let server_clock = tx.prepare_cached(SERVER_NOW_MS).await.map_err(pg_error)?;
         let lock_params: [&(dyn ToSql + Sync); 2] = [&topic_ids, &partitions];
         let producer_params: [&(dyn ToSql + Sync); 3] =
             [&producer_ids, &producer_topics, &producer_partitions];
-        let (locked, producer_rows, server_now) = futures::try_join!(
+        let (locked, producer_rows, transaction_rows, server_now) = futures::try_join!(
             tx.query(&lock, &lock_params),
             async {
                 if producer_keys.is_empty() {
@@ -311,9 +328,33 @@ impl Log for PgMetastore {
                 }
                 tx.query(&read_producers, &producer_params).await
             },
+            async {
+                if transactional_producers.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(&read_transactions, &[&transactional_producers])
+                    .await
+            },
             tx.query_one(&server_clock, &[]),
         )
         .map_err(pg_error)?;
+        let mut transactions: HashMap<i64, plan::ProducerTransaction> = HashMap::new();
+        for row in &transaction_rows {
+            let transaction =
+                transactions
+                    .entry(row.get(0))
+                    .or_insert_with(|| plan::ProducerTransaction {
+                        transactional_id: row.get(1),
+                        producer_epoch: row.get(2),
+                        open: row.get(3),
+                        partitions: HashMap::new(),
+                    });
+            if let Some(topic_id) = row.get::<_, Option<Uuid>>(4) {
+                transaction
+                    .partitions
+                    .insert((topic_id, row.get(5)), row.get(6));
+            }
+        }
         let mut states = HashMap::with_capacity(locked.len());
         for row in &locked {
             let state = PartitionState {
@@ -321,6 +362,8 @@ impl Log for PgMetastore {
                 partition_index: row.get(1),
                 next_offset: row.get(2),
                 log_start_offset: row.get(3),
+                // Not what a commit plans with.
+                open_start: None,
             };
             states.insert((state.topic_id, state.partition_index), state);
         }
@@ -342,6 +385,7 @@ impl Log for PgMetastore {
             appends,
             &states,
             producers,
+            transactions,
             plan::CommitClocks {
                 now_ms: commit.now_ms,
                 expire_before_ms: commit.producers_expire_before_ms,
@@ -429,6 +473,7 @@ impl Log for PgMetastore {
                 tx.execute(&advance, &advance_params),
                 tx.execute(&notify, &notify_params),
                 write_producer_states(&tx, &plan.producer_states),
+                write_transaction_starts(&tx, &plan.transaction_starts),
             )
             .map_err(pg_error)?;
         }
@@ -449,6 +494,12 @@ impl Log for PgMetastore {
         Ok(plan.results)
     }
 }
+
+/// Where partition `p`'s earliest open transaction with data starts (NULL for none): the
+/// least first offset of its transactions' rows (migration V9).
+const OPEN_START: &str = "(SELECT min(t.first_offset) FROM txn_partitions t
+                          WHERE t.topic_id = p.topic_id
+                            AND t.partition_index = p.partition_index)";
 
 /// Channel on which every flush commit announces its object id (DESIGN.md, write path 6).
 pub(super) const COMMIT_CHANNEL: &str = "yaks_commits";
@@ -650,6 +701,37 @@ impl EntryColumns {
         self.byte_lengths.push(entry.byte_length);
         self.batch_counts.push(entry.batch_count);
     }
+}
+
+/// Records where open transactions start in partitions they had stored nothing in, in one
+/// statement. Expects: the transactions' partition rows (the commit read them under the
+/// partitions' locks, which an end of the transaction also takes).
+async fn write_transaction_starts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    starts: &[(String, Uuid, i32, i64)],
+) -> Result<u64, tokio_postgres::Error> {
+    if starts.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(starts.len());
+    let mut topics = Vec::with_capacity(starts.len());
+    let mut partitions = Vec::with_capacity(starts.len());
+    let mut offsets = Vec::with_capacity(starts.len());
+    for (id, topic_id, partition_index, offset) in starts {
+        ids.push(id.as_str());
+        topics.push(*topic_id);
+        partitions.push(*partition_index);
+        offsets.push(*offset);
+    }
+    tx.execute(
+        "UPDATE txn_partitions t SET first_offset = s.first_offset
+         FROM unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[])
+              AS s(transactional_id, topic_id, partition_index, first_offset)
+         WHERE t.transactional_id = s.transactional_id AND t.topic_id = s.topic_id
+           AND t.partition_index = s.partition_index AND t.first_offset IS NULL",
+        &[&ids, &topics, &partitions, &offsets],
+    )
+    .await
 }
 
 /// Upserts the producer states a commit changed, in one statement. Each state's recent

@@ -466,35 +466,18 @@ impl Transactions for PgMetastore {
         Ok(EndOutcome::Ended)
     }
 
-    async fn offsets_pending(
-        &self,
-        group_id: &str,
-        partitions: Option<&[(String, i32)]>,
-    ) -> Result<bool, TxnError> {
+    async fn offsets_pending(&self, group_id: &str) -> Result<Vec<(String, i32)>, TxnError> {
         let client = self.client("offsets_pending").await?;
-        let row = match partitions {
-            None => client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM txn_offsets WHERE group_id = $1)",
-                    &[&group_id],
-                )
-                .await
-                .map_err(pg_error)?,
-            Some(partitions) => {
-                let (topics, indexes): (Vec<&str>, Vec<i32>) =
-                    partitions.iter().map(|(t, p)| (t.as_str(), *p)).unzip();
-                client
-                    .query_one(
-                        "SELECT EXISTS (SELECT 1 FROM txn_offsets
-                             WHERE group_id = $1 AND (topic, partition_index) IN
-                                   (SELECT * FROM unnest($2::text[], $3::int[])))",
-                        &[&group_id, &topics, &indexes],
-                    )
-                    .await
-                    .map_err(pg_error)?
-            }
-        };
-        Ok(row.get(0))
+        let rows = client
+            .query(
+                "SELECT DISTINCT topic, partition_index FROM txn_offsets WHERE group_id = $1",
+                &[&group_id],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut pending: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        pending.sort();
+        Ok(pending)
     }
 
     async fn aborted_transactions(

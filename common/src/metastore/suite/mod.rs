@@ -59,6 +59,7 @@ macro_rules! metastore_test_suite {
             acl_bindings_are_kept_once_and_deleted_by_filter,
             a_transaction_ends_with_all_its_markers_and_offsets_at_once,
             an_expired_transaction_is_aborted_and_its_producer_fenced,
+            transactional_batches_are_judged_against_their_transaction,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {

@@ -27,6 +27,7 @@ pub async fn idempotent_batches_are_judged_at_commit(store: &dyn Metastore) {
             producer_epoch: epoch,
             first_sequence,
             last_sequence: first_sequence + 1,
+            transactional: false,
         }),
         commit_deadline_ms: None,
     };

@@ -79,7 +79,10 @@ pub async fn a_transaction_ends_with_all_its_markers_and_offsets_at_once(store: 
         .stage_offsets(&producer, "g", std::slice::from_ref(&offset), 1150)
         .await
         .expect("stage");
-    assert!(store.offsets_pending("g", None).await.expect("pending"));
+    assert_eq!(
+        store.offsets_pending("g").await.expect("pending"),
+        vec![("orders".to_owned(), 1)]
+    );
     assert!(
         store
             .fetch_offsets("g", None)
@@ -156,7 +159,13 @@ pub async fn a_transaction_ends_with_all_its_markers_and_offsets_at_once(store: 
         store.fetch_offsets("g", None).await.expect("fetch"),
         vec![offset]
     );
-    assert!(!store.offsets_pending("g", None).await.expect("pending"));
+    assert!(
+        store
+            .offsets_pending("g")
+            .await
+            .expect("pending")
+            .is_empty()
+    );
     let done = store.transaction(ID).await.expect("read").expect("known");
     assert_eq!(done.state, TxnState::CompleteCommit);
     assert!(done.partitions.is_empty() && done.groups.is_empty());
@@ -283,4 +292,143 @@ pub async fn an_expired_transaction_is_aborted_and_its_producer_fenced(store: &d
             .await,
         Err(TxnError::Fenced)
     ));
+}
+
+/// Transactional batches are stored only for partitions in their producer's open
+/// transaction at its epoch; the first one holds the partition's last stable offset until
+/// the end, and an abort leaves its range for read_committed readers to skip.
+#[doc(hidden)]
+pub async fn transactional_batches_are_judged_against_their_transaction(store: &dyn Metastore) {
+    let orders = create_orders(store).await;
+    let t = orders.topic_id;
+    let (producer_id, producer_epoch) = ready(
+        store
+            .init_producer(&init_request(8000, 0), None)
+            .await
+            .expect("init"),
+    );
+    let producer = TxnProducer {
+        transactional_id: ID,
+        producer_id,
+        producer_epoch,
+    };
+    store
+        .add_to_transaction(&producer, &[(t, 0)], &[], 100)
+        .await
+        .expect("add");
+    let batch = |byte_offset, first_sequence, epoch| AppendBatch {
+        byte_offset,
+        byte_length: 10,
+        offset_count: 2,
+        max_timestamp: 5,
+        producer: Some(ProducerBatch {
+            producer_id,
+            producer_epoch: epoch,
+            first_sequence,
+            last_sequence: first_sequence + 1,
+            transactional: true,
+        }),
+        commit_deadline_ms: None,
+    };
+    let appends = [
+        PartitionAppend {
+            topic_id: t,
+            partition_index: 0,
+            batches: vec![batch(0, 0, producer_epoch), batch(10, 2, producer_epoch)],
+        },
+        PartitionAppend {
+            topic_id: t,
+            partition_index: 1,
+            batches: vec![batch(20, 0, producer_epoch)],
+        },
+    ];
+    let results = store
+        .commit_object(commit(ObjectId::new(200), "tx-1", &appends, 200))
+        .await
+        .expect("commit");
+    let outcome = |partition: i32| {
+        results
+            .iter()
+            .find(|r| r.partition_index == partition)
+            .expect("answered")
+            .batches
+            .clone()
+    };
+    assert_eq!(
+        outcome(0),
+        vec![
+            BatchOutcome::Appended { base_offset: 0 },
+            BatchOutcome::Appended { base_offset: 2 }
+        ]
+    );
+    assert_eq!(
+        outcome(1),
+        vec![BatchOutcome::Rejected(SequenceError::NotInTransaction)],
+        "partition 1 was never added"
+    );
+    let states = store
+        .partition_states(&[(t, 0), (t, 1)])
+        .await
+        .expect("states");
+    let stable: Vec<(i32, Option<i64>, i64)> = states
+        .iter()
+        .map(|s| (s.partition_index, s.open_start, s.last_stable_offset()))
+        .collect();
+    assert_eq!(stable, vec![(0, Some(0), 0), (1, None, 0)]);
+
+    // The abort: its range is listed, the last stable offset is free, and the fenced
+    // producer's late batch is refused.
+    let abort = EndRequest {
+        producer,
+        commit: false,
+        reason: EndReason::Client,
+        now_ms: 300,
+    };
+    let EndOutcome::NeedsMarkers(wanted) = store.end_transaction(&abort, None).await.expect("end")
+    else {
+        panic!("an abort needs its markers")
+    };
+    store
+        .end_transaction(&abort, Some(&marker_object(&wanted, 300)))
+        .await
+        .expect("abort");
+    assert_eq!(
+        store
+            .aborted_transactions(t, 0, 0, 10)
+            .await
+            .expect("aborted"),
+        vec![AbortedTxn {
+            producer_id,
+            first_offset: 0,
+            last_offset: 4,
+        }]
+    );
+    assert!(
+        store
+            .aborted_transactions(t, 0, 5, 10)
+            .await
+            .expect("aborted")
+            .is_empty(),
+        "a range after the marker lists nothing"
+    );
+    let states = store.partition_states(&[(t, 0)]).await.expect("states");
+    assert_eq!(
+        (states[0].open_start, states[0].last_stable_offset()),
+        (None, 5),
+        "the marker took offset 4; nothing holds the last stable offset back"
+    );
+    let late = [PartitionAppend {
+        topic_id: t,
+        partition_index: 0,
+        batches: vec![batch(0, 4, producer_epoch)],
+    }];
+    let results = store
+        .commit_object(commit(ObjectId::new(400), "tx-2", &late, 400))
+        .await
+        .expect("commit");
+    assert_eq!(
+        results[0].batches,
+        vec![BatchOutcome::Rejected(SequenceError::NotInTransaction)],
+        "nothing lands after the marker"
+    );
 }
