@@ -344,6 +344,15 @@ pub mod testing {
         out.extend_from_slice(&after_crc);
         out
     }
+
+    /// `batch` marked as part of its producer's transaction (the attributes' bit 4, and
+    /// the CRC over them again).
+    pub fn transactional(mut batch: Vec<u8>) -> Vec<u8> {
+        batch[22] |= 0x10;
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
 }
 
 #[cfg(test)]

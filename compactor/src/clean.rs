@@ -17,7 +17,15 @@
 //! A batch keeping every record, and needing no horizon, is left byte for byte. A batch
 //! keeping none is dropped, except the last data batch of an idempotent producer, which is
 //! kept empty so the producer's last sequence survives (Kafka's `RETAIN_EMPTY`).
-//! Control batches (transaction markers) are kept as they are.
+//!
+//! Transactions, as Kafka's cleaner treats them (the pass never reads past the last stable
+//! offset, so every transaction it sees has ended):
+//! - a batch of an aborted transaction ([`Aborted`]) is never indexed and loses all its
+//!   records;
+//! - a transaction marker stays while the pass saw data of its transaction since the
+//!   producer's previous marker ([`TxnScan`]); once it saw none, the marker gets a delete
+//!   horizon as a tombstone does, and goes when that has passed. An abort marker takes its
+//!   aborted range with it ([`TxnScan::abort_markers_dropped`]).
 //!
 //! Readers find a batch's offsets by position: an index entry's batches follow each other,
 //! each starting where the previous one's offsets end. So the compacted range keeps that
@@ -28,9 +36,10 @@
 //! compaction never moves a log start, and a fetch from an emptied offset gets the next
 //! kept record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::{Bytes, BytesMut};
+use yaks_common::metastore::transactions::AbortedTxn;
 use yaks_common::records::{self, OpenBatch, RecordsError};
 
 use crate::key_map::KeyMap;
@@ -51,6 +60,94 @@ pub struct Rules<'a> {
     pub last_batch_of_producer: &'a HashMap<i64, i64>,
     /// Most bytes a batch's records may decompress to.
     pub max_records_bytes: usize,
+    /// The aborted transactions of the part judged.
+    pub aborted: &'a Aborted,
+}
+
+/// The aborted transactions of the part of a partition a pass reads, by producer: which
+/// transactional batches no read_committed consumer ever reads, and so compaction drops.
+#[derive(Debug, Clone, Default)]
+pub struct Aborted {
+    /// (first offset, abort marker offset) of each producer's aborted transactions.
+    by_producer: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl Aborted {
+    /// The aborted transactions `txns` (as the metastore lists them).
+    pub fn new(txns: &[AbortedTxn]) -> Aborted {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for txn in txns {
+            by_producer
+                .entry(txn.producer_id)
+                .or_default()
+                .push((txn.first_offset, txn.last_offset));
+        }
+        Aborted { by_producer }
+    }
+
+    /// Whether the transactional batch of `producer` at `base` belongs to an aborted
+    /// transaction: one of the producer's, begun at or before it and ended after it.
+    pub fn holds(&self, producer: i64, base: i64) -> bool {
+        self.by_producer.get(&producer).is_some_and(|ranges| {
+            ranges
+                .iter()
+                .any(|&(first, marker)| first <= base && base < marker)
+        })
+    }
+
+    fn drops(&self, open: &OpenBatch, base: i64) -> bool {
+        open.is_transactional() && !open.is_control() && self.holds(open.producer_id(), base)
+    }
+}
+
+/// What a pass has seen of transactions so far, walking a partition in offset order from
+/// its log start (Kafka's `CleanedTransactionMetadata`): whose transactions still have
+/// data, so that their markers stay.
+#[derive(Debug, Default)]
+pub struct TxnScan {
+    /// Producers with data of a committed transaction seen since their last marker.
+    committed: HashSet<i64>,
+    /// Producers with data of an aborted transaction seen (and dropped) since their last
+    /// marker.
+    aborted: HashSet<i64>,
+    /// The offsets of the abort markers dropped and not yet taken.
+    dropped: Vec<i64>,
+}
+
+impl TxnScan {
+    /// The offsets of the abort markers dropped since the last call: the swap that writes
+    /// the output without them deletes their aborted ranges in the same transaction.
+    pub fn abort_markers_dropped(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Notes a data batch; true when it is aborted and goes.
+    fn on_data(&mut self, open: &OpenBatch, base: i64, aborted: &Aborted) -> bool {
+        if !open.is_transactional() {
+            return false;
+        }
+        let producer = open.producer_id();
+        if aborted.drops(open, base) {
+            self.aborted.insert(producer);
+            true
+        } else {
+            self.committed.insert(producer);
+            false
+        }
+    }
+
+    /// Notes a marker whose control record's key is `key`; true when no data of its
+    /// transaction was seen, so that the marker may go.
+    fn on_marker(&mut self, producer: i64, key: Option<&[u8]>) -> bool {
+        let committed = self.committed.remove(&producer);
+        let aborted = self.aborted.remove(&producer);
+        match key.and_then(|k| k.get(2..4)) {
+            Some([0, 0]) => !aborted,
+            Some([0, 1]) => !committed,
+            // Not a marker type Kafka writes: kept.
+            _ => false,
+        }
+    }
 }
 
 /// What became of a batch.
@@ -90,17 +187,18 @@ impl Counts {
 /// Puts the keys of `batch`, whose first offset is `base` (stored batches keep the
 /// producer's base offset field; the index says where they are), into `map`, which then
 /// covers the whole batch. Records below `from` (judged by an earlier pass, in a batch the
-/// dirty part starts inside) are left out. `false` once the map is full: the pass reaches
-/// the last offset put, and records after it wait for the next pass.
+/// dirty part starts inside) are left out, as are aborted ones. `false` once the map is
+/// full: the pass reaches the last offset put, and records after it wait for the next pass.
 pub fn index(
     batch: &Bytes,
     base: i64,
     from: i64,
     map: &mut KeyMap,
     max_records_bytes: usize,
+    aborted: &Aborted,
 ) -> Result<bool, RecordsError> {
     let open = OpenBatch::open(batch.clone(), max_records_bytes)?;
-    if !open.is_control() {
+    if !open.is_control() && !aborted.drops(&open, base) {
         for record in open.records()? {
             let offset = base + i64::from(record.offset_delta);
             if offset < from {
@@ -118,11 +216,12 @@ pub fn index(
 }
 
 /// What the pass keeps of `batch`, whose first offset is `base` (see the module's
-/// documentation).
+/// documentation). `txns` carries what the pass saw of transactions before this batch.
 pub fn clean(
     batch: &Bytes,
     base: i64,
     rules: &Rules<'_>,
+    txns: &mut TxnScan,
 ) -> Result<(Outcome, Counts), RecordsError> {
     let open = OpenBatch::open(batch.clone(), rules.max_records_bytes)?;
     let records = open.records()?;
@@ -132,8 +231,33 @@ pub fn clean(
         tombstones_due_ms: None,
     };
     if open.is_control() {
-        return Ok((Outcome::Unchanged, counts));
+        let key = records.first().and_then(|r| r.key);
+        if !txns.on_marker(open.producer_id(), key) || base > rules.reach {
+            return Ok((Outcome::Unchanged, counts));
+        }
+        return match open.delete_horizon_ms() {
+            Some(horizon) if rules.now_ms >= horizon => {
+                if key.and_then(|k| k.get(2..4)) == Some(&[0, 0]) {
+                    txns.dropped.push(base);
+                }
+                counts.after = 0;
+                Ok((Outcome::Dropped, counts))
+            }
+            Some(horizon) => {
+                counts.tombstones_due_ms = Some(horizon);
+                Ok((Outcome::Unchanged, counts))
+            }
+            None => {
+                let horizon = rules.now_ms.saturating_add(rules.delete_retention_ms);
+                counts.tombstones_due_ms = Some(horizon);
+                Ok((
+                    Outcome::Rewritten(open.rewrite(&records, Some(horizon))?),
+                    counts,
+                ))
+            }
+        };
     }
+    let aborted = txns.on_data(&open, base, rules.aborted);
     let reach = rules.reach;
     let tombstones_expired = open
         .delete_horizon_ms()
@@ -141,6 +265,7 @@ pub fn clean(
     let kept: Vec<_> = records
         .iter()
         .copied()
+        .filter(|_| !aborted)
         .filter(|record| {
             let offset = base + i64::from(record.offset_delta);
             if offset > reach {
@@ -282,9 +407,23 @@ mod tests {
         now_ms: i64,
         producers: &HashMap<i64, i64>,
     ) -> (Vec<(Bytes, i64)>, Vec<Outcome>) {
+        let (kept, outcomes, _) = txn_pass(batches, map_bytes, now_ms, producers, &[]);
+        (kept, outcomes)
+    }
+
+    /// [`pass`] over a partition with these aborted transactions; also the abort markers
+    /// dropped.
+    fn txn_pass(
+        batches: &[(Bytes, i64)],
+        map_bytes: usize,
+        now_ms: i64,
+        producers: &HashMap<i64, i64>,
+        aborted: &[AbortedTxn],
+    ) -> (Vec<(Bytes, i64)>, Vec<Outcome>, Vec<i64>) {
+        let aborted = Aborted::new(aborted);
         let mut map = KeyMap::with_memory(map_bytes);
         for (batch, base) in batches {
-            if !index(batch, *base, 0, &mut map, MAX).expect("index") {
+            if !index(batch, *base, 0, &mut map, MAX, &aborted).expect("index") {
                 break;
             }
         }
@@ -295,11 +434,13 @@ mod tests {
             delete_retention_ms: DAY,
             last_batch_of_producer: producers,
             max_records_bytes: MAX,
+            aborted: &aborted,
         };
+        let mut txns = TxnScan::default();
         let mut kept = Vec::new();
         let mut outcomes = Vec::new();
         for (batch, base) in batches {
-            let (outcome, _) = clean(batch, *base, &rules).expect("clean");
+            let (outcome, _) = clean(batch, *base, &rules, &mut txns).expect("clean");
             match &outcome {
                 Outcome::Unchanged => kept.push((batch.clone(), *base)),
                 Outcome::Rewritten(bytes) => kept.push((bytes.clone(), *base)),
@@ -307,7 +448,7 @@ mod tests {
             }
             outcomes.push(outcome);
         }
-        (kept, outcomes)
+        (kept, outcomes, txns.abort_markers_dropped())
     }
 
     fn v(s: &str) -> Option<&[u8]> {
@@ -454,13 +595,14 @@ mod tests {
             passes += 1;
             assert!(passes < 1000, "passes make no progress");
             let mut map = KeyMap::with_memory(16 * 24);
+            let aborted = Aborted::default();
             for (batch, base) in &current {
                 let open = OpenBatch::open(batch.clone(), MAX).expect("open");
                 let last = base + open.last_offset() - open.base_offset();
                 if last < dirty_from {
                     continue;
                 }
-                if !index(batch, *base, dirty_from, &mut map, MAX).expect("index") {
+                if !index(batch, *base, dirty_from, &mut map, MAX, &aborted).expect("index") {
                     break;
                 }
             }
@@ -472,16 +614,18 @@ mod tests {
                 delete_retention_ms: DAY,
                 last_batch_of_producer: &HashMap::new(),
                 max_records_bytes: MAX,
+                aborted: &aborted,
             };
+            let mut txns = TxnScan::default();
             current = current
                 .iter()
-                .filter_map(
-                    |(batch, base)| match clean(batch, *base, &rules).expect("clean").0 {
+                .filter_map(|(batch, base)| {
+                    match clean(batch, *base, &rules, &mut txns).expect("clean").0 {
                         Outcome::Unchanged => Some((batch.clone(), *base)),
                         Outcome::Rewritten(bytes) => Some((bytes, *base)),
                         Outcome::Dropped => None,
-                    },
-                )
+                    }
+                })
                 .collect();
             dirty_from = reach + 1;
         }
@@ -610,5 +754,95 @@ mod tests {
             lay_out(0, 9, &[(0, batch.clone()), (1, batch)]).is_err(),
             "overlapping"
         );
+    }
+
+    /// (offset, key, value) of the data records of `batches`, markers left out.
+    fn data(batches: &[(Bytes, i64)]) -> Read {
+        let data: Vec<(Bytes, i64)> = batches
+            .iter()
+            .filter(|(batch, _)| {
+                !OpenBatch::open(batch.clone(), MAX)
+                    .expect("open")
+                    .is_control()
+            })
+            .cloned()
+            .collect();
+        read(&data)
+    }
+
+    /// The offsets of the markers in `batches`.
+    fn markers(batches: &[(Bytes, i64)]) -> Vec<i64> {
+        batches
+            .iter()
+            .filter(|(batch, _)| {
+                OpenBatch::open(batch.clone(), MAX)
+                    .expect("open")
+                    .is_control()
+            })
+            .map(|(_, base)| *base)
+            .collect()
+    }
+
+    #[test]
+    fn aborted_records_and_then_spent_markers_go() {
+        use yaks_common::batch::testing::transactional;
+        let txn = |records: &[KeyValue<'_>], sequence: i32| {
+            Bytes::from(transactional(keyed_batch(
+                records,
+                NOW - DAY,
+                7,
+                0,
+                sequence,
+            )))
+        };
+        let marker = |commit: bool| records::control_batch(7, 0, commit, 0, NOW - DAY);
+        let batches = vec![
+            (txn(&[(v("a"), v("a0")), (v("b"), v("b0"))], 0), 0),
+            (marker(true), 2),
+            (
+                txn(&[(v("a"), v("a-aborted")), (v("c"), v("c-aborted"))], 2),
+                3,
+            ),
+            (marker(false), 5),
+            (txn(&[(v("b"), v("b1"))], 4), 6),
+            (marker(true), 7),
+            (
+                Bytes::from(keyed_batch(&[(v("a"), v("a2"))], NOW - DAY, -1, -1, -1)),
+                8,
+            ),
+        ];
+        let aborted = [AbortedTxn {
+            producer_id: 7,
+            first_offset: 3,
+            last_offset: 5,
+        }];
+        let committed_view = vec![
+            (6, b"b".to_vec(), Some(b"b1".to_vec())),
+            (8, b"a".to_vec(), Some(b"a2".to_vec())),
+        ];
+
+        // The aborted values never win their keys, and go; every marker stays while the
+        // pass saw its transaction's data.
+        let (kept, outcomes, dropped) = txn_pass(&batches, MAX, NOW, &HashMap::new(), &aborted);
+        assert_eq!(data(&kept), committed_view);
+        assert_eq!(markers(&kept), vec![2, 5, 7]);
+        assert_eq!(outcomes[2], Outcome::Dropped, "the aborted batch");
+        assert!(dropped.is_empty());
+
+        // The next pass finds the first two transactions without data: their markers get
+        // a delete horizon; the last one's data is still there.
+        let (kept, outcomes, dropped) = txn_pass(&kept, MAX, NOW, &HashMap::new(), &aborted);
+        assert!(matches!(outcomes[0], Outcome::Rewritten(_)));
+        assert!(matches!(outcomes[1], Outcome::Rewritten(_)));
+        assert_eq!(outcomes[3], Outcome::Unchanged);
+        assert!(dropped.is_empty());
+        let again = txn_pass(&kept, MAX, NOW + DAY - 1, &HashMap::new(), &aborted);
+        assert_eq!(markers(&again.0), vec![2, 5, 7], "not before the horizon");
+
+        // Past the horizon they go, and the abort marker's range with it.
+        let (kept, _, dropped) = txn_pass(&kept, MAX, NOW + DAY, &HashMap::new(), &aborted);
+        assert_eq!(markers(&kept), vec![7]);
+        assert_eq!(dropped, vec![5]);
+        assert_eq!(data(&kept), committed_view);
     }
 }

@@ -29,11 +29,12 @@ use tracing::{info, warn};
 use yaks_common::batch::{batch_times, offset_count, spans};
 use yaks_common::dirty::{Dirty, Lags, dirty};
 use yaks_common::error::StoreError;
+use yaks_common::metastore::transactions::TxnError;
 use yaks_common::metastore::{Cleaning, CompactionSwap, IndexEntry};
 use yaks_common::objstore::ObjectStore;
 use yaks_common::records::MAX_OPENED_BYTES;
 
-use crate::clean::{self, Counts, Outcome, Rules};
+use crate::clean::{self, Aborted, Counts, Outcome, Rules, TxnScan};
 use crate::key_map::KeyMap;
 use crate::run::CompactorStore;
 use crate::worker::{JobTarget, put_and_swap, read_entry};
@@ -100,6 +101,21 @@ pub async fn compact_partition(
         return Ok(PassOutcome::NotDue(part));
     }
 
+    // The caller hands entries below the last stable offset only: every transaction met
+    // here has ended, and the aborted ones are listed.
+    let aborted = match entries.first() {
+        Some(first) => store
+            .aborted_transactions(
+                target.topic_id,
+                target.partition_index,
+                first.base_offset,
+                part.until,
+            )
+            .await
+            .map_err(txn_store_error)?,
+        None => Vec::new(),
+    };
+    let aborted = Aborted::new(&aborted);
     let mut map = KeyMap::with_memory(limits.map_bytes);
     'index: for entry in entries
         .iter()
@@ -111,7 +127,14 @@ pub async fn compact_partition(
             if last < part.from {
                 continue;
             }
-            match clean::index(&batch, base, part.from, &mut map, MAX_OPENED_BYTES) {
+            match clean::index(
+                &batch,
+                base,
+                part.from,
+                &mut map,
+                MAX_OPENED_BYTES,
+                &aborted,
+            ) {
                 Ok(true) => {}
                 Ok(false) => break 'index,
                 Err(e) => {
@@ -137,7 +160,9 @@ pub async fn compact_partition(
         delete_retention_ms: settings.delete_retention_ms,
         last_batch_of_producer: &last_batches,
         max_records_bytes: MAX_OPENED_BYTES,
+        aborted: &aborted,
     };
+    let mut txns = TxnScan::default();
     let judged: Vec<&IndexEntry> = entries
         .iter()
         .take_while(|e| e.base_offset <= reach)
@@ -152,7 +177,8 @@ pub async fn compact_partition(
             let bytes = read_entry(objects, target, entry).await?;
             for (base, batch) in batches(&bytes, entry.base_offset) {
                 chunk_in += batch.len() as u64;
-                let (outcome, counts) = clean::clean(&batch, base, &rules).unwrap_or_else(|e| {
+                let cleaned = clean::clean(&batch, base, &rules, &mut txns);
+                let (outcome, counts) = cleaned.unwrap_or_else(|e| {
                     warn!(topic = target.topic, partition = target.partition_index, base, error = %e, "a batch key compaction cannot open is kept as it is");
                     (Outcome::Unchanged, Counts::default())
                 });
@@ -168,6 +194,7 @@ pub async fn compact_partition(
             }
         }
         bytes_in += chunk_in;
+        let abort_markers_dropped = txns.abort_markers_dropped();
         if !changed {
             bytes_out += chunk_in;
             continue;
@@ -180,7 +207,13 @@ pub async fn compact_partition(
             ))
         })?;
         bytes_out += body.len() as u64;
-        if !swap_chunk(store, objects, target, chunk, body, cleaned_through, now_ms).await? {
+        let swap = ChunkSwap {
+            chunk,
+            body,
+            cleaned_through,
+            abort_markers_dropped,
+        };
+        if !swap_chunk(store, objects, target, swap, now_ms).await? {
             return Ok(PassOutcome::Lost);
         }
         outputs += 1;
@@ -220,6 +253,18 @@ pub async fn compact_partition(
     })
 }
 
+/// A chunk's output, for [`swap_chunk`].
+struct ChunkSwap<'a> {
+    /// The entries it replaces.
+    chunk: &'a [&'a IndexEntry],
+    /// Its bytes.
+    body: Bytes,
+    /// The partition's `cleaned_through` as the pass found it.
+    cleaned_through: i64,
+    /// The abort markers it leaves out.
+    abort_markers_dropped: Vec<i64>,
+}
+
 /// Puts a chunk's output and swaps it for the chunk's entries, checking that the
 /// partition's `cleaned_through` is still where the pass found it; false (output deleted)
 /// if anything changed first.
@@ -227,11 +272,15 @@ async fn swap_chunk(
     store: &dyn CompactorStore,
     objects: &dyn ObjectStore,
     target: &JobTarget<'_>,
-    chunk: &[&IndexEntry],
-    body: Bytes,
-    cleaned_through: i64,
+    swap: ChunkSwap<'_>,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
+    let ChunkSwap {
+        chunk,
+        body,
+        cleaned_through,
+        abort_markers_dropped,
+    } = swap;
     let batches = spans(&body);
     let batch_count = i32::try_from(batches.len()).unwrap_or(i32::MAX);
     // Fillers and batches emptied of records hold no timestamp a lookup could find.
@@ -250,6 +299,7 @@ async fn swap_chunk(
         max_timestamp,
         cleaned_from: cleaned_through,
         cleaned_through,
+        abort_markers_dropped,
     };
     let swapped = put_and_swap(
         store,
@@ -261,6 +311,14 @@ async fn swap_chunk(
         now_ms,
     );
     Ok(swapped.await?.is_some())
+}
+
+/// A metastore failure reading the aborted transactions, as the compactor's error.
+fn txn_store_error(e: TxnError) -> StoreError {
+    match e {
+        TxnError::Store(e) => e,
+        other => StoreError::Internal(other.to_string()),
+    }
 }
 
 /// The batches of an entry's bytes with the offset each starts at: stored batches follow

@@ -15,7 +15,8 @@ use yaks_common::clock::SharedClock;
 use yaks_common::config::CompactorConfig;
 use yaks_common::error::StoreError;
 use yaks_common::metastore::{
-    IndexEntry, Log, LogStartMove, Objects, Producers, TopicMeta, Topics,
+    IndexEntry, Log, LogStartMove, Objects, PartitionState, Producers, TopicMeta, Topics,
+    Transactions,
 };
 use yaks_common::metrics::{OutcomeLabels, PartitionLabels, TopicLabels, metrics};
 use yaks_common::objstore::SharedObjectStore;
@@ -69,9 +70,9 @@ enum KeyPass {
 /// The metastore domains the compactor uses: topics and their configs (retention,
 /// compaction), the log it reads and whose start it moves, the objects it swaps, drops and
 /// collects, and producers' last batches, which key compaction keeps.
-pub trait CompactorStore: Topics + Log + Objects + Producers {}
+pub trait CompactorStore: Topics + Log + Objects + Producers + Transactions {}
 
-impl<T: Topics + Log + Objects + Producers + ?Sized> CompactorStore for T {}
+impl<T: Topics + Log + Objects + Producers + Transactions + ?Sized> CompactorStore for T {}
 
 /// The compactor: its stores, queue and settings.
 pub struct Compactor {
@@ -120,8 +121,8 @@ impl Compactor {
         }
     }
 
-    /// Every partition of every topic, with its topic, log start and next offset.
-    async fn partitions(&self) -> Result<Vec<(TopicMeta, i32, i64, i64)>, StoreError> {
+    /// Every partition of every topic, with its topic and state.
+    async fn partitions(&self) -> Result<Vec<(TopicMeta, PartitionState)>, StoreError> {
         let topics = self.metastore.topics(None).await?;
         let keys: Vec<(uuid::Uuid, i32)> = topics
             .iter()
@@ -132,12 +133,7 @@ impl Compactor {
             .into_iter()
             .filter_map(|s| {
                 let topic = topics.iter().find(|t| t.topic_id == s.topic_id)?;
-                Some((
-                    topic.clone(),
-                    s.partition_index,
-                    s.log_start_offset,
-                    s.next_offset,
-                ))
+                Some((topic.clone(), s))
             })
             .collect())
     }
@@ -185,10 +181,11 @@ impl Compactor {
     pub async fn compact_keys(&self) -> Result<usize, StoreError> {
         let mut judged = 0;
         let now_ms = self.clock.now_ms();
-        for (topic, partition, log_start, next_offset) in self.partitions().await? {
+        for (topic, state) in self.partitions().await? {
             if !TopicConfigs::new(&topic.configs).compacts() {
                 continue;
             }
+            let (partition, next_offset) = (state.partition_index, state.next_offset);
             let key = (topic.topic_id, partition);
             let unchanged = self.seen().get(&key).is_some_and(|seen| {
                 seen.next_offset == next_offset && seen.due_ms.is_none_or(|due| due > now_ms)
@@ -196,9 +193,7 @@ impl Compactor {
             if unchanged {
                 continue;
             }
-            let pass = self
-                .compact_partition_keys(&topic, partition, log_start)
-                .await;
+            let pass = self.compact_partition_keys(&topic, &state).await;
             let mut seen = self.seen();
             match pass {
                 Ok(KeyPass::NotDue { due_ms }) => {
@@ -238,9 +233,9 @@ impl Compactor {
     async fn compact_partition_keys(
         &self,
         topic: &TopicMeta,
-        partition: i32,
-        log_start: i64,
+        state: &PartitionState,
     ) -> Result<KeyPass, StoreError> {
+        let partition = state.partition_index;
         let configs = TopicConfigs::new(&topic.configs);
         let settings = KeyCompaction {
             lags: configs.lags(),
@@ -250,7 +245,14 @@ impl Compactor {
             map_bytes: self.config.key_map_bytes,
             chunk_bytes: self.config.target_bytes,
         };
-        let entries = self.all_entries(topic, partition, log_start).await?;
+        let mut entries = self
+            .all_entries(topic, partition, state.log_start_offset)
+            .await?;
+        // Data of open transactions is not compacted (Kafka cleans below the first unstable
+        // offset): an entry reaching the last stable offset waits. Transactions that open
+        // later start at or past the next offset read with it.
+        let stable = state.last_stable_offset();
+        entries.retain(|e| e.last_offset < stable);
         let cleaning = self.metastore.cleaning(topic.topic_id, partition).await?;
         let target = JobTarget {
             topic_id: topic.topic_id,
@@ -327,7 +329,8 @@ impl Compactor {
             window_ms: self.config.window_ms,
         };
         let mut planned = 0;
-        for (topic, partition, log_start, _) in self.partitions().await? {
+        for (topic, state) in self.partitions().await? {
+            let (partition, log_start) = (state.partition_index, state.log_start_offset);
             let entries = self.entries(&topic, partition, log_start).await?;
             for job in plan_partition(&entries, &settings) {
                 self.queue
@@ -416,7 +419,8 @@ impl Compactor {
     pub async fn enforce_retention(&self) -> Result<usize, StoreError> {
         let now_ms = self.clock.now_ms();
         let mut moved = 0;
-        for (topic, partition, log_start, _) in self.partitions().await? {
+        for (topic, state) in self.partitions().await? {
+            let (partition, log_start) = (state.partition_index, state.log_start_offset);
             let retention = retention_of(&topic);
             if retention.max_age_ms.is_none() && retention.max_bytes.is_none() {
                 continue;

@@ -307,7 +307,7 @@ pub struct EntrySwap<'a> {
 /// What a key compaction's swap also records: the partition's judged part moves from
 /// `cleaned_from` (what the pass read; the swap loses if another pass moved it) to
 /// `cleaned_through`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactionSwap {
     /// Batches in the output.
     pub batch_count: i32,
@@ -318,6 +318,10 @@ pub struct CompactionSwap {
     pub cleaned_from: i64,
     /// Its new `cleaned_through`: one past the last offset the pass judged.
     pub cleaned_through: i64,
+    /// The offsets of the abort markers the output leaves out: their aborted ranges go
+    /// with them, or a read_committed consumer would skip the producer's later committed
+    /// data while waiting for a marker that is gone.
+    pub abort_markers_dropped: Vec<i64>,
 }
 
 /// Where key compaction stands in a partition (the default: never compacted).

@@ -467,15 +467,6 @@ fn refuse(
         ));
     }
     if configs.compacts() {
-        if info.is_transactional {
-            // Until key compaction follows Kafka's cleaner for transactions (aborted
-            // records dropped, open ones left alone), a compacted topic could keep an
-            // aborted record as a key's value: refused rather than risked.
-            return Some(Refusal::with_message(
-                ResponseError::InvalidRecord,
-                "transactions on compacted topics are not supported yet",
-            ));
-        }
         return refuse_keyless(topic_name, partition.index, records);
     }
     None

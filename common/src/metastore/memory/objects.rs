@@ -46,7 +46,7 @@ impl Objects for MemoryMetastore {
             .unwrap_or(-1);
         let mut batch_count = rows.iter().map(|(_, r)| r.batch_count).sum();
         let old_objects: Vec<String> = rows.iter().map(|(_, r)| r.object_id.clone()).collect();
-        if let Some(compaction) = swap.compaction {
+        if let Some(compaction) = &swap.compaction {
             let key = (swap.topic_id, swap.partition_index);
             if !state.partitions.contains_key(&key)
                 || state.cleaned_through(key) != compaction.cleaned_from
@@ -55,6 +55,9 @@ impl Objects for MemoryMetastore {
             }
             let cleaning = state.cleaning.entry(key).or_default();
             cleaning.cleaned_through = compaction.cleaned_through;
+            for marker in &compaction.abort_markers_dropped {
+                state.aborted.remove(&(key.0, key.1, *marker));
+            }
             batch_count = compaction.batch_count;
             max_timestamp = compaction.max_timestamp;
         }
@@ -138,6 +141,14 @@ impl Objects for MemoryMetastore {
             keep
         });
         let dropped = (before - state.index.len()) as u64;
+        let State {
+            aborted,
+            partitions,
+            ..
+        } = &mut *state;
+        aborted.retain(|(topic, partition, last_offset), _| {
+            *last_offset >= partitions.get(&(*topic, *partition)).map_or(0, |p| p.1)
+        });
         for object in touched {
             if !state.index.values().any(|r| r.object_id == object) {
                 state.marked.entry(object).or_insert_with(crate::clock::now);

@@ -58,7 +58,7 @@ impl Objects for PgMetastore {
         .map_err(StoreError::Invalid)?;
         let mut max_timestamp = rows.iter().map(|r| r.get::<_, i64>(3)).max().unwrap_or(-1);
         let mut batch_count: i32 = rows.iter().map(|r| r.get::<_, i32>(4)).sum();
-        if let Some(compaction) = swap.compaction {
+        if let Some(compaction) = &swap.compaction {
             let moved = tx
                 .execute(
                     "UPDATE partitions SET cleaned_through = $4
@@ -75,6 +75,19 @@ impl Objects for PgMetastore {
             if moved == 0 {
                 // Another pass judged this part first (or the partition is gone).
                 return Ok(false);
+            }
+            if !compaction.abort_markers_dropped.is_empty() {
+                tx.execute(
+                    "DELETE FROM aborted_txns
+                     WHERE topic_id = $1 AND partition_index = $2 AND last_offset = ANY($3)",
+                    &[
+                        &swap.topic_id,
+                        &swap.partition_index,
+                        &compaction.abort_markers_dropped,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
             }
             batch_count = compaction.batch_count;
             max_timestamp = compaction.max_timestamp;
@@ -174,6 +187,16 @@ impl Objects for PgMetastore {
                 .await
                 .map_err(pg_error)?;
         }
+        // An aborted range whose marker is below the log start describes nothing a fetch
+        // can return.
+        tx.execute(
+            "DELETE FROM aborted_txns a USING partitions p
+             WHERE p.topic_id = a.topic_id AND p.partition_index = a.partition_index
+               AND a.last_offset < p.log_start_offset",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
         Ok(dropped.len() as u64)
     }

@@ -121,6 +121,7 @@ pub async fn a_compaction_swap_moves_cleaned_through_once(store: &dyn Metastore)
             max_timestamp: 3,
             cleaned_from: from,
             cleaned_through: through,
+            abort_markers_dropped: Vec::new(),
         }),
         ..swap_into(&topic, &inputs, size_bytes, key)
     };
