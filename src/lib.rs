@@ -16,6 +16,8 @@
 //!   way to grant the first rights without a principal allowed to).
 //! - [`users`]: `yaks user`, SASL/SCRAM users written to the metastore (the first user of a
 //!   cluster cannot be made through a gateway that asks for one).
+//! - [`txns`]: `yaks txn`, transactional ids in the metastore, and an operator's abort of a
+//!   hanging transaction.
 //!
 //! The role logic lives in the role crates (`yaks-gateway`, `yaks-writer`, …); this crate
 //! only wires them to configuration, signals and each other.
@@ -28,4 +30,5 @@ pub mod dev;
 pub mod devmode;
 pub mod oracle;
 pub mod roles;
+pub mod txns;
 pub mod users;

@@ -12,6 +12,7 @@ use yaks::chaos::ChaosOptions;
 use yaks::devmode::{self, DevOptions};
 use yaks::oracle::OracleOptions;
 use yaks::roles;
+use yaks::txns::{self, TxnCommand};
 use yaks::users::{self, UserCommand};
 use yaks_common::config::Config;
 use yaks_common::ops::{OpsServer, Readiness};
@@ -96,6 +97,12 @@ enum Command {
         #[command(subcommand)]
         command: AclCommand,
     },
+    /// List and describe transactional ids, abort a hanging transaction (in PostgreSQL and
+    /// S3, from the settings), as Kafka's `kafka-transactions`.
+    Txn {
+        #[command(subcommand)]
+        command: TxnCommand,
+    },
     /// Measure throughput, latency, per-flush cost and memory against the raw limits of the
     /// same S3 endpoint and PostgreSQL, on a private deployment it starts; prints a table.
     Bench(BenchOptions),
@@ -172,6 +179,7 @@ impl Command {
             Command::Group { .. } => "group",
             Command::User { .. } => "user",
             Command::Acl { .. } => "acl",
+            Command::Txn { .. } => "txn",
             Command::Probe { .. } => "probe",
             Command::Bench(_) => "bench",
             Command::Oracle(_) => "oracle",
@@ -258,6 +266,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => admin::topic(&connection, command).await,
         Command::User { command } => users::run(&config, command).await,
         Command::Acl { command } => acls::run(&config, command).await,
+        Command::Txn { command } => txns::run(&config, command).await,
         Command::Produce { connection, args } => admin::produce(&connection, args).await,
         Command::Consume { connection, args } => admin::consume(&connection, args).await,
         Command::Group {

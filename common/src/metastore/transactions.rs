@@ -235,6 +235,9 @@ pub enum EndReason {
     Client,
     /// `transaction.timeout.ms` passed: the transaction is aborted and its producer fenced.
     Timeout,
+    /// An operator's `yaks txn abort`: the open transaction is aborted and its producer
+    /// fenced, whatever its age (a hung producer's, holding read_committed readers back).
+    Operator,
 }
 
 /// The answer to an end.
@@ -501,11 +504,16 @@ pub enum EndDecision {
 /// transaction past its timeout.
 pub fn end(record: Option<&TxnRecord>, request: &EndRequest<'_>) -> Result<EndDecision, TxnError> {
     let record = held(record, &request.producer)?;
-    if request.reason == EndReason::Timeout {
-        return if expired(record, request.now_ms) {
+    let forced = match request.reason {
+        EndReason::Client => None,
+        EndReason::Timeout => Some(expired(record, request.now_ms)),
+        EndReason::Operator => Some(record.state == TxnState::Ongoing),
+    };
+    if let Some(open) = forced {
+        return if open {
             Ok(EndDecision::Write(fence_markers(record)))
         } else {
-            // Ended or moved on meanwhile: nothing is left to time out.
+            // Ended or moved on meanwhile: nothing is left to abort.
             Ok(EndDecision::AlreadyEnded)
         };
     }
@@ -763,6 +771,29 @@ mod tests {
             ),
             Err(TxnError::Fenced)
         ));
+    }
+
+    #[test]
+    fn an_operator_aborts_an_open_transaction_at_any_age_and_fences_its_producer() {
+        let operator = |record: &TxnRecord| {
+            end(
+                Some(record),
+                &EndRequest {
+                    producer: producer(7, 3),
+                    commit: false,
+                    reason: EndReason::Operator,
+                    now_ms: 0,
+                },
+            )
+            .expect("decided")
+        };
+        let EndDecision::Write(markers) = operator(&record(7, 3, TxnState::Ongoing)) else {
+            panic!("not aborted")
+        };
+        assert_eq!((markers.producer_epoch, markers.commit), (4, false));
+        for state in [TxnState::Empty, TxnState::CompleteCommit] {
+            assert_eq!(operator(&record(7, 3, state)), EndDecision::AlreadyEnded);
+        }
     }
 
     #[test]
