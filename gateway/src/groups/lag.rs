@@ -1,8 +1,8 @@
 //! Consumer lag as metrics: `yaks_gateway_groups` and `yaks_gateway_group_lag_records` for
 //! the groups this gateway coordinates.
 //!
-//! Why apart from the coordinator: lag is read, never decided on. It needs the log's high
-//! watermarks and the topics' ids, which coordination does not, and it must not hold a
+//! Why apart from the coordinator: lag is read, never decided on. It needs the log's last
+//! stable offsets and the topics' ids, which coordination does not, and it must not hold a
 //! group's lock while it reads PostgreSQL. Each group's lag is reported by its coordinator
 //! only: label sets of groups this gateway no longer coordinates are removed.
 
@@ -21,7 +21,7 @@ use super::Coordinator;
 /// How often lag is computed.
 const LAG_EVERY: Duration = Duration::from_secs(10);
 
-/// The metastore domains lag is read from: committed offsets, topic ids, high watermarks.
+/// The metastore domains lag is read from: committed offsets, topic ids, log ends.
 pub trait LagStore: Groups + Topics + Log {}
 
 impl<T: Groups + Topics + Log + ?Sized> LagStore for T {}
@@ -53,8 +53,10 @@ pub async fn report<S: LagStore + ?Sized>(
     publish(&mut reported, 0, HashMap::new());
 }
 
-/// Per group and topic, the records between the committed offsets and the high watermarks.
-/// A group whose offsets or topics cannot be read now is left out of this round.
+/// Per group and topic, the records between the committed offsets and the last stable
+/// offsets (the high watermarks, unless a transaction is open): what a read_committed
+/// consumer can still read, as its own `records-lag` counts. A group whose offsets or
+/// topics cannot be read now is left out of this round.
 async fn lags<S: LagStore + ?Sized>(
     store: &S,
     groups: &[String],
@@ -86,7 +88,7 @@ async fn lags<S: LagStore + ?Sized>(
         };
         let ends: HashMap<(Uuid, i32), i64> = states
             .iter()
-            .map(|s| ((s.topic_id, s.partition_index), s.next_offset))
+            .map(|s| ((s.topic_id, s.partition_index), s.last_stable_offset()))
             .collect();
         for (topic_id, partition, committed) in wanted {
             let Some(end) = ends.get(&(topic_id, partition)) else {
