@@ -1,6 +1,10 @@
 //! Transactions as clients see them (issue 23): what a read_committed consumer reads of
 //! committed and aborted transactions, with every codec.
 
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::producer::FutureRecord;
+use yaks::roles;
+
 use crate::harness::*;
 
 /// The values of a transaction labelled `label`, sorted as the script sorts them.
@@ -25,10 +29,42 @@ async fn check_transactions(
     let topic = format!("{}-{codec}", script.split('.').next().unwrap_or(script));
     let topic = topic.replace('_', "-");
     create_topic(bootstrap, &topic, 3).await;
+    run_transactions(
+        bootstrap,
+        program,
+        script,
+        &topic,
+        &format!("app-{topic}"),
+        codec,
+    )
+    .await;
+    let (committed, uncommitted) = read_isolated(bootstrap, &topic).await;
+    assert_eq!(
+        committed,
+        values(&["A", "C"]),
+        "{script} {codec}: read_committed"
+    );
+    assert_eq!(
+        uncommitted,
+        values(&["A", "B", "C"]),
+        "{script} {codec}: read_uncommitted"
+    );
+}
+
+/// Runs `script`: a transactional producer with id `transactional_id` committing A,
+/// aborting B and committing C over the three partitions of `topic`.
+async fn run_transactions(
+    bootstrap: &str,
+    program: &'static str,
+    script: &'static str,
+    topic: &str,
+    transactional_id: &str,
+    codec: &str,
+) {
     let args = [
         bootstrap.to_owned(),
-        topic.clone(),
-        format!("app-{topic}"),
+        topic.to_owned(),
+        transactional_id.to_owned(),
         codec.to_owned(),
     ];
     tokio::task::spawn_blocking(move || {
@@ -37,7 +73,12 @@ async fn check_transactions(
     })
     .await
     .expect("join");
-    let args = [bootstrap.to_owned(), topic.clone()];
+}
+
+/// What read_committed and read_uncommitted consumers read of `topic`'s three partitions
+/// to their ends, each sorted.
+async fn read_isolated(bootstrap: &str, topic: &str) -> (Vec<String>, Vec<String>) {
+    let args = [bootstrap.to_owned(), topic.to_owned()];
     let printed = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run_client("python3", "read_isolated.py", &args)
@@ -53,15 +94,93 @@ async fn check_transactions(
             .map(|v| v.as_str().expect("text").to_owned())
             .collect()
     };
-    assert_eq!(
-        list("committed"),
-        values(&["A", "C"]),
-        "{script} {codec}: read_committed"
-    );
-    assert_eq!(
-        list("uncommitted"),
-        values(&["A", "B", "C"]),
-        "{script} {codec}: read_uncommitted"
+    (list("committed"), list("uncommitted"))
+}
+
+/// A confluent-kafka producer holding a transaction open (`confluent_txn_hold.py`).
+struct Held {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    /// Starts the producer: transactional id `id`, values `label-0..29`, and waits until
+    /// its records are stored, the transaction open.
+    async fn open(bootstrap: &str, topic: &str, id: &str, label: &str, timeout_ms: u32) -> Held {
+        use std::io::BufRead;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+        let args = [
+            format!("{dir}/confluent_txn_hold.py"),
+            bootstrap.to_owned(),
+            topic.to_owned(),
+            id.to_owned(),
+            label.to_owned(),
+            timeout_ms.to_string(),
+        ];
+        tokio::task::spawn_blocking(move || {
+            let mut child = std::process::Command::new("python3")
+                .args(&args)
+                .current_dir(dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("python3 runs");
+            let mut stdout =
+                std::io::BufReader::new(child.stdout.take().expect("the producer's stdout"));
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read");
+            assert_eq!(line.trim(), "open", "the held transaction did not open");
+            Held { child, stdout }
+        })
+        .await
+        .expect("join")
+    }
+
+    /// Asks the producer to `commit` or `abort`: what it says became of the transaction.
+    async fn end(mut self, command: &'static str) -> String {
+        use std::io::{BufRead, Write};
+        tokio::task::spawn_blocking(move || {
+            let mut stdin = self.child.stdin.take().expect("stdin");
+            writeln!(stdin, "{command}").expect("write");
+            drop(stdin);
+            let mut line = String::new();
+            self.stdout.read_line(&mut line).expect("read");
+            assert!(self.child.wait().expect("exits").success());
+            line.trim().to_owned()
+        })
+        .await
+        .expect("join")
+    }
+}
+
+/// Runs `yaks txn ARGS` against `infra` (its PostgreSQL and S3): what it printed on
+/// standard output, then on standard error, and whether it succeeded.
+async fn yaks_txn(infra: &Infra, args: &[&str]) -> (String, String, bool) {
+    let env = infra.process_env("yaks-test");
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_yaks"))
+            .arg("txn")
+            .args(&args)
+            .envs(env)
+            .output()
+            .expect("yaks runs")
+    })
+    .await
+    .expect("join");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.success(),
+    )
+}
+
+/// `reply` (a [`Held`] producer's) says its commit failed because it was fenced.
+fn assert_fenced(reply: &str) {
+    assert!(
+        reply.starts_with("error ")
+            && (reply.contains("FENCED") || reply.contains("INVALID_PRODUCER_EPOCH")),
+        "the fenced producer's commit: {reply}"
     );
 }
 
@@ -78,14 +197,318 @@ async fn read_committed_sees_committed_transactions_only_with_every_codec() {
     roles.stop().await;
 }
 
-/// The same with kafka-python's and kafkajs's transactional producers, which speak other
-/// versions of the transaction APIs (AddPartitionsToTxn v3 and v1, EndTxn v3 and v1).
+/// The same with kafka-python's, kafkajs's and aiokafka's transactional producers, which
+/// speak other versions of the transaction APIs (AddPartitionsToTxn and EndTxn v3, v1 and
+/// v0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_python_and_kafkajs_transactions_are_read_committed_alike() {
+async fn kafka_python_kafkajs_and_aiokafka_transactions_are_read_committed_alike() {
     let infra = Infra::start().await;
     let roles = Roles::start(infra.config()).await;
     let bootstrap = roles.bootstrap();
     check_transactions(&bootstrap, "python3", "kafka_python_txn.py", "gzip").await;
     check_transactions(&bootstrap, "node", "kafkajs_txn.js", "none").await;
+    check_transactions(&bootstrap, "python3", "aiokafka_txn.py", "lz4").await;
+    roles.stop().await;
+}
+
+/// Key compaction keeps what read_committed consumers read: it drops aborted records and
+/// never lets a record of an open transaction, which may yet abort, replace a committed
+/// value (Kafka's cleaner stops at the last stable offset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_compaction_drops_aborted_records_and_leaves_open_transactions_alone() {
+    let infra = Infra::start().await;
+    let config = infra.config();
+    let roles = Roles::start(config.clone()).await;
+    let bootstrap = roles.bootstrap();
+    let topic = "txn-compacted";
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+    ];
+    let new_topic = configs.iter().fold(
+        NewTopic::new(topic, 3, TopicReplication::Fixed(1)),
+        |t, (k, v)| t.set(k, v),
+    );
+    for result in admin(&bootstrap)
+        .create_topics(&[new_topic], &AdminOptions::new())
+        .await
+        .expect("create topics request")
+    {
+        result.expect("topic created");
+    }
+    // The same 30 keys in every transaction: A committed, B aborted, C committed, then D
+    // left open.
+    run_transactions(
+        &bootstrap,
+        "python3",
+        "confluent_txn.py",
+        topic,
+        "compacted-app",
+        "gzip",
+    )
+    .await;
+    let open = Held::open(&bootstrap, topic, "compacted-open", "D", 60_000).await;
+    assert_eq!(
+        read_isolated(&bootstrap, topic).await,
+        (values(&["A", "C"]), values(&["A", "B", "C", "D"]))
+    );
+
+    let backends = roles::connect(&config).await.expect("backends");
+    let compactor = roles::compactor(&config, &backends).await;
+    let report = compactor.run_once(false).await.expect("pass");
+    assert_eq!(report.key_compacted, 3, "{report:?}");
+    // C is each key's newest committed value; D, open, is not compacted, so it could not
+    // replace C even though it is newer.
+    assert_eq!(
+        read_isolated(&bootstrap, topic).await,
+        (values(&["C"]), values(&["C", "D"]))
+    );
+
+    // D aborts: read_committed readers keep C, and the next pass drops D too.
+    assert_eq!(open.end("abort").await, "aborted");
+    assert_eq!(
+        read_isolated(&bootstrap, topic).await,
+        (values(&["C"]), values(&["C", "D"]))
+    );
+    let report = compactor.run_once(false).await.expect("pass");
+    assert_eq!(report.key_compacted, 3, "{report:?}");
+    assert_eq!(
+        read_isolated(&bootstrap, topic).await,
+        (values(&["C"]), values(&["C"]))
+    );
+    roles.stop().await;
+}
+
+/// A producer that lost its transactional id is fenced: a new incarnation's
+/// `init_transactions` aborts what the old one left open, and the old one's commit fails
+/// with PRODUCER_FENCED. A transaction open past its `transaction.timeout.ms` is aborted,
+/// which lets read_committed readers past it; `yaks txn abort` does the same at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zombies_are_fenced_and_hanging_transactions_end_by_timeout_or_operator() {
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let bootstrap = roles.bootstrap();
+
+    // Zombie: the old incarnation holds Z open while a new one with its id runs A, B, C.
+    create_topic(&bootstrap, "txn-zombie", 3).await;
+    let zombie = Held::open(&bootstrap, "txn-zombie", "zombie-app", "Z", 60_000).await;
+    run_transactions(
+        &bootstrap,
+        "python3",
+        "confluent_txn.py",
+        "txn-zombie",
+        "zombie-app",
+        "none",
+    )
+    .await;
+    assert_fenced(&zombie.end("commit").await);
+    assert_eq!(
+        read_isolated(&bootstrap, "txn-zombie").await,
+        (values(&["A", "C"]), values(&["A", "B", "C", "Z"]))
+    );
+
+    // Timeout: T is never ended; A and C after it become readable once it is aborted.
+    create_topic(&bootstrap, "txn-timeout", 3).await;
+    let hung = Held::open(&bootstrap, "txn-timeout", "hung-app", "T", 2_000).await;
+    run_transactions(
+        &bootstrap,
+        "python3",
+        "confluent_txn.py",
+        "txn-timeout",
+        "after-hung",
+        "none",
+    )
+    .await;
+    let deadline = yaks_common::clock::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (committed, _) = read_isolated(&bootstrap, "txn-timeout").await;
+        if committed == values(&["A", "C"]) {
+            break;
+        }
+        assert!(
+            committed.is_empty(),
+            "read_committed past an open transaction: {committed:?}"
+        );
+        assert!(
+            yaks_common::clock::now() < deadline,
+            "the hung transaction was never aborted"
+        );
+        yaks_common::clock::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_fenced(&hung.end("commit").await);
+
+    // Operator: `yaks txn` lists the open transaction, describes it and aborts it.
+    create_topic(&bootstrap, "txn-operator", 3).await;
+    let stuck = Held::open(&bootstrap, "txn-operator", "stuck-app", "S", 60_000).await;
+    run_transactions(
+        &bootstrap,
+        "python3",
+        "confluent_txn.py",
+        "txn-operator",
+        "after-stuck",
+        "none",
+    )
+    .await;
+    assert_eq!(
+        read_isolated(&bootstrap, "txn-operator").await.0,
+        Vec::<String>::new(),
+        "held back by the open transaction"
+    );
+    let (listed, errors, ok) = yaks_txn(&infra, &["list", "--state", "Ongoing"]).await;
+    assert!(ok, "{errors}");
+    let rows: Vec<&str> = listed.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{listed}");
+    assert!(rows[0].starts_with("stuck-app "), "{listed}");
+    assert!(rows[0].contains(" Ongoing "), "{listed}");
+    let (described, errors, ok) = yaks_txn(&infra, &["describe", "stuck-app"]).await;
+    assert!(ok, "{errors}");
+    for partition in ["txn-operator-0", "txn-operator-1", "txn-operator-2"] {
+        assert!(described.contains(partition), "{described}");
+    }
+    let (aborted, errors, ok) = yaks_txn(&infra, &["abort", "stuck-app"]).await;
+    assert!(ok, "{errors}");
+    assert!(
+        aborted.contains("aborted the transaction of stuck-app over 3 partitions"),
+        "{aborted}"
+    );
+    let (_, errors, ok) = yaks_txn(&infra, &["abort", "stuck-app"]).await;
+    assert!(!ok && errors.contains("no open transaction"), "{errors}");
+    assert_eq!(
+        read_isolated(&bootstrap, "txn-operator").await,
+        (values(&["A", "C"]), values(&["A", "B", "C", "S"]))
+    );
+    assert_fenced(&stuck.end("commit").await);
+    roles.stop().await;
+}
+
+/// The values a read_committed consumer reads of `topic`'s `partitions` partitions, from
+/// the beginning to their last stable offsets, sorted.
+fn read_committed_values(bootstrap: &str, topic: &str, partitions: i32) -> Vec<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "eos-checker")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut values = Vec::new();
+    let mut ended = std::collections::HashSet::new();
+    let deadline = yaks_common::clock::now() + std::time::Duration::from_secs(30);
+    while ended.len() < partitions as usize {
+        assert!(
+            yaks_common::clock::now() < deadline,
+            "the read never reached the end"
+        );
+        match consumer.poll(std::time::Duration::from_millis(500)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                ended.insert(partition);
+            }
+            Some(Err(e)) => panic!("consume failed: {e}"),
+            Some(Ok(message)) => values
+                .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned()),
+        }
+    }
+    values.sort();
+    values
+}
+
+/// Exactly once through a consume-transform-produce group: three members (confluent-kafka,
+/// KIP-447's producer per process) each write their output and the offsets they consumed
+/// in one transaction; one is killed with SIGKILL midway. Its open transaction is aborted
+/// at its timeout, its partitions go to the others, which resume from the offsets of its
+/// last commit: the output holds each input once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_transform_produce_keeps_exactly_once_through_a_member_killed_midway() {
+    const RECORDS: usize = 3000;
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let bootstrap = roles.bootstrap();
+    create_topic(&bootstrap, "eos-in", 6).await;
+    create_topic(&bootstrap, "eos-out", 6).await;
+    let input = producer(&bootstrap, &[]);
+    let keys: Vec<String> = (0..RECORDS).map(|i| format!("k{i}")).collect();
+    let values: Vec<String> = (0..RECORDS).map(|i| format!("v{i:04}")).collect();
+    let futures = keys
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| {
+            enqueue(
+                &input,
+                FutureRecord::to("eos-in")
+                    .key(k.as_str())
+                    .payload(v.as_str()),
+            )
+        })
+        .collect();
+    deliveries(futures).await;
+
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    let mut members: Vec<std::process::Child> = (0..3)
+        .map(|member| {
+            std::process::Command::new("python3")
+                .arg(format!("{dir}/confluent_eos_member.py"))
+                .args([&bootstrap, "eos-in", "eos-out", "eos-group"])
+                .arg(format!("eos-member-{member}"))
+                .current_dir(dir)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("python3 runs")
+        })
+        .collect();
+    let read = |bootstrap: String| async move {
+        tokio::task::spawn_blocking(move || read_committed_values(&bootstrap, "eos-out", 6))
+            .await
+            .expect("join")
+    };
+    let deadline = yaks_common::clock::now() + std::time::Duration::from_secs(120);
+    while read(bootstrap.clone()).await.len() < RECORDS / 3 {
+        assert!(
+            yaks_common::clock::now() < deadline,
+            "the members made no progress"
+        );
+        yaks_common::clock::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    members[0].kill().expect("SIGKILL");
+    members[0].wait().expect("reaped");
+    let expected: Vec<String> = values.iter().map(|v| format!("out-{v}")).collect();
+    loop {
+        let output = read(bootstrap.clone()).await;
+        if output.len() >= RECORDS {
+            assert!(
+                output == expected,
+                "{} records, not each input once",
+                output.len()
+            );
+            break;
+        }
+        assert!(
+            yaks_common::clock::now() < deadline,
+            "{} of {RECORDS} records out",
+            output.len()
+        );
+        yaks_common::clock::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // Nothing more arrives later: no transaction of a killed or rebalanced member commits
+    // what another already did.
+    yaks_common::clock::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        read(bootstrap.clone()).await == expected,
+        "duplicates arrived later"
+    );
+    for member in &mut members[1..] {
+        member.kill().expect("kill");
+        member.wait().expect("reaped");
+    }
     roles.stop().await;
 }
