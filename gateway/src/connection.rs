@@ -9,7 +9,8 @@
 //! Clients pipeline requests. Each request runs in its own task; a writer task awaits them
 //! in arrival order, so responses leave in the order requests came. Each produce also takes
 //! its turn in the connection's [`ProduceOrder`] as its frame arrives, which keeps one
-//! connection's batches in order across the HTTP hop.
+//! connection's batches in order across the HTTP hop, and the transaction coordinator's
+//! requests take effect one after another in the order they came ([`in_sequence`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 use yaks_common::metrics::{
@@ -78,6 +79,58 @@ pub struct Entrance {
     pub tls: Option<Arc<Tls>>,
     /// Whether connections authenticate with SASL before they are served.
     pub sasl: bool,
+}
+
+/// Whether requests of `api_key` take effect in the order one connection sent them, each
+/// after the one before has finished, as Kafka runs every request of a connection: the
+/// transaction coordinator's. librdkafka sends EndTxn right behind an AddPartitionsToTxn
+/// whose answer it has not had yet (an abort while partitions are being added); run side by
+/// side, the end was decided first and answered INVALID_TXN_STATE, which is fatal to the
+/// producer.
+pub fn in_sequence(api_key: ApiKey) -> bool {
+    matches!(
+        api_key,
+        ApiKey::InitProducerId
+            | ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
+            | ApiKey::TxnOffsetCommit
+            | ApiKey::EndTxn
+    )
+}
+
+/// A connection's chain of [`in_sequence`] requests: each waits for the previous one.
+#[derive(Default)]
+struct Sequence {
+    /// Closed when the last request handed a turn has finished.
+    last: Option<oneshot::Receiver<()>>,
+}
+
+impl Sequence {
+    /// The next request's place in the chain, taken as its frame arrives.
+    fn turn(&mut self) -> SequenceTurn {
+        let (done, after) = oneshot::channel();
+        SequenceTurn {
+            before: self.last.replace(after),
+            _done: done,
+        }
+    }
+}
+
+/// One request's place in its connection's [`Sequence`]; dropping it (the request finished,
+/// failed or panicked) lets the next one go.
+struct SequenceTurn {
+    before: Option<oneshot::Receiver<()>>,
+    _done: oneshot::Sender<()>,
+}
+
+impl SequenceTurn {
+    /// Waits until every earlier request of the chain has finished.
+    async fn wait(&mut self) {
+        if let Some(before) = self.before.take() {
+            // An error only says the sender was dropped: the earlier request is done.
+            let _ = before.await;
+        }
+    }
 }
 
 /// A response in the making: the task computing it, its api key, and the share of the
@@ -235,6 +288,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     let max_frame = state.config.max_frame_bytes;
     let connection_budget = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES / 1024));
     let produce_order = ProduceOrder::new();
+    let mut sequence = Sequence::default();
     let writer_timeout = Duration::from_millis(state.config.writer_timeout_ms);
     loop {
         let length = tokio::select! {
@@ -315,6 +369,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
         // Deadlines from the frame's arrival, not from when its turn comes.
         let turn = (api_key == ApiKey::Produce)
             .then(|| produce_order.turn(state.server_clock.deadline(writer_timeout)));
+        let mut sequence_turn = in_sequence(api_key).then(|| sequence.turn());
         // A root span: each request is its own trace (the connection's span would make a
         // long-lived client one endless trace); the connection id links them in logs.
         let span = info_span!(
@@ -339,7 +394,11 @@ async fn read_requests<R: AsyncRead + Unpin>(
         };
         let task = tokio::spawn(
             async move {
+                if let Some(turn) = &mut sequence_turn {
+                    turn.wait().await;
+                }
                 let outcome = handlers::dispatch(context, frame).await;
+                drop(sequence_turn);
                 let api = api_name(api_key);
                 let (answer, error) = match outcome {
                     Outcome::Respond(body, error) => (
@@ -609,5 +668,32 @@ mod tests {
             .expect("read");
         assert_eq!(&got, b"first");
         writer.abort();
+    }
+
+    #[tokio::test]
+    async fn requests_in_sequence_run_one_after_another_in_arrival_order() {
+        let mut sequence = Sequence::default();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // The first is the slowest: the later ones still wait for it.
+        for (n, delay) in [(0, 50), (1, 0), (2, 10)] {
+            let mut turn = sequence.turn();
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                turn.wait().await;
+                order.lock().expect("order").push(format!("start {n}"));
+                yaks_common::clock::sleep(Duration::from_millis(delay)).await;
+                order.lock().expect("order").push(format!("end {n}"));
+                drop(turn);
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+        let order = order.lock().expect("order").clone();
+        assert_eq!(
+            order,
+            ["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]
+        );
     }
 }
