@@ -789,6 +789,7 @@ mod tests {
                 latency: Default::default(),
                 retries: 0,
                 client_errors: Vec::new(),
+                transactions: [0; 3],
                 findings: vec![finding("1 completeness", 0), finding("5 order", reordered)],
             },
             faults: Vec::new(),

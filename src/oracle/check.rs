@@ -1,10 +1,12 @@
-//! The seven invariants, checked from the acknowledgements and what was consumed back.
+//! The seven invariants, checked from the acknowledgements and what was consumed back, and
+//! in a transactional run ([`check_transactions`]) the four Jepsen checked of Kafka's
+//! transactions.
 //!
 //! Pure: the inputs are the ledger's acknowledgements and, per partition, the records read
 //! from the log start to the high watermark. Each invariant reports how many things it
 //! checked, how many broke it and one example, so a failure points at a record.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::records::RecordId;
 
@@ -45,6 +47,9 @@ pub struct PartitionLog {
     pub high_watermark: i64,
     /// Records in the order they were read.
     pub records: Vec<Consumed>,
+    /// The consumer's position when reading stopped: past the high watermark once it read
+    /// everything (a read_committed consumer stops at the last stable offset).
+    pub read_to: i64,
 }
 
 /// The verdict on one invariant.
@@ -119,6 +124,10 @@ pub struct Sent {
     pub producers: u32,
     /// Records each producer sent.
     pub records_per_producer: u64,
+    /// Sent in transactions and read read_committed: offsets of markers and aborted records
+    /// are never read, so invariant 4 asks instead that the reader got to the high
+    /// watermark, past every transaction.
+    pub transactional: bool,
 }
 
 /// Checks all seven invariants.
@@ -130,7 +139,11 @@ pub fn check(
     let mut completeness = Finding::new("1 completeness: acknowledged records at their offsets");
     let mut phantoms = Finding::new("2 no phantoms: only sent records in the log");
     let mut duplicate_offsets = Finding::new("3 no duplicate offsets");
-    let mut contiguity = Finding::new("4 contiguous offsets from log start to high watermark");
+    let mut contiguity = if sent.transactional {
+        Finding::new("4 read_committed reaches the high watermark (no transaction left open)")
+    } else {
+        Finding::new("4 contiguous offsets from log start to high watermark")
+    };
     let mut order = Finding::new("5 per-producer order within a partition");
     let mut integrity = Finding::new("6 byte integrity of key, value, headers");
     let mut idempotence = Finding::new("7 no (producer, sequence) stored twice");
@@ -199,6 +212,15 @@ pub fn check(
                 order.place(|| place(before.map(|(_, offset)| offset)));
             }
         }
+        if sent.transactional {
+            contiguity.check(log.read_to >= log.high_watermark, || {
+                format!(
+                    "{topic}/{partition}: read_committed stopped at {}, high watermark {}",
+                    log.read_to, log.high_watermark
+                )
+            });
+            continue;
+        }
         let mut offsets: Vec<i64> = seen.into_iter().collect();
         offsets.sort_unstable();
         let expected: Vec<i64> = (log.log_start..log.high_watermark).collect();
@@ -251,6 +273,96 @@ pub fn check(
     ]
 }
 
+/// How a transaction of a transactional run ended, as its producer saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// `commit_transaction` succeeded.
+    Committed,
+    /// `abort_transaction` succeeded.
+    Aborted,
+    /// Neither is known (the producer failed fatally, or gave up retrying): the records
+    /// may be all visible or none.
+    Unknown,
+}
+
+/// One transaction of a transactional run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// Its producer.
+    pub producer: u32,
+    /// Its number among the producer's transactions: the consumer group offset it
+    /// committed is this plus one.
+    pub index: u64,
+    /// The records it sent.
+    pub records: Vec<RecordId>,
+    /// How it ended.
+    pub outcome: TxnOutcome,
+}
+
+/// The invariants of transactions Jepsen checked (Bufstream, 2024), on what a read_committed
+/// consumer read (`logs`) and each producer's group offset as last committed
+/// (`group_offsets`: producer → offset; absent when none was committed).
+pub fn check_transactions(
+    transactions: &[Transaction],
+    logs: &BTreeMap<(String, i32), PartitionLog>,
+    group_offsets: &BTreeMap<u32, i64>,
+) -> Vec<Finding> {
+    let mut aborted_read = Finding::new("8 no aborted read");
+    let mut torn = Finding::new("9 no torn transaction: all or none of its records");
+    let mut lost = Finding::new("10 no lost committed transaction");
+    let mut offsets = Finding::new("11 a group's offsets visible with their transaction's records");
+    let visible: HashSet<RecordId> = logs
+        .values()
+        .flat_map(|log| log.records.iter().filter_map(|r| r.id))
+        .collect();
+    // Per producer: the last transaction whose records are visible.
+    let mut last_visible: BTreeMap<u32, u64> = BTreeMap::new();
+    for txn in transactions {
+        let seen = txn.records.iter().filter(|id| visible.contains(id)).count();
+        let name = || format!("producer {} transaction {}", txn.producer, txn.index);
+        match txn.outcome {
+            TxnOutcome::Aborted => {
+                aborted_read.check(seen == 0, || {
+                    format!("{}, aborted: {seen} of its records read", name())
+                });
+            }
+            TxnOutcome::Committed => {
+                lost.check(seen == txn.records.len(), || {
+                    format!(
+                        "{}, committed: {seen} of its {} records read",
+                        name(),
+                        txn.records.len()
+                    )
+                });
+            }
+            TxnOutcome::Unknown => {}
+        }
+        torn.check(seen == 0 || seen == txn.records.len(), || {
+            format!(
+                "{}: {seen} of its {} records read",
+                name(),
+                txn.records.len()
+            )
+        });
+        if seen > 0 {
+            let last = last_visible.entry(txn.producer).or_default();
+            *last = (*last).max(txn.index + 1);
+        }
+    }
+    let producers: BTreeSet<u32> = transactions.iter().map(|t| t.producer).collect();
+    for producer in producers {
+        let expected = last_visible.get(&producer).copied().map(|i| i as i64);
+        let found = group_offsets.get(&producer).copied();
+        offsets.check(found == expected, || {
+            format!(
+                "producer {producer}: group offset {found:?}, its last visible transaction \
+                 committed {expected:?}"
+            )
+        });
+    }
+    vec![aborted_read, torn, lost, offsets]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +393,7 @@ mod tests {
     const SENT: Sent = Sent {
         producers: 2,
         records_per_producer: 10,
+        transactional: false,
     };
 
     fn violations(acks: &[Ack], records: Vec<Consumed>, high_watermark: i64) -> Vec<u64> {
@@ -290,6 +403,7 @@ mod tests {
                 log_start: 0,
                 high_watermark,
                 records,
+                read_to: high_watermark,
             },
         )]);
         check(acks, &logs, SENT)
@@ -358,6 +472,7 @@ mod tests {
                 log_start: 0,
                 high_watermark: 3,
                 records,
+                read_to: 3,
             },
         )]);
         let findings = check(&[], &logs, SENT);
@@ -372,5 +487,55 @@ mod tests {
         assert_eq!(findings[4].places, vec![place(1)]);
         assert_eq!(findings[6].places, vec![place(0)]);
         assert!(findings[..4].iter().all(|f| f.places.is_empty()));
+    }
+
+    #[test]
+    fn transactions_are_read_whole_or_not_at_all_with_their_offsets() {
+        let txn = |producer, index, sequences: std::ops::Range<u64>, outcome| Transaction {
+            producer,
+            index,
+            records: sequences.map(|s| id(producer, s)).collect(),
+            outcome,
+        };
+        let transactions = vec![
+            txn(0, 0, 0..2, TxnOutcome::Committed),
+            txn(0, 1, 2..4, TxnOutcome::Aborted),
+            txn(0, 2, 4..6, TxnOutcome::Unknown),
+            txn(1, 0, 0..2, TxnOutcome::Committed),
+        ];
+        let log = |records: Vec<Consumed>| {
+            BTreeMap::from([(
+                ("t".to_owned(), 0),
+                PartitionLog {
+                    log_start: 0,
+                    high_watermark: 20,
+                    records,
+                    read_to: 20,
+                },
+            )])
+        };
+        let read = |ids: &[(u32, u64)]| {
+            log(ids
+                .iter()
+                .enumerate()
+                .map(|(at, (p, s))| consumed(at as i64, id(*p, *s)))
+                .collect())
+        };
+        let violations = |logs, offsets: &[(u32, i64)]| -> Vec<u64> {
+            check_transactions(&transactions, &logs, &offsets.iter().copied().collect())
+                .iter()
+                .map(|f| f.violations)
+                .collect()
+        };
+        // The unknown one committed, whole, with its offset.
+        let good = read(&[(0, 0), (0, 1), (0, 4), (0, 5), (1, 0), (1, 1)]);
+        assert_eq!(violations(good, &[(0, 3), (1, 1)]), vec![0, 0, 0, 0]);
+        // Or it aborted: the group's offset is the first transaction's.
+        let good = read(&[(0, 0), (0, 1), (1, 0), (1, 1)]);
+        assert_eq!(violations(good, &[(0, 1), (1, 1)]), vec![0, 0, 0, 0]);
+        // An aborted record read, the unknown one torn, producer 1's commit lost and its
+        // offset there without it.
+        let bad = read(&[(0, 0), (0, 1), (0, 2), (0, 4)]);
+        assert_eq!(violations(bad, &[(0, 3), (1, 1)]), vec![1, 2, 1, 1]);
     }
 }

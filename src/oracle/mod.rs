@@ -6,6 +6,14 @@
 //! its log start to its high watermark and checks seven invariants ([`check`]): nothing
 //! acknowledged is missing or moved, nothing unsent appears, offsets are unique and
 //! contiguous, each producer's order holds, bytes are intact, nothing is stored twice.
+//!
+//! With `--transactions N` the producers are transactional: N records a transaction, every
+//! fifth aborted, each committed one with an offset of the producer's consumer group. Only
+//! committed transactions' acknowledgements go to the ledger, the read back is
+//! read_committed, and four more invariants are checked (Jepsen's, for Kafka's
+//! transactions): no aborted read, no torn transaction, no lost committed transaction, and
+//! a group's offsets visible exactly with their transaction's records; invariant 4 becomes
+//! that read_committed reaches every high watermark, stuck behind no transaction.
 //! It talks to any Kafka-compatible address, so it runs unchanged against `yaks dev`, a
 //! split deployment under fault injection, or another system.
 
@@ -24,15 +32,15 @@ use anyhow::Context;
 use futures::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use check::{Ack, Consumed, Finding, PartitionLog, Sent};
+use check::{Ack, Consumed, Finding, PartitionLog, Sent, Transaction, TxnOutcome};
 use ledger::Ledger;
 use observed::{Latencies, Observed, ObservingContext};
 use records::{HEADER, RecordId, content_hash};
@@ -85,6 +93,12 @@ pub struct Workload {
     /// `clients.log` in the data directory; empty: none.
     #[arg(long, default_value = "")]
     pub client_debug: String,
+    /// Records per transaction: each producer is transactional, aborts every fifth
+    /// transaction, commits the rest with a consumer group offset, and the read back is
+    /// read_committed, checked also for aborted reads, torn transactions, lost commits and
+    /// offsets without their records. 0: idempotent producers, no transactions.
+    #[arg(long, default_value_t = 0)]
+    pub transactions: u64,
 }
 
 impl Default for Workload {
@@ -128,6 +142,8 @@ pub struct Report {
     pub retries: u64,
     /// Errors the clients reported, by kind, most frequent first.
     pub client_errors: Vec<(String, u64)>,
+    /// Transactions committed, aborted and of unknown outcome (a transactional run).
+    pub transactions: [u64; 3],
     /// Verdict per invariant.
     pub findings: Vec<Finding>,
 }
@@ -150,6 +166,15 @@ impl Report {
             self.produce_time.as_secs_f64(),
             self.acknowledged as f64 / self.produce_time.as_secs_f64().max(0.001),
         );
+        if self.transactions.iter().any(|n| *n > 0) {
+            let [committed, aborted, unknown] = self.transactions;
+            out.insert_str(
+                out.find("\n\n").unwrap_or(out.len()),
+                &format!(
+                    "\ntransactions: {committed} committed, {aborted} aborted, {unknown} of unknown outcome"
+                ),
+            );
+        }
         let errors = if self.client_errors.is_empty() {
             "none".to_owned()
         } else {
@@ -220,6 +245,7 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
     let mut producers = Vec::new();
     for producer in 0..workload.producers {
         producers.push(tokio::spawn(produce(
+            run.clone(),
             options.brokers.clone(),
             workload.clone(),
             ObservingContext {
@@ -233,10 +259,12 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
     drop(to_ledger);
     let mut failed = 0;
     let mut latencies = Vec::new();
+    let mut transactions = Vec::new();
     for task in producers {
         let produced = task.await.context("producer task")??;
         failed += produced.failed;
         latencies.extend(produced.latencies);
+        transactions.extend(produced.transactions);
     }
     let produce_time = started.elapsed();
     observed.flush_client_log();
@@ -256,14 +284,33 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
         .await
         .context("consumer task")??;
     let consumed = logs.values().map(|l| l.records.len() as u64).sum();
-    let findings = check::check(
+    let transactional = workload.transactions > 0;
+    let mut findings = check::check(
         &acks,
         &logs,
         Sent {
             producers: workload.producers,
             records_per_producer: workload.records,
+            transactional,
         },
     );
+    if transactional {
+        let brokers = options.brokers.clone();
+        let groups: Vec<(u32, String)> = (0..workload.producers)
+            .map(|p| (p, group_of(&run, p)))
+            .collect();
+        let anchor = targets[0].clone();
+        let group_offsets =
+            tokio::task::spawn_blocking(move || committed_offsets(&brokers, &groups, &anchor))
+                .await
+                .context("offsets task")??;
+        findings.extend(check::check_transactions(
+            &transactions,
+            &logs,
+            &group_offsets,
+        ));
+    }
+    let count = |outcome| transactions.iter().filter(|t| t.outcome == outcome).count() as u64;
     Ok(Report {
         run,
         acknowledged: acks.len() as u64,
@@ -273,8 +320,52 @@ pub async fn run(options: OracleOptions) -> anyhow::Result<Report> {
         latency: Latencies::of(&mut latencies),
         retries: observed.retries(),
         client_errors: observed.errors(),
+        transactions: [
+            count(TxnOutcome::Committed),
+            count(TxnOutcome::Aborted),
+            count(TxnOutcome::Unknown),
+        ],
         findings,
     })
+}
+
+/// The consumer group producer `producer` of run `run` commits its offsets to, in a
+/// transactional run.
+fn group_of(run: &str, producer: u32) -> String {
+    format!("oracle-{run}-g{producer}")
+}
+
+/// Whether a producer aborts its transaction number `index` (every fifth, at a different
+/// place for each producer).
+fn aborts(producer: u32, index: u64) -> bool {
+    (u64::from(producer) + index) % 5 == 4
+}
+
+/// Each group's committed offset of `anchor` (the partition every transaction commits an
+/// offset of), read as a read_committed consumer of the group would.
+fn committed_offsets(
+    brokers: &str,
+    groups: &[(u32, String)],
+    anchor: &(String, i32),
+) -> anyhow::Result<BTreeMap<u32, i64>> {
+    let mut offsets = BTreeMap::new();
+    for (producer, group) in groups {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("isolation.level", "read_committed")
+            .create()
+            .context("consumer")?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&anchor.0, anchor.1);
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(30))
+            .with_context(|| format!("offsets of group {group}"))?;
+        if let Some(Offset::Offset(offset)) = committed.elements().first().map(|e| e.offset()) {
+            offsets.insert(*producer, offset);
+        }
+    }
+    Ok(offsets)
 }
 
 async fn create_topics(options: &OracleOptions, topics: &[String]) -> anyhow::Result<()> {
@@ -319,10 +410,13 @@ struct Produced {
     failed: u64,
     /// Queue-to-acknowledgement time of each acknowledged record.
     latencies: Vec<Duration>,
+    /// Its transactions, in a transactional run.
+    transactions: Vec<Transaction>,
 }
 
 /// One producer's sends.
 async fn produce(
+    run: String,
     brokers: String,
     workload: Workload,
     context: ObservingContext,
@@ -337,6 +431,17 @@ async fn produce(
             .set("debug", &workload.client_debug)
             .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     }
+    let transactional = workload.transactions > 0;
+    if transactional {
+        config
+            .set("transactional.id", format!("oracle-{run}-t{producer}"))
+            // Longer than any stall a fault injects: a transaction is ended by its producer,
+            // not by its timeout.
+            .set(
+                "transaction.timeout.ms",
+                workload.message_timeout.as_millis().to_string(),
+            );
+    }
     let client: FutureProducer<ObservingContext> = config
         .set("bootstrap.servers", &brokers)
         .set("enable.idempotence", "true")
@@ -350,12 +455,36 @@ async fn produce(
         .set("statistics.interval.ms", "1000")
         .create_with_context(context)
         .context("producer")?;
+    // A transactional producer's consumer group, whose metadata goes with its offsets.
+    let group = if transactional {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", group_of(&run, producer))
+            .create()
+            .context("consumer")?;
+        let metadata = consumer.group_metadata().context("the group's metadata")?;
+        tokio::task::block_in_place(|| client.init_transactions(Duration::from_secs(60)))
+            .context("init_transactions")?;
+        Some((consumer, metadata))
+    } else {
+        None
+    };
+    let window = if transactional {
+        workload.transactions
+    } else {
+        WINDOW
+    };
     let mut latencies = Vec::with_capacity(workload.records as usize);
+    let mut transactions = Vec::new();
     let started = yaks_common::clock::now();
     let mut failed = 0;
     let mut sequence = 0;
     while sequence < workload.records {
-        let end = (sequence + WINDOW).min(workload.records);
+        let end = (sequence + window).min(workload.records);
+        let index = transactions.len() as u64;
+        if transactional {
+            client.begin_transaction().context("begin_transaction")?;
+        }
         let mut sent = Vec::with_capacity((end - sequence) as usize);
         let mut deliveries = Vec::with_capacity((end - sequence) as usize);
         for n in sequence..end {
@@ -401,11 +530,36 @@ async fn produce(
                 async move { (delivery.await, queued.elapsed()) },
             ));
         }
+        let outcome = match &group {
+            Some((_, metadata)) => {
+                let mut offsets = TopicPartitionList::new();
+                offsets.add_partition_offset(
+                    &targets[0].0,
+                    targets[0].1,
+                    Offset::Offset(index as i64 + 1),
+                )?;
+                let commit = !aborts(producer, index);
+                let outcome = tokio::task::block_in_place(|| {
+                    end_transaction(&client, &offsets, metadata, commit)
+                });
+                transactions.push(Transaction {
+                    producer,
+                    index,
+                    records: sent.iter().map(|(id, _, _)| *id).collect(),
+                    outcome,
+                });
+                Some(outcome)
+            }
+            None => None,
+        };
+        // Only a committed transaction's records must be read back: an aborted one's
+        // deliveries were acknowledged or purged, and neither counts.
+        let counts = matches!(outcome, None | Some(TxnOutcome::Committed));
         let mut acks = Vec::with_capacity(sent.len());
         for ((id, topic, hash), joined) in sent.into_iter().zip(join_all(deliveries).await) {
             let (report, latency) = joined.context("delivery task")?;
             match report {
-                Ok(Ok(delivery)) => {
+                Ok(Ok(delivery)) if counts => {
                     latencies.push(latency);
                     acks.push(Ack {
                         topic,
@@ -415,10 +569,12 @@ async fn produce(
                         hash,
                     });
                 }
-                Ok(Err((e, _))) => {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) if counts => {
                     failed += 1;
                     warn!(?id, error = %e, "delivery failed");
                 }
+                Ok(Err(_)) => {}
                 Err(_) => failed += 1,
             }
         }
@@ -426,8 +582,65 @@ async fn produce(
             .send(acks)
             .map_err(|_| anyhow::anyhow!("the ledger thread stopped"))?;
         sequence = end;
+        if outcome == Some(TxnOutcome::Unknown) {
+            // The producer failed for good (fenced, or out of retries): what it has not
+            // sent counts as failed deliveries.
+            warn!(
+                producer,
+                index, "transaction of unknown outcome; the producer stops"
+            );
+            failed += workload.records - end;
+            break;
+        }
     }
-    Ok(Produced { failed, latencies })
+    Ok(Produced {
+        failed,
+        latencies,
+        transactions,
+    })
+}
+
+/// Sends `offsets` to the open transaction and commits it (or aborts it, sending none),
+/// retrying what librdkafka says may be retried; a commit it says cannot happen is aborted
+/// instead.
+fn end_transaction(
+    client: &FutureProducer<ObservingContext>,
+    offsets: &TopicPartitionList,
+    metadata: &ConsumerGroupMetadata,
+    commit: bool,
+) -> TxnOutcome {
+    #[derive(Clone, Copy)]
+    enum Step {
+        Offsets,
+        Commit,
+        Abort,
+    }
+    let timeout = Duration::from_secs(60);
+    let mut step = if commit { Step::Offsets } else { Step::Abort };
+    for _ in 0..10 {
+        let result = match step {
+            Step::Offsets => client.send_offsets_to_transaction(offsets, metadata, timeout),
+            Step::Commit => client.commit_transaction(timeout),
+            Step::Abort => client.abort_transaction(timeout),
+        };
+        match (result, step) {
+            (Ok(()), Step::Offsets) => step = Step::Commit,
+            (Ok(()), Step::Commit) => return TxnOutcome::Committed,
+            (Ok(()), Step::Abort) => return TxnOutcome::Aborted,
+            (Err(KafkaError::Transaction(e)), _) if e.txn_requires_abort() => {
+                warn!(error = %e, "the transaction must abort");
+                step = Step::Abort;
+            }
+            (Err(KafkaError::Transaction(e)), _) if e.is_retriable() => {
+                warn!(error = %e, "ending the transaction failed; retrying");
+            }
+            (Err(e), _) => {
+                warn!(error = %e, "ending the transaction failed for good");
+                return TxnOutcome::Unknown;
+            }
+        }
+    }
+    TxnOutcome::Unknown
 }
 
 /// Reads every partition from its log start to the high watermark it had when reading began.
@@ -439,6 +652,7 @@ fn read_back(
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "yaks-oracle")
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "200")
         .create()
@@ -463,6 +677,7 @@ fn read_back(
                 log_start: low,
                 high_watermark: high,
                 records: Vec::new(),
+                read_to: low,
             },
         );
         list.add_partition_offset(topic, *partition, Offset::Offset(low))?;
@@ -477,8 +692,27 @@ fn read_back(
                 })
         })
     };
+    // Where the consumer stands in each partition: past the last record read, and past
+    // transaction markers and aborted records, which a read_committed consumer skips.
+    let positions = |logs: &mut BTreeMap<(String, i32), PartitionLog>| {
+        if let Ok(positions) = consumer.position() {
+            for element in positions.elements() {
+                let key = (element.topic().to_owned(), element.partition());
+                if let (Some(log), Offset::Offset(at)) = (logs.get_mut(&key), element.offset()) {
+                    log.read_to = at;
+                }
+            }
+        }
+    };
+    let past_all = |logs: &BTreeMap<(String, i32), PartitionLog>| {
+        logs.values().all(|log| log.read_to >= log.high_watermark)
+    };
     while !done(&logs) && yaks_common::clock::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            positions(&mut logs);
+            if past_all(&logs) {
+                break;
+            }
             continue;
         };
         let message = match message {
@@ -513,5 +747,6 @@ fn read_back(
             intact,
         });
     }
+    positions(&mut logs);
     Ok(logs)
 }

@@ -77,3 +77,34 @@ async fn every_invariant_holds_when_writers_fail_between_stages() {
     assert!(fired >= 2, "the faults happened ({fired} fired)");
     roles.stop().await;
 }
+
+/// The transactional mode on a healthy system: every fifth transaction aborted, the rest
+/// committed with their group offsets, and all eleven invariants hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oracle_checks_transactions_on_a_healthy_system() {
+    let infra = Infra::start().await;
+    let roles = Roles::start_with_writers(infra.config(), 2).await;
+    let report = run(OracleOptions {
+        brokers: roles.bootstrap(),
+        data_dir: infra.path().join("oracle"),
+        workload: Workload {
+            topics: 2,
+            partitions: 2,
+            producers: 4,
+            records: 500,
+            transactions: 100,
+            consume_timeout: Duration::from_secs(60),
+            message_timeout: Duration::from_secs(60),
+            ..Workload::default()
+        },
+    })
+    .await
+    .expect("oracle runs");
+    println!("{}", report.table());
+    assert!(report.holds(), "{}", report.table());
+    assert_eq!(report.findings.len(), 11);
+    assert_eq!(report.transactions, [16, 4, 0]);
+    assert_eq!((report.acknowledged, report.failed), (1_600, 0));
+    assert_eq!(report.consumed, 1_600);
+    roles.stop().await;
+}
