@@ -39,7 +39,7 @@ impl Lease {
         let instance_id = crate::random::uuid().to_string();
         let asked = crate::clock::now();
         let node_id = metastore
-            .renew_lease(role, &instance_id, &address, config.lease_ms as i64)
+            .register(role, &instance_id, &address, config.lease_ms as i64)
             .await?;
         Ok(Lease {
             metastore,

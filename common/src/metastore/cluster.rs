@@ -22,6 +22,21 @@ pub trait Cluster: Send + Sync + 'static {
     /// ([`super::AppendBatch::commit_deadline_ms`]), which gateways sample to set them.
     async fn server_time_ms(&self) -> Result<i64, StoreError>;
 
+    /// Registers a process that has just started, with a lease, and returns its node id.
+    /// At the address of exactly one registration of its role (a process restarted where
+    /// one died: two cannot listen there at once) it takes over that registration's node
+    /// id, as a Kafka broker keeps its `broker.id`. A client that sees a new id at a known
+    /// address drops the broker it knew with the requests it had in flight, and librdkafka
+    /// resends those as never stored, rebatched, which an idempotent producer's sequence
+    /// check then refuses as out of order.
+    async fn register(
+        &self,
+        role: Role,
+        instance_id: &str,
+        address: &str,
+        lease_ms: i64,
+    ) -> Result<i32, StoreError>;
+
     /// Registers or renews a process's lease; returns its node id, stable per instance.
     async fn renew_lease(
         &self,

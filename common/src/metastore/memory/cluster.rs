@@ -24,6 +24,36 @@ impl Cluster for MemoryMetastore {
         Ok(crate::clock::system_clock().now_ms())
     }
 
+    async fn register(
+        &self,
+        role: Role,
+        instance_id: &str,
+        address: &str,
+        lease_ms: i64,
+    ) -> Result<i32, StoreError> {
+        {
+            let mut state = self.state();
+            let at_address: Vec<(String, i32)> = state
+                .services
+                .iter()
+                .filter(|(id, s)| s.role == role && s.address == address && *id != instance_id)
+                .map(|(id, s)| (id.clone(), s.node_id))
+                .collect();
+            let shared = state
+                .services
+                .values()
+                .filter(|s| s.role == role && s.address == address)
+                .count();
+            if let ([(predecessor, node_id)], 1) = (at_address.as_slice(), shared) {
+                let node_id = *node_id;
+                let mut service = state.services.remove(predecessor).expect("listed");
+                service.node_id = node_id;
+                state.services.insert(instance_id.to_owned(), service);
+            }
+        }
+        self.renew_lease(role, instance_id, address, lease_ms).await
+    }
+
     async fn renew_lease(
         &self,
         role: Role,

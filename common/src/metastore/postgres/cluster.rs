@@ -57,6 +57,50 @@ impl Cluster for PgMetastore {
     // an entry whose lease ran out is dead to everyone. Lease times use the database's clock,
     // so processes with skewed clocks still agree. A gateway's `node_id` is its Kafka broker id.
     /// Registers or renews `instance_id`; returns its node id.
+    /// One transaction: the predecessor's registration deleted, this one inserted with
+    /// its node id (or the next one).
+    async fn register(
+        &self,
+        role: Role,
+        instance_id: &str,
+        address: &str,
+        lease_ms: i64,
+    ) -> Result<i32, StoreError> {
+        let mut client = self.client("register").await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let taken: Option<i32> = tx
+            .query_opt(
+                "DELETE FROM services
+                 WHERE role = $1 AND address = $2 AND instance_id <> $3
+                   AND (SELECT count(*) FROM services WHERE role = $1 AND address = $2) = 1
+                 RETURNING node_id",
+                &[&role.as_str(), &address, &instance_id],
+            )
+            .await
+            .map_err(pg_error)?
+            .map(|row| row.get(0));
+        let row = tx
+            .query_one(
+                "INSERT INTO services (node_id, role, instance_id, address, lease_expires_at)
+                 VALUES (COALESCE($5, nextval(pg_get_serial_sequence('services', 'node_id'))::int),
+                         $1, $2, $3, now() + $4 * interval '1 millisecond')
+                 ON CONFLICT (instance_id) DO UPDATE
+                 SET address = EXCLUDED.address, lease_expires_at = EXCLUDED.lease_expires_at
+                 RETURNING node_id",
+                &[
+                    &role.as_str(),
+                    &instance_id,
+                    &address,
+                    &(lease_ms as f64),
+                    &taken,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(row.get(0))
+    }
+
     async fn renew_lease(
         &self,
         role: Role,

@@ -43,6 +43,7 @@ macro_rules! metastore_test_suite {
         $crate::metastore_test_suite!(@cases $store;
             the_cluster_has_an_id_and_answers,
             leases_give_stable_node_ids_and_run_out,
+            a_restarted_instance_keeps_its_predecessors_node_id,
             topics_are_created_once_and_listed,
             topic_configs_change_and_topics_grow,
             commits_take_the_next_offsets_and_are_announced,
