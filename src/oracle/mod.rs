@@ -435,11 +435,14 @@ async fn produce(
     if transactional {
         config
             .set("transactional.id", format!("oracle-{run}-t{producer}"))
-            // Longer than any stall a fault injects: a transaction is ended by its producer,
-            // not by its timeout.
+            // Twice the message timeout (within the gateways' 15-minute maximum): a
+            // transaction is ended by its producer, which gives up a stuck record and
+            // aborts first, not fenced by its coordinator's timeout.
             .set(
                 "transaction.timeout.ms",
-                workload.message_timeout.as_millis().to_string(),
+                (workload.message_timeout.as_millis() * 2)
+                    .min(900_000)
+                    .to_string(),
             );
     }
     let client: FutureProducer<ObservingContext> = config
@@ -633,6 +636,12 @@ fn end_transaction(
             }
             (Err(KafkaError::Transaction(e)), _) if e.is_retriable() => {
                 warn!(error = %e, "ending the transaction failed; retrying");
+            }
+            // rdkafka flushes before it commits: records still unacknowledged when the
+            // timeout passes (a frozen writer, a restarting gateway) are still being
+            // retried, and the commit is asked again.
+            (Err(KafkaError::Flush(code)), _) => {
+                warn!(error = %code, "the transaction's records are not all acknowledged yet; retrying");
             }
             (Err(e), _) => {
                 warn!(error = %e, "ending the transaction failed for good");

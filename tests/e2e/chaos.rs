@@ -24,6 +24,7 @@ async fn no_acknowledged_record_is_lost_while_processes_die_and_postgres_and_s3_
             consume_timeout: Duration::from_secs(120),
             message_timeout: Duration::from_secs(120),
             client_debug: String::new(),
+            transactions: 0,
         },
         faults: FaultPlan::default(),
         runs: 1,
@@ -44,4 +45,49 @@ async fn no_acknowledged_record_is_lost_while_processes_die_and_postgres_and_s3_
     assert_eq!(report.times("postgresql stopped"), 1);
     assert_eq!(report.times("writer frozen"), 1);
     assert!(report.s3.throttled + report.s3.refused + report.s3.answers_lost > 0);
+}
+
+/// The same faults under transactional producers (`--transactions`): no aborted read, no
+/// torn transaction, no lost commit, offsets with their records, and read_committed never
+/// left behind an open transaction, whatever dies mid-transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_stay_whole_while_processes_die_and_postgres_and_s3_fail() {
+    let dir = reachable_temp_dir("yaks-chaos-txn-");
+    let report = run(ChaosOptions {
+        data_dir: dir.path().to_path_buf(),
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_yaks"))),
+        workload: Workload {
+            topics: 2,
+            partitions: 4,
+            producers: 4,
+            records: 1_000,
+            transactions: 25,
+            pace: Duration::from_secs(30),
+            consume_timeout: Duration::from_secs(120),
+            // A record stuck behind a sequence gap is given up after this, and its
+            // transaction aborted.
+            message_timeout: Duration::from_secs(60),
+            client_debug: String::new(),
+        },
+        faults: FaultPlan::default(),
+        runs: 1,
+        same_seed: false,
+    })
+    .await
+    .expect("chaos run");
+    println!("{}", report.table());
+    println!("{}", report.timeline.join("\n"));
+    assert!(report.holds(), "{}", report.table());
+    assert_eq!(report.oracle.findings.len(), 11);
+    // 160 transactions, every fifth aborted by choice; a few more may abort on a record
+    // given up.
+    let [committed, aborted, unknown] = report.oracle.transactions;
+    assert!(
+        committed >= 96 && aborted >= 32 && committed + aborted + unknown == 160,
+        "transactions ended mostly as their producers chose: {}",
+        report.table()
+    );
+    for fault in ["writer killed", "gateway killed"] {
+        assert!(report.times(fault) >= 1, "{fault}: {}", report.table());
+    }
 }
