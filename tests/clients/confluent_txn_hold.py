@@ -1,7 +1,12 @@
 """A transaction held open (confluent-kafka): writes LABEL-0..29 under keys 0..29 over three
 partitions, flushes, prints "open", then waits for a line on standard input: "commit" or
 "abort" ends the transaction that way; it prints what became of it ("committed", "aborted",
-or "error <name>" with the error librdkafka reported, e.g. a fenced producer's).
+"aborted after <name>" when the commit failed with an error that requires an abort, or
+"error <name>" with the error librdkafka reported, e.g. a fenced producer's).
+
+With a sixth argument "unflushed" it prints "sent" instead, once its produce requests have
+left, without waiting for their acknowledgements (the records may still be in a writer's
+buffer).
 """
 
 import sys
@@ -9,6 +14,7 @@ import sys
 from confluent_kafka import KafkaException, Producer
 
 bootstrap, topic, transactional_id, label, timeout_ms = sys.argv[1:6]
+unflushed = sys.argv[6:7] == ["unflushed"]
 
 producer = Producer(
     {
@@ -22,8 +28,12 @@ producer.init_transactions(30)
 producer.begin_transaction()
 for i in range(30):
     producer.produce(topic, value=f"{label}-{i}".encode(), key=str(i).encode(), partition=i % 3)
-producer.flush(30)
-print("open", flush=True)
+if unflushed:
+    producer.poll(0.5)
+    print("sent", flush=True)
+else:
+    producer.flush(30)
+    print("open", flush=True)
 
 command = sys.stdin.readline().strip()
 try:
@@ -34,4 +44,9 @@ try:
         producer.abort_transaction(30)
         print("aborted", flush=True)
 except KafkaException as e:
-    print(f"error {e.args[0].name()}", flush=True)
+    error = e.args[0]
+    if command == "commit" and error.txn_requires_abort():
+        producer.abort_transaction(30)
+        print(f"aborted after {error.name()}", flush=True)
+    else:
+        print(f"error {error.name()}", flush=True)

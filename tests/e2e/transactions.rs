@@ -107,6 +107,19 @@ impl Held {
     /// Starts the producer: transactional id `id`, values `label-0..29`, and waits until
     /// its records are stored, the transaction open.
     async fn open(bootstrap: &str, topic: &str, id: &str, label: &str, timeout_ms: u32) -> Held {
+        Held::start(bootstrap, topic, id, label, timeout_ms, false).await
+    }
+
+    /// Starts the producer as [`Held::open`] does, `unflushed`: returning once its produce
+    /// requests have left, acknowledged or not.
+    async fn start(
+        bootstrap: &str,
+        topic: &str,
+        id: &str,
+        label: &str,
+        timeout_ms: u32,
+        unflushed: bool,
+    ) -> Held {
         use std::io::BufRead;
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
         let args = [
@@ -116,7 +129,9 @@ impl Held {
             id.to_owned(),
             label.to_owned(),
             timeout_ms.to_string(),
+            if unflushed { "unflushed" } else { "flushed" }.to_owned(),
         ];
+        let expected = if unflushed { "sent" } else { "open" };
         tokio::task::spawn_blocking(move || {
             let mut child = std::process::Command::new("python3")
                 .args(&args)
@@ -129,7 +144,7 @@ impl Held {
                 std::io::BufReader::new(child.stdout.take().expect("the producer's stdout"));
             let mut line = String::new();
             stdout.read_line(&mut line).expect("read");
-            assert_eq!(line.trim(), "open", "the held transaction did not open");
+            assert_eq!(line.trim(), expected, "the held transaction did not open");
             Held { child, stdout }
         })
         .await
@@ -511,4 +526,113 @@ async fn consume_transform_produce_keeps_exactly_once_through_a_member_killed_mi
         member.wait().expect("reaped");
     }
     roles.stop().await;
+}
+
+/// A split deployment (one gateway, one writer, one reader, as processes) of `infra`, the
+/// writer flushing every `flush_ms`; each process can be killed and started again on its
+/// port.
+struct Split {
+    env: Vec<(String, String)>,
+    dir: std::path::PathBuf,
+    ports: [u16; 3],
+    processes: [Option<Process>; 3],
+}
+
+impl Split {
+    const READER: usize = 0;
+    const WRITER: usize = 1;
+    const GATEWAY: usize = 2;
+
+    async fn start(infra: &Infra, flush_ms: u32) -> Split {
+        let mut env = infra.process_env("split-txn");
+        env.retain(|(k, _)| k != "YAKS_WRITER__FLUSH_INTERVAL_MS");
+        env.push((
+            "YAKS_WRITER__FLUSH_INTERVAL_MS".into(),
+            flush_ms.to_string(),
+        ));
+        // No early flush for a producer waiting on its answers: records stay buffered for
+        // the whole interval.
+        env.push(("YAKS_WRITER__FLUSH_IDLE_MS".into(), "0".into()));
+        let ports = [port(), port(), port()];
+        env.push((
+            "YAKS_GATEWAY__WRITER_URLS".into(),
+            format!("[\"http://127.0.0.1:{}\"]", ports[Split::WRITER]),
+        ));
+        let mut split = Split {
+            env,
+            dir: infra.path().to_path_buf(),
+            ports,
+            processes: [None, None, None],
+        };
+        for role in [Split::READER, Split::WRITER, Split::GATEWAY] {
+            split.spawn(role).await;
+        }
+        split
+    }
+
+    async fn spawn(&mut self, role: usize) {
+        let (name, variable) = [
+            ("reader", "YAKS_READER__LISTEN_ADDR"),
+            ("writer", "YAKS_WRITER__LISTEN_ADDR"),
+            ("gateway", "YAKS_GATEWAY__LISTEN_ADDR"),
+        ][role];
+        let addr = format!("127.0.0.1:{}", self.ports[role]);
+        let mut env = self.env.clone();
+        env.push((variable.into(), addr.clone()));
+        let process = Process::spawn(name, &[name], &env, &self.dir);
+        wait_for_port(&addr, Some(&process)).await;
+        self.processes[role] = Some(process);
+    }
+
+    /// SIGKILL, then the same role again on its port.
+    async fn kill_and_restart(&mut self, role: usize) {
+        if let Some(mut process) = self.processes[role].take() {
+            process.child.kill().expect("SIGKILL");
+            process.child.wait().expect("reaped");
+        }
+        self.spawn(role).await;
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.ports[Split::GATEWAY])
+    }
+}
+
+/// A transaction whose coordinating gateway is killed between AddPartitionsToTxn and
+/// EndTxn, and one whose records are in a writer's buffer when the writer is killed: each
+/// ends wholly committed (or, if the client is told to abort, wholly aborted), and
+/// read_committed readers are not left behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_is_whole_after_its_gateway_or_writer_is_killed_midway() {
+    let infra = Infra::start().await;
+    let mut split = Split::start(&infra, 2_000).await;
+    let bootstrap = split.bootstrap();
+    create_topic(&bootstrap, "txn-killed", 3).await;
+    // Both registered before clients ask for metadata.
+    yaks_common::clock::sleep(std::time::Duration::from_secs(1)).await;
+
+    // The gateway, the only one so the coordinator, dies with G's partitions added and its
+    // records stored.
+    let held = Held::open(&bootstrap, "txn-killed", "gateway-killed", "G", 60_000).await;
+    split.kill_and_restart(Split::GATEWAY).await;
+    assert_eq!(held.end("commit").await, "committed");
+
+    // The writer dies with W's records in its buffer (a 2 s flush interval).
+    let held = Held::start(&bootstrap, "txn-killed", "writer-killed", "W", 60_000, true).await;
+    yaks_common::clock::sleep(std::time::Duration::from_millis(300)).await;
+    split.kill_and_restart(Split::WRITER).await;
+    let outcome = held.end("commit").await;
+    println!("the transaction whose writer was killed: {outcome}");
+    let (committed, uncommitted) = read_isolated(&bootstrap, "txn-killed").await;
+    match outcome.as_str() {
+        "committed" => assert_eq!(committed, values(&["G", "W"])),
+        other => {
+            assert!(other.starts_with("aborted after"), "{other}");
+            assert_eq!(committed, values(&["G"]));
+        }
+    }
+    assert!(
+        uncommitted.iter().filter(|v| v.starts_with('W')).count() <= 30,
+        "no record of W stored twice: {uncommitted:?}"
+    );
 }
