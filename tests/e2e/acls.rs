@@ -383,6 +383,83 @@ async fn every_api(kafka: std::net::SocketAddr) -> Vec<(&'static str, Codes)> {
     let r: FindCoordinatorResponse = exchange(&mut s, ApiKey::FindCoordinator, 4, &find).await;
     table.push(("FindCoordinator group", vec![r.coordinators[0].error_code]));
 
+    // The transaction APIs, for transactional id "tx" (no producer holds it with id 7).
+    let tx = || TransactionalId(str_bytes("tx"));
+    let find = find
+        .with_key_type(1)
+        .with_coordinator_keys(vec![str_bytes("tx")]);
+    let r: FindCoordinatorResponse = exchange(&mut s, ApiKey::FindCoordinator, 4, &find).await;
+    table.push((
+        "FindCoordinator transaction",
+        vec![r.coordinators[0].error_code],
+    ));
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(tx())
+        .with_v3_and_below_producer_id(ProducerId(7))
+        .with_v3_and_below_producer_epoch(0)
+        .with_v3_and_below_topics(vec![
+            add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(topic_name("ledger"))
+                .with_partitions(vec![0]),
+        ]);
+    let r: AddPartitionsToTxnResponse = exchange(&mut s, ApiKey::AddPartitionsToTxn, 3, &add).await;
+    table.push((
+        "AddPartitionsToTxn",
+        r.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| p.partition_error_code)
+            })
+            .collect(),
+    ));
+    let add_offsets = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(tx())
+        .with_producer_id(ProducerId(7))
+        .with_producer_epoch(0)
+        .with_group_id(group());
+    let r: AddOffsetsToTxnResponse =
+        exchange(&mut s, ApiKey::AddOffsetsToTxn, 3, &add_offsets).await;
+    table.push(("AddOffsetsToTxn", vec![r.error_code]));
+    let txn_commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(tx())
+        .with_group_id(group())
+        .with_producer_id(ProducerId(7))
+        .with_producer_epoch(0)
+        .with_generation_id(-1)
+        .with_topics(vec![
+            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(topic_name("ledger"))
+                .with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                        .with_committed_offset(1),
+                ]),
+        ]);
+    let r: TxnOffsetCommitResponse =
+        exchange(&mut s, ApiKey::TxnOffsetCommit, 3, &txn_commit).await;
+    table.push((
+        "TxnOffsetCommit",
+        r.topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
+    ));
+    let end = EndTxnRequest::default()
+        .with_transactional_id(tx())
+        .with_producer_id(ProducerId(7))
+        .with_producer_epoch(0)
+        .with_committed(true);
+    let r: EndTxnResponse = exchange(&mut s, ApiKey::EndTxn, 3, &end).await;
+    table.push(("EndTxn", vec![r.error_code]));
+    let describe = DescribeTransactionsRequest::default().with_transactional_ids(vec![tx()]);
+    let r: DescribeTransactionsResponse =
+        exchange(&mut s, ApiKey::DescribeTransactions, 0, &describe).await;
+    table.push((
+        "DescribeTransactions",
+        vec![r.transaction_states[0].error_code],
+    ));
+
     let member = || StrBytes::from_static_str("member-1");
     let heartbeat = HeartbeatRequest::default()
         .with_group_id(group())
@@ -482,6 +559,21 @@ async fn every_api_answers_its_own_authorization_error_and_serves_once_allowed()
             code(TransactionalIdAuthorizationFailed),
         ),
         ("FindCoordinator group", code(GroupAuthorizationFailed)),
+        (
+            "FindCoordinator transaction",
+            code(TransactionalIdAuthorizationFailed),
+        ),
+        (
+            "AddPartitionsToTxn",
+            code(TransactionalIdAuthorizationFailed),
+        ),
+        ("AddOffsetsToTxn", code(TransactionalIdAuthorizationFailed)),
+        ("TxnOffsetCommit", code(TransactionalIdAuthorizationFailed)),
+        ("EndTxn", code(TransactionalIdAuthorizationFailed)),
+        (
+            "DescribeTransactions",
+            code(TransactionalIdAuthorizationFailed),
+        ),
         ("Heartbeat", code(GroupAuthorizationFailed)),
         ("SyncGroup", code(GroupAuthorizationFailed)),
         ("LeaveGroup", code(GroupAuthorizationFailed)),
@@ -497,6 +589,7 @@ async fn every_api_answers_its_own_authorization_error_and_serves_once_allowed()
     // With the group but not the topic: the topic's error inside the group's answer.
     grant(&["--operation", "all", "--group", "ledger"]).await;
     grant(&["--operation", "write", "--topic", "ledger"]).await;
+    grant(&["--operation", "write", "--transactional-id", "tx"]).await;
     yaks_common::clock::sleep(Duration::from_secs(1)).await;
     let allowed = every_api(kafka).await;
     let expected: Vec<(&str, Codes)> = vec![
@@ -507,11 +600,16 @@ async fn every_api_answers_its_own_authorization_error_and_serves_once_allowed()
         ("OffsetForLeaderEpoch", vec![0]),
         ("DeleteRecords", code(TopicAuthorizationFailed)),
         ("InitProducerId idempotent", vec![0]),
-        (
-            "InitProducerId transactional",
-            code(TransactionalIdAuthorizationFailed),
-        ),
+        ("InitProducerId transactional", vec![0]),
         ("FindCoordinator group", vec![0]),
+        // Past authorization to the coordinator: "tx" is held by another producer id. The
+        // offsets need READ on the topic.
+        ("FindCoordinator transaction", vec![0]),
+        ("AddPartitionsToTxn", code(InvalidProducerIdMapping)),
+        ("AddOffsetsToTxn", code(InvalidProducerIdMapping)),
+        ("TxnOffsetCommit", code(TopicAuthorizationFailed)),
+        ("EndTxn", code(InvalidProducerIdMapping)),
+        ("DescribeTransactions", vec![0]),
         ("Heartbeat", code(UnknownMemberId)),
         ("SyncGroup", code(UnknownMemberId)),
         ("LeaveGroup", vec![0, UnknownMemberId.code()]),
