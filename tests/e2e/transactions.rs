@@ -399,6 +399,17 @@ async fn zombies_are_fenced_and_hanging_transactions_end_by_timeout_or_operator(
 /// The values a read_committed consumer reads of `topic`'s `partitions` partitions, from
 /// the beginning to their last stable offsets, sorted.
 fn read_committed_values(bootstrap: &str, topic: &str, partitions: i32) -> Vec<String> {
+    let mut values: Vec<String> = read_committed(bootstrap, topic, partitions)
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect();
+    values.sort();
+    values
+}
+
+/// The (key, value) records a read_committed consumer reads of `topic`'s `partitions`
+/// partitions, from the beginning to their last stable offsets.
+fn read_committed(bootstrap: &str, topic: &str, partitions: i32) -> Vec<(String, String)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
@@ -430,11 +441,12 @@ fn read_committed_values(bootstrap: &str, topic: &str, partitions: i32) -> Vec<S
                 ended.insert(partition);
             }
             Some(Err(e)) => panic!("consume failed: {e}"),
-            Some(Ok(message)) => values
-                .push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned()),
+            Some(Ok(message)) => values.push((
+                String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+            )),
         }
     }
-    values.sort();
     values
 }
 
@@ -635,4 +647,73 @@ async fn a_transaction_is_whole_after_its_gateway_or_writer_is_killed_midway() {
         uncommitted.iter().filter(|v| v.starts_with('W')).count() <= 30,
         "no record of W stored twice: {uncommitted:?}"
     );
+}
+
+/// Quix Streams with `processing_guarantee="exactly-once"` through `yaks dev`: a stateful
+/// count per key whose output, changelog and offsets go in one transaction per checkpoint.
+/// It stops, loses its local state, restores it from its changelog and goes on: the output
+/// holds each key's counts 1, 2, … once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quix_streams_counts_exactly_once_through_yaks_dev_after_losing_its_state() {
+    const PYTHON: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/quix-venv/bin/python"
+    );
+    let dir = reachable_temp_dir("yaks-quix-eos-");
+    let kafka = format!("127.0.0.1:{}", port());
+    let _dev = start_dev(dir.path(), "dev", &kafka, &[]).await;
+    create_topic(&kafka, "clicks", 3).await;
+    create_topic(&kafka, "click-counts", 3).await;
+    let input = producer(&kafka, &[]);
+    let send = |round: String| {
+        let futures: Vec<_> = (0..10)
+            .map(|k| {
+                let key = format!("k{k}");
+                enqueue(
+                    &input,
+                    FutureRecord::to("clicks")
+                        .key(key.as_str())
+                        .payload(round.as_str()),
+                )
+            })
+            .collect();
+        deliveries(futures)
+    };
+    for round in 0..10 {
+        send(format!("e{round}")).await;
+    }
+    let state = dir.path().join("quix-state");
+    let state_arg = state.to_str().expect("utf-8").to_owned();
+    let quix = |records: &'static str| {
+        let args = [kafka.clone(), state_arg.clone()];
+        tokio::task::spawn_blocking(move || {
+            run_client(
+                PYTHON,
+                "quix_eos.py",
+                &[&args[0], "clicks", "click-counts", &args[1], records],
+            )
+        })
+    };
+    quix("100").await.expect("join");
+    std::fs::remove_dir_all(&state).expect("local state deleted");
+    send("again".to_owned()).await;
+    quix("10").await.expect("join");
+
+    let reads = kafka.clone();
+    let output = tokio::task::spawn_blocking(move || read_committed(&reads, "click-counts", 3))
+        .await
+        .expect("join");
+    let mut counts: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (key, value) in output {
+        counts
+            .entry(key)
+            .or_default()
+            .push(value.parse().expect("a count"));
+    }
+    let expected: Vec<i64> = (1..=11).collect();
+    assert_eq!(counts.len(), 10, "{counts:?}");
+    for (key, mut seen) in counts {
+        seen.sort_unstable();
+        assert_eq!(seen, expected, "key {key}: each count once");
+    }
 }
