@@ -9,13 +9,24 @@ use yaks::oracle::Workload;
 
 use crate::harness::*;
 
+/// One run of the default faults against this build's binary, with its data in `dir`.
+fn options(dir: &tempfile::TempDir, workload: Workload) -> ChaosOptions {
+    ChaosOptions {
+        data_dir: dir.path().to_path_buf(),
+        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_yaks"))),
+        workload,
+        faults: FaultPlan::default(),
+        runs: 1,
+        same_seed: false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_record_is_lost_while_processes_die_and_postgres_and_s3_fail() {
     let dir = reachable_temp_dir("yaks-chaos-");
-    let report = run(ChaosOptions {
-        data_dir: dir.path().to_path_buf(),
-        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_yaks"))),
-        workload: Workload {
+    let report = run(options(
+        &dir,
+        Workload {
             topics: 2,
             partitions: 4,
             producers: 8,
@@ -26,10 +37,7 @@ async fn no_acknowledged_record_is_lost_while_processes_die_and_postgres_and_s3_
             client_debug: String::new(),
             transactions: 0,
         },
-        faults: FaultPlan::default(),
-        runs: 1,
-        same_seed: false,
-    })
+    ))
     .await
     .expect("chaos run");
     println!("{}", report.table());
@@ -53,10 +61,9 @@ async fn no_acknowledged_record_is_lost_while_processes_die_and_postgres_and_s3_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_stay_whole_while_processes_die_and_postgres_and_s3_fail() {
     let dir = reachable_temp_dir("yaks-chaos-txn-");
-    let report = run(ChaosOptions {
-        data_dir: dir.path().to_path_buf(),
-        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_yaks"))),
-        workload: Workload {
+    let report = run(options(
+        &dir,
+        Workload {
             topics: 2,
             partitions: 4,
             producers: 4,
@@ -69,10 +76,7 @@ async fn transactions_stay_whole_while_processes_die_and_postgres_and_s3_fail() 
             message_timeout: Duration::from_secs(60),
             client_debug: String::new(),
         },
-        faults: FaultPlan::default(),
-        runs: 1,
-        same_seed: false,
-    })
+    ))
     .await
     .expect("chaos run");
     println!("{}", report.table());

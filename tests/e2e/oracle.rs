@@ -2,14 +2,13 @@
 
 use std::time::Duration;
 
-use yaks::oracle::{OracleOptions, Workload, run};
+use yaks::oracle::{OracleOptions, Report, Workload, run};
 
 use crate::harness::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_oracle_finds_every_acknowledged_record_on_a_healthy_system() {
-    let infra = Infra::start().await;
-    let roles = Roles::start_with_writers(infra.config(), 2).await;
+/// The oracle against `roles`: 4 producers of 500 records over 2 topics of 2 partitions,
+/// sending `transactions` records a transaction (0: none).
+async fn healthy_run(infra: &Infra, roles: &Roles, transactions: u64) -> Report {
     let report = run(OracleOptions {
         brokers: roles.bootstrap(),
         data_dir: infra.path().join("oracle"),
@@ -18,6 +17,7 @@ async fn the_oracle_finds_every_acknowledged_record_on_a_healthy_system() {
             partitions: 2,
             producers: 4,
             records: 500,
+            transactions,
             consume_timeout: Duration::from_secs(60),
             message_timeout: Duration::from_secs(60),
             ..Workload::default()
@@ -27,6 +27,14 @@ async fn the_oracle_finds_every_acknowledged_record_on_a_healthy_system() {
     .expect("oracle runs");
     println!("{}", report.table());
     assert!(report.holds(), "{}", report.table());
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oracle_finds_every_acknowledged_record_on_a_healthy_system() {
+    let infra = Infra::start().await;
+    let roles = Roles::start_with_writers(infra.config(), 2).await;
+    let report = healthy_run(&infra, &roles, 0).await;
     assert_eq!((report.acknowledged, report.failed), (2_000, 0));
     assert_eq!(report.consumed, 2_000);
     assert!(infra.path().join("oracle/oracle.sqlite").exists());
@@ -84,24 +92,7 @@ async fn every_invariant_holds_when_writers_fail_between_stages() {
 async fn the_oracle_checks_transactions_on_a_healthy_system() {
     let infra = Infra::start().await;
     let roles = Roles::start_with_writers(infra.config(), 2).await;
-    let report = run(OracleOptions {
-        brokers: roles.bootstrap(),
-        data_dir: infra.path().join("oracle"),
-        workload: Workload {
-            topics: 2,
-            partitions: 2,
-            producers: 4,
-            records: 500,
-            transactions: 100,
-            consume_timeout: Duration::from_secs(60),
-            message_timeout: Duration::from_secs(60),
-            ..Workload::default()
-        },
-    })
-    .await
-    .expect("oracle runs");
-    println!("{}", report.table());
-    assert!(report.holds(), "{}", report.table());
+    let report = healthy_run(&infra, &roles, 100).await;
     assert_eq!(report.findings.len(), 11);
     assert_eq!(report.transactions, [16, 4, 0]);
     assert_eq!((report.acknowledged, report.failed), (1_600, 0));
