@@ -32,6 +32,9 @@ pub struct Acks {
     failed: AtomicU64,
     /// When the last acknowledgement arrived, µs after `origin`.
     last_us: AtomicU64,
+    /// Microseconds each transaction's commit took, its records already acknowledged: the
+    /// EndTxn round trip as the client sees it.
+    commits_us: Mutex<Vec<u32>>,
     origin: Mutex<Option<Instant>>,
 }
 
@@ -96,6 +99,8 @@ pub struct ProduceResult {
     pub records_per_s: f64,
     /// Acknowledgement latency percentiles, ms: p50, p99, p99.9.
     pub ack_ms: [f64; 3],
+    /// Transactional producers: the commit's latency percentiles, ms: p50, p99.
+    pub commit_ms: [f64; 2],
 }
 
 /// Which producer settings a run uses.
@@ -110,6 +115,30 @@ pub enum Client {
     /// The Java client's defaults since Kafka 3.0, in librdkafka terms: idempotence,
     /// `batch.size` 16384, `linger.ms` 5, 5 requests in flight, a 32 MiB buffer.
     JavaDefaults,
+    /// Idempotent, in transactions of [`TXN_RECORDS`] records each (1 MiB of 1 KiB
+    /// records), committed one after another, as an exactly-once processor commits.
+    Transactional,
+}
+
+/// Records per transaction of a [`Client::Transactional`] producer.
+pub const TXN_RECORDS: u64 = 1024;
+
+/// Flushes a transactional producer's records, then commits: the commit's time alone is
+/// the EndTxn round trip (librdkafka's commit would otherwise wait for the records too).
+fn commit(producer: &ThreadedProducer<Timed>, acks: &Acks) -> anyhow::Result<()> {
+    producer
+        .flush(Duration::from_secs(120))
+        .map_err(|e| anyhow::anyhow!("waiting for acknowledgements: {e}"))?;
+    let started = yaks_common::clock::now();
+    producer
+        .commit_transaction(Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!("committing: {e}"))?;
+    let took = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+    acks.commits_us
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(took);
+    Ok(())
 }
 
 /// How a produce run is driven.
@@ -168,7 +197,14 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
                     .set("max.in.flight.requests.per.connection", "5")
                     .set("queue.buffering.max.kbytes", "32768");
             }
+            Client::Transactional => {
+                config.set(
+                    "transactional.id",
+                    format!("yaks-bench-{}-{index}", load.topic),
+                );
+            }
         }
+        let transactional = load.client == Client::Transactional;
         let load = load.clone();
         let payload = payload.clone();
         let acks = acks.clone();
@@ -182,19 +218,39 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
                 .create_with_context(Timed(acks.clone()))
                 .context("creating a bench producer")?;
             let partition = (index % load.partitions as usize) as i32;
-            let warm_up = producer
-                .send(
-                    BaseRecord::<[u8], [u8], usize>::with_opaque_to(&load.topic, WARM_UP)
-                        .key(&b"warm-up"[..])
-                        .payload(&payload[..])
-                        .partition(partition),
-                )
-                .map_err(|(e, _)| anyhow::anyhow!("producing: {e}"))
-                .and_then(|()| {
+            let begin = || -> anyhow::Result<()> {
+                if transactional {
                     producer
-                        .flush(Duration::from_secs(60))
-                        .map_err(|e| anyhow::anyhow!("warming up: {e}"))
-                });
+                        .begin_transaction()
+                        .map_err(|e| anyhow::anyhow!("beginning a transaction: {e}"))?;
+                }
+                Ok(())
+            };
+            let warm_up = (|| -> anyhow::Result<()> {
+                if transactional {
+                    producer
+                        .init_transactions(Duration::from_secs(60))
+                        .map_err(|e| anyhow::anyhow!("init_transactions: {e}"))?;
+                }
+                begin()?;
+                producer
+                    .send(
+                        BaseRecord::<[u8], [u8], usize>::with_opaque_to(&load.topic, WARM_UP)
+                            .key(&b"warm-up"[..])
+                            .payload(&payload[..])
+                            .partition(partition),
+                    )
+                    .map_err(|(e, _)| anyhow::anyhow!("producing: {e}"))?;
+                producer
+                    .flush(Duration::from_secs(60))
+                    .map_err(|e| anyhow::anyhow!("warming up: {e}"))?;
+                if transactional {
+                    producer
+                        .commit_transaction(Duration::from_secs(60))
+                        .map_err(|e| anyhow::anyhow!("committing: {e}"))?;
+                }
+                Ok(())
+            })();
             // Every producer reaches the barrier, failed or not, so none waits forever.
             started_together.wait();
             warm_up?;
@@ -212,6 +268,9 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
                         yaks_common::clock::sleep_blocking(Duration::from_micros(500));
                         continue;
                     }
+                }
+                if transactional && sent.is_multiple_of(TXN_RECORDS) {
+                    begin()?;
                 }
                 let partition = ((sent as usize + index) % load.partitions as usize) as i32;
                 let sent_us = origin.elapsed().as_micros() as usize;
@@ -234,6 +293,12 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
                     }
                 }
                 sent += 1;
+                if transactional && sent.is_multiple_of(TXN_RECORDS) {
+                    commit(&producer, &acks)?;
+                }
+            }
+            if transactional && !sent.is_multiple_of(TXN_RECORDS) {
+                commit(&producer, &acks)?;
             }
             producer
                 .flush(Duration::from_secs(120))
@@ -251,6 +316,9 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
     let mut latencies =
         std::mem::take(&mut *acks.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
     latencies.sort_unstable();
+    let mut commits =
+        std::mem::take(&mut *acks.commits_us.lock().unwrap_or_else(|p| p.into_inner()));
+    commits.sort_unstable();
     Ok(ProduceResult {
         acked,
         failed: acks.failed.load(Ordering::Relaxed),
@@ -260,6 +328,10 @@ pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResul
             percentile_us(&latencies, 0.50) / 1e3,
             percentile_us(&latencies, 0.99) / 1e3,
             percentile_us(&latencies, 0.999) / 1e3,
+        ],
+        commit_ms: [
+            percentile_us(&commits, 0.50) / 1e3,
+            percentile_us(&commits, 0.99) / 1e3,
         ],
     })
 }
@@ -306,6 +378,15 @@ pub struct ConsumeResult {
     pub records_per_s: f64,
 }
 
+/// Which records a consumer reads of transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Committed ones only, up to the last stable offset (librdkafka's default).
+    ReadCommitted,
+    /// Every record, up to the high watermark.
+    ReadUncommitted,
+}
+
 /// Reads `records` records of `topic` (all `partitions`) from the log start.
 pub fn consume(
     brokers: &str,
@@ -313,10 +394,18 @@ pub fn consume(
     topic: &str,
     partitions: i32,
     records: u64,
+    isolation: Isolation,
 ) -> anyhow::Result<ConsumeResult> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
+        .set(
+            "isolation.level",
+            match isolation {
+                Isolation::ReadCommitted => "read_committed",
+                Isolation::ReadUncommitted => "read_uncommitted",
+            },
+        )
         .set("group.id", "yaks-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")

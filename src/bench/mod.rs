@@ -30,7 +30,10 @@ use yaks_common::objstore::S3ObjectStore;
 use crate::chaos::cluster::{Member, Role};
 use crate::dev::postgres::{EmbeddedPostgres, free_port};
 use crate::dev::s3::DevS3;
-use load::{Client, ProduceLoad, ProduceResult};
+use load::{Client, Isolation, ProduceLoad, ProduceResult};
+
+/// The isolation of the consume rows that predate transactions: librdkafka's default.
+const COMMITTED: Isolation = Isolation::ReadCommitted;
 
 /// Options of `yaks bench`.
 #[derive(Args, Debug, Clone)]
@@ -145,6 +148,12 @@ struct Run {
     many_half: ProduceResult,
     /// Key compaction of a partition with 10 % live keys (private deployment only).
     compaction: Option<compaction::CompactionCost>,
+    /// Idempotent producers on 16 partitions: the transactional row's reference.
+    idempotent_16: ProduceResult,
+    /// The same records in transactions of 1 MiB, committed one after another.
+    transactional: ProduceResult,
+    /// The transactional topic read again (warm) read_uncommitted, then read_committed.
+    txn_consume: [f64; 2],
 }
 
 /// Which per-flush window of a run a table row shows.
@@ -393,6 +402,52 @@ impl RunContext<'_> {
             }
         }
 
+        // Transactions: the same records idempotent and in transactions of 1 MiB over 16
+        // partitions, then the transactional topic read warm both ways.
+        for (client, result) in [
+            (Client::Idempotent, &mut run.idempotent_16),
+            (Client::Transactional, &mut run.transactional),
+        ] {
+            let name = if client == Client::Transactional {
+                "txn"
+            } else {
+                "idem16"
+            };
+            let load = ProduceLoad {
+                topic: self.topic(name, 16).await?,
+                partitions: 16,
+                producers: 4,
+                duration: raw::PHASE_TIMEOUT,
+                rate: None,
+                records: Some(scale.latency_bound_records),
+                client,
+                record_bytes: load::RECORD_BYTES,
+                keys: None,
+                security: Vec::new(),
+            };
+            let brokers = self.brokers.to_owned();
+            let topic = load.topic.clone();
+            *result = blocking(move || load::produce(&brokers, &load)).await?;
+            anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
+            if client == Client::Transactional {
+                let records = result.acked;
+                for (slot, isolation) in [
+                    (None, Isolation::ReadUncommitted),
+                    (Some(0), Isolation::ReadUncommitted),
+                    (Some(1), Isolation::ReadCommitted),
+                ] {
+                    let (brokers, name) = (self.brokers.to_owned(), topic.clone());
+                    let read = blocking(move || {
+                        load::consume(&brokers, &[], &name, 16, records, isolation)
+                    })
+                    .await?;
+                    if let Some(slot) = slot {
+                        run.txn_consume[slot] = read.mib_per_s;
+                    }
+                }
+            }
+        }
+
         // Consume: a bounded topic read twice; the second read must come from the cache.
         let topic = self.topic("consume", 16).await?;
         let brokers = self.brokers.to_owned();
@@ -413,15 +468,17 @@ impl RunContext<'_> {
             .acked;
         let brokers = self.brokers.to_owned();
         let name = topic.clone();
-        run.consume_cold = blocking(move || load::consume(&brokers, &[], &name, 16, records))
-            .await?
-            .mib_per_s;
+        run.consume_cold =
+            blocking(move || load::consume(&brokers, &[], &name, 16, records, COMMITTED))
+                .await?
+                .mib_per_s;
         let gets_before = self.reader_gets().await?;
         let brokers = self.brokers.to_owned();
         let name = topic.clone();
-        run.consume_warm = blocking(move || load::consume(&brokers, &[], &name, 16, records))
-            .await?
-            .mib_per_s;
+        run.consume_warm =
+            blocking(move || load::consume(&brokers, &[], &name, 16, records, COMMITTED))
+                .await?
+                .mib_per_s;
         run.warm_gets = self.reader_gets().await? - gets_before;
         if let Some(private) = &self.private {
             // Over TLS: the same warm read, and the 1-partition full load on a topic of its
@@ -430,7 +487,7 @@ impl RunContext<'_> {
             let (brokers, security, name) =
                 (tls.brokers.clone(), tls.security.clone(), topic.clone());
             run.tls_consume_warm = Some(
-                blocking(move || load::consume(&brokers, &security, &name, 16, records))
+                blocking(move || load::consume(&brokers, &security, &name, 16, records, COMMITTED))
                     .await?
                     .mib_per_s,
             );
@@ -476,7 +533,7 @@ impl RunContext<'_> {
         );
         let (brokers, name, records) = (self.brokers.to_owned(), topic, run.small_produce.acked);
         run.small_consume =
-            blocking(move || load::consume(&brokers, &[], &name, 16, records)).await?;
+            blocking(move || load::consume(&brokers, &[], &name, 16, records, COMMITTED)).await?;
 
         let topic = self.topic("e2e", 1).await?;
         let brokers = self.brokers.to_owned();
@@ -1042,6 +1099,48 @@ fn table(
             format!("≥ {:.0}% of plain: {}", share * 100.0, verdict(ok)),
         );
     }
+    let idempotent = m(&|r| r.idempotent_16.mib_per_s);
+    let transactional = m(&|r| r.transactional.mib_per_s);
+    let ratio = transactional / idempotent.max(1e-9);
+    let ok = ratio >= 0.8;
+    verdicts.push(("transactional produce".into(), ok));
+    row(
+        "produce, transactions of 1 MiB, 16 partitions",
+        format!(
+            "{transactional:.1} MiB/s, ack p50/p99 {:.0}/{:.0} ms",
+            m(&|r| r.transactional.ack_ms[0]),
+            m(&|r| r.transactional.ack_ms[1])
+        ),
+        format!(
+            "{:.0}% of idempotent ({idempotent:.1} MiB/s)",
+            ratio * 100.0
+        ),
+        format!("≥ 80% of idempotent: {}", verdict(ok)),
+    );
+    let commit = [
+        m(&|r| r.transactional.commit_ms[0]),
+        m(&|r| r.transactional.commit_ms[1]),
+    ];
+    let (reference, target) = half_load_verdict(commit[1], &mut verdicts, "commit latency".into());
+    row(
+        "commit (EndTxn sent → answered)",
+        format!("p50 {:.0} ms, p99 {:.0} ms", commit[0], commit[1]),
+        reference,
+        target,
+    );
+    let [uncommitted, committed] = [0, 1].map(|slot| m(&|r| r.txn_consume[slot]));
+    let ratio = committed / uncommitted.max(1e-9);
+    let ok = ratio >= 0.9;
+    verdicts.push(("read_committed consume".into(), ok));
+    row(
+        "consume read_committed, transactional topic (warm)",
+        format!("{committed:.1} MiB/s"),
+        format!(
+            "{:.0}% of read_uncommitted ({uncommitted:.1} MiB/s)",
+            ratio * 100.0
+        ),
+        format!("≥ 90% of read_uncommitted: {}", verdict(ok)),
+    );
     let cold = m(&|r| r.consume_cold);
     let warm = m(&|r| r.consume_warm);
     let gets = m(&|r| r.warm_gets);
