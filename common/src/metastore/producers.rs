@@ -32,6 +32,14 @@
 //! yet", and the client's retry of the earlier batch fills it. A client that gave up on a
 //! batch moves to a new epoch itself (librdkafka and Java do, on their delivery timeouts).
 //!
+//! A transactional batch ahead of a gap is refused OUT_OF_ORDER_SEQUENCE_NUMBER, as Kafka
+//! does: there the reading above costs no duplicate a read_committed consumer could see
+//! (the client aborts the transaction, bumps its epoch, and an earlier batch landing late
+//! lies in the aborted range or is refused as no longer in the transaction), while "not
+//! yet" stalls it for its whole delivery timeout when the gap is its own: librdkafka
+//! purges a request already built, with its sequence, when it aborts, and the next
+//! transaction's first batch then skips that sequence for good.
+//!
 //! These functions are pure; the metastore applies them inside the commit transaction, where
 //! they are right whichever writer the batch came through.
 //!
@@ -168,7 +176,9 @@ pub fn check(state: Option<&ProducerState>, batch: &ProducerBatch) -> Verdict {
     };
     match distance(last.last_sequence, batch.first_sequence) {
         0 => Verdict::Append,
-        d if d < i64::from(i32::MAX) / 2 => Verdict::Reject(SequenceError::Ahead),
+        d if d < i64::from(i32::MAX) / 2 && !batch.transactional => {
+            Verdict::Reject(SequenceError::Ahead)
+        }
         _ => Verdict::Reject(SequenceError::OutOfOrder),
     }
 }
@@ -319,6 +329,19 @@ mod tests {
                 Verdict::Reject(SequenceError::OutOfOrder),
                 Verdict::Reject(SequenceError::StaleEpoch),
             ]
+        );
+    }
+
+    #[test]
+    fn a_transactional_batch_ahead_of_a_gap_is_out_of_order_as_in_kafka() {
+        let transactional = |first, count| ProducerBatch {
+            transactional: true,
+            ..batch(0, first, count)
+        };
+        let (verdicts, _) = run(&[transactional(0, 2), transactional(3, 1)]);
+        assert_eq!(
+            verdicts,
+            vec![Verdict::Append, Verdict::Reject(SequenceError::OutOfOrder)]
         );
     }
 
