@@ -513,13 +513,27 @@ async fn produce(
                 .headers(headers);
             let delivery = loop {
                 match client.send_result(record) {
-                    Ok(delivery) => break delivery,
+                    Ok(delivery) => break Some(delivery),
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         yaks_common::clock::sleep(Duration::from_millis(10)).await;
                     }
+                    // The transaction failed meanwhile (an abortable error): the rest of
+                    // its records are not sent, and ending it aborts it.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::State), _))
+                        if transactional =>
+                    {
+                        break None;
+                    }
                     Err((e, _)) => anyhow::bail!("queueing a record: {e}"),
                 }
+            };
+            let Some(delivery) = delivery else {
+                warn!(
+                    producer,
+                    index, "the transaction must abort; its other records are not sent"
+                );
+                break;
             };
             sent.push((
                 id,
