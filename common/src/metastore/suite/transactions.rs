@@ -46,6 +46,32 @@ fn ready(outcome: TxnInitOutcome) -> (i64, i16) {
     }
 }
 
+/// The producer InitProducerId gives transactional id [`ID`] on an empty store, its
+/// transaction opened with `partitions` at `now_ms`.
+async fn open_transaction(
+    store: &dyn Metastore,
+    fresh_producer_id: i64,
+    partitions: &[(Uuid, i32)],
+    now_ms: i64,
+) -> TxnProducer<'static> {
+    let (producer_id, producer_epoch) = ready(
+        store
+            .init_producer(&init_request(fresh_producer_id, 0), None)
+            .await
+            .expect("init"),
+    );
+    let producer = TxnProducer {
+        transactional_id: ID,
+        producer_id,
+        producer_epoch,
+    };
+    store
+        .add_to_transaction(&producer, partitions, &[], now_ms)
+        .await
+        .expect("add");
+    producer
+}
+
 /// A transaction ends with every partition's marker and its offsets at once, retries of
 /// the end are answered alike, and a new incarnation aborts what the old one left open.
 #[doc(hidden)]
@@ -230,21 +256,7 @@ pub async fn a_transaction_ends_with_all_its_markers_and_offsets_at_once(store: 
 pub async fn an_expired_transaction_is_aborted_and_its_producer_fenced(store: &dyn Metastore) {
     let orders = create_orders(store).await;
     let t = orders.topic_id;
-    let (producer_id, producer_epoch) = ready(
-        store
-            .init_producer(&init_request(7000, 0), None)
-            .await
-            .expect("init"),
-    );
-    let producer = TxnProducer {
-        transactional_id: ID,
-        producer_id,
-        producer_epoch,
-    };
-    store
-        .add_to_transaction(&producer, &[(t, 1)], &[], 10_000)
-        .await
-        .expect("add");
+    let producer = open_transaction(store, 7000, &[(t, 1)], 10_000).await;
     let timeout = |now_ms| EndRequest {
         producer,
         commit: false,
@@ -301,21 +313,8 @@ pub async fn an_expired_transaction_is_aborted_and_its_producer_fenced(store: &d
 pub async fn transactional_batches_are_judged_against_their_transaction(store: &dyn Metastore) {
     let orders = create_orders(store).await;
     let t = orders.topic_id;
-    let (producer_id, producer_epoch) = ready(
-        store
-            .init_producer(&init_request(8000, 0), None)
-            .await
-            .expect("init"),
-    );
-    let producer = TxnProducer {
-        transactional_id: ID,
-        producer_id,
-        producer_epoch,
-    };
-    store
-        .add_to_transaction(&producer, &[(t, 0)], &[], 100)
-        .await
-        .expect("add");
+    let producer = open_transaction(store, 8000, &[(t, 0)], 100).await;
+    let (producer_id, producer_epoch) = (producer.producer_id, producer.producer_epoch);
     let batch = |byte_offset, first_sequence, epoch| AppendBatch {
         byte_offset,
         byte_length: 10,
