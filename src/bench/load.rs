@@ -167,6 +167,25 @@ pub struct ProduceLoad {
     pub security: Vec<(String, String)>,
 }
 
+impl ProduceLoad {
+    /// `records` records of 1 KiB without keys, from 4 producers as fast as they are
+    /// acknowledged, over plaintext: the shape of most of the bench's loads.
+    pub fn counted(topic: String, partitions: i32, client: Client, records: u64) -> ProduceLoad {
+        ProduceLoad {
+            topic,
+            partitions,
+            producers: 4,
+            duration: super::raw::PHASE_TIMEOUT,
+            rate: None,
+            records: Some(records),
+            client,
+            record_bytes: RECORD_BYTES,
+            keys: None,
+            security: Vec::new(),
+        }
+    }
+}
+
 /// Runs `load` against `brokers` and waits for every acknowledgement.
 pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResult> {
     let acks = Arc::new(Acks::default());

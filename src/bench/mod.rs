@@ -378,18 +378,12 @@ impl RunContext<'_> {
             } else {
                 (Client::JavaDefaults, &mut run.java_like)
             };
-            let load = ProduceLoad {
-                topic: topic.clone(),
+            let load = ProduceLoad::counted(
+                topic.clone(),
                 partitions,
-                producers: 4,
-                duration: raw::PHASE_TIMEOUT,
-                rate: None,
-                records: Some(scale.latency_bound_records),
                 client,
-                record_bytes: load::RECORD_BYTES,
-                keys: None,
-                security: Vec::new(),
-            };
+                scale.latency_bound_records,
+            );
             let brokers = self.brokers.to_owned();
             let before = self.flush_snapshot().await?;
             *result = blocking(move || load::produce(&brokers, &load)).await?;
@@ -413,20 +407,9 @@ impl RunContext<'_> {
             } else {
                 "idem16"
             };
-            let load = ProduceLoad {
-                topic: self.topic(name, 16).await?,
-                partitions: 16,
-                producers: 4,
-                duration: raw::PHASE_TIMEOUT,
-                rate: None,
-                records: Some(scale.latency_bound_records),
-                client,
-                record_bytes: load::RECORD_BYTES,
-                keys: None,
-                security: Vec::new(),
-            };
+            let topic = self.topic(name, 16).await?;
+            let load = ProduceLoad::counted(topic.clone(), 16, client, scale.latency_bound_records);
             let brokers = self.brokers.to_owned();
-            let topic = load.topic.clone();
             *result = blocking(move || load::produce(&brokers, &load)).await?;
             anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
             if client == Client::Transactional {
@@ -451,18 +434,8 @@ impl RunContext<'_> {
         // Consume: a bounded topic read twice; the second read must come from the cache.
         let topic = self.topic("consume", 16).await?;
         let brokers = self.brokers.to_owned();
-        let load = ProduceLoad {
-            topic: topic.clone(),
-            partitions: 16,
-            producers: 4,
-            duration: raw::PHASE_TIMEOUT,
-            rate: None,
-            records: Some(scale.consume_records),
-            client: Client::Throughput,
-            record_bytes: load::RECORD_BYTES,
-            keys: None,
-            security: Vec::new(),
-        };
+        let load =
+            ProduceLoad::counted(topic.clone(), 16, Client::Throughput, scale.consume_records);
         let records = blocking(move || load::produce(&brokers, &load))
             .await?
             .acked;
@@ -514,16 +487,8 @@ impl RunContext<'_> {
         let topic = self.topic("small", 16).await?;
         let brokers = self.brokers.to_owned();
         let load = ProduceLoad {
-            topic: topic.clone(),
-            partitions: 16,
-            producers: 4,
-            duration: raw::PHASE_TIMEOUT,
-            rate: None,
-            records: Some(scale.consume_records),
-            client: Client::Throughput,
             record_bytes: load::SMALL_RECORD_BYTES,
-            keys: None,
-            security: Vec::new(),
+            ..ProduceLoad::counted(topic.clone(), 16, Client::Throughput, scale.consume_records)
         };
         run.small_produce = blocking(move || load::produce(&brokers, &load)).await?;
         anyhow::ensure!(
@@ -575,16 +540,8 @@ impl RunContext<'_> {
             .await?;
         let records = self.scale.compaction_records;
         let load = ProduceLoad {
-            topic,
-            partitions: 1,
-            producers: 4,
-            duration: raw::PHASE_TIMEOUT,
-            rate: None,
-            records: Some(records),
-            client: Client::Throughput,
-            record_bytes: load::RECORD_BYTES,
             keys: Some(records / 10),
-            security: Vec::new(),
+            ..ProduceLoad::counted(topic, 1, Client::Throughput, records)
         };
         let brokers = self.brokers.to_owned();
         let produced = blocking(move || load::produce(&brokers, &load)).await?;
