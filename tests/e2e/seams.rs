@@ -88,3 +88,44 @@ async fn postgres_refuses_a_commit_that_reaches_commit_after_its_deadline() {
         .expect("query");
     assert!(rows.is_empty(), "nothing of the late transaction remains");
 }
+
+/// A flush commit, a transaction's end and a log start move lock partition rows FOR NO KEY
+/// UPDATE, never FOR UPDATE, because every insert naming a partition (AddPartitionsToTxn's
+/// rows among them, in whatever order the client listed them) takes a KEY SHARE lock on
+/// it for its foreign key, which FOR UPDATE waits for. EndTxn and AddPartitionsToTxn of two
+/// producers over the same partitions then deadlocked, each stalled for PostgreSQL's
+/// deadlock timeout (1 s) before one was retried. Here an open transaction holds those KEY
+/// SHARE locks, and every partition lock still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_check_on_a_partition_holds_up_no_commit() {
+    let infra = Infra::start().await;
+    let store =
+        yaks_common::metastore::PgMetastore::connect(&infra.config().postgres).expect("pool");
+    store.migrate().await.expect("migrations");
+    let topic = yaks_common::metastore::Topics::create_topic(
+        &store,
+        "locked",
+        2,
+        &std::collections::BTreeMap::new(),
+    )
+    .await
+    .expect("create")
+    .expect("new topic");
+    let mut sql = infra.sql().await;
+    let holder = sql.transaction().await.expect("begin");
+    let held = holder
+        .execute(
+            "SELECT 1 FROM partitions WHERE topic_id = $1 FOR KEY SHARE",
+            &[&topic.topic_id],
+        )
+        .await
+        .expect("key share");
+    assert_eq!(held, 2);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        yaks_common::metastore::suite::every_partition_lock_taken_once(&store, topic.topic_id),
+    )
+    .await
+    .expect("no partition lock waits for a foreign-key check");
+    holder.rollback().await.expect("rollback");
+}

@@ -75,7 +75,7 @@ impl Log for PgMetastore {
                      SELECT topic_id, partition_index, next_offset,
                             CASE WHEN $3::bigint < 0 THEN next_offset ELSE $3::bigint END AS wanted
                      FROM partitions WHERE topic_id = $1 AND partition_index = $2
-                     FOR UPDATE),
+                     FOR NO KEY UPDATE),
                  moved AS (
                      UPDATE partitions p
                      SET log_start_offset = greatest(p.log_start_offset, t.wanted)
@@ -276,9 +276,10 @@ impl Log for PgMetastore {
         let mut client = self.client("commit_object").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
 
-        // Round trip 1: lock the partitions (fixed order, so concurrent commits cannot
-        // deadlock) and read what the plan needs. Producer state is read after the locks
-        // are held, so it reflects every earlier commit to these partitions.
+        // Round trip 1: lock the partitions (*partition locks* in `postgres/mod.rs`: fixed
+        // order and mode, so concurrent commits cannot deadlock) and read what the plan
+        // needs. Producer state is read after the locks are held, so it reflects every
+        // earlier commit to these partitions.
         // Expects: the partitions exist; missing ones (deleted topics) are skipped.
         let lock = tx
             .prepare_cached(
@@ -287,7 +288,7 @@ impl Log for PgMetastore {
                  WHERE (topic_id, partition_index) IN
                        (SELECT * FROM unnest($1::uuid[], $2::int[]))
                  ORDER BY topic_id, partition_index
-                 FOR UPDATE",
+                 FOR NO KEY UPDATE",
             )
             .await
             .map_err(pg_error)?;

@@ -5,6 +5,15 @@
 //! check the states they expect, as their comments say; Kafka semantics stay in the roles
 //! and the pure rule modules. The writer's flush commit (`Log::commit_object`, in `log.rs`)
 //! is one transaction whose statement count does not grow with the number of partitions.
+//!
+//! Partition locks: whatever changes a partition's offsets (a flush commit, a transaction's
+//! end, a log start move) first locks its `partitions` rows in (topic id, partition) order
+//! and `FOR NO KEY UPDATE`. The order keeps those from deadlocking one another; the mode
+//! keeps them from deadlocking with inserts that name a partition (`txn_partitions` rows of
+//! AddPartitionsToTxn, `producer_states`, `object_index`), whose foreign-key checks take
+//! KEY SHARE locks on the rows in no particular order. `FOR UPDATE` would wait for those,
+//! and an EndTxn and another producer's AddPartitionsToTxn over the same partitions would
+//! stall each other until PostgreSQL's deadlock timeout (1 s).
 
 mod acls;
 mod cluster;

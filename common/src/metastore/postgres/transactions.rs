@@ -119,16 +119,17 @@ async fn write_end(
     let markers = &object.markers;
     let (topics, partitions): (Vec<Uuid>, Vec<i32>) = record.partitions.iter().copied().unzip();
     if !topics.is_empty() {
-        // The partitions' locks, in the flush commit's order so neither can deadlock the
-        // other; a flush storing this transaction's data either finished before (its
-        // batches come before the marker) or finds the transaction ended and refuses them.
+        // The partitions' locks, in the flush commit's order and mode so neither can
+        // deadlock the other (*partition locks* in `postgres/mod.rs`); a flush storing this
+        // transaction's data either finished before (its batches come before the marker)
+        // or finds the transaction ended and refuses them.
         let locked = tx
             .query(
                 "SELECT topic_id, partition_index, next_offset FROM partitions
                  WHERE (topic_id, partition_index) IN
                        (SELECT * FROM unnest($1::uuid[], $2::int[]))
                  ORDER BY topic_id, partition_index
-                 FOR UPDATE",
+                 FOR NO KEY UPDATE",
                 &[&topics, &partitions],
             )
             .await

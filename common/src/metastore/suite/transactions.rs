@@ -431,3 +431,64 @@ pub async fn transactional_batches_are_judged_against_their_transaction(store: &
         "nothing lands after the marker"
     );
 }
+
+/// Stores a transactional batch in both partitions of the new topic `t` through a flush
+/// commit, commits the transaction with its markers and moves a log start: each statement
+/// that locks partition rows, for a backend's own tests of what may hold them up.
+pub async fn every_partition_lock_taken_once(store: &dyn Metastore, t: Uuid) {
+    let producer = open_transaction(store, 9000, &[(t, 0), (t, 1)], 100).await;
+    let appends: Vec<PartitionAppend> = (0..2)
+        .map(|partition_index| PartitionAppend {
+            topic_id: t,
+            partition_index,
+            batches: vec![AppendBatch {
+                byte_offset: 10 * i64::from(partition_index),
+                byte_length: 10,
+                offset_count: 1,
+                max_timestamp: 5,
+                producer: Some(ProducerBatch {
+                    producer_id: producer.producer_id,
+                    producer_epoch: producer.producer_epoch,
+                    first_sequence: 0,
+                    last_sequence: 0,
+                    transactional: true,
+                }),
+                commit_deadline_ms: None,
+            }],
+        })
+        .collect();
+    let results = store
+        .commit_object(commit(ObjectId::new(200), "tx-locks", &appends, 200))
+        .await
+        .expect("commit");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.batches == vec![BatchOutcome::Appended { base_offset: 0 }]),
+        "{results:?}"
+    );
+    let end = EndRequest {
+        producer,
+        commit: true,
+        reason: EndReason::Client,
+        now_ms: 300,
+    };
+    let EndOutcome::NeedsMarkers(wanted) = store.end_transaction(&end, None).await.expect("end")
+    else {
+        panic!("an end needs its markers")
+    };
+    let markers = marker_object(&wanted, 300);
+    assert_eq!(
+        store
+            .end_transaction(&end, Some(&markers))
+            .await
+            .expect("end"),
+        EndOutcome::Ended
+    );
+    assert!(matches!(
+        store.advance_log_start(t, 0, 1).await.expect("advance"),
+        LogStartMove::Moved {
+            log_start_offset: 1
+        }
+    ));
+}
