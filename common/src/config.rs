@@ -103,6 +103,13 @@ pub struct GatewayConfig {
     /// with the addresses of the listener it came in on. Empty: one `PLAINTEXT` listener on
     /// `listen_addr`.
     pub listeners: Vec<ListenerConfig>,
+    /// How many Kafka brokers this gateway presents: each registers its own broker id,
+    /// and broker `i` listens on every listener's port + `i` (advertised port + `i` too).
+    /// A client opens a connection per broker, and an idempotent or transactional client
+    /// keeps at most five requests in flight per connection, each waiting out a writer
+    /// flush; spreading a topic's partitions over more broker ids lets more of them be
+    /// in flight at once. 1 is one broker per gateway, as Kafka has.
+    pub brokers: u16,
     /// The certificate of `SSL` and `SASL_SSL` listeners, and client certificates.
     pub tls: TlsConfig,
     /// Authentication on `SASL_PLAINTEXT` and `SASL_SSL` listeners.
@@ -146,6 +153,7 @@ impl Default for GatewayConfig {
             listen_addr: "0.0.0.0:9092".into(),
             advertised_addr: None,
             listeners: Vec::new(),
+            brokers: 1,
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
             authorization: AuthorizationConfig::default(),
@@ -668,12 +676,41 @@ pub enum ConfigError {
     },
 }
 
+/// The most broker ids one gateway presents (`gateway.brokers`): enough to give every
+/// partition of a wide topic its own connection, few enough that ports stay manageable.
+pub const MAX_BROKERS_PER_GATEWAY: u16 = 64;
+
 /// Why `gateway.listeners` cannot be served, if it cannot.
 fn validate_listeners(gateway: &GatewayConfig) -> Result<(), String> {
     let listeners = gateway.effective_listeners();
     let mut names = std::collections::HashSet::new();
     for listener in &listeners {
         let name = &listener.name;
+        if gateway.brokers > 1 {
+            let listen_port = listener
+                .listen_addr
+                .parse::<SocketAddr>()
+                .map_or(0, |a| a.port());
+            let advertised_port = listener
+                .advertised_addr
+                .as_deref()
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+                .unwrap_or(0);
+            if listen_port == 0 && advertised_port != 0 {
+                return Err(format!(
+                    "{name}: with gateway.brokers above 1, an advertised port needs a fixed \
+                     listen port (broker i listens on both + i)"
+                ));
+            }
+            let last = u32::from(listen_port.max(advertised_port)) + u32::from(gateway.brokers) - 1;
+            if listen_port != 0 && last > u32::from(u16::MAX) {
+                return Err(format!(
+                    "{name}: {} brokers from port {listen_port} run past port 65535",
+                    gateway.brokers
+                ));
+            }
+        }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!(
                 "has a listener named {name:?}: names are letters, digits and `_`"
@@ -755,6 +792,12 @@ impl Config {
             return Err(invalid(
                 "gateway.authorization.super_users",
                 format!("has {bad:?}: each principal is `Type:name`, such as `User:admin`"),
+            ));
+        }
+        if !(1..=MAX_BROKERS_PER_GATEWAY).contains(&self.gateway.brokers) {
+            return Err(invalid(
+                "gateway.brokers",
+                format!("must be 1 to {MAX_BROKERS_PER_GATEWAY}"),
             ));
         }
         validate_listeners(&self.gateway)
@@ -1153,5 +1196,31 @@ key_file = "/etc/yaks/tls.key"
         assert_eq!(listeners[0].name, "PLAINTEXT");
         assert_eq!(listeners[0].listen_addr, "0.0.0.0:9092");
         assert_eq!(listeners[0].security_protocol, SecurityProtocol::Plaintext);
+    }
+
+    #[test]
+    fn brokers_per_gateway_are_bounded_and_need_ports_they_can_count_up_from() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("YAKS_GATEWAY__BROKERS", "4");
+            let config = Config::load(None).expect("loads");
+            assert_eq!(config.gateway.brokers, 4);
+
+            jail.set_env("YAKS_GATEWAY__BROKERS", "0");
+            let err = Config::load(None).expect_err("rejects");
+            assert!(err.to_string().contains("gateway.brokers"), "{err}");
+
+            // Broker i advertises port + i, which only means something if it listens there.
+            jail.set_env("YAKS_GATEWAY__BROKERS", "2");
+            jail.set_env("YAKS_GATEWAY__LISTEN_ADDR", "127.0.0.1:0");
+            jail.set_env("YAKS_GATEWAY__ADVERTISED_ADDR", "kafka.example.com:9092");
+            let err = Config::load(None).expect_err("rejects");
+            assert!(err.to_string().contains("fixed listen port"), "{err}");
+
+            jail.set_env("YAKS_GATEWAY__LISTEN_ADDR", "127.0.0.1:65535");
+            jail.set_env("YAKS_GATEWAY__ADVERTISED_ADDR", "kafka.example.com:0");
+            let err = Config::load(None).expect_err("rejects");
+            assert!(err.to_string().contains("past port 65535"), "{err}");
+            Ok(())
+        });
     }
 }

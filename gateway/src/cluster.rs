@@ -1,13 +1,15 @@
 //! This gateway's place in the cluster.
 //!
-//! Each gateway registers in the service registry with a lease and renews it; its registry
-//! node id is its Kafka broker id. Metadata answers list the live gateways as brokers and
-//! give each partition a leader chosen by rendezvous hashing over them, so every gateway
-//! tells clients the same thing and connections spread evenly. Any gateway can serve any
-//! partition; "leader" only steers where clients connect. The same refresh reads the live
-//! readers and writers, which Fetch and Produce are routed to when `gateway.reader_urls` /
-//! `gateway.writer_urls` are empty. Consumer groups
-//! are spread the same way: a group's coordinator is the rendezvous choice for its id.
+//! Each gateway registers in the service registry with a lease per broker it presents
+//! (`gateway.brokers`, usually one) and renews them; a registration's node id is that
+//! broker's Kafka broker id. Metadata answers list the live brokers and deal each topic's
+//! partitions out to them in turn, from a place the topic id picks, so every gateway tells
+//! clients the same thing and a topic's partitions spread evenly over the connections a
+//! client opens. Any gateway can serve any partition; "leader" only steers where clients
+//! connect. The same refresh reads the live readers and writers, which Fetch and Produce
+//! are routed to when `gateway.reader_urls` / `gateway.writer_urls` are empty. Consumer
+//! groups and transactional ids are spread by rendezvous hashing over the brokers, which
+//! moves few of them when a gateway comes or goes.
 
 use std::sync::{Arc, RwLock};
 
@@ -15,7 +17,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 use yaks_common::config::RegistryConfig;
 use yaks_common::error::StoreError;
-use yaks_common::hashing::rendezvous;
+use yaks_common::hashing::{rendezvous, stable_hash};
 use yaks_common::metastore::{Cluster, Role, ServiceMember};
 use yaks_common::registry::Lease;
 use yaks_common::shutdown::Shutdown;
@@ -43,7 +45,8 @@ impl Broker {
 }
 
 struct Inner {
-    lease: Lease,
+    /// One per broker this gateway presents, in broker order.
+    leases: Vec<Lease>,
     cluster_id: String,
     brokers: RwLock<Vec<Broker>>,
     readers: RwLock<Vec<ServiceMember>>,
@@ -57,19 +60,37 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// Registers this gateway, reachable at `address` (its listeners'
-    /// [`registry_address`](crate::listeners::registry_address)), and reads the current
-    /// members.
+    /// Registers each broker of this gateway, reachable at `addresses` (its listeners'
+    /// [`registry_addresses`](crate::listeners::registry_addresses)), and reads the
+    /// current members.
     pub async fn register(
         metastore: Arc<dyn Cluster>,
         registry: RegistryConfig,
-        address: String,
+        addresses: Vec<String>,
     ) -> Result<ClusterView, StoreError> {
-        let lease = Lease::acquire(metastore.clone(), registry, Role::Gateway, address).await?;
+        let mut leases = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let acquired =
+                Lease::acquire(metastore.clone(), registry.clone(), Role::Gateway, address).await;
+            match acquired {
+                Ok(lease) => leases.push(lease),
+                Err(e) => {
+                    for lease in &leases {
+                        lease.release().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if leases.is_empty() {
+            return Err(StoreError::Invalid(
+                "a gateway registers at least one broker".into(),
+            ));
+        }
         let cluster_id = metastore.cluster_id().await?;
         let view = ClusterView {
             inner: Arc::new(Inner {
-                lease,
+                leases,
                 cluster_id,
                 brokers: RwLock::new(Vec::new()),
                 readers: RwLock::new(Vec::new()),
@@ -80,14 +101,20 @@ impl ClusterView {
         Ok(view)
     }
 
-    /// True while this gateway's registry lease is held (others see it as alive).
+    /// True while every one of this gateway's registry leases is held (others see all
+    /// its brokers as alive).
     pub fn lease_held(&self) -> bool {
-        self.inner.lease.is_held()
+        self.inner.leases.iter().all(Lease::is_held)
     }
 
-    /// This gateway's broker id.
-    pub fn node_id(&self) -> i32 {
-        self.inner.lease.node_id()
+    /// The broker ids this gateway answers as, in broker order.
+    pub fn node_ids(&self) -> Vec<i32> {
+        self.inner.leases.iter().map(Lease::node_id).collect()
+    }
+
+    /// Whether `node_id` is one of this gateway's brokers.
+    pub fn is_local(&self, node_id: i32) -> bool {
+        self.inner.leases.iter().any(|l| l.node_id() == node_id)
     }
 
     /// The cluster id stored in PostgreSQL.
@@ -104,18 +131,25 @@ impl ClusterView {
             .clone()
     }
 
-    /// The broker clients should send a partition's requests to.
+    /// The broker clients should send a partition's requests to (`brokers` by node id):
+    /// the topic's partitions are dealt out in turn, as Kafka assigns replicas, from a
+    /// broker the topic id picks. Every broker then leads as many of a topic's partitions
+    /// as any other, give or take one: a client writing to all of them keeps as many
+    /// requests in flight as its connections allow. (Hashing each partition on its own
+    /// would leave some broker twice its share, and the client waiting on that one.)
     pub fn leader_of(brokers: &[Broker], topic_id: Uuid, partition: i32) -> i32 {
-        let mut key = [0u8; 20];
-        key[..16].copy_from_slice(topic_id.as_bytes());
-        key[16..].copy_from_slice(&partition.to_be_bytes());
-        rendezvous(&key, brokers, |b| i64::from(b.node_id))
-            .map(|b| b.node_id)
-            .unwrap_or(-1)
+        if brokers.is_empty() || partition < 0 {
+            return -1;
+        }
+        let count = brokers.len() as u64;
+        let first = stable_hash(topic_id.as_bytes()) % count;
+        let index = (first + partition as u64 % count) % count;
+        brokers[index as usize].node_id
     }
 
-    /// The gateway coordinating a consumer group: rendezvous hashing of the group id over
-    /// the live gateways, so every gateway names the same one.
+    /// The broker coordinating a consumer group or transactional id: rendezvous hashing of
+    /// the id over the live brokers, so every gateway names the same one (and the gateway
+    /// presenting it serves it).
     pub fn coordinator_of(&self, group_id: &str) -> Option<Broker> {
         let brokers = self.brokers();
         rendezvous(group_id.as_bytes(), &brokers, |b| i64::from(b.node_id)).cloned()
@@ -130,15 +164,16 @@ impl ClusterView {
             })
             .filter(|b| !b.endpoints.is_empty())
             .collect();
-        let node_id = self.node_id();
-        if !brokers.iter().any(|b| b.node_id == node_id) {
-            // Our own lease may have lapsed in the registry's eyes; we are alive regardless.
-            brokers.push(Broker {
-                node_id,
-                endpoints: parse_registry_address(self.inner.lease.address()),
-            });
-            brokers.sort_by_key(|b| b.node_id);
+        for lease in &self.inner.leases {
+            if !brokers.iter().any(|b| b.node_id == lease.node_id()) {
+                // Our own lease may have lapsed in the registry's eyes; we are alive regardless.
+                brokers.push(Broker {
+                    node_id: lease.node_id(),
+                    endpoints: parse_registry_address(lease.address()),
+                });
+            }
         }
+        brokers.sort_by_key(|b| b.node_id);
         *self
             .inner
             .brokers
@@ -165,7 +200,7 @@ impl ClusterView {
     }
 
     async fn refresh_members(&self) -> Result<(), StoreError> {
-        let metastore = self.inner.lease.metastore();
+        let metastore = self.inner.leases[0].metastore();
         let gateways = metastore.live_members(Role::Gateway).await?;
         debug!(count = gateways.len(), "live gateways");
         self.set_members(gateways);
@@ -185,11 +220,17 @@ impl ClusterView {
         Ok(())
     }
 
-    /// Renews the lease and refreshes members every `heartbeat_ms` until `shutdown`.
+    /// Renews the leases and refreshes members every `heartbeat_ms` until `shutdown`.
     pub async fn heartbeat(self, mut shutdown: Shutdown) {
-        while self.inner.lease.wait_heartbeat(&mut shutdown).await {
-            if let Err(e) = self.inner.lease.renew().await {
-                warn!(error = %e, "renewing gateway lease failed");
+        while self.inner.leases[0].wait_heartbeat(&mut shutdown).await {
+            let mut renewed = true;
+            for lease in &self.inner.leases {
+                if let Err(e) = lease.renew().await {
+                    warn!(node_id = lease.node_id(), error = %e, "renewing gateway lease failed");
+                    renewed = false;
+                }
+            }
+            if !renewed {
                 continue;
             }
             if let Err(e) = self.refresh_members().await {
@@ -200,6 +241,43 @@ impl ClusterView {
 
     /// Leaves the registry at clean shutdown so clients stop being sent here at once.
     pub async fn deregister(&self) {
-        self.inner.lease.release().await;
+        for lease in &self.inner.leases {
+            lease.release().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brokers(ids: impl IntoIterator<Item = i32>) -> Vec<Broker> {
+        ids.into_iter()
+            .map(|node_id| Broker {
+                node_id,
+                endpoints: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_topics_partitions_are_dealt_evenly_over_the_brokers() {
+        let brokers = brokers([1, 2, 3, 4, 9]);
+        for topic in 0..50u128 {
+            let topic_id = Uuid::from_u128(topic);
+            let mut led = std::collections::HashMap::<i32, usize>::new();
+            for partition in 0..16 {
+                *led.entry(ClusterView::leader_of(&brokers, topic_id, partition))
+                    .or_default() += 1;
+            }
+            assert_eq!(led.len(), 5, "every broker leads some partition");
+            assert!(led.values().all(|&n| n == 3 || n == 4), "{led:?}");
+        }
+        // Topics start at different brokers, so single-partition topics spread too.
+        let firsts: std::collections::HashSet<i32> = (0..50u128)
+            .map(|t| ClusterView::leader_of(&brokers, Uuid::from_u128(t), 0))
+            .collect();
+        assert_eq!(firsts.len(), 5);
+        assert_eq!(ClusterView::leader_of(&[], Uuid::from_u128(1), 0), -1);
     }
 }

@@ -166,8 +166,8 @@ impl Gateway {
         }
         let listeners = listeners::bind_all(&config).await?;
         let ops = OpsServer::bind(&config.http_addr).await?;
-        let address = listeners::registry_address(&listeners);
-        let cluster = ClusterView::register(metastore.clone(), registry, address).await?;
+        let addresses = listeners::registry_addresses(&listeners);
+        let cluster = ClusterView::register(metastore.clone(), registry, addresses).await?;
         let server_clock = ServerClock::sample(clock.clone(), metastore.as_ref()).await?;
         let groups = Arc::new(Coordinator::new(
             metastore.clone(),
@@ -253,10 +253,10 @@ impl Gateway {
             state,
         } = self;
         for listener in &listeners {
-            info!(listener = %listener.name, protocol = listener.protocol.name(),
+            info!(listener = %listener.name, broker = listener.broker, protocol = listener.protocol.name(),
                   addr = ?listener.tcp.local_addr().ok(), "kafka listener");
         }
-        info!(ops = ?ops.local_addr().ok(), node_id = state.cluster.node_id(), "gateway listening");
+        info!(ops = ?ops.local_addr().ok(), node_ids = ?state.cluster.node_ids(), "gateway listening");
         // The operations endpoints outlive the Kafka listener: /readyz says "shutting down"
         // while connections drain, /healthz stays up until the gateway is gone.
         let cluster = state.cluster.clone();

@@ -6,6 +6,9 @@
 //! Every gateway publishes all its listeners' advertised addresses in its registry entry,
 //! in Kafka's `advertised.listeners` form (`INTERNAL://10.0.0.5:9092,EXTERNAL://kafka.example.com:9093`),
 //! so any gateway can answer Metadata with another's address on the same listener.
+//!
+//! A gateway may present several brokers (`gateway.brokers`): broker `i` binds every
+//! listener at its port + `i` and has a registry entry, so a broker id, of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +27,8 @@ pub struct Listener {
     pub tcp: TcpListener,
     /// The host and port clients are told for it.
     pub advertised: (String, u16),
+    /// Which of the gateway's brokers it belongs to (0 for the first).
+    pub broker: u16,
 }
 
 /// Where clients reach one gateway through one listener.
@@ -38,24 +43,66 @@ pub struct Endpoint {
     pub port: i32,
 }
 
-/// Binds every listener of `config`.
+/// Binds every listener of `config`, once per broker the gateway presents, broker by
+/// broker.
 pub async fn bind_all(config: &GatewayConfig) -> Result<Vec<Listener>, StartError> {
     let mut bound = Vec::new();
-    for listener in config.effective_listeners() {
-        let (tcp, local) = yaks_common::rpc::bind(&listener.listen_addr).await?;
-        let advertised = advertised_addr(&listener, local).await?;
-        bound.push(Listener {
-            name: listener.name.as_str().into(),
-            protocol: listener.security_protocol,
-            tcp,
-            advertised,
-        });
+    for broker in 0..config.brokers.max(1) {
+        for listener in config.effective_listeners() {
+            let listener = offset_ports(&listener, broker);
+            let (tcp, local) = yaks_common::rpc::bind(&listener.listen_addr).await?;
+            let advertised = advertised_addr(&listener, local).await?;
+            bound.push(Listener {
+                name: listener.name.as_str().into(),
+                protocol: listener.security_protocol,
+                tcp,
+                advertised,
+                broker,
+            });
+        }
     }
     Ok(bound)
 }
 
-/// The registry entry of a gateway with `listeners`: `NAME://host:port`, comma-separated.
-pub fn registry_address(listeners: &[Listener]) -> String {
+/// `listener` as broker `broker` binds it: a fixed port moved up by `broker`, a port 0
+/// (any free port) left as it is.
+fn offset_ports(listener: &ListenerConfig, broker: u16) -> ListenerConfig {
+    fn shift(addr: &str, broker: u16) -> String {
+        match addr.rsplit_once(':') {
+            Some((host, port)) => match port.parse::<u16>() {
+                Ok(port) if port != 0 => format!("{host}:{}", port.saturating_add(broker)),
+                _ => addr.to_owned(),
+            },
+            None => addr.to_owned(),
+        }
+    }
+    ListenerConfig {
+        listen_addr: shift(&listener.listen_addr, broker),
+        advertised_addr: listener
+            .advertised_addr
+            .as_deref()
+            .map(|a| shift(a, broker)),
+        ..listener.clone()
+    }
+}
+
+/// The registry entries of a gateway with `listeners`, one per broker it presents.
+pub fn registry_addresses(listeners: &[Listener]) -> Vec<String> {
+    let brokers = listeners
+        .iter()
+        .map(|l| l.broker)
+        .max()
+        .map_or(0, |b| b + 1);
+    (0..brokers)
+        .map(|broker| {
+            let own: Vec<&Listener> = listeners.iter().filter(|l| l.broker == broker).collect();
+            registry_address(&own)
+        })
+        .collect()
+}
+
+/// The registry entry of one broker with `listeners`: `NAME://host:port`, comma-separated.
+fn registry_address(listeners: &[&Listener]) -> String {
     listeners
         .iter()
         .map(|l| {
@@ -157,6 +204,28 @@ mod tests {
         assert_eq!(old[0].listener, "");
         assert_eq!(old[0].host, "kafka-0");
         assert!(parse_registry_address("garbage").is_empty());
+    }
+
+    #[test]
+    fn broker_i_moves_fixed_ports_up_by_i_and_leaves_any_port_alone() {
+        let listener = ListenerConfig {
+            name: "EXTERNAL".into(),
+            listen_addr: "[::]:9092".into(),
+            advertised_addr: Some("kafka.example.com:19092".into()),
+            security_protocol: SecurityProtocol::Ssl,
+        };
+        let third = offset_ports(&listener, 2);
+        assert_eq!(third.listen_addr, "[::]:9094");
+        assert_eq!(
+            third.advertised_addr.as_deref(),
+            Some("kafka.example.com:19094")
+        );
+        let any = ListenerConfig {
+            listen_addr: "127.0.0.1:0".into(),
+            advertised_addr: None,
+            ..listener
+        };
+        assert_eq!(offset_ports(&any, 3).listen_addr, "127.0.0.1:0");
     }
 
     #[test]

@@ -212,7 +212,7 @@ pub fn coordinates(state: &GatewayState, transactional_id: &str) -> bool {
     state
         .cluster
         .coordinator_of(transactional_id)
-        .is_some_and(|broker| broker.node_id == state.cluster.node_id())
+        .is_some_and(|broker| state.cluster.is_local(broker.node_id))
 }
 
 /// The Kafka error code for a refused or undecided transactional request. `fenced` is the

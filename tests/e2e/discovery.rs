@@ -162,3 +162,152 @@ async fn a_role_on_ecs_registers_its_task_ip() {
     }
     assert!(reader.terminate().success());
 }
+
+/// The broker that coordinates `key` (`key_type` 0 for a group, 1 for a transactional
+/// id), as FindCoordinator v4 tells a client.
+async fn coordinator(bootstrap: &str, key_type: i8, key: &str) -> i32 {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    let mut stream = tokio::net::TcpStream::connect(bootstrap)
+        .await
+        .expect("connect");
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(key_type)
+        .with_coordinator_keys(vec![yaks_common::kafka::str_bytes(key)]);
+    let response: FindCoordinatorResponse =
+        crate::protocol::exchange(&mut stream, ApiKey::FindCoordinator, 4, &request).await;
+    assert_eq!(response.coordinators[0].error_code, 0, "{key}");
+    response.coordinators[0].node_id.0
+}
+
+/// A gateway presenting four brokers (`gateway.brokers = 4`): clients see four broker
+/// ids at four ports, a 16-partition topic's partitions are led four by each, and a
+/// transaction and a consumer group coordinated by a broker other than the one the
+/// client bootstrapped from work end to end: the process answers as every broker it
+/// presents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_presenting_four_brokers_spreads_leaders_and_coordinates_as_each() {
+    use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, Producer};
+    use rdkafka::{ClientConfig, Message};
+
+    let infra = Infra::start().await;
+    let mut config = infra.config();
+    config.gateway.brokers = 4;
+    let roles = Roles::start(config).await;
+    let bootstrap = roles.bootstrap();
+    create_topic(&bootstrap, "wide", 16).await;
+
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("client");
+    let metadata = probe
+        .fetch_metadata(Some("wide"), Duration::from_secs(10))
+        .expect("metadata");
+    let brokers: Vec<(i32, i32)> = metadata
+        .brokers()
+        .iter()
+        .map(|b| (b.id(), b.port()))
+        .collect();
+    assert_eq!(brokers.len(), 4, "{brokers:?}");
+    let ports: std::collections::HashSet<i32> = brokers.iter().map(|b| b.1).collect();
+    assert_eq!(ports.len(), 4, "each broker has its own port: {brokers:?}");
+    let first = brokers
+        .iter()
+        .find(|b| b.1 == i32::from(roles.kafka.port()))
+        .map(|b| b.0)
+        .expect("the bootstrap address is one of the brokers");
+    let mut led = std::collections::HashMap::<i32, usize>::new();
+    for partition in metadata.topics()[0].partitions() {
+        *led.entry(partition.leader()).or_default() += 1;
+    }
+    assert!(
+        led.len() == 4 && led.values().all(|&n| n == 4),
+        "four partitions per broker: {led:?}"
+    );
+
+    // Ids the bootstrap broker does not coordinate: the client has to go to another port.
+    let mut txn_id = None;
+    let mut group_id = None;
+    for i in 0..64 {
+        let candidate = format!("spread-{i}");
+        if txn_id.is_none() && coordinator(&bootstrap, 1, &candidate).await != first {
+            txn_id = Some(candidate.clone());
+        }
+        if group_id.is_none() && coordinator(&bootstrap, 0, &candidate).await != first {
+            group_id = Some(candidate);
+        }
+    }
+    let (txn_id, group_id) = (txn_id.expect("a txn id"), group_id.expect("a group id"));
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", &txn_id)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).expect("init");
+    for (label, commit) in [("A", true), ("B", false), ("C", true)] {
+        producer.begin_transaction().expect("begin");
+        let values: Vec<String> = (0..64).map(|i| format!("{label}{i}")).collect();
+        let sends: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                enqueue(
+                    &producer,
+                    FutureRecord::to("wide")
+                        .partition((i % 16) as i32)
+                        .key(value.as_str())
+                        .payload(value.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(deliveries(sends).await.len(), 64);
+        if commit {
+            producer.commit_transaction(timeout).expect("commit");
+        } else {
+            producer.abort_transaction(timeout).expect("abort");
+        }
+    }
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &group_id)
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["wide"]).expect("subscribe");
+    let mut seen = Vec::new();
+    while seen.len() < 128 {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("the group reads every committed record")
+            .expect("a record");
+        seen.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned());
+    }
+    assert!(
+        seen.iter().all(|v| !v.starts_with('B')),
+        "nothing of the aborted transaction: {seen:?}"
+    );
+    consumer
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .expect("the group's coordinator takes the offsets");
+    let committed = consumer
+        .committed(Duration::from_secs(10))
+        .expect("committed offsets");
+    // Per partition: A's 4 records and marker, B's, then C's 4 records at offsets 10..=13
+    // and its marker at 14. The group stands past C's records, and past its marker once
+    // the client has read that.
+    let offsets: Vec<i64> = committed
+        .elements()
+        .iter()
+        .map(|e| e.offset().to_raw().unwrap_or(-1))
+        .collect();
+    assert_eq!(offsets.len(), 16);
+    assert!(offsets.iter().all(|&o| o == 14 || o == 15), "{offsets:?}");
+    roles.stop().await;
+}

@@ -1,15 +1,16 @@
 //! Consumer group coordination (the classic protocol), by whichever gateway owns the group.
 //!
-//! A group's coordinator is the live gateway chosen by rendezvous hashing of the group id
-//! over the live gateways ([`crate::cluster::ClusterView::coordinator_of`]); every gateway
-//! computes the same answer, and the others say NOT_COORDINATOR. The coordinator keeps the
-//! group's membership in memory ([`state::Group`], a pure state machine) and PostgreSQL
-//! keeps what must survive it: each generation that becomes Stable or Empty, and committed
-//! offsets. A gateway takes a group over by claiming it (bumping its coordinator epoch)
-//! and loading the last recorded generation, so when a gateway dies its groups carry on at
-//! the next owner with their members, assignments and offsets; every write names the epoch
-//! and is refused once another gateway claimed the group, so a gateway with a stale view
-//! of who is alive cannot overwrite the new owner's state ([`GroupWrite::Fenced`]).
+//! A group's coordinator is the gateway presenting the broker chosen by rendezvous hashing
+//! of the group id over the live brokers ([`crate::cluster::ClusterView::coordinator_of`]);
+//! every gateway computes the same answer, and the others say NOT_COORDINATOR. The
+//! coordinator keeps the group's membership in memory ([`state::Group`], a pure state
+//! machine) and PostgreSQL keeps what must survive it: each generation that becomes
+//! Stable or Empty, and committed offsets. A gateway takes a group over by claiming it
+//! (bumping its coordinator epoch) and loading the last recorded generation, so when a
+//! gateway dies its groups carry on at the next owner with their members, assignments and
+//! offsets; every write names the epoch and is refused once another gateway claimed the
+//! group, so a gateway with a stale view of who is alive cannot overwrite the new owner's
+//! state ([`GroupWrite::Fenced`]).
 //!
 //! - [`state`]: the group state machine, unit-tested without I/O.
 //! - [`consumer_protocol`]: reading subscriptions, for OffsetDelete.
@@ -151,7 +152,7 @@ impl Coordinator {
     fn owns(&self, group_id: &str) -> bool {
         self.cluster
             .coordinator_of(group_id)
-            .is_some_and(|b| b.node_id == self.cluster.node_id())
+            .is_some_and(|b| self.cluster.is_local(b.node_id))
     }
 
     fn loaded_cell(&self, group_id: &str) -> Option<Arc<GroupCell>> {
@@ -737,10 +738,13 @@ mod tests {
     async fn coordinator_waiting(initial_rebalance_delay: Duration) -> Arc<Coordinator> {
         let metastore = Arc::new(MemoryMetastore::default());
         let advertised = "PLAINTEXT://127.0.0.1:9092".to_owned();
-        let cluster =
-            ClusterView::register(metastore.clone(), RegistryConfig::default(), advertised)
-                .await
-                .expect("registers");
+        let cluster = ClusterView::register(
+            metastore.clone(),
+            RegistryConfig::default(),
+            vec![advertised],
+        )
+        .await
+        .expect("registers");
         let settings = GroupSettings {
             initial_rebalance_delay,
             min_session_timeout_ms: 1,

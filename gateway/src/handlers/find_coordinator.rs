@@ -1,7 +1,7 @@
 //! FindCoordinator (key 10), v0–v6 (several keys at once from v4).
 //!
-//! A group's or transactional id's coordinator is the live gateway the rendezvous hash of
-//! its id picks ([`crate::cluster::ClusterView::coordinator_of`]); any gateway answers,
+//! A group's or transactional id's coordinator is the gateway presenting the live broker
+//! the rendezvous hash of its id picks ([`crate::cluster::ClusterView::coordinator_of`]); any gateway answers,
 //! and all answer the same. Share groups (key type 2) are not offered.
 
 use kafka_protocol::ResponseError;

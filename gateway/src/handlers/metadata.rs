@@ -1,7 +1,9 @@
 //! Metadata (key 3), v0–v12: brokers, cluster id, controller, topics and partition leaders.
 //!
-//! Brokers are the live gateways; each partition is led by the gateway rendezvous hashing
-//! picks, so clients spread over gateways and every gateway answers alike. There are no
+//! Brokers are the live gateways' brokers (one per gateway unless `gateway.brokers` says
+//! more); a topic's partitions are dealt out to them evenly
+//! ([`ClusterView::leader_of`]), so clients spread over them and every gateway answers
+//! alike. There are no
 //! replicas to speak of (S3 holds the data), so replicas and ISR are the leader alone.
 //! Unknown topics are auto-created when `gateway.auto_create_topics` is on and the client
 //! allows it (v4+ flag), otherwise answered UNKNOWN_TOPIC_OR_PARTITION.
