@@ -3,7 +3,8 @@
 //! Self-contained by default: a private PostgreSQL (with `pg_stat_statements`, and the
 //! writer connecting as its own role so its statements can be counted), the loopback S3
 //! endpoint, and a gateway, a writer and a reader as separate `yaks` processes (so each
-//! one's peak RSS is its own). Each run measures the raw limits of the same endpoints
+//! one's peak RSS is its own); the gateway presents `GATEWAY_BROKERS` brokers, as a
+//! deployment serving latency-bound clients would. Each run measures the raw limits of the same endpoints
 //! first ([`raw`]), then compacts a keyed partition with `yaks compactor --once`
 //! ([`compaction`]), then drives yaks with librdkafka ([`load`]); the table gives every
 //! figure with its reference and ratio, medians over `--runs`, and whether the issue's
@@ -28,7 +29,7 @@ use yaks_common::config::{Config, WriterConfig};
 use yaks_common::objstore::S3ObjectStore;
 
 use crate::chaos::cluster::{Member, Role};
-use crate::dev::postgres::{EmbeddedPostgres, free_port};
+use crate::dev::postgres::{EmbeddedPostgres, free_port, free_ports};
 use crate::dev::s3::DevS3;
 use load::{Client, Isolation, ProduceLoad, ProduceResult};
 
@@ -232,7 +233,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
     let ca = crate::dev::tls::LocalCa::new("yaks bench CA")?;
     let tls_files = ca.write_gateway_files(&dir.join("tls"))?;
     let tls = TlsEndpoint {
-        brokers: format!("localhost:{}", free_port()?),
+        brokers: format!("localhost:{}", free_ports(GATEWAY_BROKERS)?),
         security: vec![
             ("security.protocol".into(), "SSL".into()),
             (
@@ -782,6 +783,11 @@ fn deployment_env(
     .collect()
 }
 
+/// Brokers the private gateway presents (`gateway.brokers`): enough that a 16-partition
+/// topic's partitions are led four per broker, within the five requests an idempotent or
+/// transactional client keeps in flight per connection.
+const GATEWAY_BROKERS: u16 = 4;
+
 fn members(
     binary: &std::path::Path,
     dir: &std::path::Path,
@@ -820,8 +826,9 @@ fn members(
     ));
     members.push(Member::new(binary, Role::Writer, 0, listen, env, &logs));
 
-    let listen = addr()?;
+    let listen = format!("127.0.0.1:{}", free_ports(GATEWAY_BROKERS)?);
     let mut env = common;
+    env.push(("YAKS_GATEWAY__BROKERS".into(), GATEWAY_BROKERS.to_string()));
     let tls_port = tls.brokers.rsplit_once(':').map_or("0", |(_, port)| port);
     env.push((
         "YAKS_GATEWAY__LISTENERS".into(),

@@ -268,3 +268,22 @@ pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// The first of `count` consecutive free ports on loopback, for a gateway presenting
+/// `count` brokers (broker `i` listens on the first port + `i`).
+pub fn free_ports(count: u16) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+        let base = first.local_addr()?.port();
+        let rest: Option<Vec<TcpListener>> = (1..count)
+            .map(|i| {
+                let port = base.checked_add(i)?;
+                TcpListener::bind(("127.0.0.1", port)).ok()
+            })
+            .collect();
+        if rest.is_some() {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("found no {count} consecutive free ports")
+}
