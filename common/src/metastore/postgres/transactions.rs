@@ -489,14 +489,19 @@ impl Transactions for PgMetastore {
         until: i64,
     ) -> Result<Vec<AbortedTxn>, TxnError> {
         let client = self.client("aborted_transactions").await?;
-        let rows = client
-            .query(
+        // Cached: every read_committed fetch of transactional batches asks, and a statement
+        // prepared afresh is one more round trip each time.
+        let statement = client
+            .prepare_cached(
                 "SELECT producer_id, first_offset, last_offset FROM aborted_txns
                  WHERE topic_id = $1 AND partition_index = $2
                    AND last_offset >= $3 AND first_offset < $4
                  ORDER BY first_offset, last_offset",
-                &[&topic_id, &partition_index, &from, &until],
             )
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(&statement, &[&topic_id, &partition_index, &from, &until])
             .await
             .map_err(pg_error)?;
         Ok(rows
