@@ -123,7 +123,7 @@ pub enum Client {
 /// Records per transaction of a [`Client::Transactional`] producer.
 pub const TXN_RECORDS: u64 = 1024;
 
-/// Flushes a transactional producer's records, then commits: the commit's time alone is
+/// Waits for a transactional producer's records, then commits: the commit's time alone is
 /// the EndTxn round trip (librdkafka's commit would otherwise wait for the records too).
 fn commit(producer: &ThreadedProducer<Timed>, acks: &Acks) -> anyhow::Result<()> {
     wait_for_acks(producer, Duration::from_secs(120))?;

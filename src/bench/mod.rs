@@ -4,11 +4,11 @@
 //! writer connecting as its own role so its statements can be counted), the loopback S3
 //! endpoint, and a gateway, a writer and a reader as separate `yaks` processes (so each
 //! one's peak RSS is its own); the gateway presents `GATEWAY_BROKERS` brokers, as a
-//! deployment serving latency-bound clients would. Each run measures the raw limits of the same endpoints
-//! first ([`raw`]), then compacts a keyed partition with `yaks compactor --once`
-//! ([`compaction`]), then drives yaks with librdkafka ([`load`]); the table gives every
-//! figure with its reference and ratio, medians over `--runs`, and whether the issue's
-//! target holds.
+//! deployment serving latency-bound clients would. Each run measures the raw limits of
+//! the same endpoints first ([`raw`]), then compacts a keyed partition with
+//! `yaks compactor --once` ([`compaction`]), then drives yaks with librdkafka ([`load`]);
+//! the table gives every figure with its reference and ratio, medians over `--runs`, and
+//! whether the target holds.
 
 pub mod compaction;
 pub mod load;
