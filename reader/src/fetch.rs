@@ -34,7 +34,7 @@ use uuid::Uuid;
 use yaks_common::batch::{HEADER_LEN, LOG_OVERHEAD, offset_count, spans};
 use yaks_common::error::StoreError;
 use yaks_common::kafka;
-use yaks_common::metastore::transactions::TxnError;
+use yaks_common::metastore::transactions::AbortedRange;
 use yaks_common::metastore::{IndexEntry, PartitionState};
 use yaks_common::topic_names::TopicNames;
 
@@ -222,6 +222,9 @@ impl FetchService {
         let mut total = 0usize;
         let mut offsets = 0usize;
         let mut out = Vec::with_capacity(wanted.len());
+        // Read_committed partitions that return transactional batches, by place in `out`,
+        // with the range returned: their aborted transactions are listed after the loop.
+        let mut aborted_asked: Vec<(usize, AbortedRange)> = Vec::new();
         for (w, snapshot) in wanted.iter().zip(snapshots) {
             let Some(Snapshot { state, entries }) = snapshot else {
                 out.push(kafka::fetch_error(
@@ -262,34 +265,14 @@ impl FetchService {
             let read = self
                 .read_records(&entries, w.fetch_offset, until, budget, total == 0, &topic)
                 .await;
-            let read = match read {
-                Ok((records, taken)) if w.committed && any_transactional(&records) => {
-                    // The aborted transactions whose range meets what is returned, as
-                    // Kafka's transaction index answers: clients skip their batches.
-                    let end = first_offset(&records) + taken as i64;
-                    self.metastore
-                        .aborted_transactions(w.topic_id, w.partition, w.fetch_offset, end)
-                        .await
-                        .map(|aborted| {
-                            data.aborted_transactions = Some(
-                                aborted
-                                    .iter()
-                                    .map(|a| {
-                                        AbortedTransaction::default()
-                                            .with_producer_id(ProducerId(a.producer_id))
-                                            .with_first_offset(a.first_offset)
-                                    })
-                                    .collect(),
-                            );
-                            (records, taken)
-                        })
-                        .map_err(|e| match e {
-                            TxnError::Store(e) => e,
-                            other => StoreError::Internal(other.to_string()),
-                        })
-                }
-                other => other,
-            };
+            if let Ok((records, taken)) = &read
+                && w.committed
+                && any_transactional(records)
+            {
+                // Answered below, for every such partition of this fetch at once.
+                let end = first_offset(records) + *taken as i64;
+                aborted_asked.push((out.len(), (w.topic_id, w.partition, w.fetch_offset, end)));
+            }
             match read {
                 Ok((records, taken)) => {
                     total += records.len();
@@ -303,7 +286,50 @@ impl FetchService {
             }
             out.push(data);
         }
+        if !aborted_asked.is_empty() {
+            self.list_aborted(&mut out, &mut total, &aborted_asked)
+                .await;
+        }
         (out, total)
+    }
+
+    /// Lists, in each partition of `out` that `asked` names, the aborted transactions whose
+    /// range meets what it returns, as Kafka's transaction index answers: clients skip
+    /// their batches. One metastore call for all of them; if it fails, those partitions
+    /// return no records and a storage error (the client retries), never records without
+    /// the list that says which to skip.
+    async fn list_aborted(
+        &self,
+        out: &mut [PartitionData],
+        total: &mut usize,
+        asked: &[(usize, AbortedRange)],
+    ) {
+        let ranges: Vec<AbortedRange> = asked.iter().map(|(_, range)| *range).collect();
+        match self.metastore.aborted_transactions_of(&ranges).await {
+            Ok(answers) => {
+                for ((index, _), aborted) in asked.iter().zip(answers) {
+                    out[*index].aborted_transactions = Some(
+                        aborted
+                            .iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            Err(e) => {
+                warn!(partitions = asked.len(), error = %e, "listing aborted transactions failed");
+                for (index, _) in asked {
+                    let data = &mut out[*index];
+                    *total -= data.records.as_ref().map_or(0, |r| r.len());
+                    data.records = Some(Bytes::new());
+                    data.error_code = ResponseError::KafkaStorageError.code();
+                }
+            }
+        }
     }
 
     /// Offsets and entries of every wanted partition: from the tail where it covers the

@@ -92,7 +92,28 @@ pub trait Transactions: Send + Sync + 'static {
         from: i64,
         until: i64,
     ) -> Result<Vec<AbortedTxn>, TxnError>;
+
+    /// [`Transactions::aborted_transactions`] of several ranges (topic id, partition,
+    /// from, until), answered in their order: a read_committed Fetch asks once for every
+    /// partition it returns transactional batches of, not once per partition.
+    async fn aborted_transactions_of(
+        &self,
+        ranges: &[AbortedRange],
+    ) -> Result<Vec<Vec<AbortedTxn>>, TxnError> {
+        let mut answers = Vec::with_capacity(ranges.len());
+        for &(topic_id, partition_index, from, until) in ranges {
+            answers.push(
+                self.aborted_transactions(topic_id, partition_index, from, until)
+                    .await?,
+            );
+        }
+        Ok(answers)
+    }
 }
+
+/// A range of one partition a read_committed Fetch returns: topic id, partition, the
+/// fetch offset and the offset after the last record returned.
+pub type AbortedRange = (Uuid, i32, i64, i64);
 
 /// An aborted transaction's range in one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -513,4 +513,50 @@ impl Transactions for PgMetastore {
             })
             .collect())
     }
+
+    /// One statement for every range, so a Fetch pays one round trip however many
+    /// partitions it returns.
+    async fn aborted_transactions_of(
+        &self,
+        ranges: &[AbortedRange],
+    ) -> Result<Vec<Vec<AbortedTxn>>, TxnError> {
+        let mut answers = vec![Vec::new(); ranges.len()];
+        if ranges.is_empty() {
+            return Ok(answers);
+        }
+        let topics: Vec<Uuid> = ranges.iter().map(|r| r.0).collect();
+        let partitions: Vec<i32> = ranges.iter().map(|r| r.1).collect();
+        let froms: Vec<i64> = ranges.iter().map(|r| r.2).collect();
+        let untils: Vec<i64> = ranges.iter().map(|r| r.3).collect();
+        let client = self.client("aborted_transactions").await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT r.n, a.producer_id, a.first_offset, a.last_offset
+                 FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[])
+                      WITH ORDINALITY AS r(topic_id, partition_index, from_offset,
+                                           until_offset, n)
+                 JOIN aborted_txns a
+                   ON a.topic_id = r.topic_id AND a.partition_index = r.partition_index
+                  AND a.last_offset >= r.from_offset AND a.first_offset < r.until_offset
+                 ORDER BY r.n, a.first_offset, a.last_offset",
+            )
+            .await
+            .map_err(pg_error)?;
+        let rows = client
+            .query(&statement, &[&topics, &partitions, &froms, &untils])
+            .await
+            .map_err(pg_error)?;
+        for row in rows {
+            // ORDINALITY counts from 1.
+            let n: i64 = row.get(0);
+            if let Some(answer) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) {
+                answer.push(AbortedTxn {
+                    producer_id: row.get(1),
+                    first_offset: row.get(2),
+                    last_offset: row.get(3),
+                });
+            }
+        }
+        Ok(answers)
+    }
 }

@@ -410,6 +410,22 @@ pub async fn transactional_batches_are_judged_against_their_transaction(store: &
             .is_empty(),
         "a range after the marker lists nothing"
     );
+    // Several ranges in one call are answered as each alone, in their order.
+    assert_eq!(
+        store
+            .aborted_transactions_of(&[(t, 0, 5, 10), (t, 1, 0, 10), (t, 0, 0, 10)])
+            .await
+            .expect("aborted"),
+        vec![
+            Vec::new(),
+            Vec::new(),
+            vec![AbortedTxn {
+                producer_id,
+                first_offset: 0,
+                last_offset: 4,
+            }],
+        ]
+    );
     let states = store.partition_states(&[(t, 0)]).await.expect("states");
     assert_eq!(
         (states[0].open_start, states[0].last_stable_offset()),
