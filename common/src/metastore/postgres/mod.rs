@@ -29,9 +29,10 @@ mod transactions;
 use crate::clock::Instant;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 use tracing::info;
 
 use crate::config::PostgresConfig;
@@ -191,6 +192,28 @@ pub(crate) fn pg_error(err: tokio_postgres::Error) -> StoreError {
     } else {
         StoreError::Internal(detail)
     }
+}
+
+/// Runs `sql` as a statement prepared once per connection and kept there. A statement
+/// given as text is prepared afresh on every call, one more round trip each time: the
+/// transaction coordinator's requests, a dozen statements each, paid that many times over.
+pub(crate) async fn query_cached<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+    client.query(&statement, params).await.map_err(pg_error)
+}
+
+/// [`query_cached`] for a statement that returns no rows: how many it changed.
+pub(crate) async fn execute_cached<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+    client.execute(&statement, params).await.map_err(pg_error)
 }
 
 /// A pooled connection that records, when dropped, how long its operation held it.

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -14,7 +15,7 @@ use crate::metastore::groups::{CommittedOffset, encode_members};
 use crate::metastore::transactions::*;
 
 use super::log::COMMIT_CHANNEL;
-use super::{PgMetastore, pg_error};
+use super::{PgMetastore, execute_cached, pg_error, query_cached};
 
 /// Class of the advisory locks that serialise InitProducerId per transactional id, whose
 /// row may not exist yet to be locked ("tx").
@@ -25,27 +26,32 @@ const RECORD_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, las
 
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
-/// Reads one transactional id's record, locked for the rest of `tx` when `lock`.
-async fn load(tx: &Tx<'_>, id: &str, lock: bool) -> Result<Option<TxnRecord>, StoreError> {
+/// Reads one transactional id's record, locked for the rest of the transaction `client` is
+/// in when `lock`. Its partitions are read by a second statement, after the lock is held:
+/// a subquery of the first would read them as of before its wait for the lock, and miss
+/// those the holder added.
+async fn load<C: GenericClient>(
+    client: &C,
+    id: &str,
+    lock: bool,
+) -> Result<Option<TxnRecord>, StoreError> {
     let lock = if lock { " FOR UPDATE" } else { "" };
-    let Some(row) = tx
-        .query_opt(
-            &format!("SELECT {RECORD_COLUMNS} FROM transactions WHERE transactional_id = $1{lock}"),
-            &[&id],
-        )
-        .await
-        .map_err(pg_error)?
-    else {
+    let found = query_cached(
+        client,
+        &format!("SELECT {RECORD_COLUMNS} FROM transactions WHERE transactional_id = $1{lock}"),
+        &[&id],
+    )
+    .await?;
+    let Some(row) = found.first() else {
         return Ok(None);
     };
-    let mut record = record(&row)?;
-    let partitions = tx
-        .query(
-            "SELECT topic_id, partition_index FROM txn_partitions WHERE transactional_id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(pg_error)?;
+    let mut record = record(row)?;
+    let partitions = query_cached(
+        client,
+        "SELECT topic_id, partition_index FROM txn_partitions WHERE transactional_id = $1",
+        &[&id],
+    )
+    .await?;
     record.partitions = partitions.iter().map(|p| (p.get(0), p.get(1))).collect();
     Ok(Some(record))
 }
@@ -73,7 +79,8 @@ fn record(row: &tokio_postgres::Row) -> Result<TxnRecord, StoreError> {
 /// Writes a record's own row (its partitions are written where they change).
 async fn store(tx: &Tx<'_>, record: &TxnRecord) -> Result<(), StoreError> {
     let groups: Vec<&str> = record.groups.iter().map(String::as_str).collect();
-    tx.execute(
+    execute_cached(
+        tx,
         &format!(
             "INSERT INTO transactions ({RECORD_COLUMNS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -101,8 +108,7 @@ async fn store(tx: &Tx<'_>, record: &TxnRecord) -> Result<(), StoreError> {
             &groups,
         ],
     )
-    .await
-    .map_err(pg_error)?;
+    .await?;
     Ok(())
 }
 
@@ -123,17 +129,16 @@ async fn write_end(
         // deadlock the other (*partition locks* in `postgres/mod.rs`); a flush storing this
         // transaction's data either finished before (its batches come before the marker)
         // or finds the transaction ended and refuses them.
-        let locked = tx
-            .query(
-                "SELECT topic_id, partition_index, next_offset FROM partitions
-                 WHERE (topic_id, partition_index) IN
-                       (SELECT * FROM unnest($1::uuid[], $2::int[]))
-                 ORDER BY topic_id, partition_index
-                 FOR NO KEY UPDATE",
-                &[&topics, &partitions],
-            )
-            .await
-            .map_err(pg_error)?;
+        let locked = query_cached(
+            tx,
+            "SELECT topic_id, partition_index, next_offset FROM partitions
+             WHERE (topic_id, partition_index) IN
+                   (SELECT * FROM unnest($1::uuid[], $2::int[]))
+             ORDER BY topic_id, partition_index
+             FOR NO KEY UPDATE",
+            &[&topics, &partitions],
+        )
+        .await?;
         let mut rows = Columns::default();
         for row in &locked {
             let key: (Uuid, i32) = (row.get(0), row.get(1));
@@ -154,12 +159,12 @@ async fn write_end(
             rows.byte_lengths.push(byte_length);
         }
         let object_id = object.object.to_string();
-        tx.execute(
+        execute_cached(
+            tx,
             "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
             &[&object_id, &object.object_key, &object.size_bytes],
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
         let params: [&(dyn ToSql + Sync); 7] = [
             &rows.topics,
             &rows.partitions,
@@ -169,7 +174,8 @@ async fn write_end(
             &rows.byte_offsets,
             &rows.byte_lengths,
         ];
-        tx.execute(
+        execute_cached(
+            tx,
             "INSERT INTO object_index (topic_id, partition_index, base_offset, last_offset,
                  max_timestamp, object_id, byte_offset, byte_length, batch_count)
              SELECT topic_id, partition_index, base_offset, base_offset, $4, $5,
@@ -178,19 +184,19 @@ async fn write_end(
                   AS m(topic_id, partition_index, base_offset, byte_offset, byte_length)",
             &params,
         )
-        .await
-        .map_err(pg_error)?;
-        tx.execute(
+        .await?;
+        execute_cached(
+            tx,
             "UPDATE partitions p SET next_offset = p.next_offset + 1
              FROM unnest($1::uuid[], $2::int[]) AS m(topic_id, partition_index)
              WHERE p.topic_id = m.topic_id AND p.partition_index = m.partition_index",
             &[&rows.topics, &rows.partitions],
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
         if !markers.commit {
             // Only where the transaction stored data: a marker alone hides nothing.
-            tx.execute(
+            execute_cached(
+                tx,
                 "INSERT INTO aborted_txns (topic_id, partition_index, producer_id,
                      first_offset, last_offset)
                  SELECT t.topic_id, t.partition_index, $2, t.first_offset, m.last_offset
@@ -207,17 +213,22 @@ async fn write_end(
                     &rows.offsets,
                 ],
             )
-            .await
-            .map_err(pg_error)?;
+            .await?;
         }
-        tx.execute("SELECT pg_notify($1, $2)", &[&COMMIT_CHANNEL, &object_id])
-            .await
-            .map_err(pg_error)?;
+        execute_cached(
+            tx,
+            "SELECT pg_notify($1, $2)",
+            &[&COMMIT_CHANNEL, &object_id],
+        )
+        .await?;
     }
-    if markers.commit {
+    // Offsets are staged only for groups AddOffsetsToTxn added (`stage`): with none, there
+    // is nothing to move, and two statements are saved.
+    if markers.commit && !record.groups.is_empty() {
         // The staged offsets become the groups' committed offsets, each group listed as
         // a standalone commit would list it.
-        tx.execute(
+        execute_cached(
+            tx,
             "INSERT INTO group_offsets (group_id, topic, partition_index, committed_offset,
                  leader_epoch, metadata, commit_ms)
              SELECT group_id, topic, partition_index, committed_offset, leader_epoch,
@@ -230,31 +241,30 @@ async fn write_end(
                  commit_ms = excluded.commit_ms",
             &[&id],
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
         let no_members = encode_members(&[]).to_vec();
-        tx.execute(
+        execute_cached(
+            tx,
             "INSERT INTO consumer_groups (group_id, generation, members, updated_ms)
              SELECT DISTINCT group_id, 0, $2::bytea, $3::bigint
              FROM txn_offsets WHERE transactional_id = $1
              ON CONFLICT (group_id) DO NOTHING",
             &[&id, &no_members, &now_ms],
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
     }
-    tx.execute(
+    execute_cached(
+        tx,
         "DELETE FROM txn_offsets WHERE transactional_id = $1",
         &[&id],
     )
-    .await
-    .map_err(pg_error)?;
-    tx.execute(
+    .await?;
+    execute_cached(
+        tx,
         "DELETE FROM txn_partitions WHERE transactional_id = $1",
         &[&id],
     )
-    .await
-    .map_err(pg_error)?;
+    .await?;
     store(tx, &ended(record, markers, now_ms)).await
 }
 
@@ -329,12 +339,12 @@ impl Transactions for PgMetastore {
     ) -> Result<TxnInitOutcome, TxnError> {
         let mut client = self.client("init_producer").await?;
         let tx = client.transaction().await.map_err(pg_error)?;
-        tx.execute(
+        execute_cached(
+            &tx,
             "SELECT pg_advisory_xact_lock($1, hashtext($2))",
             &[&INIT_LOCK_CLASS, &request.transactional_id],
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
         let mut existing = load(&tx, &request.transactional_id, true).await?;
         let mut request = request.clone();
         let decided = loop {
@@ -385,14 +395,14 @@ impl Transactions for PgMetastore {
         store(&tx, &next).await?;
         let (topics, indexes): (Vec<Uuid>, Vec<i32>) = partitions.iter().copied().unzip();
         // Expects: the partitions exist (a topic deleted meanwhile fails the call).
-        tx.execute(
+        execute_cached(
+            &tx,
             "INSERT INTO txn_partitions (transactional_id, topic_id, partition_index)
              SELECT $1, * FROM unnest($2::uuid[], $3::int[])
              ON CONFLICT DO NOTHING",
             &[&producer.transactional_id, &topics, &indexes],
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(())
     }
@@ -424,7 +434,8 @@ impl Transactions for PgMetastore {
             &now_ms,
         ];
         // The last of a partition listed twice wins, as in a standalone commit.
-        tx.execute(
+        execute_cached(
+            &tx,
             "INSERT INTO txn_offsets (transactional_id, group_id, topic, partition_index,
                  committed_offset, leader_epoch, metadata, commit_ms)
              SELECT DISTINCT ON (t.topic, t.partition_index) $1, $2, t.topic,
@@ -440,8 +451,7 @@ impl Transactions for PgMetastore {
                  commit_ms = excluded.commit_ms",
             &params,
         )
-        .await
-        .map_err(pg_error)?;
+        .await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(())
     }
@@ -451,16 +461,28 @@ impl Transactions for PgMetastore {
         request: &EndRequest<'_>,
         markers: Option<&MarkerObject>,
     ) -> Result<EndOutcome, TxnError> {
+        let id = request.producer.transactional_id;
         let mut client = self.client("end_transaction").await?;
+        let Some(object) = markers else {
+            // Which markers an end needs is read without a transaction or the lock, in two
+            // round trips instead of six: the end itself reads the record again under its
+            // lock, and writes only if these markers still fit. An answer given from this
+            // read is the state committed when the request came, as good as a later one.
+            let existing = load(&*client, id, false).await?;
+            return Ok(match end(existing.as_ref(), request)? {
+                EndDecision::AlreadyEnded => EndOutcome::AlreadyEnded,
+                EndDecision::Write(wanted) => EndOutcome::NeedsMarkers(wanted),
+            });
+        };
         let tx = client.transaction().await.map_err(pg_error)?;
-        let existing = load(&tx, request.producer.transactional_id, true).await?;
+        let existing = load(&tx, id, true).await?;
         let wanted = match end(existing.as_ref(), request)? {
             EndDecision::AlreadyEnded => return Ok(EndOutcome::AlreadyEnded),
             EndDecision::Write(wanted) => wanted,
         };
-        let Some(object) = markers.filter(|object| object.fits(&wanted)) else {
+        if !object.fits(&wanted) {
             return Ok(EndOutcome::NeedsMarkers(wanted));
-        };
+        }
         let record = existing.expect("an end needs a record");
         write_end(&tx, &record, object, request.now_ms).await?;
         tx.commit().await.map_err(pg_error)?;
