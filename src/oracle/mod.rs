@@ -445,7 +445,7 @@ async fn produce(
                     .to_string(),
             );
     }
-    let client: FutureProducer<ObservingContext> = config
+    config
         .set("bootstrap.servers", &brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -455,9 +455,13 @@ async fn produce(
             "message.timeout.ms",
             workload.message_timeout.as_millis().to_string(),
         )
-        .set("statistics.interval.ms", "1000")
-        .create_with_context(context)
-        .context("producer")?;
+        .set("statistics.interval.ms", "1000");
+    let successor_context = ObservingContext {
+        observed: context.observed.clone(),
+        producer,
+    };
+    let client: FutureProducer<ObservingContext> =
+        config.create_with_context(context).context("producer")?;
     // A transactional producer's consumer group, whose metadata goes with its offsets.
     let group = if transactional {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -607,6 +611,8 @@ async fn produce(
                 index, "transaction of unknown outcome; the producer stops"
             );
             failed += workload.records - end;
+            drop(client);
+            fence(&config, successor_context).await;
             break;
         }
     }
@@ -615,6 +621,42 @@ async fn produce(
         latencies,
         transactions,
     })
+}
+
+/// Starts a new incarnation of a transactional producer that failed for good, as an
+/// application restarting it would: its InitProducerId ends what the failed one left open
+/// (aborted, unless its commit was already decided). Without it, that transaction stays
+/// open until `transaction.timeout.ms`, and read_committed readers and `require_stable`
+/// offset fetches of its group wait behind it. Its outcome stays unknown to the checks,
+/// which then hold it to all or nothing.
+async fn fence(config: &ClientConfig, context: ObservingContext) {
+    let producer = context.producer;
+    let config = config.clone();
+    let fenced = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let successor: FutureProducer<ObservingContext> =
+            config.create_with_context(context).context("producer")?;
+        // Retried: under fault injection its coordinator may be down for a while.
+        let deadline = yaks_common::clock::now() + Duration::from_secs(120);
+        loop {
+            match successor.init_transactions(Duration::from_secs(30)) {
+                Ok(()) => return Ok(()),
+                Err(e) if yaks_common::clock::now() < deadline => {
+                    warn!(producer, error = %e, "fencing the failed producer; retrying");
+                    yaks_common::clock::sleep_blocking(Duration::from_secs(1));
+                }
+                Err(e) => anyhow::bail!("init_transactions: {e}"),
+            }
+        }
+    })
+    .await;
+    match fenced {
+        Ok(Ok(())) => info!(
+            producer,
+            "a new incarnation ended the failed producer's transaction"
+        ),
+        Ok(Err(e)) => warn!(producer, error = %e, "the failed producer could not be fenced"),
+        Err(e) => warn!(producer, error = %e, "the fencing task failed"),
+    }
 }
 
 /// Sends `offsets` to the open transaction and commits it (or aborts it, sending none),
