@@ -456,11 +456,8 @@ async fn produce(
             workload.message_timeout.as_millis().to_string(),
         )
         .set("statistics.interval.ms", "1000");
-    let successor_context = ObservingContext {
-        observed: context.observed.clone(),
-        producer,
-    };
-    let client: FutureProducer<ObservingContext> =
+    let observed = context.observed.clone();
+    let mut client: FutureProducer<ObservingContext> =
         config.create_with_context(context).context("producer")?;
     // A transactional producer's consumer group, whose metadata goes with its offsets.
     let group = if transactional {
@@ -604,16 +601,25 @@ async fn produce(
             .map_err(|_| anyhow::anyhow!("the ledger thread stopped"))?;
         sequence = end;
         if outcome == Some(TxnOutcome::Unknown) {
-            // The producer failed for good (fenced, or out of retries): what it has not
-            // sent counts as failed deliveries.
+            // The producer failed for good (a fatal error, fenced, or out of retries). As
+            // an application would, a new incarnation takes over, which ends what the old
+            // one left open; if none can start, what is not sent counts as failed.
             warn!(
                 producer,
-                index, "transaction of unknown outcome; the producer stops"
+                index, "transaction of unknown outcome; a new incarnation takes over"
             );
-            failed += workload.records - end;
             drop(client);
-            fence(&config, successor_context).await;
-            break;
+            let context = ObservingContext {
+                observed: observed.clone(),
+                producer,
+            };
+            match successor(&config, context).await {
+                Some(next) => client = next,
+                None => {
+                    failed += workload.records - end;
+                    break;
+                }
+            }
         }
     }
     Ok(Produced {
@@ -627,21 +633,24 @@ async fn produce(
 /// application restarting it would: its InitProducerId ends what the failed one left open
 /// (aborted, unless its commit was already decided). Without it, that transaction stays
 /// open until `transaction.timeout.ms`, and read_committed readers and `require_stable`
-/// offset fetches of its group wait behind it. Its outcome stays unknown to the checks,
-/// which then hold it to all or nothing.
-async fn fence(config: &ClientConfig, context: ObservingContext) {
+/// offset fetches of its group wait behind it. The failed transaction's outcome stays
+/// unknown to the checks, which hold it to all or nothing. `None` if it cannot start.
+async fn successor(
+    config: &ClientConfig,
+    context: ObservingContext,
+) -> Option<FutureProducer<ObservingContext>> {
     let producer = context.producer;
     let config = config.clone();
-    let fenced = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    let started = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let successor: FutureProducer<ObservingContext> =
             config.create_with_context(context).context("producer")?;
         // Retried: under fault injection its coordinator may be down for a while.
         let deadline = yaks_common::clock::now() + Duration::from_secs(120);
         loop {
             match successor.init_transactions(Duration::from_secs(30)) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(successor),
                 Err(e) if yaks_common::clock::now() < deadline => {
-                    warn!(producer, error = %e, "fencing the failed producer; retrying");
+                    warn!(producer, error = %e, "starting a new incarnation; retrying");
                     yaks_common::clock::sleep_blocking(Duration::from_secs(1));
                 }
                 Err(e) => anyhow::bail!("init_transactions: {e}"),
@@ -649,13 +658,22 @@ async fn fence(config: &ClientConfig, context: ObservingContext) {
         }
     })
     .await;
-    match fenced {
-        Ok(Ok(())) => info!(
-            producer,
-            "a new incarnation ended the failed producer's transaction"
-        ),
-        Ok(Err(e)) => warn!(producer, error = %e, "the failed producer could not be fenced"),
-        Err(e) => warn!(producer, error = %e, "the fencing task failed"),
+    match started {
+        Ok(Ok(successor)) => {
+            info!(
+                producer,
+                "a new incarnation ended the failed one's transaction"
+            );
+            Some(successor)
+        }
+        Ok(Err(e)) => {
+            warn!(producer, error = %e, "no new incarnation could start");
+            None
+        }
+        Err(e) => {
+            warn!(producer, error = %e, "the task starting a new incarnation failed");
+            None
+        }
     }
 }
 
