@@ -97,8 +97,8 @@ enum Command {
         #[command(subcommand)]
         command: AclCommand,
     },
-    /// List and describe transactional ids, abort a hanging transaction (in PostgreSQL and
-    /// S3, from the settings), as Kafka's `kafka-transactions`.
+    /// List and describe transactional ids, abort a hanging transaction (in PostgreSQL,
+    /// from the settings), as Kafka's `kafka-transactions`.
     Txn {
         #[command(subcommand)]
         command: TxnCommand,

@@ -3,9 +3,9 @@
 //!
 //! Kafka's `kafka-transactions.sh` lists and describes through a broker and aborts a
 //! hanging transaction by writing its markers to the partition leaders. Here the abort is
-//! the coordinator's own: it uploads the ABORT markers and ends the transaction in one
+//! the coordinator's own: it writes the ABORT markers and ends the transaction in one
 //! metastore transaction, fencing the producer, as a timeout does, so it needs the
-//! settings' PostgreSQL and S3, like `yaks user` (listing works through any gateway too:
+//! settings' PostgreSQL, like `yaks user` (listing works through any gateway too:
 //! `kafka-transactions.sh list`).
 
 use std::sync::Arc;
@@ -19,8 +19,6 @@ use yaks_common::metastore::transactions::{
 use yaks_common::metastore::{Cluster, Topics, Transactions};
 use yaks_gateway::GatewayStore;
 use yaks_gateway::transactions::TxnCoordinator;
-
-use crate::roles;
 
 /// `yaks txn …`.
 #[derive(Subcommand, Debug)]
@@ -48,8 +46,7 @@ pub enum TxnCommand {
 
 /// Runs a `yaks txn` command.
 pub async fn run(config: &Config, command: TxnCommand) -> anyhow::Result<()> {
-    let backends = roles::connect(config).await?;
-    let store = backends.metastore.clone();
+    let store = Arc::new(crate::users::metastore(config).await?);
     let now_ms = store.server_time_ms().await?;
     match command {
         TxnCommand::List { state } => {
@@ -115,7 +112,6 @@ pub async fn run(config: &Config, command: TxnCommand) -> anyhow::Result<()> {
             }
             let coordinator = TxnCoordinator::new(
                 store.clone() as Arc<dyn GatewayStore>,
-                backends.objects.clone(),
                 config.s3.key_prefix.clone(),
             );
             let request = EndRequest {

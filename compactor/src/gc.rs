@@ -64,18 +64,22 @@ pub async fn collect(
     for object in marked {
         let key = object.key;
         if !settings.dry_run {
-            let deleted = compactor
-                .s3
-                .measure::<_, _, &str>("delete", &[], objects.delete(key.clone()))
-                .await;
-            if let Err(e) = deleted {
-                warn!(%key, error = %e, "deleting a marked object failed; the next pass retries");
-                continue;
+            // An object kept in the metastore (markers) has nothing in the bucket: its row
+            // is all there is to forget.
+            if !object.inline {
+                let deleted = compactor
+                    .s3
+                    .measure::<_, _, &str>("delete", &[], objects.delete(key.clone()))
+                    .await;
+                if let Err(e) = deleted {
+                    warn!(%key, error = %e, "deleting a marked object failed; the next pass retries");
+                    continue;
+                }
+                compactor.objects_deleted.inc();
+                compactor
+                    .reclaimed_bytes
+                    .inc_by(u64::try_from(object.size_bytes).unwrap_or(0));
             }
-            compactor.objects_deleted.inc();
-            compactor
-                .reclaimed_bytes
-                .inc_by(u64::try_from(object.size_bytes).unwrap_or(0));
             forgotten.push(object.object_id);
         }
         report.deleted.push(key);

@@ -105,6 +105,7 @@ mod tests {
             byte_offset: 0,
             byte_length: bytes,
             object_size: bytes * 4,
+            inline: None,
         }
     }
 

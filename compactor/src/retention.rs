@@ -59,6 +59,7 @@ mod tests {
             byte_offset: 0,
             byte_length: bytes,
             object_size: bytes,
+            inline: None,
         }
     }
 

@@ -93,12 +93,17 @@ pub async fn run_job(
     }
 }
 
-/// The bytes of `entry`, counted as the compactor's GET for its topic.
+/// The bytes of `entry`: one GET, counted as the compactor's for its topic, or none when
+/// its object is kept in the metastore (markers) and the bytes came with the entry.
 pub(crate) async fn read_entry(
     objects: &dyn ObjectStore,
     target: &JobTarget<'_>,
     entry: &IndexEntry,
 ) -> Result<Bytes, StoreError> {
+    // Markers kept in the metastore came with their entry.
+    if let Some(bytes) = &entry.inline {
+        return Ok(bytes.clone());
+    }
     let start = u64::try_from(entry.byte_offset).unwrap_or(0);
     let end = start + u64::try_from(entry.byte_length).unwrap_or(0);
     let bytes = metrics()

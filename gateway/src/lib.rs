@@ -184,11 +184,7 @@ impl Gateway {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(
             (config.max_in_flight_bytes / 1024) as usize,
         ));
-        let transactions = Arc::new(TxnCoordinator::new(
-            metastore.clone(),
-            objects.clone(),
-            key_prefix,
-        ));
+        let transactions = Arc::new(TxnCoordinator::new(metastore.clone(), key_prefix));
         let state = Arc::new(GatewayState {
             transactions,
             oauth,

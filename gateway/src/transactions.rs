@@ -8,23 +8,22 @@
 //! and spread over the gateways; a request that reaches another gateway is answered
 //! NOT_COORDINATOR, as Kafka does, and the client looks again.
 //!
-//! Ending a transaction writes one control batch (marker) per partition. Their bytes go
-//! to the object store first, as one object; then one metastore transaction indexes them
-//! and ends the transaction, or finds the state moved on and leaves the object an orphan
-//! for the garbage collector. No marker is ever indexed without the end, nor the end
-//! without every marker.
+//! Ending a transaction writes one control batch (marker) per partition, tens of bytes
+//! each. They are one object whose body is kept in the metastore, not uploaded: the same
+//! metastore transaction stores it, indexes each marker and ends the transaction, or finds
+//! the state moved on and stores nothing. No marker is ever indexed without the end, nor
+//! the end without every marker, and EndTxn waits for no S3 PUT.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use yaks_common::error::StoreError;
 use yaks_common::ids::ObjectId;
 use yaks_common::metastore::transactions::*;
 use yaks_common::metrics::{TxnEndLabels, metrics};
-use yaks_common::objstore::SharedObjectStore;
 use yaks_common::records::control_batch;
 use yaks_common::shutdown::Shutdown;
 
@@ -34,27 +33,22 @@ use crate::{GatewayState, GatewayStore};
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` is 10 s).
 const EXPIRY_SCAN: Duration = Duration::from_secs(5);
 
-/// How many times a decision is asked again after uploading the markers it named, when
-/// the state moved on meanwhile (another request of the same id won the lock).
+/// How many times a decision is asked again with the markers it named, when the state moved
+/// on meanwhile (another request of the same id won the lock).
 const MARKER_ROUNDS: usize = 3;
 
 /// Decides transactional ids' requests that write markers.
 pub struct TxnCoordinator {
     metastore: Arc<dyn GatewayStore>,
-    objects: SharedObjectStore,
     key_prefix: String,
 }
 
 impl TxnCoordinator {
-    /// A coordinator storing markers under `key_prefix`, as writers store data.
-    pub fn new(
-        metastore: Arc<dyn GatewayStore>,
-        objects: SharedObjectStore,
-        key_prefix: String,
-    ) -> TxnCoordinator {
+    /// A coordinator naming its marker objects under `key_prefix`, as writers name theirs
+    /// (their bodies are in the metastore; the key only names them in logs and listings).
+    pub fn new(metastore: Arc<dyn GatewayStore>, key_prefix: String) -> TxnCoordinator {
         TxnCoordinator {
             metastore,
-            objects,
             key_prefix,
         }
     }
@@ -81,7 +75,7 @@ impl TxnCoordinator {
                 TxnInitOutcome::NeedsMarkers(wanted) => {
                     info!(transactional_id = %request.transactional_id,
                           "aborting the transaction a previous incarnation left open");
-                    markers = Some(self.upload(wanted, request.now_ms).await?);
+                    markers = Some(self.marker_object(wanted, request.now_ms));
                 }
             }
         }
@@ -98,7 +92,7 @@ impl TxnCoordinator {
                 .await?
             {
                 EndOutcome::NeedsMarkers(wanted) => {
-                    markers = Some(self.upload(wanted, request.now_ms).await?);
+                    markers = Some(self.marker_object(wanted, request.now_ms));
                 }
                 done => return Ok(done),
             }
@@ -106,20 +100,20 @@ impl TxnCoordinator {
         Err(moving(request.producer.transactional_id))
     }
 
-    /// Writes `markers` as one object, one control batch per partition in order.
-    async fn upload(&self, markers: Markers, now_ms: i64) -> Result<MarkerObject, StoreError> {
+    /// `markers` as one object, one control batch per partition in order.
+    fn marker_object(&self, markers: Markers, now_ms: i64) -> MarkerObject {
         let object = ObjectId::new(now_ms);
         let object_key = object.key(&self.key_prefix);
-        let mut body = BytesMut::new();
+        let batch = control_batch(
+            markers.producer_id,
+            markers.producer_epoch,
+            markers.commit,
+            0,
+            now_ms,
+        );
+        let mut body = BytesMut::with_capacity(batch.len() * markers.partitions.len());
         let mut ranges = Vec::with_capacity(markers.partitions.len());
         for &(topic_id, partition_index) in &markers.partitions {
-            let batch = control_batch(
-                markers.producer_id,
-                markers.producer_epoch,
-                markers.commit,
-                0,
-                now_ms,
-            );
             ranges.push((
                 topic_id,
                 partition_index,
@@ -128,20 +122,15 @@ impl TxnCoordinator {
             ));
             body.extend_from_slice(&batch);
         }
-        let size_bytes = body.len() as i64;
-        // A transaction that only committed offsets has no partition to mark.
-        if !ranges.is_empty() {
-            self.objects.put(object_key.clone(), body.freeze()).await?;
-        }
-        debug!(%object, partitions = ranges.len(), commit = markers.commit, "markers uploaded");
-        Ok(MarkerObject {
+        MarkerObject {
             markers,
             object,
             object_key,
-            size_bytes,
+            size_bytes: body.len() as i64,
             ranges,
             timestamp_ms: now_ms,
-        })
+            body: body.freeze(),
+        }
     }
 
     /// Aborts transactions past their timeout, fencing their producers, every
@@ -200,10 +189,10 @@ pub fn count_end(commit: bool, reason: &'static str) {
         .inc();
 }
 
-/// The answer when a decision kept changing under the markers uploaded for it.
+/// The answer when a decision kept changing under the markers written for it.
 fn moving(transactional_id: &str) -> TxnError {
     TxnError::Store(StoreError::Retriable(format!(
-        "transaction {transactional_id} changed while its markers were uploaded"
+        "transaction {transactional_id} changed while its markers were written"
     )))
 }
 

@@ -19,6 +19,7 @@
 //! endpoint's parallel GET rate, not one round trip after another.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,6 +194,10 @@ impl FetchService {
         let names = self.names.names(&ids).await;
         let (needed, ahead) = plan(wanted, &snapshots, max_bytes);
         let blocks = |span: &Span<'_>| {
+            // Markers kept in the metastore came with their entry: nothing to load.
+            if span.entry.inline.is_some() {
+                return Vec::new();
+            }
             let topic = names
                 .get(&wanted[span.wanted].topic_id)
                 .map_or("", |name| name);
@@ -398,6 +403,24 @@ impl FetchService {
         Ok(snapshots)
     }
 
+    /// Bytes `range` of `entry`'s object: from the entry itself when its object is kept in
+    /// the metastore (markers), else through the cache.
+    async fn bytes_of(
+        &self,
+        entry: &IndexEntry,
+        object_size: u64,
+        range: Range<u64>,
+        topic: &str,
+    ) -> Result<Bytes, StoreError> {
+        if entry.inline.is_some() {
+            let pos = range.start;
+            return entry.inline_range(range).ok_or_else(|| corrupt(entry, pos));
+        }
+        self.cache
+            .read(&entry.object_key, object_size, range, topic)
+            .await
+    }
+
     /// Whole batches from `fetch_offset` on and below `until`, within `budget` unless the
     /// first batch alone is larger and `first_in_response` is set; and the offsets those
     /// batches hold.
@@ -433,13 +456,7 @@ impl FetchService {
             while pos < end {
                 let room = budget.saturating_sub(out.len()).max(HEADER_LEN) as u64;
                 let mut chunk = self
-                    .cache
-                    .read(
-                        &entry.object_key,
-                        object_size,
-                        pos..end.min(pos + room),
-                        topic,
-                    )
+                    .bytes_of(entry, object_size, pos..end.min(pos + room), topic)
                     .await?;
                 let mut batches = spans(&chunk);
                 if batches.is_empty() {
@@ -452,8 +469,7 @@ impl FetchService {
                         return Err(corrupt(entry, pos));
                     }
                     chunk = self
-                        .cache
-                        .read(&entry.object_key, object_size, pos..pos + len as u64, topic)
+                        .bytes_of(entry, object_size, pos..pos + len as u64, topic)
                         .await?;
                     batches = vec![(0, len)];
                 }
@@ -653,6 +669,7 @@ mod tests {
                 byte_offset: 100 * index as i64,
                 byte_length: 100,
                 object_size: 1600,
+                inline: None,
             })
             .collect();
         let state = PartitionState {

@@ -351,6 +351,7 @@ mod tests {
             byte_offset: 0,
             byte_length: 100,
             object_size: 100,
+            inline: None,
         }
     }
 

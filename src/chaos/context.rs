@@ -116,12 +116,17 @@ pub async fn batches_around(
             break;
         }
         let start = entry.byte_offset as u64;
-        let bytes = objects
-            .get_range(
-                entry.object_key.clone(),
-                start..start + entry.byte_length as u64,
-            )
-            .await?;
+        let bytes = match &entry.inline {
+            Some(bytes) => bytes.clone(),
+            None => {
+                objects
+                    .get_range(
+                        entry.object_key.clone(),
+                        start..start + entry.byte_length as u64,
+                    )
+                    .await?
+            }
+        };
         let object = ObjectId::from_key(key_prefix, &entry.object_key);
         let object_name = object.map_or_else(|| entry.object_key.clone(), |o| o.to_string());
         let object_time = object.map_or_else(String::new, |o| time_of_day(o.timestamp_ms()));

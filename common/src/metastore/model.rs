@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::ids::ObjectId;
@@ -167,6 +168,19 @@ pub struct IndexEntry {
     pub byte_length: i64,
     /// Size of the whole object, so readers can cache it in aligned blocks.
     pub object_size: i64,
+    /// The range's bytes when its object is kept in the metastore, not S3 (a
+    /// transaction's markers): read from here, never from the object store.
+    pub inline: Option<Bytes>,
+}
+
+impl IndexEntry {
+    /// The entry's bytes `range` (object positions, within the entry) when it is inline.
+    pub fn inline_range(&self, range: std::ops::Range<u64>) -> Option<Bytes> {
+        let inline = self.inline.as_ref()?;
+        let start = usize::try_from(range.start.checked_sub(self.byte_offset as u64)?).ok()?;
+        let end = usize::try_from(range.end.checked_sub(self.byte_offset as u64)?).ok()?;
+        inline.get(start..end).map(|_| inline.slice(start..end))
+    }
 }
 
 /// An index entry with the partition it belongs to, as a commit notification delivers it.
@@ -343,4 +357,6 @@ pub struct MarkedObject {
     pub key: String,
     /// Its size, for the reclaimed-bytes metric.
     pub size_bytes: i64,
+    /// Kept in the metastore (a transaction's markers): nothing to delete in S3.
+    pub inline: bool,
 }

@@ -302,6 +302,9 @@ pub struct MarkerObject {
     pub ranges: Vec<(Uuid, i32, i64, i64)>,
     /// The markers' timestamp.
     pub timestamp_ms: i64,
+    /// Its bytes, stored with the end in the metastore (`objects.body`), never uploaded:
+    /// EndTxn waits for no PUT.
+    pub body: bytes::Bytes,
 }
 
 impl MarkerObject {

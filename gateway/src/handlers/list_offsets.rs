@@ -204,17 +204,24 @@ async fn search_entry(
 ) -> Result<Option<Found>, StoreError> {
     let start = entry.byte_offset as u64;
     let length = entry.byte_length as u64;
-    let bytes = metrics()
-        .gateway
-        .s3
-        .measure(
-            "get",
-            &[(topic, length)],
-            state
-                .objects
-                .get_range(entry.object_key.clone(), start..start + length),
-        )
-        .await?;
+    let bytes = match &entry.inline {
+        // Markers kept in the metastore: no record has a timestamp there, but the walk
+        // below must still count their offsets.
+        Some(bytes) => bytes.clone(),
+        None => {
+            metrics()
+                .gateway
+                .s3
+                .measure(
+                    "get",
+                    &[(topic, length)],
+                    state
+                        .objects
+                        .get_range(entry.object_key.clone(), start..start + length),
+                )
+                .await?
+        }
+    };
     let target = if timestamp == MAX_TIMESTAMP {
         entry.max_timestamp
     } else {

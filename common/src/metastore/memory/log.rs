@@ -249,6 +249,7 @@ impl Log for MemoryMetastore {
                     byte_offset: entry.byte_offset,
                     byte_length: entry.byte_length,
                     batch_count: entry.batch_count,
+                    inline: None,
                 },
             );
         }

@@ -36,6 +36,8 @@ struct IndexRow {
     byte_offset: i64,
     byte_length: i64,
     batch_count: i32,
+    /// The range's bytes, when its object is kept in the metastore (markers).
+    inline: Option<bytes::Bytes>,
 }
 
 impl IndexRow {
@@ -48,6 +50,7 @@ impl IndexRow {
             byte_offset: self.byte_offset,
             byte_length: self.byte_length,
             object_size: self.object_size,
+            inline: self.inline.clone(),
         }
     }
 }
@@ -88,6 +91,8 @@ struct State {
     created: HashMap<String, Instant>,
     /// Objects no index entry refers to any more, by id, with when they were marked.
     marked: BTreeMap<String, Instant>,
+    /// Objects whose body is kept here, not in the object store (markers), by id.
+    inline_objects: std::collections::BTreeSet<String>,
     group_epochs: HashMap<String, i64>,
     groups: BTreeMap<String, StoredGroup>,
     /// (group, topic, partition) → offset.

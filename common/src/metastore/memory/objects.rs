@@ -83,6 +83,7 @@ impl Objects for MemoryMetastore {
                 byte_offset: 0,
                 byte_length: swap.size_bytes,
                 batch_count,
+                inline: None,
             },
         );
         for old in old_objects {
@@ -195,6 +196,7 @@ impl Objects for MemoryMetastore {
                     object_id: id.clone(),
                     key: key.clone(),
                     size_bytes: *size_bytes,
+                    inline: state.inline_objects.contains(id),
                 })
             })
             .take(usize::try_from(limit).unwrap_or(0))
@@ -207,6 +209,7 @@ impl Objects for MemoryMetastore {
             state.objects.remove(id);
             state.marked.remove(id);
             state.created.remove(id);
+            state.inline_objects.remove(id);
         }
         Ok(())
     }

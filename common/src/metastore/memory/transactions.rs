@@ -28,6 +28,8 @@ fn write_end(state: &mut State, record: &TxnRecord, object: &MarkerObject, now_m
         else {
             continue;
         };
+        // Expects: the ranges lie in the body (the coordinator built them together).
+        let range = byte_offset as usize..(byte_offset + byte_length) as usize;
         let offset = partition.0;
         partition.0 += 1;
         state.index.insert(
@@ -41,6 +43,7 @@ fn write_end(state: &mut State, record: &TxnRecord, object: &MarkerObject, now_m
                 byte_offset,
                 byte_length,
                 batch_count: 1,
+                inline: Some(object.body.slice(range)),
             },
         );
         if let Some(first_offset) =
@@ -62,6 +65,7 @@ fn write_end(state: &mut State, record: &TxnRecord, object: &MarkerObject, now_m
             (object.object_key.clone(), object.size_bytes),
         );
         state.created.insert(object_id.clone(), crate::clock::now());
+        state.inline_objects.insert(object_id.clone());
         notify(&mut state.feeds, &CommitEvent::Committed { object_id });
     }
     let staged: Vec<_> = state

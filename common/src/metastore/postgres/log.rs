@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::tls::MakeTlsConnect;
@@ -165,7 +166,7 @@ impl Log for PgMetastore {
                 topic_id: r.get(0),
                 partition_index: r.get(1),
                 entry: entry_from_row(r, 2),
-                open_start: r.get(9),
+                open_start: r.get(2 + ENTRY_COLUMN_COUNT),
             })
             .collect())
     }
@@ -506,9 +507,16 @@ const OPEN_START: &str = "(SELECT min(t.first_offset) FROM txn_partitions t
 pub(super) const COMMIT_CHANNEL: &str = "yaks_commits";
 
 /// The columns of an [`IndexEntry`], for queries joining `object_index i` and `objects o`.
+/// The range of a body kept in PostgreSQL comes with it (NULL for an object in S3).
 const ENTRY_COLUMNS: &str = "i.base_offset, i.last_offset, i.max_timestamp, o.object_key, \
-                             i.byte_offset, i.byte_length, o.size_bytes";
+                             i.byte_offset, i.byte_length, o.size_bytes, \
+                             substring(o.body FROM (i.byte_offset + 1)::int \
+                                       FOR i.byte_length::int)";
 
+/// How many columns [`ENTRY_COLUMNS`] are.
+const ENTRY_COLUMN_COUNT: usize = 8;
+
+/// The entry in the [`ENTRY_COLUMNS`] of `row` that start at column `first`.
 fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> IndexEntry {
     IndexEntry {
         base_offset: row.get(first),
@@ -518,6 +526,7 @@ fn entry_from_row(row: &tokio_postgres::Row, first: usize) -> IndexEntry {
         byte_offset: row.get(first + 4),
         byte_length: row.get(first + 5),
         object_size: row.get(first + 6),
+        inline: row.get::<_, Option<Vec<u8>>>(first + 7).map(Bytes::from),
     }
 }
 

@@ -224,7 +224,7 @@ impl Objects for PgMetastore {
         let client = self.client("marked_objects").await?;
         let rows = client
             .query(
-                "SELECT object_id, object_key, size_bytes FROM objects
+                "SELECT object_id, object_key, size_bytes, body IS NOT NULL FROM objects
                  WHERE state = 'marked' AND marked_at <= now() - $1 * interval '1 millisecond'
                  ORDER BY marked_at LIMIT $2",
                 &[&(min_age_ms as f64), &limit],
@@ -237,6 +237,7 @@ impl Objects for PgMetastore {
                 object_id: r.get(0),
                 key: r.get(1),
                 size_bytes: r.get(2),
+                inline: r.get(3),
             })
             .collect())
     }

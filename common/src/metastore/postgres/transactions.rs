@@ -161,8 +161,14 @@ async fn write_end(
         let object_id = object.object.to_string();
         execute_cached(
             tx,
-            "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
-            &[&object_id, &object.object_key, &object.size_bytes],
+            "INSERT INTO objects (object_id, object_key, size_bytes, body)
+             VALUES ($1, $2, $3, $4)",
+            &[
+                &object_id,
+                &object.object_key,
+                &object.size_bytes,
+                &object.body.as_ref(),
+            ],
         )
         .await?;
         let params: [&(dyn ToSql + Sync); 7] = [

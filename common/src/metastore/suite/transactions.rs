@@ -17,7 +17,8 @@ fn init_request(fresh_producer_id: i64, now_ms: i64) -> InitRequest {
     }
 }
 
-/// An uploaded object holding `markers`, one 70-byte marker per partition.
+/// An object holding `markers`, one 70-byte marker per partition (byte n of each is n's
+/// partition index, so a test can tell them apart).
 fn marker_object(markers: &Markers, now_ms: i64) -> MarkerObject {
     let object = ObjectId::new(now_ms);
     let ranges: Vec<_> = markers
@@ -31,6 +32,11 @@ fn marker_object(markers: &Markers, now_ms: i64) -> MarkerObject {
         object_key: object.key("t"),
         object,
         size_bytes: 70 * ranges.len() as i64,
+        body: ranges
+            .iter()
+            .flat_map(|&(_, partition, _, _)| [partition as u8; 70])
+            .collect::<Vec<u8>>()
+            .into(),
         ranges,
         timestamp_ms: now_ms,
     }
@@ -172,15 +178,15 @@ pub async fn a_transaction_ends_with_all_its_markers_and_offsets_at_once(store: 
         assert_eq!((list[0].base_offset, list[0].last_offset), (0, 0));
         assert_eq!(list[0].object_key, markers.object_key);
         assert_eq!(list[0].byte_offset, 70 * n as i64);
+        // Each marker comes back from the metastore, not the object store: its own bytes.
+        assert_eq!(list[0].inline.as_deref(), Some(&[n as u8; 70][..]));
     }
-    assert_eq!(
-        store
-            .object_entries(&markers.object.to_string())
-            .await
-            .expect("by object")
-            .len(),
-        2
-    );
+    let by_object = store
+        .object_entries(&markers.object.to_string())
+        .await
+        .expect("by object");
+    assert_eq!(by_object.len(), 2);
+    assert!(by_object.iter().all(|e| e.entry.inline.is_some()));
     assert_eq!(
         store.fetch_offsets("g", None).await.expect("fetch"),
         vec![offset]
@@ -195,6 +201,26 @@ pub async fn a_transaction_ends_with_all_its_markers_and_offsets_at_once(store: 
     let done = store.transaction(ID).await.expect("read").expect("known");
     assert_eq!(done.state, TxnState::CompleteCommit);
     assert!(done.partitions.is_empty() && done.groups.is_empty());
+
+    // Once retention drops the markers' entries, their object is marked for the garbage
+    // collector as kept in the metastore: there is nothing to delete in S3.
+    for partition in [0, 1] {
+        store
+            .advance_log_start(t, partition, 1)
+            .await
+            .expect("move");
+    }
+    assert_eq!(store.drop_expired_entries().await.expect("drop"), 2);
+    let marked = store.marked_objects(0, 100).await.expect("marked");
+    let object_id = markers.object.to_string();
+    assert!(
+        marked.iter().any(|m| m.object_id == object_id && m.inline),
+        "{marked:?}"
+    );
+    store
+        .forget_objects(std::slice::from_ref(&object_id))
+        .await
+        .expect("forget");
 
     // A retried EndTxn is answered alike; the other outcome is refused.
     assert_eq!(
