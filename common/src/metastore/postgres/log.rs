@@ -733,15 +733,18 @@ async fn write_transaction_starts(
         partitions.push(*partition_index);
         offsets.push(*offset);
     }
-    tx.execute(
-        "UPDATE txn_partitions t SET first_offset = s.first_offset
-         FROM unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[])
-              AS s(transactional_id, topic_id, partition_index, first_offset)
-         WHERE t.transactional_id = s.transactional_id AND t.topic_id = s.topic_id
-           AND t.partition_index = s.partition_index AND t.first_offset IS NULL",
-        &[&ids, &topics, &partitions, &offsets],
-    )
-    .await
+    // Cached like the commit's other statements: it runs under the partitions' locks.
+    let statement = tx
+        .prepare_cached(
+            "UPDATE txn_partitions t SET first_offset = s.first_offset
+             FROM unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[])
+                  AS s(transactional_id, topic_id, partition_index, first_offset)
+             WHERE t.transactional_id = s.transactional_id AND t.topic_id = s.topic_id
+               AND t.partition_index = s.partition_index AND t.first_offset IS NULL",
+        )
+        .await?;
+    tx.execute(&statement, &[&ids, &topics, &partitions, &offsets])
+        .await
 }
 
 /// Upserts the producer states a commit changed, in one statement. Each state's recent

@@ -79,42 +79,62 @@ fn record(row: &tokio_postgres::Row) -> Result<TxnRecord, StoreError> {
 /// Writes a record's own row (its partitions are written where they change).
 async fn store(tx: &Tx<'_>, record: &TxnRecord) -> Result<(), StoreError> {
     let groups: Vec<&str> = record.groups.iter().map(String::as_str).collect();
+    let state = record.state.name();
     execute_cached(
         tx,
-        &format!(
-            "INSERT INTO transactions ({RECORD_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (transactional_id) DO UPDATE SET
-                 producer_id = excluded.producer_id,
-                 producer_epoch = excluded.producer_epoch,
-                 last_epoch = excluded.last_epoch,
-                 previous_producer_id = excluded.previous_producer_id,
-                 state = excluded.state,
-                 timeout_ms = excluded.timeout_ms,
-                 start_ms = excluded.start_ms,
-                 updated_ms = excluded.updated_ms,
-                 groups = excluded.groups"
-        ),
-        &[
-            &record.transactional_id,
-            &record.producer_id,
-            &record.producer_epoch,
-            &record.last_epoch,
-            &record.previous_producer_id,
-            &record.state.name(),
-            &record.timeout_ms,
-            &record.start_ms,
-            &record.updated_ms,
-            &groups,
-        ],
+        &store_statement(),
+        &store_params(record, &state, &groups),
     )
     .await?;
     Ok(())
 }
 
+/// The statement [`store`] runs.
+fn store_statement() -> String {
+    format!(
+        "INSERT INTO transactions ({RECORD_COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (transactional_id) DO UPDATE SET
+             producer_id = excluded.producer_id,
+             producer_epoch = excluded.producer_epoch,
+             last_epoch = excluded.last_epoch,
+             previous_producer_id = excluded.previous_producer_id,
+             state = excluded.state,
+             timeout_ms = excluded.timeout_ms,
+             start_ms = excluded.start_ms,
+             updated_ms = excluded.updated_ms,
+             groups = excluded.groups"
+    )
+}
+
+/// [`store_statement`]'s parameters for `record`, given its state's name and its groups
+/// as the text and text array they are stored as.
+fn store_params<'a>(
+    record: &'a TxnRecord,
+    state: &'a (dyn ToSql + Sync),
+    groups: &'a (dyn ToSql + Sync),
+) -> Vec<&'a (dyn ToSql + Sync)> {
+    vec![
+        &record.transactional_id,
+        &record.producer_id,
+        &record.producer_epoch,
+        &record.last_epoch,
+        &record.previous_producer_id,
+        state,
+        &record.timeout_ms,
+        &record.start_ms,
+        &record.updated_ms,
+        groups,
+    ]
+}
+
 /// Ends `record`'s open transaction with `object`'s markers: indexes each partition's
 /// marker at the partition's next offset, records the aborted ranges or moves the staged
 /// offsets, and leaves the record ended. Expects: the record's row locked by `tx`.
+///
+/// After the partitions' locks, every statement is sent at once (pipelined; the server
+/// runs them in order), as the flush commit does: the locks, which flush commits of the
+/// same partitions wait for, are held for two round trips and the COMMIT, not ten.
 async fn write_end(
     tx: &Tx<'_>,
     record: &TxnRecord,
@@ -124,6 +144,8 @@ async fn write_end(
     let id = record.transactional_id.as_str();
     let markers = &object.markers;
     let (topics, partitions): (Vec<Uuid>, Vec<i32>) = record.partitions.iter().copied().unzip();
+    let prepare = |sql: &'static str| async move { tx.prepare_cached(sql).await.map_err(pg_error) };
+    let mut rows = Columns::default();
     if !topics.is_empty() {
         // The partitions' locks, in the flush commit's order and mode so neither can
         // deadlock the other (*partition locks* in `postgres/mod.rs`); a flush storing this
@@ -139,7 +161,6 @@ async fn write_end(
             &[&topics, &partitions],
         )
         .await?;
-        let mut rows = Columns::default();
         for row in &locked {
             let key: (Uuid, i32) = (row.get(0), row.get(1));
             let Some(&(_, _, byte_offset, byte_length)) = object
@@ -158,120 +179,137 @@ async fn write_end(
             rows.byte_offsets.push(byte_offset);
             rows.byte_lengths.push(byte_length);
         }
-        let object_id = object.object.to_string();
-        execute_cached(
-            tx,
-            "INSERT INTO objects (object_id, object_key, size_bytes, body)
-             VALUES ($1, $2, $3, $4)",
-            &[
+    }
+    let object_id = object.object.to_string();
+    let body = object.body.as_ref();
+    let groups: Vec<&str> = record.groups.iter().map(String::as_str).collect();
+    let ended = ended(record, markers, now_ms);
+    let state = ended.state.name();
+    let no_members = encode_members(&[]).to_vec();
+    // Statements and their parameters, in the order they must run.
+    let mut writes: Vec<(tokio_postgres::Statement, Vec<&(dyn ToSql + Sync)>)> = Vec::new();
+    if !topics.is_empty() {
+        writes.push((
+            prepare(
+                "INSERT INTO objects (object_id, object_key, size_bytes, body)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .await?,
+            vec![&object_id, &object.object_key, &object.size_bytes, &body],
+        ));
+        writes.push((
+            prepare(
+                "INSERT INTO object_index (topic_id, partition_index, base_offset, last_offset,
+                     max_timestamp, object_id, byte_offset, byte_length, batch_count)
+                 SELECT topic_id, partition_index, base_offset, base_offset, $4, $5,
+                        byte_offset, byte_length, 1
+                 FROM unnest($1::uuid[], $2::int[], $3::bigint[], $6::bigint[], $7::bigint[])
+                      AS m(topic_id, partition_index, base_offset, byte_offset, byte_length)",
+            )
+            .await?,
+            vec![
+                &rows.topics,
+                &rows.partitions,
+                &rows.offsets,
+                &object.timestamp_ms,
                 &object_id,
-                &object.object_key,
-                &object.size_bytes,
-                &object.body.as_ref(),
+                &rows.byte_offsets,
+                &rows.byte_lengths,
             ],
-        )
-        .await?;
-        let params: [&(dyn ToSql + Sync); 7] = [
-            &rows.topics,
-            &rows.partitions,
-            &rows.offsets,
-            &object.timestamp_ms,
-            &object_id,
-            &rows.byte_offsets,
-            &rows.byte_lengths,
-        ];
-        execute_cached(
-            tx,
-            "INSERT INTO object_index (topic_id, partition_index, base_offset, last_offset,
-                 max_timestamp, object_id, byte_offset, byte_length, batch_count)
-             SELECT topic_id, partition_index, base_offset, base_offset, $4, $5,
-                    byte_offset, byte_length, 1
-             FROM unnest($1::uuid[], $2::int[], $3::bigint[], $6::bigint[], $7::bigint[])
-                  AS m(topic_id, partition_index, base_offset, byte_offset, byte_length)",
-            &params,
-        )
-        .await?;
-        execute_cached(
-            tx,
-            "UPDATE partitions p SET next_offset = p.next_offset + 1
-             FROM unnest($1::uuid[], $2::int[]) AS m(topic_id, partition_index)
-             WHERE p.topic_id = m.topic_id AND p.partition_index = m.partition_index",
-            &[&rows.topics, &rows.partitions],
-        )
-        .await?;
+        ));
+        writes.push((
+            prepare(
+                "UPDATE partitions p SET next_offset = p.next_offset + 1
+                 FROM unnest($1::uuid[], $2::int[]) AS m(topic_id, partition_index)
+                 WHERE p.topic_id = m.topic_id AND p.partition_index = m.partition_index",
+            )
+            .await?,
+            vec![&rows.topics, &rows.partitions],
+        ));
         if !markers.commit {
-            // Only where the transaction stored data: a marker alone hides nothing.
-            execute_cached(
-                tx,
-                "INSERT INTO aborted_txns (topic_id, partition_index, producer_id,
-                     first_offset, last_offset)
-                 SELECT t.topic_id, t.partition_index, $2, t.first_offset, m.last_offset
-                 FROM txn_partitions t
-                 JOIN unnest($3::uuid[], $4::int[], $5::bigint[])
-                      AS m(topic_id, partition_index, last_offset)
-                   USING (topic_id, partition_index)
-                 WHERE t.transactional_id = $1 AND t.first_offset IS NOT NULL",
-                &[
+            // Only where the transaction stored data: a marker alone hides nothing. Before
+            // the transaction's partition rows go, below.
+            writes.push((
+                prepare(
+                    "INSERT INTO aborted_txns (topic_id, partition_index, producer_id,
+                         first_offset, last_offset)
+                     SELECT t.topic_id, t.partition_index, $2, t.first_offset, m.last_offset
+                     FROM txn_partitions t
+                     JOIN unnest($3::uuid[], $4::int[], $5::bigint[])
+                          AS m(topic_id, partition_index, last_offset)
+                       USING (topic_id, partition_index)
+                     WHERE t.transactional_id = $1 AND t.first_offset IS NOT NULL",
+                )
+                .await?,
+                vec![
                     &id,
                     &record.producer_id,
                     &rows.topics,
                     &rows.partitions,
                     &rows.offsets,
                 ],
-            )
-            .await?;
+            ));
         }
-        execute_cached(
-            tx,
-            "SELECT pg_notify($1, $2)",
-            &[&COMMIT_CHANNEL, &object_id],
-        )
-        .await?;
+        writes.push((
+            prepare("SELECT pg_notify($1, $2)").await?,
+            vec![&COMMIT_CHANNEL, &object_id],
+        ));
     }
     // Offsets are staged only for groups AddOffsetsToTxn added (`stage`): with none, there
-    // is nothing to move, and two statements are saved.
-    if markers.commit && !record.groups.is_empty() {
+    // is nothing to move.
+    if markers.commit && !groups.is_empty() {
         // The staged offsets become the groups' committed offsets, each group listed as
-        // a standalone commit would list it.
-        execute_cached(
-            tx,
-            "INSERT INTO group_offsets (group_id, topic, partition_index, committed_offset,
-                 leader_epoch, metadata, commit_ms)
-             SELECT group_id, topic, partition_index, committed_offset, leader_epoch,
-                    metadata, commit_ms
-             FROM txn_offsets WHERE transactional_id = $1
-             ON CONFLICT (group_id, topic, partition_index) DO UPDATE SET
-                 committed_offset = excluded.committed_offset,
-                 leader_epoch = excluded.leader_epoch,
-                 metadata = excluded.metadata,
-                 commit_ms = excluded.commit_ms",
-            &[&id],
-        )
-        .await?;
-        let no_members = encode_members(&[]).to_vec();
-        execute_cached(
-            tx,
-            "INSERT INTO consumer_groups (group_id, generation, members, updated_ms)
-             SELECT DISTINCT group_id, 0, $2::bytea, $3::bigint
-             FROM txn_offsets WHERE transactional_id = $1
-             ON CONFLICT (group_id) DO NOTHING",
-            &[&id, &no_members, &now_ms],
-        )
-        .await?;
+        // a standalone commit would list it. Before the staged rows go, below.
+        writes.push((
+            prepare(
+                "INSERT INTO group_offsets (group_id, topic, partition_index, committed_offset,
+                     leader_epoch, metadata, commit_ms)
+                 SELECT group_id, topic, partition_index, committed_offset, leader_epoch,
+                        metadata, commit_ms
+                 FROM txn_offsets WHERE transactional_id = $1
+                 ON CONFLICT (group_id, topic, partition_index) DO UPDATE SET
+                     committed_offset = excluded.committed_offset,
+                     leader_epoch = excluded.leader_epoch,
+                     metadata = excluded.metadata,
+                     commit_ms = excluded.commit_ms",
+            )
+            .await?,
+            vec![&id],
+        ));
+        writes.push((
+            prepare(
+                "INSERT INTO consumer_groups (group_id, generation, members, updated_ms)
+                 SELECT DISTINCT group_id, 0, $2::bytea, $3::bigint
+                 FROM txn_offsets WHERE transactional_id = $1
+                 ON CONFLICT (group_id) DO NOTHING",
+            )
+            .await?,
+            vec![&id, &no_members, &now_ms],
+        ));
     }
-    execute_cached(
-        tx,
-        "DELETE FROM txn_offsets WHERE transactional_id = $1",
-        &[&id],
+    writes.push((
+        prepare("DELETE FROM txn_offsets WHERE transactional_id = $1").await?,
+        vec![&id],
+    ));
+    writes.push((
+        prepare("DELETE FROM txn_partitions WHERE transactional_id = $1").await?,
+        vec![&id],
+    ));
+    let ended_groups: Vec<&str> = ended.groups.iter().map(String::as_str).collect();
+    writes.push((
+        tx.prepare_cached(&store_statement())
+            .await
+            .map_err(pg_error)?,
+        store_params(&ended, &state, &ended_groups),
+    ));
+    futures::future::try_join_all(
+        writes
+            .iter()
+            .map(|(statement, params)| tx.execute(statement, params.as_slice())),
     )
-    .await?;
-    execute_cached(
-        tx,
-        "DELETE FROM txn_partitions WHERE transactional_id = $1",
-        &[&id],
-    )
-    .await?;
-    store(tx, &ended(record, markers, now_ms)).await
+    .await
+    .map_err(pg_error)?;
+    Ok(())
 }
 
 /// The marker index rows of one end, as columns.
