@@ -608,6 +608,22 @@ impl Split {
     fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.ports[Split::GATEWAY])
     }
+
+    /// The processes' logs since they started (the killed ones' logs were replaced by their
+    /// successors'), for a failure's message.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for process in self.processes.iter().flatten() {
+            let text = std::fs::read_to_string(&process.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {} (last 80 lines)\n", process.name));
+            for line in &lines[lines.len().saturating_sub(80)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
 }
 
 /// A transaction whose coordinating gateway is killed between AddPartitionsToTxn and
@@ -633,13 +649,21 @@ async fn a_transaction_is_whole_after_its_gateway_or_writer_is_killed_midway() {
     let held = Held::start(&bootstrap, "txn-killed", "writer-killed", "W", 60_000, true).await;
     yaks_common::clock::sleep(std::time::Duration::from_millis(300)).await;
     split.kill_and_restart(Split::WRITER).await;
+    let asked = yaks_common::clock::now();
     let outcome = held.end("commit").await;
-    println!("the transaction whose writer was killed: {outcome}");
+    println!(
+        "the transaction whose writer was killed: {outcome} after {:?}",
+        asked.elapsed()
+    );
     let (committed, uncommitted) = read_isolated(&bootstrap, "txn-killed").await;
     match outcome.as_str() {
         "committed" => assert_eq!(committed, values(&["G", "W"])),
         other => {
-            assert!(other.starts_with("aborted after"), "{other}");
+            assert!(
+                other.starts_with("aborted after"),
+                "{other}\n{}",
+                split.logs()
+            );
             assert_eq!(committed, values(&["G"]));
         }
     }
