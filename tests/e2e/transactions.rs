@@ -614,7 +614,7 @@ impl Split {
     fn logs(&self) -> String {
         let mut out = String::new();
         for process in self.processes.iter().flatten() {
-            let text = std::fs::read_to_string(&process.log).unwrap_or_default();
+            let text = process.log_text();
             let lines: Vec<&str> = text.lines().collect();
             out.push_str(&format!("--- {} (last 80 lines)\n", process.name));
             for line in &lines[lines.len().saturating_sub(80)..] {

@@ -554,30 +554,11 @@ impl Transactions for PgMetastore {
         from: i64,
         until: i64,
     ) -> Result<Vec<AbortedTxn>, TxnError> {
-        let client = self.client("aborted_transactions").await?;
-        // Cached: every read_committed fetch of transactional batches asks, and a statement
-        // prepared afresh is one more round trip each time.
-        let statement = client
-            .prepare_cached(
-                "SELECT producer_id, first_offset, last_offset FROM aborted_txns
-                 WHERE topic_id = $1 AND partition_index = $2
-                   AND last_offset >= $3 AND first_offset < $4
-                 ORDER BY first_offset, last_offset",
-            )
-            .await
-            .map_err(pg_error)?;
-        let rows = client
-            .query(&statement, &[&topic_id, &partition_index, &from, &until])
-            .await
-            .map_err(pg_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| AbortedTxn {
-                producer_id: row.get(0),
-                first_offset: row.get(1),
-                last_offset: row.get(2),
-            })
-            .collect())
+        // The statement of a whole fetch's ranges, for one range.
+        let mut answers = self
+            .aborted_transactions_of(&[(topic_id, partition_index, from, until)])
+            .await?;
+        Ok(answers.pop().unwrap_or_default())
     }
 
     /// One statement for every range, so a Fetch pays one round trip however many
@@ -595,23 +576,19 @@ impl Transactions for PgMetastore {
         let froms: Vec<i64> = ranges.iter().map(|r| r.2).collect();
         let untils: Vec<i64> = ranges.iter().map(|r| r.3).collect();
         let client = self.client("aborted_transactions").await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT r.n, a.producer_id, a.first_offset, a.last_offset
-                 FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[])
-                      WITH ORDINALITY AS r(topic_id, partition_index, from_offset,
-                                           until_offset, n)
-                 JOIN aborted_txns a
-                   ON a.topic_id = r.topic_id AND a.partition_index = r.partition_index
-                  AND a.last_offset >= r.from_offset AND a.first_offset < r.until_offset
-                 ORDER BY r.n, a.first_offset, a.last_offset",
-            )
-            .await
-            .map_err(pg_error)?;
-        let rows = client
-            .query(&statement, &[&topics, &partitions, &froms, &untils])
-            .await
-            .map_err(pg_error)?;
+        let rows = query_cached(
+            &*client,
+            "SELECT r.n, a.producer_id, a.first_offset, a.last_offset
+             FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[])
+                  WITH ORDINALITY AS r(topic_id, partition_index, from_offset,
+                                       until_offset, n)
+             JOIN aborted_txns a
+               ON a.topic_id = r.topic_id AND a.partition_index = r.partition_index
+              AND a.last_offset >= r.from_offset AND a.first_offset < r.until_offset
+             ORDER BY r.n, a.first_offset, a.last_offset",
+            &[&topics, &partitions, &froms, &untils],
+        )
+        .await?;
         for row in rows {
             // ORDINALITY counts from 1.
             let n: i64 = row.get(0);
