@@ -40,6 +40,7 @@ use yaks_common::metastore::{IndexEntry, PartitionState};
 use yaks_common::topic_names::TopicNames;
 
 use crate::cache::{BlockCache, BlockRef};
+use crate::clean::CleanRanges;
 use crate::tail::{PartitionKey, Snapshot, TailIndex};
 
 /// The leader epoch of every partition, as Metadata reports it.
@@ -99,6 +100,19 @@ pub struct FetchService {
     cache: BlockCache,
     tail: Arc<TailIndex>,
     names: TopicNames,
+    /// Ranges read_committed fetches need not ask the aborted transactions of.
+    clean: Arc<CleanRanges>,
+}
+
+/// A read_committed partition of an answer whose aborted transactions are to be listed.
+struct AbortedAsk {
+    /// Its place in the answer.
+    index: usize,
+    /// What is asked: from the fetch offset to the last stable offset, so that an answer
+    /// of none covers what the consumer reads next (see [`crate::clean`]).
+    range: AbortedRange,
+    /// Where the records returned end: only transactions starting below it are listed.
+    end: i64,
 }
 
 impl FetchService {
@@ -113,6 +127,7 @@ impl FetchService {
             metastore,
             cache,
             tail,
+            clean: Arc::default(),
         }
     }
 
@@ -227,9 +242,9 @@ impl FetchService {
         let mut total = 0usize;
         let mut offsets = 0usize;
         let mut out = Vec::with_capacity(wanted.len());
-        // Read_committed partitions that return transactional batches, by place in `out`,
-        // with the range returned: their aborted transactions are listed after the loop.
-        let mut aborted_asked: Vec<(usize, AbortedRange)> = Vec::new();
+        // Read_committed partitions that return transactional batches outside a range known
+        // to be clean: their aborted transactions are listed after the loop.
+        let mut aborted_asked: Vec<AbortedAsk> = Vec::new();
         for (w, snapshot) in wanted.iter().zip(snapshots) {
             let Some(Snapshot { state, entries }) = snapshot else {
                 out.push(kafka::fetch_error(
@@ -274,9 +289,15 @@ impl FetchService {
                 && w.committed
                 && any_transactional(records)
             {
-                // Answered below, for every such partition of this fetch at once.
                 let end = first_offset(records) + *taken as i64;
-                aborted_asked.push((out.len(), (w.topic_id, w.partition, w.fetch_offset, end)));
+                if !self.clean.covers(w.key(), &(w.fetch_offset..end)) {
+                    // Answered below, for every such partition of this fetch at once.
+                    aborted_asked.push(AbortedAsk {
+                        index: out.len(),
+                        range: (w.topic_id, w.partition, w.fetch_offset, stable.max(end)),
+                        end,
+                    });
+                }
             }
             match read {
                 Ok((records, taken)) => {
@@ -302,20 +323,28 @@ impl FetchService {
     /// range meets what it returns, as Kafka's transaction index answers: clients skip
     /// their batches. One metastore call for all of them; if it fails, those partitions
     /// return no records and a storage error (the client retries), never records without
-    /// the list that says which to skip.
+    /// the list that says which to skip. A partition with none up to its last stable
+    /// offset is remembered as clean up to there.
     async fn list_aborted(
         &self,
         out: &mut [PartitionData],
         total: &mut usize,
-        asked: &[(usize, AbortedRange)],
+        asked: &[AbortedAsk],
     ) {
-        let ranges: Vec<AbortedRange> = asked.iter().map(|(_, range)| *range).collect();
+        let ranges: Vec<AbortedRange> = asked.iter().map(|ask| ask.range).collect();
         match self.metastore.aborted_transactions_of(&ranges).await {
             Ok(answers) => {
-                for ((index, _), aborted) in asked.iter().zip(answers) {
-                    out[*index].aborted_transactions = Some(
+                for (ask, aborted) in asked.iter().zip(answers) {
+                    let (topic_id, partition, from, until) = ask.range;
+                    // Asked up to the last stable offset only when nothing returned lies
+                    // above it (always so: reads stop there).
+                    if aborted.is_empty() && ask.end <= until {
+                        self.clean.learn((topic_id, partition), from..until);
+                    }
+                    out[ask.index].aborted_transactions = Some(
                         aborted
                             .iter()
+                            .filter(|a| a.first_offset < ask.end)
                             .map(|a| {
                                 AbortedTransaction::default()
                                     .with_producer_id(ProducerId(a.producer_id))
@@ -327,8 +356,8 @@ impl FetchService {
             }
             Err(e) => {
                 warn!(partitions = asked.len(), error = %e, "listing aborted transactions failed");
-                for (index, _) in asked {
-                    let data = &mut out[*index];
+                for ask in asked {
+                    let data = &mut out[ask.index];
                     *total -= data.records.as_ref().map_or(0, |r| r.len());
                     data.records = Some(Bytes::new());
                     data.error_code = ResponseError::KafkaStorageError.code();
@@ -603,7 +632,6 @@ fn plan<'a>(
     (needed, ahead)
 }
 
-/// Total length of the batch starting `bytes`, if its length field is there and sane.
 /// Whether an answer holds a transactional batch (data or marker): only then can an
 /// aborted transaction's range meet it.
 fn any_transactional(records: &Bytes) -> bool {
@@ -622,6 +650,7 @@ fn first_offset(records: &Bytes) -> i64 {
         .map_or(0, i64::from_be_bytes)
 }
 
+/// Total length of the batch starting `bytes`, if its length field is there and sane.
 fn batch_len(bytes: &Bytes) -> Option<usize> {
     if bytes.len() < LOG_OVERHEAD {
         return None;

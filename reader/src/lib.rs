@@ -7,12 +7,15 @@
 //!   honours the byte limits and long-polls on commit notifications;
 //! - [`tail`]: the in-memory index of recent commits, fed by PostgreSQL NOTIFY, so tailing
 //!   consumers cost no query per fetch;
-//! - [`cache`]: the foyer hybrid cache of aligned object blocks, one ranged GET per miss.
+//! - [`cache`]: the foyer hybrid cache of aligned object blocks, one ranged GET per miss;
+//! - [`clean`]: offset ranges known to hold no aborted transaction, so read_committed
+//!   fetches over them ask PostgreSQL nothing.
 //!
 //! The internal HTTP endpoint (`POST /v1/fetch`, and `/healthz`, `/readyz`, `/metrics`) is
 //! in this file; a reader registers in the service registry with a lease so gateways find it.
 
 pub mod cache;
+pub mod clean;
 pub mod fetch;
 pub mod tail;
 
