@@ -28,6 +28,9 @@ use crate::produce_order::PreviousSettled;
 /// How long a writer that lost an answer gets to show whether it is still the same process.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How often a writer that lost an answer is asked again while no answer settled it.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
 /// How long a writer that failed is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(2);
 
@@ -202,26 +205,42 @@ impl WriterPool {
     }
 
     /// A writer accepted a produce (as writer process `instance`) and its answer was lost.
-    /// Returns once the produce can no longer be stored: at once when that process is gone
-    /// (nothing listens, or another process answers), else at `deadline`, after which its
-    /// commit deadline has passed. Only then may the client be told it timed out: it may
-    /// re-send the records under a new producer epoch, which the sequence check cannot
+    /// Returns once the produce can no longer be stored: as soon as that process is seen
+    /// gone (nothing listens, or another process answers), else at `deadline`, after which
+    /// its commit deadline has passed. Only then may the client be told it timed out: it
+    /// may re-send the records under a new producer epoch, which the sequence check cannot
     /// relate to the first attempt.
+    ///
+    /// Asks every [`PROBE_INTERVAL`] until then: one failed probe says nothing. Right
+    /// after a writer dies, a probe may reuse a pooled connection to it whose close was not
+    /// noticed yet, or reach its successor on the same address before it serves; taking
+    /// either for "maybe alive" held the client for the whole deadline (30 s by default)
+    /// although the next probe would have shown the process gone.
     pub async fn settle_lost(&self, url: &str, instance: Option<&str>, deadline: Instant) {
-        let probe = self.rpc.get(url, HEALTH_PATH);
-        let gone = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-            Ok(Err(failure)) => failure == ProbeFailure::Refused,
-            Ok(Ok(response)) => {
-                let now = response
-                    .headers()
-                    .get(WRITER_INSTANCE_HEADER)
-                    .and_then(|v| v.to_str().ok());
-                instance.is_some() && now != instance
+        loop {
+            let asked = yaks_common::clock::now();
+            let probe = self.rpc.get(url, HEALTH_PATH);
+            let gone =
+                match tokio::time::timeout_at(deadline.min(asked + PROBE_TIMEOUT), probe).await {
+                    Ok(Err(failure)) => failure == ProbeFailure::Refused,
+                    Ok(Ok(response)) => {
+                        let now = response
+                            .headers()
+                            .get(WRITER_INSTANCE_HEADER)
+                            .and_then(|v| v.to_str().ok());
+                        instance.is_some() && now != instance
+                    }
+                    Err(_) => false,
+                };
+            if gone {
+                return;
             }
-            Err(_) => false,
-        };
-        if !gone {
-            yaks_common::clock::sleep_until(deadline).await;
+            let next = asked + PROBE_INTERVAL;
+            if next >= deadline {
+                yaks_common::clock::sleep_until(deadline).await;
+                return;
+            }
+            yaks_common::clock::sleep_until(next).await;
         }
     }
 
@@ -272,6 +291,61 @@ mod tests {
         };
         tokio::spawn(serve(listener, handler, shutdown));
         (format!("http://{addr}"), requests, trigger)
+    }
+
+    /// A peer on loopback that closes its first connection unanswered, then answers
+    /// every request as writer process `instance`.
+    async fn flaky_writer(instance: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                if std::mem::take(&mut first) {
+                    let mut request = [0u8; 1024];
+                    let _ = socket.read(&mut request).await;
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let mut request = [0u8; 1024];
+                    let _ = socket.read(&mut request).await;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\n{WRITER_INSTANCE_HEADER}: {instance}\r\n\
+                         content-length: 2\r\nconnection: close\r\n\r\nok"
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_settles_once_a_later_probe_finds_another_process() {
+        let url = flaky_writer("successor").await;
+        let pool = pool(vec![url.clone()]);
+        let started = yaks_common::clock::now();
+        let deadline = started + Duration::from_secs(20);
+        pool.settle_lost(&url, Some("killed"), deadline).await;
+        // The first probe failed without saying anything; the next one met the successor.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_of_a_process_still_answering_settles_at_its_deadline() {
+        let url = flaky_writer("same").await;
+        let pool = pool(vec![url.clone()]);
+        let started = yaks_common::clock::now();
+        let deadline = started + Duration::from_millis(900);
+        pool.settle_lost(&url, Some("same"), deadline).await;
+        assert!(yaks_common::clock::now() >= deadline);
     }
 
     fn pool(urls: Vec<String>) -> WriterPool {
