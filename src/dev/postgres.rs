@@ -52,7 +52,20 @@ impl EmbeddedPostgres {
         if !dir.join("PG_VERSION").exists() {
             pg.initdb()?;
         }
-        pg.pg_ctl_start()?;
+        // The port was free when drawn, but initdb takes seconds, and another process
+        // starting at the same time (tests run side by side) may have drawn it too.
+        let mut attempts = 0;
+        while let Err(e) = pg.pg_ctl_start() {
+            attempts += 1;
+            if attempts == 3 || !pg.log_tail().contains("Address already in use") {
+                return Err(e);
+            }
+            warn!(
+                port = pg.port,
+                "the drawn port was taken meanwhile; drawing another"
+            );
+            pg.port = free_port()?;
+        }
         pg.stopped = false;
         info!(port = pg.port, dir = %dir.display(), "private postgresql started");
         Ok(pg)
@@ -147,7 +160,20 @@ impl EmbeddedPostgres {
                 "-D", &data_dir, "-l", &log, "-o", &options, "-w", "-t", "60", "start",
             ],
         )
-        .with_context(|| format!("starting postgresql (log: {log})"))
+        .with_context(|| {
+            format!(
+                "starting postgresql (log: {log}, which ends:\n{})",
+                self.log_tail()
+            )
+        })
+    }
+
+    /// The last lines of the server's log: why it did not start, kept in the error since a
+    /// test's directory goes with it.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
     }
 
     fn run(&self, program: &str, args: &[&str]) -> anyhow::Result<()> {
