@@ -29,29 +29,35 @@ type Tx<'a> = deadpool_postgres::Transaction<'a>;
 /// Reads one transactional id's record, locked for the rest of the transaction `client` is
 /// in when `lock`. Its partitions are read by a second statement, after the lock is held:
 /// a subquery of the first would read them as of before its wait for the lock, and miss
-/// those the holder added.
+/// those the holder added. Both are sent at once, in that order (PostgreSQL runs a
+/// connection's statements in the order they arrive): one round trip.
 async fn load<C: GenericClient>(
     client: &C,
     id: &str,
     lock: bool,
 ) -> Result<Option<TxnRecord>, StoreError> {
     let lock = if lock { " FOR UPDATE" } else { "" };
-    let found = query_cached(
-        client,
-        &format!("SELECT {RECORD_COLUMNS} FROM transactions WHERE transactional_id = $1{lock}"),
-        &[&id],
+    let prepare = |sql: String| async move { client.prepare_cached(&sql).await.map_err(pg_error) };
+    let record_statement = prepare(format!(
+        "SELECT {RECORD_COLUMNS} FROM transactions WHERE transactional_id = $1{lock}"
+    ))
+    .await?;
+    let partitions_statement = prepare(
+        "SELECT topic_id, partition_index FROM txn_partitions WHERE transactional_id = $1"
+            .to_owned(),
     )
     .await?;
+    let params: [&(dyn ToSql + Sync); 1] = [&id];
+    // Polled in this order, each sends its statement on its first poll.
+    let (found, partitions) = futures::try_join!(
+        client.query(&record_statement, &params),
+        client.query(&partitions_statement, &params),
+    )
+    .map_err(pg_error)?;
     let Some(row) = found.first() else {
         return Ok(None);
     };
     let mut record = record(row)?;
-    let partitions = query_cached(
-        client,
-        "SELECT topic_id, partition_index FROM txn_partitions WHERE transactional_id = $1",
-        &[&id],
-    )
-    .await?;
     record.partitions = partitions.iter().map(|p| (p.get(0), p.get(1))).collect();
     Ok(Some(record))
 }
@@ -436,17 +442,31 @@ impl Transactions for PgMetastore {
         let Some(next) = add(existing.as_ref(), producer, partitions, groups, now_ms)? else {
             return Ok(());
         };
-        store(&tx, &next).await?;
         let (topics, indexes): (Vec<Uuid>, Vec<i32>) = partitions.iter().copied().unzip();
-        // Expects: the partitions exist (a topic deleted meanwhile fails the call).
-        execute_cached(
-            &tx,
-            "INSERT INTO txn_partitions (transactional_id, topic_id, partition_index)
-             SELECT $1, * FROM unnest($2::uuid[], $3::int[])
-             ON CONFLICT DO NOTHING",
-            &[&producer.transactional_id, &topics, &indexes],
+        let groups: Vec<&str> = next.groups.iter().map(String::as_str).collect();
+        let state = next.state.name();
+        let store_record = tx
+            .prepare_cached(&store_statement())
+            .await
+            .map_err(pg_error)?;
+        let insert_partitions = tx
+            .prepare_cached(
+                "INSERT INTO txn_partitions (transactional_id, topic_id, partition_index)
+                 SELECT $1, * FROM unnest($2::uuid[], $3::int[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(pg_error)?;
+        // Sent together; expects the partitions to exist (a topic deleted meanwhile fails
+        // the call).
+        let record_params = store_params(&next, &state, &groups);
+        let partition_params: [&(dyn ToSql + Sync); 3] =
+            [&producer.transactional_id, &topics, &indexes];
+        futures::try_join!(
+            tx.execute(&store_record, &record_params),
+            tx.execute(&insert_partitions, &partition_params),
         )
-        .await?;
+        .map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
         Ok(())
     }
