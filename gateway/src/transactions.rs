@@ -13,13 +13,23 @@
 //! metastore transaction stores it, indexes each marker and ends the transaction, or finds
 //! the state moved on and stores nothing. No marker is ever indexed without the end, nor
 //! the end without every marker, and EndTxn waits for no S3 PUT.
+//!
+//! The markers an end needs are the partitions the metastore holds for the transaction.
+//! The coordinator remembers the partitions it added itself, and an EndTxn sends markers
+//! for them with its first call: when they cover the transaction (as they do whenever its
+//! partitions were added through this gateway), the end is one metastore transaction;
+//! when not, the metastore names the markers it needs and the end is asked again. The
+//! metastore decides under its lock either way, so a stale memory costs a round trip,
+//! never a wrong marker.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::ResponseError;
 use tracing::{info, warn};
+use uuid::Uuid;
 use yaks_common::error::StoreError;
 use yaks_common::ids::ObjectId;
 use yaks_common::metastore::transactions::*;
@@ -37,10 +47,23 @@ const EXPIRY_SCAN: Duration = Duration::from_secs(5);
 /// on meanwhile (another request of the same id won the lock).
 const MARKER_ROUNDS: usize = 3;
 
+/// Transactional ids remembered at most; past that the memory starts over (their ends
+/// then take the round trip that asks which markers they need).
+const MAX_REMEMBERED: usize = 65_536;
+
 /// Decides transactional ids' requests that write markers.
 pub struct TxnCoordinator {
     metastore: Arc<dyn GatewayStore>,
     key_prefix: String,
+    /// The partitions this gateway added to each open transaction, by transactional id.
+    added: Mutex<HashMap<String, Added>>,
+}
+
+/// Partitions a producer incarnation added through this gateway since its last end here.
+struct Added {
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: BTreeSet<(Uuid, i32)>,
 }
 
 impl TxnCoordinator {
@@ -50,7 +73,62 @@ impl TxnCoordinator {
         TxnCoordinator {
             metastore,
             key_prefix,
+            added: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The metastore added `partitions` to `producer`'s transaction: its end will need
+    /// their markers.
+    pub fn note_added(&self, producer: &TxnProducer<'_>, partitions: &[(Uuid, i32)]) {
+        let mut added = self.added.lock().unwrap_or_else(|p| p.into_inner());
+        if added.len() >= MAX_REMEMBERED && !added.contains_key(producer.transactional_id) {
+            added.clear();
+        }
+        let entry = added
+            .entry(producer.transactional_id.to_owned())
+            .or_insert_with(|| Added {
+                producer_id: producer.producer_id,
+                producer_epoch: producer.producer_epoch,
+                partitions: BTreeSet::new(),
+            });
+        if (entry.producer_id, entry.producer_epoch)
+            != (producer.producer_id, producer.producer_epoch)
+        {
+            *entry = Added {
+                producer_id: producer.producer_id,
+                producer_epoch: producer.producer_epoch,
+                partitions: BTreeSet::new(),
+            };
+        }
+        entry.partitions.extend(partitions.iter().copied());
+    }
+
+    /// The markers a client's end of `request` most likely needs: those of the partitions
+    /// this gateway added for the same producer incarnation. Forgets them either way.
+    fn expected_markers(&self, request: &EndRequest<'_>) -> Option<MarkerObject> {
+        let producer = &request.producer;
+        let added = self
+            .added
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(producer.transactional_id)?;
+        // A timeout's abort fences the producer: its markers carry the next epoch, which
+        // only the metastore's answer names.
+        if request.reason != EndReason::Client
+            || (added.producer_id, added.producer_epoch)
+                != (producer.producer_id, producer.producer_epoch)
+        {
+            return None;
+        }
+        Some(self.marker_object(
+            Markers {
+                producer_id: added.producer_id,
+                producer_epoch: added.producer_epoch,
+                commit: request.commit,
+                partitions: added.partitions,
+            },
+            request.now_ms,
+        ))
     }
 
     /// InitProducerId: the producer's id and epoch, after aborting what an earlier
@@ -84,7 +162,7 @@ impl TxnCoordinator {
 
     /// Ends a transaction: EndTxn, or a timeout's abort.
     pub async fn end(&self, request: &EndRequest<'_>) -> Result<EndOutcome, TxnError> {
-        let mut markers = None;
+        let mut markers = self.expected_markers(request);
         for _ in 0..MARKER_ROUNDS {
             match self
                 .metastore
@@ -229,5 +307,133 @@ pub fn fenced_code(version: i16, since: i16) -> ResponseError {
         ResponseError::ProducerFenced
     } else {
         ResponseError::InvalidProducerEpoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use yaks_common::metastore::memory::MemoryMetastore;
+    use yaks_common::metastore::{Log, Topics};
+
+    use super::*;
+
+    /// A coordinator over a memory metastore holding a topic of three partitions, and the
+    /// producer `app`'s incarnation there.
+    async fn setup() -> (TxnCoordinator, Arc<MemoryMetastore>, Uuid, (i64, i16)) {
+        let metastore = Arc::new(MemoryMetastore::default());
+        let topic = metastore
+            .create_topic("t", 3, &BTreeMap::new())
+            .await
+            .expect("create")
+            .expect("new");
+        let coordinator = TxnCoordinator::new(metastore.clone(), String::new());
+        let producer = coordinator
+            .init(&InitRequest {
+                transactional_id: "app".into(),
+                timeout_ms: 60_000,
+                expected: None,
+                fresh_producer_id: 7,
+                now_ms: 1,
+            })
+            .await
+            .expect("init");
+        (coordinator, metastore, topic.topic_id, producer)
+    }
+
+    /// The partitions' high watermarks: a marker takes an offset of its own.
+    async fn next_offsets(metastore: &MemoryMetastore, topic: Uuid) -> Vec<i64> {
+        let partitions: Vec<(Uuid, i32)> = (0..3).map(|p| (topic, p)).collect();
+        metastore
+            .partition_states(&partitions)
+            .await
+            .expect("states")
+            .iter()
+            .map(|s| s.next_offset)
+            .collect()
+    }
+
+    /// Adds `added` to `app`'s transaction in the metastore; this gateway remembers
+    /// `noted` of them (another gateway added the rest, or none).
+    async fn end_after(added: &[i32], noted: &[i32]) -> Vec<i64> {
+        let (coordinator, metastore, topic, (producer_id, producer_epoch)) = setup().await;
+        let producer = TxnProducer {
+            transactional_id: "app",
+            producer_id,
+            producer_epoch,
+        };
+        let added: Vec<(Uuid, i32)> = added.iter().map(|&p| (topic, p)).collect();
+        metastore
+            .add_to_transaction(&producer, &added, &[], 2)
+            .await
+            .expect("add");
+        let noted: Vec<(Uuid, i32)> = noted.iter().map(|&p| (topic, p)).collect();
+        coordinator.note_added(&producer, &noted);
+        let outcome = coordinator
+            .end(&EndRequest {
+                producer,
+                commit: true,
+                reason: EndReason::Client,
+                now_ms: 3,
+            })
+            .await
+            .expect("end");
+        assert_eq!(outcome, EndOutcome::Ended);
+        next_offsets(&metastore, topic).await
+    }
+
+    #[tokio::test]
+    async fn an_end_marks_exactly_the_transactions_partitions_whatever_the_gateway_noted() {
+        // All noted here: the markers sent with the first call fit.
+        assert_eq!(end_after(&[0, 2], &[0, 2]).await, vec![1, 0, 1]);
+        // One added through another gateway: the metastore names the markers it needs.
+        assert_eq!(end_after(&[0, 2], &[0]).await, vec![1, 0, 1]);
+        // Noted more than the transaction holds (an earlier transaction ended elsewhere):
+        // no marker where the transaction has no partition.
+        assert_eq!(end_after(&[2], &[0, 1, 2]).await, vec![0, 0, 1]);
+        // Nothing noted.
+        assert_eq!(end_after(&[1], &[]).await, vec![0, 1, 0]);
+    }
+
+    #[tokio::test]
+    async fn partitions_noted_for_an_earlier_incarnation_are_not_taken_for_its_successors() {
+        let (coordinator, _, topic, (producer_id, producer_epoch)) = setup().await;
+        let earlier = TxnProducer {
+            transactional_id: "app",
+            producer_id,
+            producer_epoch,
+        };
+        coordinator.note_added(&earlier, &[(topic, 0)]);
+        let request = EndRequest {
+            producer: TxnProducer {
+                producer_epoch: producer_epoch + 1,
+                ..earlier
+            },
+            commit: false,
+            reason: EndReason::Client,
+            now_ms: 3,
+        };
+        assert!(coordinator.expected_markers(&request).is_none());
+        // A timeout's abort carries the next epoch: never taken from what was noted.
+        coordinator.note_added(&earlier, &[(topic, 0)]);
+        let timeout = EndRequest {
+            producer: earlier,
+            commit: false,
+            reason: EndReason::Timeout,
+            now_ms: 3,
+        };
+        assert!(coordinator.expected_markers(&timeout).is_none());
+        // The same incarnation's client end is, once.
+        coordinator.note_added(&earlier, &[(topic, 0)]);
+        let client = EndRequest {
+            producer: earlier,
+            commit: true,
+            reason: EndReason::Client,
+            now_ms: 3,
+        };
+        let markers = coordinator.expected_markers(&client).expect("noted");
+        assert_eq!(markers.markers.partitions, BTreeSet::from([(topic, 0)]));
+        assert!(coordinator.expected_markers(&client).is_none());
     }
 }

@@ -70,8 +70,9 @@ pub trait Transactions: Send + Sync + 'static {
 
     /// EndTxn, or the abort of a transaction past its timeout: ends the transaction with
     /// `markers`, as decided by [`end`] (or [`expired`] for a timeout). Without markers,
-    /// or with markers for anything else than what the end writes, the answer is
-    /// [`EndOutcome::NeedsMarkers`] and nothing changes.
+    /// or with markers that do not cover what the end writes ([`MarkerObject::fits`]), the
+    /// answer is [`EndOutcome::NeedsMarkers`] and nothing changes; markers of partitions
+    /// the transaction does not hold are left unindexed.
     async fn end_transaction(
         &self,
         request: &EndRequest<'_>,

@@ -172,7 +172,10 @@ async fn add(
         .add_to_transaction(&producer, &partitions, &[], now_ms)
         .await
     {
-        Ok(()) => 0,
+        Ok(()) => {
+            state.transactions.note_added(&producer, &partitions);
+            0
+        }
         Err(e) => error_code(&e, fenced),
     };
     answer(topics, |_, _| code)
