@@ -84,21 +84,18 @@ impl TxnCoordinator {
         if added.len() >= MAX_REMEMBERED && !added.contains_key(producer.transactional_id) {
             added.clear();
         }
+        let fresh = || Added {
+            producer_id: producer.producer_id,
+            producer_epoch: producer.producer_epoch,
+            partitions: BTreeSet::new(),
+        };
         let entry = added
             .entry(producer.transactional_id.to_owned())
-            .or_insert_with(|| Added {
-                producer_id: producer.producer_id,
-                producer_epoch: producer.producer_epoch,
-                partitions: BTreeSet::new(),
-            });
+            .or_insert_with(fresh);
         if (entry.producer_id, entry.producer_epoch)
             != (producer.producer_id, producer.producer_epoch)
         {
-            *entry = Added {
-                producer_id: producer.producer_id,
-                producer_epoch: producer.producer_epoch,
-                partitions: BTreeSet::new(),
-            };
+            *entry = fresh();
         }
         entry.partitions.extend(partitions.iter().copied());
     }
@@ -404,34 +401,29 @@ mod tests {
             producer_id,
             producer_epoch,
         };
-        coordinator.note_added(&earlier, &[(topic, 0)]);
-        let request = EndRequest {
-            producer: TxnProducer {
-                producer_epoch: producer_epoch + 1,
-                ..earlier
-            },
-            commit: false,
-            reason: EndReason::Client,
+        let end = |producer, reason| EndRequest {
+            producer,
+            commit: true,
+            reason,
             now_ms: 3,
         };
+        let successor = TxnProducer {
+            producer_epoch: producer_epoch + 1,
+            ..earlier
+        };
+        coordinator.note_added(&earlier, &[(topic, 0)]);
+        let request = end(successor, EndReason::Client);
         assert!(coordinator.expected_markers(&request).is_none());
         // A timeout's abort carries the next epoch: never taken from what was noted.
         coordinator.note_added(&earlier, &[(topic, 0)]);
-        let timeout = EndRequest {
-            producer: earlier,
-            commit: false,
-            reason: EndReason::Timeout,
-            now_ms: 3,
-        };
-        assert!(coordinator.expected_markers(&timeout).is_none());
+        assert!(
+            coordinator
+                .expected_markers(&end(earlier, EndReason::Timeout))
+                .is_none()
+        );
         // The same incarnation's client end is, once.
         coordinator.note_added(&earlier, &[(topic, 0)]);
-        let client = EndRequest {
-            producer: earlier,
-            commit: true,
-            reason: EndReason::Client,
-            now_ms: 3,
-        };
+        let client = end(earlier, EndReason::Client);
         let markers = coordinator.expected_markers(&client).expect("noted");
         assert_eq!(markers.markers.partitions, BTreeSet::from([(topic, 0)]));
         assert!(coordinator.expected_markers(&client).is_none());
