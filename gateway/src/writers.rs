@@ -211,7 +211,7 @@ impl WriterPool {
     /// may re-send the records under a new producer epoch, which the sequence check cannot
     /// relate to the first attempt.
     ///
-    /// Asks every [`PROBE_INTERVAL`] until then: one failed probe says nothing. Right
+    /// Asks every 250 ms until then: one failed probe says nothing. Right
     /// after a writer dies, a probe may reuse a pooled connection to it whose close was not
     /// noticed yet, or reach its successor on the same address before it serves; taking
     /// either for "maybe alive" held the client for the whole deadline (30 s by default)
