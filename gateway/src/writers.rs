@@ -28,8 +28,13 @@ use crate::produce_order::PreviousSettled;
 /// How long a writer that lost an answer gets to show whether it is still the same process.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How often a writer that lost an answer is asked again while no answer settled it.
+/// How long after an unsettling probe of a writer that lost an answer it is asked again;
+/// the wait doubles up to [`PROBE_INTERVAL_MAX`].
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The longest wait between probes: a writer that stays silent or keeps answering as the
+/// same process is probed this often, so a thousand lost answers do not flood it.
+const PROBE_INTERVAL_MAX: Duration = Duration::from_secs(2);
 
 /// How long a writer that failed is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(2);
@@ -211,12 +216,14 @@ impl WriterPool {
     /// may re-send the records under a new producer epoch, which the sequence check cannot
     /// relate to the first attempt.
     ///
-    /// Asks every 250 ms until then: one failed probe says nothing. Right
-    /// after a writer dies, a probe may reuse a pooled connection to it whose close was not
-    /// noticed yet, or reach its successor on the same address before it serves; taking
-    /// either for "maybe alive" held the client for the whole deadline (30 s by default)
-    /// although the next probe would have shown the process gone.
+    /// Asks again until then, 250 ms after the first probe and at doubling intervals up to
+    /// 2 s: one failed probe says nothing. Right after a writer dies, a probe may reuse a
+    /// pooled connection to it whose close was not noticed yet, or reach its successor on
+    /// the same address before it serves; taking either for "maybe alive" held the client
+    /// for the whole deadline (30 s by default) although the next probe would have shown
+    /// the process gone.
     pub async fn settle_lost(&self, url: &str, instance: Option<&str>, deadline: Instant) {
+        let mut interval = PROBE_INTERVAL;
         loop {
             let asked = yaks_common::clock::now();
             let probe = self.rpc.get(url, HEALTH_PATH);
@@ -235,12 +242,13 @@ impl WriterPool {
             if gone {
                 return;
             }
-            let next = asked + PROBE_INTERVAL;
+            let next = asked + interval;
             if next >= deadline {
                 yaks_common::clock::sleep_until(deadline).await;
                 return;
             }
             yaks_common::clock::sleep_until(next).await;
+            interval = (interval * 2).min(PROBE_INTERVAL_MAX);
         }
     }
 
