@@ -383,6 +383,11 @@ async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after_it() {
     let roles = Roles::start(infra.config()).await;
     let bootstrap = roles.bootstrap();
     create_topic(&bootstrap, "times", 1).await;
+    // Empty, the partition's earliest and latest are both 0, under either isolation: a
+    // -1 for earliest leaves a Java consumer that resets to earliest waiting out its
+    // request timeout before it starts.
+    assert_eq!(raw_earliest_latest(&roles, "times", 0).await, (0, 0));
+    assert_eq!(raw_earliest_latest(&roles, "times", 1).await, (0, 0));
     const BASE: i64 = 1_800_000_000_000;
     let producer = producer(&bootstrap, &[]);
     // Ten records a second apart, in a few batches and objects.
@@ -408,6 +413,37 @@ async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after_it() {
     assert_eq!(answers[&(BASE + 9_000)], Offset::Offset(9));
     assert_eq!(answers[&(BASE + 9_001)], Offset::End, "nothing that late");
     roles.stop().await;
+}
+
+/// ListOffsets earliest and latest of partition 0 of `topic`, over the wire as the Java
+/// client asks them (v7), under `isolation` (0 read_uncommitted, 1 read_committed).
+async fn raw_earliest_latest(roles: &Roles, topic: &str, isolation: i8) -> (i64, i64) {
+    use kafka_protocol::messages::{
+        ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, list_offsets_request,
+    };
+    let mut stream = tokio::net::TcpStream::connect(roles.kafka)
+        .await
+        .expect("connect");
+    let mut at = Vec::new();
+    for timestamp in [-2, -1] {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation)
+            .with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(yaks_common::kafka::topic_name(topic))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_timestamp(timestamp),
+                    ]),
+            ]);
+        let response: ListOffsetsResponse =
+            crate::protocol::exchange(&mut stream, ApiKey::ListOffsets, 7, &request).await;
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        at.push(partition.offset);
+    }
+    (at[0], at[1])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

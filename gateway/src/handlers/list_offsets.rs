@@ -121,13 +121,11 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
             )
             .await
             {
-                Ok(Some(found)) if partition.timestamp == LATEST => Found {
-                    offset: bound,
-                    ..found
+                Ok(Some(found)) => {
+                    if let Some(found) = settle(partition.timestamp, found, bound) {
+                        found.fill(&mut answer, version);
+                    }
                 }
-                .fill(&mut answer, version),
-                Ok(Some(found)) if found.offset >= bound => {}
-                Ok(Some(found)) => found.fill(&mut answer, version),
                 Ok(None) => {}
                 Err(code) => answer.error_code = code,
             }
@@ -140,6 +138,24 @@ pub async fn handle(context: RequestContext, request: ListOffsetsRequest) -> Lis
         );
     }
     ListOffsetsResponse::default().with_topics(responses)
+}
+
+/// What a lookup's position becomes in the answer, given `bound` (the high watermark, or
+/// the last stable offset under read_committed). Latest is the bound itself. The earliest
+/// positions are the log start even with nothing above it: an empty partition's earliest
+/// offset is its start, as Kafka answers, and a -1 there leaves a Java consumer resetting
+/// its position only after a request timeout. A record found by time counts only below
+/// the bound, as Kafka's `lastFetchableOffset` filter does.
+fn settle(timestamp: i64, found: Found, bound: i64) -> Option<Found> {
+    match timestamp {
+        LATEST => Some(Found {
+            offset: bound,
+            ..found
+        }),
+        EARLIEST | EARLIEST_LOCAL => Some(found),
+        _ if found.offset >= bound => None,
+        _ => Some(found),
+    }
 }
 
 async fn lookup(
@@ -314,6 +330,23 @@ mod tests {
     use super::*;
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     use yaks_common::kafka::{self, topic_name};
+
+    #[test]
+    fn earliest_is_the_log_start_even_with_nothing_above_it() {
+        let at = |offset| Found {
+            offset,
+            timestamp: -1,
+        };
+        // An empty partition: start and high watermark are both 7.
+        assert_eq!(settle(EARLIEST, at(7), 7).map(|f| f.offset), Some(7));
+        assert_eq!(settle(EARLIEST_LOCAL, at(7), 7).map(|f| f.offset), Some(7));
+        assert_eq!(settle(LATEST, at(7), 7).map(|f| f.offset), Some(7));
+        // read_committed with a transaction open at the start: latest is the bound.
+        assert_eq!(settle(LATEST, at(9), 7).map(|f| f.offset), Some(7));
+        // A record found by time at or past the bound is not yet readable.
+        assert_eq!(settle(1_700_000_000_000, at(7), 7).map(|f| f.offset), None);
+        assert_eq!(settle(MAX_TIMESTAMP, at(6), 7).map(|f| f.offset), Some(6));
+    }
 
     #[test]
     fn every_version_encodes() {
