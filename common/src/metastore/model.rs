@@ -235,10 +235,14 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
-    /// The last stable offset: where read_committed fetches stop.
+    /// The last stable offset: where read_committed fetches stop. Never below the log
+    /// start, as in Kafka: retention or DeleteRecords may pass an open transaction's start,
+    /// and an answer below the log start would send a read_committed consumer that resets
+    /// to latest into OFFSET_OUT_OF_RANGE and another reset, until the transaction ends.
     pub fn last_stable_offset(&self) -> i64 {
-        self.open_start
-            .map_or(self.next_offset, |start| start.min(self.next_offset))
+        self.open_start.map_or(self.next_offset, |start| {
+            start.max(self.log_start_offset).min(self.next_offset)
+        })
     }
 }
 
@@ -359,4 +363,28 @@ pub struct MarkedObject {
     pub size_bytes: i64,
     /// Kept in the metastore (a transaction's markers): nothing to delete in S3.
     pub inline: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(log_start_offset: i64, open_start: Option<i64>, next_offset: i64) -> PartitionState {
+        PartitionState {
+            topic_id: Uuid::nil(),
+            partition_index: 0,
+            next_offset,
+            log_start_offset,
+            open_start,
+        }
+    }
+
+    #[test]
+    fn the_last_stable_offset_lies_between_the_log_start_and_the_high_watermark() {
+        assert_eq!(state(0, None, 10).last_stable_offset(), 10);
+        assert_eq!(state(0, Some(4), 10).last_stable_offset(), 4);
+        // Retention passed the open transaction's start.
+        assert_eq!(state(6, Some(4), 10).last_stable_offset(), 6);
+        assert_eq!(state(0, Some(12), 10).last_stable_offset(), 10);
+    }
 }
