@@ -380,15 +380,19 @@ pub fn init(existing: Option<&TxnRecord>, request: &InitRequest) -> Result<InitD
     if let Some((producer_id, epoch)) = request.expected {
         // A client that knows its producer may only move that producer on: the current one,
         // or the one before a rotation when it retries the rotating request.
-        let rotated_retry =
-            producer_id == record.previous_producer_id && epoch >= LAST_USABLE_EPOCH;
-        if producer_id != record.producer_id && !rotated_retry {
+        let rotated = producer_id == record.previous_producer_id && epoch >= LAST_USABLE_EPOCH;
+        if producer_id != record.producer_id && !rotated {
             return Err(TxnError::Fenced);
         }
-        if rotated_retry || (epoch == record.last_epoch && epoch != record.producer_epoch) {
+        // A retry of a bump that succeeded: only a bump asked for by a client naming its
+        // producer records the epoch it came from (see `last_epoch` below).
+        let retry = record.last_epoch >= 0
+            && epoch == record.last_epoch
+            && (rotated || epoch != record.producer_epoch);
+        if retry {
             return Ok(InitDecision::Unchanged);
         }
-        if epoch != record.producer_epoch {
+        if rotated || epoch != record.producer_epoch {
             return Err(TxnError::Fenced);
         }
     }
@@ -399,8 +403,11 @@ pub fn init(existing: Option<&TxnRecord>, request: &InitRequest) -> Result<InitD
     Ok(InitDecision::Record(TxnRecord {
         producer_id,
         producer_epoch,
-        // A rotation starts a producer with no past epoch to retry from.
-        last_epoch: if producer_id == record.producer_id {
+        // The epoch a retry of this bump may come back with, as Kafka's
+        // `lastProducerEpoch`: only when the client named its producer (KIP-360). A new
+        // incarnation's bump records none, or the incarnation it fences, asking with its
+        // own epoch, would be answered with the new one's and write beside it.
+        last_epoch: if request.expected.is_some() {
             record.producer_epoch
         } else {
             -1
@@ -646,6 +653,38 @@ mod tests {
         ));
         assert!(matches!(
             init(Some(&known), &request(Some((8, 3)))),
+            Err(TxnError::Fenced)
+        ));
+    }
+
+    #[test]
+    fn the_incarnation_a_new_one_fenced_cannot_take_its_epoch() {
+        // Kafka's testInitProducerIdStaleCurrentEpochProvided: a new incarnation takes the
+        // id (3 → 4) while the old one is between transactions; the old one's KIP-360 bump,
+        // naming (7, 3), must not be answered with epoch 4.
+        let known = record(7, 3, TxnState::CompleteCommit);
+        let InitDecision::Record(taken) = init(Some(&known), &request(None)).expect("decided")
+        else {
+            panic!("not bumped")
+        };
+        assert_eq!((taken.producer_epoch, taken.last_epoch), (4, -1));
+        assert!(matches!(
+            init(Some(&taken), &request(Some((7, 3)))),
+            Err(TxnError::Fenced)
+        ));
+        // Likewise after a rotation a new incarnation caused: the old producer id's used-up
+        // epoch is no retry of it.
+        let used_up = record(7, LAST_USABLE_EPOCH, TxnState::CompleteCommit);
+        let InitDecision::Record(rotated) = init(Some(&used_up), &request(None)).expect("decided")
+        else {
+            panic!("not rotated")
+        };
+        assert_eq!(
+            (rotated.producer_id, rotated.previous_producer_id),
+            (9000, 7)
+        );
+        assert!(matches!(
+            init(Some(&rotated), &request(Some((7, LAST_USABLE_EPOCH)))),
             Err(TxnError::Fenced)
         ));
     }
