@@ -226,6 +226,92 @@ async fn kafka_python_kafkajs_and_aiokafka_transactions_are_read_committed_alike
     roles.stop().await;
 }
 
+/// kafkajs's consume-transform-produce: a group member sends its offsets to each
+/// transaction with TxnOffsetCommit v0, which names no member, while its group is Stable.
+/// Kafka takes that (only plain commits without a member need an empty group); the output
+/// holds each input once and the group's offsets land with the transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_sends_offsets_to_its_transactions_from_a_live_group() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    const RECORDS: usize = 90;
+    let infra = Infra::start().await;
+    let roles = Roles::start(infra.config()).await;
+    let bootstrap = roles.bootstrap();
+    create_topic(&bootstrap, "eos-in", 3).await;
+    create_topic(&bootstrap, "eos-out", 3).await;
+    let producer = producer(&bootstrap, &[]);
+    let mut futures = Vec::new();
+    for i in 0..RECORDS {
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        futures.push(enqueue(
+            &producer,
+            FutureRecord::to("eos-in")
+                .key(key.as_str())
+                .payload(value.as_str())
+                .partition((i % 3) as i32),
+        ));
+    }
+    deliveries(futures).await;
+    let args = [bootstrap.clone(), RECORDS.to_string()];
+    tokio::task::spawn_blocking(move || {
+        run_client(
+            "node",
+            "kafkajs_eos.js",
+            &[
+                &args[0],
+                "eos-in",
+                "eos-out",
+                "eos-group",
+                "eos-app",
+                &args[1],
+            ],
+        )
+    })
+    .await
+    .expect("join");
+
+    let bootstrap_for_read = bootstrap.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        read_committed_values(&bootstrap_for_read, "eos-out", 3)
+    })
+    .await
+    .expect("join");
+    let mut expected: Vec<String> = (0..RECORDS).map(|i| format!("V{i}")).collect();
+    expected.sort();
+    assert_eq!(output, expected, "each input once in the output");
+
+    let committed = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "eos-group")
+            .create()
+            .expect("consumer");
+        let mut partitions = TopicPartitionList::new();
+        for partition in 0..3 {
+            partitions.add_partition("eos-in", partition);
+        }
+        consumer
+            .committed_offsets(partitions, std::time::Duration::from_secs(10))
+            .expect("committed offsets")
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(offset) => offset,
+                other => panic!("partition {} has no offset: {other:?}", e.partition()),
+            })
+            .sum::<i64>()
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        committed, RECORDS as i64,
+        "the group's offsets cover every input"
+    );
+    roles.stop().await;
+}
+
 /// A reader remembers the ranges a read_committed fetch found no aborted transaction in,
 /// so it does not ask PostgreSQL again for them; a transaction aborted after such a read,
 /// at the offsets right behind it, is still listed and skipped.

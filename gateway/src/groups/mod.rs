@@ -534,6 +534,7 @@ impl Coordinator {
             &member.member_id,
             member.instance_id.as_deref(),
             member.generation,
+            false,
             yaks_common::clock::now(),
         )?;
         cell.wake.notify_one();
@@ -554,14 +555,24 @@ impl Coordinator {
         }
     }
 
-    /// TxnOffsetCommit's membership check: a commit's, with nothing stored (the offsets
-    /// go to the producer's transaction, not to the group yet).
+    /// TxnOffsetCommit's membership check, with nothing stored (the offsets go to the
+    /// producer's transaction, not to the group yet).
     pub async fn check_transactional_commit(
         self: &Arc<Self>,
         group_id: &str,
         member: &CommitMember,
     ) -> Result<(), ResponseError> {
-        self.commit_offsets(group_id, member, &[]).await
+        let cell = self.cell(group_id).await?;
+        let mut loaded = cell.loaded.lock().await;
+        loaded.group.check_commit(
+            &member.member_id,
+            member.instance_id.as_deref(),
+            member.generation,
+            true,
+            yaks_common::clock::now(),
+        )?;
+        cell.wake.notify_one();
+        Ok(())
     }
 
     /// OffsetFetch: committed offsets, read from PostgreSQL by the group's coordinator.

@@ -1161,13 +1161,18 @@ impl Group {
         (codes, effects)
     }
 
-    /// Checks an OffsetCommit against membership (Kafka's `doCommitOffsets`); `Ok` means
-    /// store it. Standalone commits (generation < 0) need an empty group.
+    /// Checks an OffsetCommit, or with `transactional` a TxnOffsetCommit, against
+    /// membership (Kafka's `validateOffsetCommit`); `Ok` means store it. Standalone commits
+    /// (generation < 0, no member) need an empty group, except transactional ones: a
+    /// TxnOffsetCommit below v3 carries no member (kafkajs and aiokafka send only those,
+    /// as does the Java client's `sendOffsetsToTransaction` given a group id alone), and
+    /// Kafka takes it in any state; nor is a transactional commit refused mid-rebalance.
     pub fn check_commit(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
+        transactional: bool,
         now: Instant,
     ) -> Result<(), ResponseError> {
         if self.state == State::Dead {
@@ -1177,6 +1182,10 @@ impl Group {
             return Err(ResponseError::FencedInstanceId);
         }
         if generation < 0 && self.state == State::Empty {
+            return Ok(());
+        }
+        let anonymous = generation < 0 && member_id.is_empty() && instance_id.is_none();
+        if anonymous && transactional {
             return Ok(());
         }
         if !self.has(member_id) {
@@ -1192,6 +1201,7 @@ impl Group {
                 }
                 Ok(())
             }
+            State::CompletingRebalance if transactional => Ok(()),
             State::CompletingRebalance => Err(ResponseError::RebalanceInProgress),
             State::Empty | State::Dead => Err(ResponseError::UnknownMemberId),
         }
@@ -1569,18 +1579,29 @@ mod tests {
             ResponseError::IllegalGeneration.code()
         );
         assert_eq!(
-            group.check_commit(&ids[0], None, 7, now),
+            group.check_commit(&ids[0], None, 7, false, now),
             Err(ResponseError::IllegalGeneration)
         );
         assert_eq!(
-            group.check_commit("stranger", None, 1, now),
+            group.check_commit("stranger", None, 1, false, now),
             Err(ResponseError::UnknownMemberId)
         );
-        assert_eq!(group.check_commit(&ids[1], None, 1, now), Ok(()));
+        assert_eq!(group.check_commit(&ids[1], None, 1, false, now), Ok(()));
         assert_eq!(
-            group.check_commit("", None, -1, now),
+            group.check_commit("", None, -1, false, now),
             Err(ResponseError::UnknownMemberId),
             "standalone commits only while the group is empty"
+        );
+        // A TxnOffsetCommit below v3 names no member: Kafka takes it in any state.
+        assert_eq!(group.check_commit("", None, -1, true, now), Ok(()));
+        // One naming a member is checked as any commit.
+        assert_eq!(
+            group.check_commit("stranger", None, 1, true, now),
+            Err(ResponseError::UnknownMemberId)
+        );
+        assert_eq!(
+            group.check_commit(&ids[0], None, 7, true, now),
+            Err(ResponseError::IllegalGeneration)
         );
         let (answer, _) = group.sync(&ids[1], None, 0, Vec::new(), now);
         assert_eq!(
@@ -1589,7 +1610,7 @@ mod tests {
         );
         let empty = Group::new("e", SETTINGS);
         let mut empty = empty;
-        assert_eq!(empty.check_commit("", None, -1, now), Ok(()));
+        assert_eq!(empty.check_commit("", None, -1, false, now), Ok(()));
         let (answer, _) = empty.join(request("", &["range"]).clone(), now);
         assert!(
             matches!(answer, Answer::Now(r) if r.error == ResponseError::MemberIdRequired.code())
