@@ -59,14 +59,23 @@ struct Tail {
 }
 
 impl Tail {
-    /// Extends the tail with the next committed entry; false if it does not follow.
-    fn append(&mut self, entry: IndexEntry) -> bool {
+    /// Extends the tail with the next committed entry and the partition's open
+    /// transaction start read with it; false if it does not follow.
+    ///
+    /// The start is taken only from an entry that extends the tail. It was read after that
+    /// entry committed, so it accounts for every transaction with data in the tail. An
+    /// entry the tail already holds may come with a start read before the install's state:
+    /// before a later transaction's first data the tail holds, which would put the last
+    /// stable offset past that open transaction (its records served to read_committed
+    /// fetches, and the range remembered as clean).
+    fn append(&mut self, entry: IndexEntry, open_start: Option<i64>) -> bool {
         if entry.last_offset < self.state.next_offset {
             return true; // Already known: the install query saw it.
         }
         if entry.base_offset != self.state.next_offset {
             return false;
         }
+        self.state.open_start = open_start;
         self.state.next_offset = entry.last_offset + 1;
         if self.entries.is_empty() {
             self.covered_from = entry.base_offset;
@@ -230,8 +239,7 @@ impl TailIndex {
             .iter()
             .filter(|(seq, e)| *seq > ticket.seq && (e.topic_id, e.partition_index) == key)
         {
-            tail.state.open_start = committed.open_start;
-            consistent &= tail.append(committed.entry.clone());
+            consistent &= tail.append(committed.entry.clone(), committed.open_start);
         }
         if !consistent {
             return;
@@ -253,11 +261,8 @@ impl TailIndex {
             inner.seq += 1;
             let seq = inner.seq;
             let key = (entry.topic_id, entry.partition_index);
-            if let Some(tail) = inner.tails.get_mut(&key) {
-                tail.state.open_start = entry.open_start;
-            }
             if let Some(tail) = inner.tails.get_mut(&key)
-                && !tail.append(entry.entry.clone())
+                && !tail.append(entry.entry.clone(), entry.open_start)
             {
                 debug!(topic_id = %key.0, partition = key.1, "tail gap; re-reading at next fetch");
                 inner.tails.remove(&key);
@@ -396,6 +401,38 @@ mod tests {
         tails.apply(vec![committed(0, 15, 15)]);
         assert!(watcher.has_changed().expect("alive"));
         assert_eq!(*watcher.borrow_and_update(), 16);
+    }
+
+    #[test]
+    fn an_entry_the_tail_already_holds_does_not_move_its_last_stable_offset() {
+        // Object E (offsets 0..4) committed with no transaction open; the feed read its
+        // entries then. A transaction's first batch committed at 5..9, and a fetch installed
+        // the tail from a state read after it (open at 5) before E's notice was applied.
+        let tails = TailIndex::default();
+        let ticket = tails.ticket();
+        let open = PartitionState {
+            open_start: Some(5),
+            ..state(10)
+        };
+        tails.install(ticket, open, &[entry(0, 4), entry(5, 9)]);
+        tails.apply(vec![committed(0, 0, 4)]);
+        let snapshot = tails.snapshot((TOPIC, 0), 0, 10).expect("installed");
+        assert_eq!(
+            snapshot.state.last_stable_offset(),
+            5,
+            "the open transaction holds it"
+        );
+        // The transaction's marker extends the tail with the start read after it.
+        tails.apply(vec![committed(0, 10, 10)]);
+        let snapshot = tails.snapshot((TOPIC, 0), 0, 10).expect("installed");
+        assert_eq!(snapshot.state.last_stable_offset(), 11);
+        // Replayed at install alike: an entry the load saw brings no start.
+        let tails = TailIndex::default();
+        let ticket = tails.ticket();
+        tails.apply(vec![committed(0, 0, 4)]);
+        tails.install(ticket, open, &[entry(0, 4), entry(5, 9)]);
+        let snapshot = tails.snapshot((TOPIC, 0), 0, 10).expect("installed");
+        assert_eq!(snapshot.state.last_stable_offset(), 5);
     }
 
     #[test]
