@@ -121,6 +121,20 @@ impl TxnScan {
         std::mem::take(&mut self.dropped)
     }
 
+    /// Notes a batch the pass could not open (kept as it is): if its header says it is
+    /// transactional data, the marker that ends its transaction stays, commit or abort.
+    /// Were it aborted data and its abort marker dropped, with the marker's aborted range
+    /// deleted with it, read_committed consumers would be served the records.
+    pub fn on_unopened(&mut self, batch: &[u8]) {
+        if let Ok(info) = yaks_common::batch::header_info(batch)
+            && info.is_transactional
+            && !info.is_control
+        {
+            self.aborted.insert(info.producer_id);
+            self.committed.insert(info.producer_id);
+        }
+    }
+
     /// Notes a data batch; true when it is aborted and goes.
     fn on_data(&mut self, open: &OpenBatch, base: i64, aborted: &Aborted) -> bool {
         if !open.is_transactional() {
@@ -844,5 +858,22 @@ mod tests {
         assert_eq!(markers(&kept), vec![7]);
         assert_eq!(dropped, vec![5]);
         assert_eq!(data(&kept), committed_view);
+    }
+
+    #[test]
+    fn a_transactional_batch_the_pass_cannot_open_keeps_its_marker() {
+        use yaks_common::batch::testing::transactional;
+        let data = transactional(keyed_batch(&[(v("a"), v("a0"))], NOW, 7, 0, 0));
+        for key in [[0u8, 0, 0, 0], [0, 0, 0, 1]] {
+            let mut txns = TxnScan::default();
+            txns.on_unopened(&data);
+            assert!(!txns.on_marker(7, Some(&key)), "marker {key:?} stays");
+            // Once past it, the next transaction's marker is judged on its own.
+            assert!(txns.on_marker(7, Some(&key)));
+        }
+        // Data of no transaction says nothing about markers.
+        let mut txns = TxnScan::default();
+        txns.on_unopened(&keyed_batch(&[(v("a"), v("a0"))], NOW, 7, 0, 0));
+        assert!(txns.on_marker(7, Some(&[0, 0, 0, 0])));
     }
 }

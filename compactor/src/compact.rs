@@ -180,6 +180,7 @@ pub async fn compact_partition(
                 let cleaned = clean::clean(&batch, base, &rules, &mut txns);
                 let (outcome, counts) = cleaned.unwrap_or_else(|e| {
                     warn!(topic = target.topic, partition = target.partition_index, base, error = %e, "a batch key compaction cannot open is kept as it is");
+                    txns.on_unopened(&batch);
                     (Outcome::Unchanged, Counts::default())
                 });
                 records.add(counts);
