@@ -155,7 +155,7 @@ async fn known(store: &dyn Transactions, transactional_id: &str) -> anyhow::Resu
 
 /// How long the open transaction has run, ms (0 when none is open).
 fn open_for(record: &TxnRecord, now_ms: i64) -> i64 {
-    if record.start_ms < 0 {
+    if record.state != TxnState::Ongoing || record.start_ms < 0 {
         0
     } else {
         (now_ms - record.start_ms).max(0)

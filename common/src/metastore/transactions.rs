@@ -460,7 +460,10 @@ pub fn ended(record: &TxnRecord, markers: &Markers, now_ms: i64) -> TxnRecord {
         } else {
             TxnState::CompleteAbort
         },
-        start_ms: -1,
+        // Kept, as Kafka keeps `txnStartTimestamp` in the complete states: DescribeTransactions
+        // shows when the ended transaction began, and ListTransactions' duration filter
+        // leaves out one that began within it.
+        start_ms: record.start_ms,
         updated_ms: now_ms,
         partitions: BTreeSet::new(),
         groups: BTreeSet::new(),
@@ -790,6 +793,7 @@ mod tests {
             committed.producer_epoch, 3,
             "EndTxn below v5 bumps no epoch"
         );
+        assert_eq!(committed.start_ms, open.start_ms, "the start is kept");
         assert_eq!(
             end(Some(&committed), &end_request(true)).expect("decided"),
             EndDecision::AlreadyEnded
