@@ -144,6 +144,12 @@ impl TailIndex {
         if now.duration_since(tail.loaded_at) > TAIL_TTL {
             return None;
         }
+        // Past the tail's end is not necessarily past the log's: the tail follows the commit
+        // feed a moment behind PostgreSQL, where ListOffsets reads the end a consumer then
+        // fetches from. Only PostgreSQL may answer such a fetch OFFSET_OUT_OF_RANGE.
+        if fetch_offset > tail.state.next_offset {
+            return None;
+        }
         let outside =
             fetch_offset < tail.state.log_start_offset || fetch_offset >= tail.state.next_offset;
         if !outside && fetch_offset < tail.covered_from {
@@ -489,8 +495,20 @@ mod tests {
     fn offsets_outside_the_log_need_no_entries() {
         let tails = TailIndex::default();
         tails.install(tails.ticket(), state(10), &[entry(5, 9)]);
-        let beyond = tails.snapshot((TOPIC, 0), 12, 10).expect("answerable");
-        assert!(beyond.entries.is_empty());
+        let at_end = tails.snapshot((TOPIC, 0), 10, 10).expect("answerable");
+        assert!(at_end.entries.is_empty());
+        let trimmed = PartitionState {
+            partition_index: 1,
+            log_start_offset: 5,
+            ..state(10)
+        };
+        tails.install(tails.ticket(), trimmed, &[entry(5, 9)]);
+        let below = tails.snapshot((TOPIC, 1), 2, 10).expect("answerable");
+        assert!(below.entries.is_empty(), "below the log start");
+        assert!(
+            tails.snapshot((TOPIC, 0), 12, 10).is_none(),
+            "past the tail's end is asked of PostgreSQL, which the tail may lag"
+        );
         assert!(tails.snapshot((TOPIC, 0), 2, 10).is_none(), "not covered");
     }
 }
