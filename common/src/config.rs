@@ -145,6 +145,10 @@ pub struct GatewayConfig {
     /// Largest `transaction.timeout.ms` a transactional producer may ask for (Kafka's
     /// `transaction.max.timeout.ms`).
     pub transaction_max_timeout_ms: i32,
+    /// A transactional id with no open transaction and no request for this long is
+    /// forgotten (Kafka's `transactional.id.expiration.ms`, 7 days): abandoned ids do not
+    /// pile up in ListTransactions, and one coming back starts with a new producer id.
+    pub transactional_id_expiration_ms: i64,
 }
 
 impl Default for GatewayConfig {
@@ -170,6 +174,7 @@ impl Default for GatewayConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             transaction_max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 604_800_000,
         }
     }
 }
@@ -926,6 +931,12 @@ impl Config {
             return Err(invalid(
                 "gateway.group_min_session_timeout_ms",
                 "must be at least 1 and at most gateway.group_max_session_timeout_ms",
+            ));
+        }
+        if self.gateway.transactional_id_expiration_ms < 1 {
+            return Err(invalid(
+                "gateway.transactional_id_expiration_ms",
+                "must be at least 1",
             ));
         }
         if self.gateway.transaction_max_timeout_ms < 1 {

@@ -43,6 +43,11 @@ use crate::{GatewayState, GatewayStore};
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` is 10 s).
 const EXPIRY_SCAN: Duration = Duration::from_secs(5);
 
+/// How often each gateway forgets transactional ids idle past
+/// `gateway.transactional_id_expiration_ms` (Kafka checks hourly; a minute keeps a short
+/// expiration, as tests set, close to its word at the cost of one statement a minute).
+const FORGET_SCAN: Duration = Duration::from_secs(60);
+
 /// How many times a decision is asked again with the markers it named, when the state moved
 /// on meanwhile (another request of the same id won the lock).
 const MARKER_ROUNDS: usize = 3;
@@ -210,14 +215,33 @@ impl TxnCoordinator {
 
     /// Aborts transactions past their timeout, fencing their producers, every
     /// 5 seconds until `shutdown`. Every gateway scans; the metastore's lock makes
-    /// each abort happen once.
+    /// each abort happen once. Once a minute it also forgets transactional ids idle past
+    /// their expiration.
     pub async fn abort_expired(self: Arc<Self>, state: Arc<GatewayState>, mut shutdown: Shutdown) {
+        let mut forgot_at = yaks_common::clock::now();
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = yaks_common::clock::sleep(EXPIRY_SCAN) => {}
             }
             let now_ms = state.server_clock.now_ms();
+            if forgot_at.elapsed() >= FORGET_SCAN {
+                forgot_at = yaks_common::clock::now();
+                let idle_before = now_ms - state.config.transactional_id_expiration_ms;
+                match self
+                    .metastore
+                    .forget_idle_transactional_ids(idle_before)
+                    .await
+                {
+                    Ok(forgotten) if !forgotten.is_empty() => info!(
+                        count = forgotten.len(),
+                        first = %forgotten[0],
+                        "transactional ids idle past their expiration forgotten"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "forgetting idle transactional ids failed"),
+                }
+            }
             let expired = match self.metastore.expired_transactions(now_ms).await {
                 Ok(expired) => expired,
                 Err(e) => {

@@ -39,6 +39,14 @@ pub trait Transactions: Send + Sync + 'static {
     /// ([`expired`]), without their partitions.
     async fn expired_transactions(&self, now_ms: i64) -> Result<Vec<TxnRecord>, TxnError>;
 
+    /// Forgets the transactional ids with no open transaction whose record last changed
+    /// before `idle_before_ms` (Kafka's `transactional.id.expiration.ms`); returns them.
+    /// An id with an open transaction is never forgotten: its timeout ends it first.
+    async fn forget_idle_transactional_ids(
+        &self,
+        idle_before_ms: i64,
+    ) -> Result<Vec<String>, TxnError>;
+
     /// InitProducerId with a transactional id, decided by [`init`]. When an earlier
     /// incarnation's transaction is open, it is aborted first, with `markers` if they are
     /// the ones [`TxnInitOutcome::NeedsMarkers`] asked for (else that is the answer again).

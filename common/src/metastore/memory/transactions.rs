@@ -123,6 +123,23 @@ impl Transactions for MemoryMetastore {
             .collect())
     }
 
+    async fn forget_idle_transactional_ids(
+        &self,
+        idle_before_ms: i64,
+    ) -> Result<Vec<String>, TxnError> {
+        let mut state = self.state();
+        let idle: Vec<String> = state
+            .transactions
+            .values()
+            .filter(|r| r.state != TxnState::Ongoing && r.updated_ms < idle_before_ms)
+            .map(|r| r.transactional_id.clone())
+            .collect();
+        for id in &idle {
+            state.transactions.remove(id);
+        }
+        Ok(idle)
+    }
+
     async fn init_producer(
         &self,
         request: &InitRequest,

@@ -382,6 +382,26 @@ impl Transactions for PgMetastore {
         Ok(rows.iter().map(record).collect::<Result<Vec<_>, _>>()?)
     }
 
+    async fn forget_idle_transactional_ids(
+        &self,
+        idle_before_ms: i64,
+    ) -> Result<Vec<String>, TxnError> {
+        // A request holding the row (FOR UPDATE) makes the DELETE wait and re-check its
+        // condition on what that request wrote; a request after it finds no record and
+        // starts the id afresh, as Kafka does after an expiration.
+        let client = self.client("forget_idle_transactional_ids").await?;
+        let rows = client
+            .query(
+                "DELETE FROM transactions
+                 WHERE state <> 'Ongoing' AND updated_ms < $1
+                 RETURNING transactional_id",
+                &[&idle_before_ms],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     async fn init_producer(
         &self,
         request: &InitRequest,

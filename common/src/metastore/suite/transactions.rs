@@ -297,6 +297,14 @@ pub async fn an_expired_transaction_is_aborted_and_its_producer_fenced(store: &d
         EndOutcome::AlreadyEnded,
         "not expired yet"
     );
+    assert!(
+        store
+            .forget_idle_transactional_ids(1_000_000)
+            .await
+            .expect("forget")
+            .is_empty(),
+        "an id with an open transaction is never forgotten"
+    );
     let EndOutcome::NeedsMarkers(wanted) = store
         .end_transaction(&timeout(70_001), None)
         .await
@@ -330,6 +338,32 @@ pub async fn an_expired_transaction_is_aborted_and_its_producer_fenced(store: &d
             .await,
         Err(TxnError::Fenced)
     ));
+    // Ended, the id is forgotten once idle past the expiration, and comes back afresh.
+    assert!(
+        store
+            .forget_idle_transactional_ids(70_001)
+            .await
+            .expect("forget")
+            .is_empty(),
+        "it changed at 70 001"
+    );
+    assert_eq!(
+        store
+            .forget_idle_transactional_ids(70_002)
+            .await
+            .expect("forget"),
+        vec![ID.to_owned()]
+    );
+    assert!(store.transaction(ID).await.expect("read").is_none());
+    assert_eq!(
+        ready(
+            store
+                .init_producer(&init_request(7100, 80_000), None)
+                .await
+                .expect("init")
+        ),
+        (7100, 0)
+    );
 }
 
 /// Transactional batches are stored only for partitions in their producer's open
