@@ -528,13 +528,33 @@ impl Coordinator {
         member: &CommitMember,
         offsets: &[CommittedOffset],
     ) -> Result<(), ResponseError> {
+        self.commit(group_id, member, false, offsets).await
+    }
+
+    /// TxnOffsetCommit's membership check, with nothing stored (the offsets go to the
+    /// producer's transaction, not to the group yet).
+    pub async fn check_transactional_commit(
+        self: &Arc<Self>,
+        group_id: &str,
+        member: &CommitMember,
+    ) -> Result<(), ResponseError> {
+        self.commit(group_id, member, true, &[]).await
+    }
+
+    async fn commit(
+        self: &Arc<Self>,
+        group_id: &str,
+        member: &CommitMember,
+        transactional: bool,
+        offsets: &[CommittedOffset],
+    ) -> Result<(), ResponseError> {
         let cell = self.cell(group_id).await?;
         let mut loaded = cell.loaded.lock().await;
         loaded.group.check_commit(
             &member.member_id,
             member.instance_id.as_deref(),
             member.generation,
-            false,
+            transactional,
             yaks_common::clock::now(),
         )?;
         cell.wake.notify_one();
@@ -553,26 +573,6 @@ impl Coordinator {
             Ok(GroupWrite::Fenced) => Err(self.fenced(&cell, &mut loaded, group_id)),
             Err(e) => Err(store_failed(group_id, &e, "storing offsets")),
         }
-    }
-
-    /// TxnOffsetCommit's membership check, with nothing stored (the offsets go to the
-    /// producer's transaction, not to the group yet).
-    pub async fn check_transactional_commit(
-        self: &Arc<Self>,
-        group_id: &str,
-        member: &CommitMember,
-    ) -> Result<(), ResponseError> {
-        let cell = self.cell(group_id).await?;
-        let mut loaded = cell.loaded.lock().await;
-        loaded.group.check_commit(
-            &member.member_id,
-            member.instance_id.as_deref(),
-            member.generation,
-            true,
-            yaks_common::clock::now(),
-        )?;
-        cell.wake.notify_one();
-        Ok(())
     }
 
     /// OffsetFetch: committed offsets, read from PostgreSQL by the group's coordinator.
