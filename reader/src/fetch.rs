@@ -266,7 +266,9 @@ impl FetchService {
                 .with_high_watermark(state.next_offset)
                 .with_last_stable_offset(stable)
                 .with_log_start_offset(state.log_start_offset)
-                .with_aborted_transactions(Some(Vec::new()))
+                // Kafka lists aborted transactions for read_committed only (an empty list
+                // when there are none) and answers null to read_uncommitted.
+                .with_aborted_transactions(w.committed.then(Vec::new))
                 .with_records(Some(Bytes::new()));
             if w.fetch_offset < state.log_start_offset || w.fetch_offset > state.next_offset {
                 data.error_code = ResponseError::OffsetOutOfRange.code();

@@ -280,6 +280,23 @@ async fn fetch_by_topic_id_patches_offsets_and_epochs_agree_with_metadata() {
         yaks_common::batch::validate_produce_batch(&records).is_ok(),
         "CRC intact"
     );
+    // As Kafka: no list of aborted transactions for read_uncommitted (null), an empty one
+    // for read_committed when none meets what is returned.
+    assert_eq!(data.aborted_transactions, None, "read_uncommitted");
+    let response: FetchResponse = exchange(
+        &mut stream,
+        ApiKey::Fetch,
+        16,
+        &fetch(topic_id, 3).with_isolation_level(1),
+    )
+    .await;
+    let data = &response.responses[0].partitions[0];
+    assert_eq!((data.error_code, data.last_stable_offset), (0, 5));
+    assert_eq!(
+        data.aborted_transactions,
+        Some(Vec::new()),
+        "read_committed"
+    );
 
     let response: FetchResponse = exchange(
         &mut stream,
