@@ -625,11 +625,16 @@ mod tests {
         }
     }
 
-    fn recorded(decision: InitDecision) -> (i64, i16) {
+    fn new_record(decision: InitDecision) -> TxnRecord {
         match decision {
-            InitDecision::Record(record) => (record.producer_id, record.producer_epoch),
+            InitDecision::Record(record) => record,
             other => panic!("expected a record, got {other:?}"),
         }
+    }
+
+    fn recorded(decision: InitDecision) -> (i64, i16) {
+        let record = new_record(decision);
+        (record.producer_id, record.producer_epoch)
     }
 
     #[test]
@@ -644,10 +649,7 @@ mod tests {
             (7, 4)
         );
         // KIP-360: the producer that knows itself moves on; a retry of that is answered alike.
-        let decision = init(Some(&known), &request(Some((7, 3)))).expect("decided");
-        let InitDecision::Record(bumped) = decision else {
-            panic!("not bumped")
-        };
+        let bumped = new_record(init(Some(&known), &request(Some((7, 3)))).expect("decided"));
         assert_eq!((bumped.producer_epoch, bumped.last_epoch), (4, 3));
         assert_eq!(
             init(Some(&bumped), &request(Some((7, 3)))).expect("decided"),
@@ -674,10 +676,7 @@ mod tests {
         // id (3 → 4) while the old one is between transactions; the old one's KIP-360 bump,
         // naming (7, 3), must not be answered with epoch 4.
         let known = record(7, 3, TxnState::CompleteCommit);
-        let InitDecision::Record(taken) = init(Some(&known), &request(None)).expect("decided")
-        else {
-            panic!("not bumped")
-        };
+        let taken = new_record(init(Some(&known), &request(None)).expect("decided"));
         assert_eq!((taken.producer_epoch, taken.last_epoch), (4, -1));
         assert!(matches!(
             init(Some(&taken), &request(Some((7, 3)))),
@@ -686,10 +685,7 @@ mod tests {
         // Likewise after a rotation a new incarnation caused: the old producer id's used-up
         // epoch is no retry of it.
         let used_up = record(7, LAST_USABLE_EPOCH, TxnState::CompleteCommit);
-        let InitDecision::Record(rotated) = init(Some(&used_up), &request(None)).expect("decided")
-        else {
-            panic!("not rotated")
-        };
+        let rotated = new_record(init(Some(&used_up), &request(None)).expect("decided"));
         assert_eq!(
             (rotated.producer_id, rotated.previous_producer_id),
             (9000, 7)
@@ -703,11 +699,8 @@ mod tests {
     #[test]
     fn used_up_epochs_move_to_a_new_producer_id() {
         let old = record(7, LAST_USABLE_EPOCH, TxnState::CompleteAbort);
-        let InitDecision::Record(new) =
-            init(Some(&old), &request(Some((7, LAST_USABLE_EPOCH)))).expect("decided")
-        else {
-            panic!("not rotated")
-        };
+        let new =
+            new_record(init(Some(&old), &request(Some((7, LAST_USABLE_EPOCH)))).expect("decided"));
         assert_eq!((new.producer_id, new.producer_epoch), (9000, 0));
         assert_eq!(new.previous_producer_id, 7);
         // The rotating request, retried, is not fenced.
