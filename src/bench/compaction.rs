@@ -44,10 +44,6 @@ impl CompactionCost {
     }
 }
 
-/// Linux counts a process's CPU time in ticks of 1/100 s (`USER_HZ`, fixed for user space
-/// on every architecture yaks builds for).
-const TICKS_PER_S: f64 = 100.0;
-
 /// Runs one `yaks compactor --once` and measures it; `input_mib` is what the partition holds.
 pub fn measure(command: &CompactorCommand, input_mib: f64) -> anyhow::Result<CompactionCost> {
     let log = std::fs::File::create(&command.log)
@@ -101,12 +97,7 @@ pub fn measure(command: &CompactorCommand, input_mib: f64) -> anyhow::Result<Com
 
 /// CPU seconds so far and peak resident set of process `pid`, from `/proc`.
 fn usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some((ticks as f64 / TICKS_PER_S, super::peak_rss_bytes(pid)))
+    Some((super::cpu::process_s(pid)?, super::peak_rss_bytes(pid)))
 }
 
 /// Whether the log of the pass shows a key compaction (the bench checks it measured one).

@@ -11,6 +11,7 @@
 //! whether the target holds.
 
 pub mod compaction;
+pub mod cpu;
 pub mod load;
 pub mod raw;
 
@@ -158,6 +159,36 @@ struct Run {
     /// The transactional topic read again (warm) read_uncommitted, then read_committed: the
     /// round of [`TXN_ROUNDS`] whose ratio is the median.
     txn_consume: [f64; 2],
+    /// What the services spent on each MiB of `idempotent_16` and of `transactional`
+    /// (private deployment only).
+    txn_cpu: [CpuPerMib; 2],
+}
+
+/// CPU milliseconds the services spent per MiB a phase produced.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuPerMib {
+    /// The gateway, writer and reader processes together.
+    yaks_ms: f64,
+    /// PostgreSQL: the postmaster and every backend.
+    postgres_ms: f64,
+}
+
+/// CPU seconds the services have used so far: the yaks roles and PostgreSQL.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServiceCpu {
+    yaks_s: f64,
+    postgres_s: f64,
+}
+
+impl ServiceCpu {
+    /// What was spent between `before` and `self` on each of `mib` MiB.
+    fn per_mib_since(&self, before: &ServiceCpu, mib: f64) -> CpuPerMib {
+        let mib = mib.max(1e-9);
+        CpuPerMib {
+            yaks_ms: (self.yaks_s - before.yaks_s) * 1e3 / mib,
+            postgres_ms: (self.postgres_s - before.postgres_s) * 1e3 / mib,
+        }
+    }
 }
 
 /// Which per-flush window of a run a table row shows.
@@ -277,6 +308,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<String> {
                 objects: objects.clone(),
                 writer_config: &writer_config,
                 tls: &tls,
+                yaks_pids: members.iter().filter_map(Member::pid).collect(),
+                postgres_pid: postgres.pid(),
             }),
             scale,
             tag: format!("r{index}"),
@@ -331,6 +364,10 @@ struct Private<'a> {
     writer_config: &'a WriterConfig,
     /// The gateway's TLS listener and the client settings that trust it.
     tls: &'a TlsEndpoint,
+    /// The gateway, writer and reader processes, and the postmaster, whose CPU time the
+    /// transactional row reads.
+    yaks_pids: Vec<u32>,
+    postgres_pid: Option<u32>,
 }
 
 /// The private gateway's `SSL` listener, as a client reaches it.
@@ -409,8 +446,8 @@ impl RunContext<'_> {
         let mut pairs = Vec::with_capacity(TXN_ROUNDS);
         let (mut txn_topic, mut txn_records) = (String::new(), 0);
         for round in 0..TXN_ROUNDS {
-            let mut pair = [ProduceResult::default(), ProduceResult::default()];
-            for (client, result) in [Client::Idempotent, Client::Transactional]
+            let mut pair: [(ProduceResult, CpuPerMib); 2] = Default::default();
+            for (client, (result, cpu)) in [Client::Idempotent, Client::Transactional]
                 .into_iter()
                 .zip(pair.iter_mut())
             {
@@ -423,21 +460,37 @@ impl RunContext<'_> {
                 let load =
                     ProduceLoad::counted(topic.clone(), 16, client, scale.latency_bound_records);
                 let brokers = self.brokers.to_owned();
+                let before = self.service_cpu();
                 *result = blocking(move || load::produce(&brokers, &load)).await?;
+                let mib = (result.acked * load::RECORD_BYTES as u64) as f64 / (1 << 20) as f64;
+                *cpu = self.service_cpu().per_mib_since(&before, mib);
                 anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
                 if client == Client::Transactional {
                     (txn_topic, txn_records) = (topic, result.acked);
                 }
             }
+            let [
+                (idempotent, idempotent_cpu),
+                (transactional, transactional_cpu),
+            ] = &pair;
             info!(
                 round,
-                idempotent_mib_s = pair[0].mib_per_s,
-                transactional_mib_s = pair[1].mib_per_s,
+                idempotent_mib_s = idempotent.mib_per_s,
+                transactional_mib_s = transactional.mib_per_s,
+                idempotent_yaks_cpu_ms_per_mib = idempotent_cpu.yaks_ms,
+                idempotent_postgres_cpu_ms_per_mib = idempotent_cpu.postgres_ms,
+                transactional_yaks_cpu_ms_per_mib = transactional_cpu.yaks_ms,
+                transactional_postgres_cpu_ms_per_mib = transactional_cpu.postgres_ms,
                 "transactions round"
             );
             pairs.push(pair);
         }
-        [run.idempotent_16, run.transactional] = median_pair(pairs, |r| r.mib_per_s);
+        let [
+            (idempotent, idempotent_cpu),
+            (transactional, transactional_cpu),
+        ] = median_pair(pairs, |(r, _)| r.mib_per_s);
+        [run.idempotent_16, run.transactional] = [idempotent, transactional];
+        run.txn_cpu = [idempotent_cpu, transactional_cpu];
         // The transactional topic read warm: once to warm the cache, then read_uncommitted
         // and read_committed side by side, in rounds like the produce pairs (a warm read
         // of it lasts a fraction of a second).
@@ -644,6 +697,21 @@ impl RunContext<'_> {
         let result = blocking(move || load::produce(&brokers, &load)).await?;
         anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
         Ok(result)
+    }
+
+    /// CPU the services have used so far (zeros against an external broker).
+    fn service_cpu(&self) -> ServiceCpu {
+        let Some(private) = &self.private else {
+            return ServiceCpu::default();
+        };
+        ServiceCpu {
+            yaks_s: private
+                .yaks_pids
+                .iter()
+                .filter_map(|&pid| cpu::process_s(pid))
+                .sum(),
+            postgres_s: private.postgres_pid.map_or(0.0, cpu::tree_s),
+        }
     }
 
     /// The reader's S3 GETs so far (0 against an external broker).
@@ -1118,6 +1186,19 @@ fn table(
         ),
         format!("≥ 80% of idempotent: {}", verdict(ok)),
     );
+    if writer.is_some() {
+        let cpu = |slot: usize| {
+            let yaks = m(&|r| r.txn_cpu[slot].yaks_ms);
+            let postgres = m(&|r| r.txn_cpu[slot].postgres_ms);
+            format!("yaks {yaks:.1} ms, PostgreSQL {postgres:.1} ms")
+        };
+        row(
+            "services' CPU per MiB, transactional produce",
+            cpu(1),
+            format!("idempotent: {}", cpu(0)),
+            String::new(),
+        );
+    }
     let commit = [
         m(&|r| r.transactional.commit_ms[0]),
         m(&|r| r.transactional.commit_ms[1]),

@@ -81,6 +81,21 @@ impl EmbeddedPostgres {
         self.port
     }
 
+    /// The postmaster's process id while the server runs (the first line of
+    /// `postmaster.pid`), so its CPU time and its backends' can be read.
+    pub fn pid(&self) -> Option<u32> {
+        if self.stopped {
+            return None;
+        }
+        std::fs::read_to_string(self.data_dir.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Stops the server (fast shutdown: open transactions roll back) and waits for it.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if self.stopped {
