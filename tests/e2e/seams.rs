@@ -90,10 +90,10 @@ async fn postgres_refuses_a_commit_that_reaches_commit_after_its_deadline() {
 }
 
 /// A flush commit, a transaction's end and a log start move lock partition rows FOR NO KEY
-/// UPDATE, never FOR UPDATE, because every insert naming a partition (AddPartitionsToTxn's
-/// rows among them, in whatever order the client listed them) takes a KEY SHARE lock on
-/// it for its foreign key, which FOR UPDATE waits for. EndTxn and AddPartitionsToTxn of two
-/// producers over the same partitions then deadlocked, each stalled for PostgreSQL's
+/// UPDATE, never FOR UPDATE, because every insert naming a partition takes a KEY SHARE lock
+/// on it for its foreign key, which FOR UPDATE waits for. Before migration V11,
+/// AddPartitionsToTxn inserted such rows, in whatever order the client listed them: EndTxn
+/// and AddPartitionsToTxn of two producers over the same partitions then deadlocked, each stalled for PostgreSQL's
 /// deadlock timeout (1 s) before one was retried. Here an open transaction holds those KEY
 /// SHARE locks, and every partition lock still goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,8 +65,26 @@ pub struct ProducerTransaction {
     /// Whether a transaction is open.
     pub open: bool,
     /// The open transaction's partitions, each with the offset of its first stored batch
-    /// there, if any yet.
+    /// there if the store read it. A store that reads none (`None` for every partition)
+    /// gets a start for each partition this commit stores the transaction's data in, and
+    /// keeps the first start of each: commits of a partition come in offset order.
     pub partitions: HashMap<(Uuid, i32), Option<i64>>,
+}
+
+/// Where an open transaction starts in a partition: the offset of its first stored batch,
+/// which holds the partition's last stable offset until the transaction ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionStart {
+    /// The transaction's transactional id.
+    pub transactional_id: String,
+    /// Its producer id.
+    pub producer_id: i64,
+    /// Topic.
+    pub topic_id: Uuid,
+    /// Partition.
+    pub partition_index: i32,
+    /// The offset of the transaction's first batch stored there.
+    pub first_offset: i64,
 }
 
 /// Everything a commit writes.
@@ -83,9 +101,9 @@ pub struct CommitPlan {
     /// The earliest commit deadline among the stored batches: the commit must complete
     /// before it.
     pub commit_deadline_ms: Option<i64>,
-    /// Where open transactions start in partitions they had stored nothing in:
-    /// (transactional id, topic, partition, offset).
-    pub transaction_starts: Vec<(String, Uuid, i32, i64)>,
+    /// Where open transactions start in partitions they had stored nothing in, as far as
+    /// the commit read.
+    pub transaction_starts: Vec<TransactionStart>,
 }
 
 /// A batch whose deadline is less than this far ahead of the metastore's clock is not
@@ -229,12 +247,13 @@ pub fn plan_commit(
                                 transaction.partitions.get_mut(&(topic_id, partition_index))
                         {
                             *first = Some(base_offset);
-                            plan.transaction_starts.push((
-                                transaction.transactional_id.clone(),
+                            plan.transaction_starts.push(TransactionStart {
+                                transactional_id: transaction.transactional_id.clone(),
+                                producer_id: producer.producer_id,
                                 topic_id,
                                 partition_index,
-                                base_offset,
-                            ));
+                                first_offset: base_offset,
+                            });
                         }
                     }
                     match &mut run {

@@ -36,7 +36,7 @@ pub trait Transactions: Send + Sync + 'static {
     async fn list_transactions(&self) -> Result<Vec<TxnRecord>, TxnError>;
 
     /// The records whose open transaction has outlived its timeout at `now_ms`
-    /// ([`expired`]), without their partitions.
+    /// ([`expired`]).
     async fn expired_transactions(&self, now_ms: i64) -> Result<Vec<TxnRecord>, TxnError>;
 
     /// Forgets the transactional ids with no open transaction whose record last changed

@@ -261,10 +261,15 @@ impl Log for MemoryMetastore {
         for (key, producer) in plan.producer_states {
             state.producer_states.insert(key, producer);
         }
-        for (id, topic_id, partition_index, offset) in plan.transaction_starts {
-            state
-                .txn_first_offsets
-                .insert((id, topic_id, partition_index), offset);
+        for start in plan.transaction_starts {
+            state.txn_first_offsets.insert(
+                (
+                    start.transactional_id,
+                    start.topic_id,
+                    start.partition_index,
+                ),
+                start.first_offset,
+            );
         }
         notify(
             &mut state.feeds,

@@ -116,10 +116,7 @@ impl Transactions for MemoryMetastore {
             .transactions
             .values()
             .filter(|record| expired(record, now_ms))
-            .map(|record| TxnRecord {
-                partitions: Default::default(),
-                ..record.clone()
-            })
+            .cloned()
             .collect())
     }
 

@@ -306,13 +306,13 @@ impl Log for PgMetastore {
             .map_err(pg_error)?;
         // The transactions of the batches' producers, read after the locks: an end of one
         // of them either committed before (its partitions are gone from it) or waits for
-        // these locks and comes after what this commit stores.
+        // these locks and comes after what this commit stores. Where each already starts
+        // is not read: `write_transaction_starts` keeps the first start of a partition.
         let read_transactions = tx
             .prepare_cached(
-                "SELECT t.producer_id, t.transactional_id, t.producer_epoch,
-                        t.state = 'Ongoing', p.topic_id, p.partition_index, p.first_offset
-                 FROM transactions t LEFT JOIN txn_partitions p USING (transactional_id)
-                 WHERE t.producer_id = ANY($1)",
+                "SELECT producer_id, transactional_id, producer_epoch, state = 'Ongoing',
+                        partition_topics, partition_indexes
+                 FROM transactions WHERE producer_id = ANY($1)",
             )
             .await
             .map_err(pg_error)?;
@@ -342,20 +342,17 @@ impl Log for PgMetastore {
         .map_err(pg_error)?;
         let mut transactions: HashMap<i64, plan::ProducerTransaction> = HashMap::new();
         for row in &transaction_rows {
-            let transaction =
-                transactions
-                    .entry(row.get(0))
-                    .or_insert_with(|| plan::ProducerTransaction {
-                        transactional_id: row.get(1),
-                        producer_epoch: row.get(2),
-                        open: row.get(3),
-                        partitions: HashMap::new(),
-                    });
-            if let Some(topic_id) = row.get::<_, Option<Uuid>>(4) {
-                transaction
-                    .partitions
-                    .insert((topic_id, row.get(5)), row.get(6));
-            }
+            let topics: Vec<Uuid> = row.get(4);
+            let indexes: Vec<i32> = row.get(5);
+            transactions.insert(
+                row.get(0),
+                plan::ProducerTransaction {
+                    transactional_id: row.get(1),
+                    producer_epoch: row.get(2),
+                    open: row.get(3),
+                    partitions: topics.into_iter().zip(indexes).map(|p| (p, None)).collect(),
+                },
+            );
         }
         let mut states = HashMap::with_capacity(locked.len());
         for row in &locked {
@@ -498,10 +495,10 @@ impl Log for PgMetastore {
 }
 
 /// Where partition `p`'s earliest open transaction with data starts (NULL for none): the
-/// least first offset of its transactions' rows (migration V9).
-const OPEN_START: &str = "(SELECT min(t.first_offset) FROM txn_partitions t
-                          WHERE t.topic_id = p.topic_id
-                            AND t.partition_index = p.partition_index)";
+/// least first offset of its `txn_starts` rows (migration V11).
+const OPEN_START: &str = "(SELECT min(s.first_offset) FROM txn_starts s
+                          WHERE s.topic_id = p.topic_id
+                            AND s.partition_index = p.partition_index)";
 
 /// Channel on which every flush commit announces its object id (DESIGN.md, write path 6).
 pub(super) const COMMIT_CHANNEL: &str = "yaks_commits";
@@ -714,36 +711,35 @@ impl EntryColumns {
 }
 
 /// Records where open transactions start in partitions they had stored nothing in, in one
-/// statement. Expects: the transactions' partition rows (the commit read them under the
-/// partitions' locks, which an end of the transaction also takes).
+/// statement; a partition where one already starts keeps that earlier start. Expects: the
+/// partitions locked by this transaction, as an end of the transaction locks them to
+/// delete these rows.
 async fn write_transaction_starts(
     tx: &deadpool_postgres::Transaction<'_>,
-    starts: &[(String, Uuid, i32, i64)],
+    starts: &[plan::TransactionStart],
 ) -> Result<u64, tokio_postgres::Error> {
     if starts.is_empty() {
         return Ok(0);
     }
-    let mut ids = Vec::with_capacity(starts.len());
     let mut topics = Vec::with_capacity(starts.len());
     let mut partitions = Vec::with_capacity(starts.len());
+    let mut producers = Vec::with_capacity(starts.len());
     let mut offsets = Vec::with_capacity(starts.len());
-    for (id, topic_id, partition_index, offset) in starts {
-        ids.push(id.as_str());
-        topics.push(*topic_id);
-        partitions.push(*partition_index);
-        offsets.push(*offset);
+    for start in starts {
+        topics.push(start.topic_id);
+        partitions.push(start.partition_index);
+        producers.push(start.producer_id);
+        offsets.push(start.first_offset);
     }
     // Cached like the commit's other statements: it runs under the partitions' locks.
     let statement = tx
         .prepare_cached(
-            "UPDATE txn_partitions t SET first_offset = s.first_offset
-             FROM unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[])
-                  AS s(transactional_id, topic_id, partition_index, first_offset)
-             WHERE t.transactional_id = s.transactional_id AND t.topic_id = s.topic_id
-               AND t.partition_index = s.partition_index AND t.first_offset IS NULL",
+            "INSERT INTO txn_starts (topic_id, partition_index, producer_id, first_offset)
+             SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[])
+             ON CONFLICT DO NOTHING",
         )
         .await?;
-    tx.execute(&statement, &[&ids, &topics, &partitions, &offsets])
+    tx.execute(&statement, &[&topics, &partitions, &producers, &offsets])
         .await
 }
 

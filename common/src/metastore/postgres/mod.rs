@@ -9,11 +9,11 @@
 //! Partition locks: whatever changes a partition's offsets (a flush commit, a transaction's
 //! end, a log start move) first locks its `partitions` rows in (topic id, partition) order
 //! and `FOR NO KEY UPDATE`. The order keeps those from deadlocking one another; the mode
-//! keeps them from deadlocking with inserts that name a partition (`txn_partitions` rows of
-//! AddPartitionsToTxn, `producer_states`, `object_index`), whose foreign-key checks take
-//! KEY SHARE locks on the rows in no particular order. `FOR UPDATE` would wait for those,
-//! and an EndTxn and another producer's AddPartitionsToTxn over the same partitions would
-//! stall each other until PostgreSQL's deadlock timeout (1 s).
+//! keeps them from deadlocking with inserts that name a partition (`producer_states`,
+//! `object_index`, `aborted_txns`), whose foreign-key checks take KEY SHARE locks on the
+//! rows in no particular order. `FOR UPDATE` would wait for those: before migration V11,
+//! an EndTxn and another producer's AddPartitionsToTxn (which inserted such rows) over the
+//! same partitions stalled each other until PostgreSQL's deadlock timeout (1 s).
 
 mod acls;
 mod cluster;

@@ -1,9 +1,8 @@
-//! [`Transactions`] on PostgreSQL: `transactions`, `txn_partitions`, `txn_offsets` and
-//! `aborted_txns`. Every change reads the transactional id's row under its lock and lets
-//! the pure rules decide; an end writes its markers' index rows, the partitions' offsets,
-//! the aborted-transaction rows and the offsets in the same transaction.
-
-use std::collections::BTreeSet;
+//! [`Transactions`] on PostgreSQL: `transactions` (each id's record, its open transaction's
+//! partitions included), `txn_starts`, `txn_offsets` and `aborted_txns`. Every change reads
+//! the transactional id's row under its lock and lets the pure rules decide; an end writes
+//! its markers' index rows, the partitions' offsets, the aborted-transaction rows and the
+//! offsets in the same transaction.
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
@@ -21,51 +20,41 @@ use super::{PgMetastore, execute_cached, pg_error, query_cached};
 /// row may not exist yet to be locked ("tx").
 const INIT_LOCK_CLASS: i32 = 0x7478;
 
+/// A record's columns (migrations V9 and V11): the open transaction's partitions are the
+/// two arrays, paired by position.
 const RECORD_COLUMNS: &str = "transactional_id, producer_id, producer_epoch, last_epoch,
-     previous_producer_id, state, timeout_ms, start_ms, updated_ms, groups";
+     previous_producer_id, state, timeout_ms, start_ms, updated_ms, groups,
+     partition_topics, partition_indexes";
 
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 /// Reads one transactional id's record, locked for the rest of the transaction `client` is
-/// in when `lock`. Its partitions are read by a second statement, after the lock is held:
-/// a subquery of the first would read them as of before its wait for the lock, and miss
-/// those the holder added. Both are sent at once, in that order (PostgreSQL runs a
-/// connection's statements in the order they arrive): one round trip.
+/// in when `lock`.
 async fn load<C: GenericClient>(
     client: &C,
     id: &str,
     lock: bool,
 ) -> Result<Option<TxnRecord>, StoreError> {
     let lock = if lock { " FOR UPDATE" } else { "" };
-    let prepare = |sql: String| async move { client.prepare_cached(&sql).await.map_err(pg_error) };
-    let record_statement = prepare(format!(
-        "SELECT {RECORD_COLUMNS} FROM transactions WHERE transactional_id = $1{lock}"
-    ))
-    .await?;
-    let partitions_statement = prepare(
-        "SELECT topic_id, partition_index FROM txn_partitions WHERE transactional_id = $1"
-            .to_owned(),
-    )
-    .await?;
-    let params: [&(dyn ToSql + Sync); 1] = [&id];
-    // Polled in this order, each sends its statement on its first poll.
-    let (found, partitions) = futures::try_join!(
-        client.query(&record_statement, &params),
-        client.query(&partitions_statement, &params),
-    )
-    .map_err(pg_error)?;
-    let Some(row) = found.first() else {
-        return Ok(None);
-    };
-    let mut record = record(row)?;
-    record.partitions = partitions.iter().map(|p| (p.get(0), p.get(1))).collect();
-    Ok(Some(record))
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM transactions WHERE transactional_id = $1{lock}"
+        ))
+        .await
+        .map_err(pg_error)?;
+    let found = client
+        .query_opt(&statement, &[&id])
+        .await
+        .map_err(pg_error)?;
+    found.as_ref().map(record).transpose()
 }
 
-/// A record from a row of [`RECORD_COLUMNS`], without its partitions.
+/// A record from a row of [`RECORD_COLUMNS`].
 fn record(row: &tokio_postgres::Row) -> Result<TxnRecord, StoreError> {
     let state: String = row.get(5);
     let groups: Vec<String> = row.get(9);
+    let topics: Vec<Uuid> = row.get(10);
+    let indexes: Vec<i32> = row.get(11);
     Ok(TxnRecord {
         transactional_id: row.get(0),
         producer_id: row.get(1),
@@ -77,21 +66,15 @@ fn record(row: &tokio_postgres::Row) -> Result<TxnRecord, StoreError> {
         timeout_ms: row.get(6),
         start_ms: row.get(7),
         updated_ms: row.get(8),
-        partitions: BTreeSet::new(),
+        partitions: topics.into_iter().zip(indexes).collect(),
         groups: groups.into_iter().collect(),
     })
 }
 
-/// Writes a record's own row (its partitions are written where they change).
+/// Writes a record's row.
 async fn store(tx: &Tx<'_>, record: &TxnRecord) -> Result<(), StoreError> {
-    let groups: Vec<&str> = record.groups.iter().map(String::as_str).collect();
-    let state = record.state.name();
-    execute_cached(
-        tx,
-        &store_statement(),
-        &store_params(record, &state, &groups),
-    )
-    .await?;
+    let row = RecordRow::of(record);
+    execute_cached(tx, &store_statement(), &row.params()).await?;
     Ok(())
 }
 
@@ -99,7 +82,7 @@ async fn store(tx: &Tx<'_>, record: &TxnRecord) -> Result<(), StoreError> {
 fn store_statement() -> String {
     format!(
         "INSERT INTO transactions ({RECORD_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (transactional_id) DO UPDATE SET
              producer_id = excluded.producer_id,
              producer_epoch = excluded.producer_epoch,
@@ -109,29 +92,52 @@ fn store_statement() -> String {
              timeout_ms = excluded.timeout_ms,
              start_ms = excluded.start_ms,
              updated_ms = excluded.updated_ms,
-             groups = excluded.groups"
+             groups = excluded.groups,
+             partition_topics = excluded.partition_topics,
+             partition_indexes = excluded.partition_indexes"
     )
 }
 
-/// [`store_statement`]'s parameters for `record`, given its state's name and its groups
-/// as the text and text array they are stored as.
-fn store_params<'a>(
+/// A record as [`store_statement`] stores it: its state's name, its groups and its
+/// partitions in the columns' types.
+struct RecordRow<'a> {
     record: &'a TxnRecord,
-    state: &'a (dyn ToSql + Sync),
-    groups: &'a (dyn ToSql + Sync),
-) -> Vec<&'a (dyn ToSql + Sync)> {
-    vec![
-        &record.transactional_id,
-        &record.producer_id,
-        &record.producer_epoch,
-        &record.last_epoch,
-        &record.previous_producer_id,
-        state,
-        &record.timeout_ms,
-        &record.start_ms,
-        &record.updated_ms,
-        groups,
-    ]
+    state: &'static str,
+    groups: Vec<&'a str>,
+    topics: Vec<Uuid>,
+    indexes: Vec<i32>,
+}
+
+impl<'a> RecordRow<'a> {
+    fn of(record: &'a TxnRecord) -> Self {
+        let (topics, indexes) = record.partitions.iter().copied().unzip();
+        RecordRow {
+            record,
+            state: record.state.name(),
+            groups: record.groups.iter().map(String::as_str).collect(),
+            topics,
+            indexes,
+        }
+    }
+
+    /// [`store_statement`]'s parameters.
+    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+        let record = self.record;
+        [
+            &record.transactional_id,
+            &record.producer_id,
+            &record.producer_epoch,
+            &record.last_epoch,
+            &record.previous_producer_id,
+            &self.state,
+            &record.timeout_ms,
+            &record.start_ms,
+            &record.updated_ms,
+            &self.groups,
+            &self.topics,
+            &self.indexes,
+        ]
+    }
 }
 
 /// Ends `record`'s open transaction with `object`'s markers: indexes each partition's
@@ -190,7 +196,6 @@ async fn write_end(
     let body = object.body.as_ref();
     let groups: Vec<&str> = record.groups.iter().map(String::as_str).collect();
     let ended = ended(record, markers, now_ms);
-    let state = ended.state.name();
     let no_members = encode_members(&[]).to_vec();
     // Statements and their parameters, in the order they must run.
     let mut writes: Vec<(tokio_postgres::Statement, Vec<&(dyn ToSql + Sync)>)> = Vec::new();
@@ -232,37 +237,45 @@ async fn write_end(
             .await?,
             vec![&rows.topics, &rows.partitions],
         ));
-        if !markers.commit {
-            // Only where the transaction stored data: a marker alone hides nothing. Before
-            // the transaction's partition rows go, below.
-            writes.push((
-                prepare(
-                    "INSERT INTO aborted_txns (topic_id, partition_index, producer_id,
-                         first_offset, last_offset)
-                     SELECT t.topic_id, t.partition_index, $2, t.first_offset, m.last_offset
-                     FROM txn_partitions t
-                     JOIN unnest($3::uuid[], $4::int[], $5::bigint[])
-                          AS m(topic_id, partition_index, last_offset)
-                       USING (topic_id, partition_index)
-                     WHERE t.transactional_id = $1 AND t.first_offset IS NOT NULL",
-                )
-                .await?,
+        // The transaction no longer holds the partitions' last stable offsets back. An
+        // abort records the range of each partition it stored data in (a marker alone
+        // hides nothing), from the same rows.
+        let (starts, params): (_, Vec<&(dyn ToSql + Sync)>) = if markers.commit {
+            (
+                "DELETE FROM txn_starts s
+                 USING unnest($2::uuid[], $3::int[]) AS m(topic_id, partition_index)
+                 WHERE s.topic_id = m.topic_id AND s.partition_index = m.partition_index
+                   AND s.producer_id = $1",
+                vec![&record.producer_id, &rows.topics, &rows.partitions],
+            )
+        } else {
+            (
+                "WITH gone AS (
+                     DELETE FROM txn_starts s
+                     USING unnest($2::uuid[], $3::int[], $4::bigint[])
+                           AS m(topic_id, partition_index, last_offset)
+                     WHERE s.topic_id = m.topic_id AND s.partition_index = m.partition_index
+                       AND s.producer_id = $1
+                     RETURNING s.topic_id, s.partition_index, s.first_offset, m.last_offset)
+                 INSERT INTO aborted_txns (topic_id, partition_index, producer_id,
+                     first_offset, last_offset)
+                 SELECT topic_id, partition_index, $1, first_offset, last_offset FROM gone",
                 vec![
-                    &id,
                     &record.producer_id,
                     &rows.topics,
                     &rows.partitions,
                     &rows.offsets,
                 ],
-            ));
-        }
+            )
+        };
+        writes.push((prepare(starts).await?, params));
         writes.push((
             prepare("SELECT pg_notify($1, $2)").await?,
             vec![&COMMIT_CHANNEL, &object_id],
         ));
     }
     // Offsets are staged only for groups AddOffsetsToTxn added (`stage`): with none, there
-    // is nothing to move.
+    // is nothing to move, or to drop below.
     if markers.commit && !groups.is_empty() {
         // The staged offsets become the groups' committed offsets, each group listed as
         // a standalone commit would list it. Before the staged rows go, below.
@@ -293,20 +306,18 @@ async fn write_end(
             vec![&id, &no_members, &now_ms],
         ));
     }
-    writes.push((
-        prepare("DELETE FROM txn_offsets WHERE transactional_id = $1").await?,
-        vec![&id],
-    ));
-    writes.push((
-        prepare("DELETE FROM txn_partitions WHERE transactional_id = $1").await?,
-        vec![&id],
-    ));
-    let ended_groups: Vec<&str> = ended.groups.iter().map(String::as_str).collect();
+    if !groups.is_empty() {
+        writes.push((
+            prepare("DELETE FROM txn_offsets WHERE transactional_id = $1").await?,
+            vec![&id],
+        ));
+    }
+    let ended_row = RecordRow::of(&ended);
     writes.push((
         tx.prepare_cached(&store_statement())
             .await
             .map_err(pg_error)?,
-        store_params(&ended, &state, &ended_groups),
+        ended_row.params().to_vec(),
     ));
     futures::future::try_join_all(
         writes
@@ -347,22 +358,9 @@ impl Transactions for PgMetastore {
             )
             .await
             .map_err(pg_error)?;
-        let partitions = client
-            .query(
-                "SELECT transactional_id, topic_id, partition_index FROM txn_partitions",
-                &[],
-            )
-            .await
-            .map_err(pg_error)?;
         let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
         // Sorted here, not by the database's collation: the same order as the memory store.
         records.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
-        for row in &partitions {
-            let id: &str = row.get(0);
-            if let Ok(at) = records.binary_search_by(|r| r.transactional_id.as_str().cmp(id)) {
-                records[at].partitions.insert((row.get(1), row.get(2)));
-            }
-        }
         Ok(records)
     }
 
@@ -462,31 +460,9 @@ impl Transactions for PgMetastore {
         let Some(next) = add(existing.as_ref(), producer, partitions, groups, now_ms)? else {
             return Ok(());
         };
-        let (topics, indexes): (Vec<Uuid>, Vec<i32>) = partitions.iter().copied().unzip();
-        let groups: Vec<&str> = next.groups.iter().map(String::as_str).collect();
-        let state = next.state.name();
-        let store_record = tx
-            .prepare_cached(&store_statement())
-            .await
-            .map_err(pg_error)?;
-        let insert_partitions = tx
-            .prepare_cached(
-                "INSERT INTO txn_partitions (transactional_id, topic_id, partition_index)
-                 SELECT $1, * FROM unnest($2::uuid[], $3::int[])
-                 ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(pg_error)?;
-        // Sent together; expects the partitions to exist (a topic deleted meanwhile fails
-        // the call).
-        let record_params = store_params(&next, &state, &groups);
-        let partition_params: [&(dyn ToSql + Sync); 3] =
-            [&producer.transactional_id, &topics, &indexes];
-        futures::try_join!(
-            tx.execute(&store_record, &record_params),
-            tx.execute(&insert_partitions, &partition_params),
-        )
-        .map_err(pg_error)?;
+        // A partition whose topic is deleted meanwhile stays listed: the end skips it, as it
+        // skips any partition that is gone.
+        store(&tx, &next).await?;
         tx.commit().await.map_err(pg_error)?;
         Ok(())
     }
