@@ -61,6 +61,7 @@ macro_rules! metastore_test_suite {
             a_transaction_ends_with_all_its_markers_and_offsets_at_once,
             an_expired_transaction_is_aborted_and_its_producer_fenced,
             transactional_batches_are_judged_against_their_transaction,
+            a_transaction_ends_after_one_of_its_topics_is_deleted,
         );
     };
     (@cases $store:expr; $($case:ident),* $(,)?) => {

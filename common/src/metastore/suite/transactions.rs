@@ -508,6 +508,87 @@ pub async fn transactional_batches_are_judged_against_their_transaction(store: &
     );
 }
 
+/// A topic deleted while a transaction holds data in it leaves the transaction free to end:
+/// the end writes markers to the partitions still there, and nothing of the deleted topic
+/// holds their last stable offsets back.
+#[doc(hidden)]
+pub async fn a_transaction_ends_after_one_of_its_topics_is_deleted(store: &dyn Metastore) {
+    let orders = create_orders(store).await;
+    let audit = store
+        .create_topic("audit", 1, &BTreeMap::new())
+        .await
+        .expect("create")
+        .expect("new topic");
+    let (o, a) = (orders.topic_id, audit.topic_id);
+    let producer = open_transaction(store, 9000, &[(o, 0), (a, 0)], 100).await;
+    let append = |topic_id| PartitionAppend {
+        topic_id,
+        partition_index: 0,
+        batches: vec![AppendBatch {
+            byte_offset: 0,
+            byte_length: 10,
+            offset_count: 3,
+            max_timestamp: 5,
+            producer: Some(ProducerBatch {
+                producer_id: producer.producer_id,
+                producer_epoch: producer.producer_epoch,
+                first_sequence: 0,
+                last_sequence: 2,
+                transactional: true,
+            }),
+            commit_deadline_ms: None,
+        }],
+    };
+    store
+        .commit_object(commit(ObjectId::new(200), "tx-1", &[append(o)], 200))
+        .await
+        .expect("commit");
+    store
+        .commit_object(commit(ObjectId::new(210), "tx-2", &[append(a)], 210))
+        .await
+        .expect("commit");
+    let states = store.partition_states(&[(a, 0)]).await.expect("states");
+    assert_eq!(states[0].open_start, Some(0));
+
+    assert!(store.delete_topic(o).await.expect("delete"));
+    let end = EndRequest {
+        producer,
+        commit: true,
+        reason: EndReason::Client,
+        now_ms: 300,
+    };
+    let EndOutcome::NeedsMarkers(wanted) = store.end_transaction(&end, None).await.expect("end")
+    else {
+        panic!("a commit needs its markers")
+    };
+    assert_eq!(
+        wanted.partitions,
+        BTreeSet::from([(o, 0), (a, 0)]),
+        "the transaction still lists the deleted topic's partition"
+    );
+    assert_eq!(
+        store
+            .end_transaction(&end, Some(&marker_object(&wanted, 300)))
+            .await
+            .expect("end"),
+        EndOutcome::Ended
+    );
+    let states = store
+        .partition_states(&[(o, 0), (a, 0)])
+        .await
+        .expect("states");
+    assert_eq!(states.len(), 1, "the deleted topic's partition is gone");
+    assert_eq!(
+        (
+            states[0].next_offset,
+            states[0].open_start,
+            states[0].last_stable_offset()
+        ),
+        (4, None, 4),
+        "the marker took offset 3 and nothing holds the last stable offset back"
+    );
+}
+
 /// Stores a transactional batch in both partitions of the new topic `t` through a flush
 /// commit, commits the transaction with its markers and moves a log start: each statement
 /// that locks partition rows, for a backend's own tests of what may hold them up.
