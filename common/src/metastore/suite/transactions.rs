@@ -78,6 +78,34 @@ async fn open_transaction(
     producer
 }
 
+/// Ends `producer`'s transaction at `now_ms` as its coordinator does on EndTxn: asks which
+/// markers the end needs, then ends it with them. Returns the markers written.
+async fn end_with_markers(
+    store: &dyn Metastore,
+    producer: TxnProducer<'static>,
+    commit: bool,
+    now_ms: i64,
+) -> Markers {
+    let end = EndRequest {
+        producer,
+        commit,
+        reason: EndReason::Client,
+        now_ms,
+    };
+    let EndOutcome::NeedsMarkers(wanted) = store.end_transaction(&end, None).await.expect("end")
+    else {
+        panic!("an end needs its markers")
+    };
+    assert_eq!(
+        store
+            .end_transaction(&end, Some(&marker_object(&wanted, now_ms)))
+            .await
+            .expect("end"),
+        EndOutcome::Ended
+    );
+    wanted
+}
+
 /// A transaction ends with every partition's marker and its offsets at once, retries of
 /// the end are answered alike, and a new incarnation aborts what the old one left open.
 #[doc(hidden)]
@@ -437,20 +465,7 @@ pub async fn transactional_batches_are_judged_against_their_transaction(store: &
 
     // The abort: its range is listed, the last stable offset is free, and the fenced
     // producer's late batch is refused.
-    let abort = EndRequest {
-        producer,
-        commit: false,
-        reason: EndReason::Client,
-        now_ms: 300,
-    };
-    let EndOutcome::NeedsMarkers(wanted) = store.end_transaction(&abort, None).await.expect("end")
-    else {
-        panic!("an abort needs its markers")
-    };
-    store
-        .end_transaction(&abort, Some(&marker_object(&wanted, 300)))
-        .await
-        .expect("abort");
+    end_with_markers(store, producer, false, 300).await;
     assert_eq!(
         store
             .aborted_transactions(t, 0, 0, 10)
@@ -551,27 +566,11 @@ pub async fn a_transaction_ends_after_one_of_its_topics_is_deleted(store: &dyn M
     assert_eq!(states[0].open_start, Some(0));
 
     assert!(store.delete_topic(o).await.expect("delete"));
-    let end = EndRequest {
-        producer,
-        commit: true,
-        reason: EndReason::Client,
-        now_ms: 300,
-    };
-    let EndOutcome::NeedsMarkers(wanted) = store.end_transaction(&end, None).await.expect("end")
-    else {
-        panic!("a commit needs its markers")
-    };
+    let written = end_with_markers(store, producer, true, 300).await;
     assert_eq!(
-        wanted.partitions,
+        written.partitions,
         BTreeSet::from([(o, 0), (a, 0)]),
         "the transaction still lists the deleted topic's partition"
-    );
-    assert_eq!(
-        store
-            .end_transaction(&end, Some(&marker_object(&wanted, 300)))
-            .await
-            .expect("end"),
-        EndOutcome::Ended
     );
     let states = store
         .partition_states(&[(o, 0), (a, 0)])
@@ -624,24 +623,7 @@ pub async fn every_partition_lock_taken_once(store: &dyn Metastore, t: Uuid) {
             .all(|r| r.batches == vec![BatchOutcome::Appended { base_offset: 0 }]),
         "{results:?}"
     );
-    let end = EndRequest {
-        producer,
-        commit: true,
-        reason: EndReason::Client,
-        now_ms: 300,
-    };
-    let EndOutcome::NeedsMarkers(wanted) = store.end_transaction(&end, None).await.expect("end")
-    else {
-        panic!("an end needs its markers")
-    };
-    let markers = marker_object(&wanted, 300);
-    assert_eq!(
-        store
-            .end_transaction(&end, Some(&markers))
-            .await
-            .expect("end"),
-        EndOutcome::Ended
-    );
+    end_with_markers(store, producer, true, 300).await;
     assert!(matches!(
         store.advance_log_start(t, 0, 1).await.expect("advance"),
         LogStartMove::Moved {
