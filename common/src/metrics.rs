@@ -357,6 +357,11 @@ pub struct WriterMetrics {
     pub flush_upload_duration: Histogram,
     /// Time to commit a flushed object's offsets.
     pub flush_commit_duration: Histogram,
+    /// Time from an append's acceptance to its buffer's seal: what a latency-bound
+    /// producer waits before its flush even starts.
+    pub append_wait: Histogram,
+    /// Time from an append's acceptance to its answer: the writer's share of a produce.
+    pub append_duration: Histogram,
     /// Bytes buffered or uploading (what back-pressure is measured against).
     pub buffered: Gauge,
     /// Flush uploads.
@@ -614,6 +619,8 @@ impl WriterMetrics {
             flush_partitions: count_histogram(),
             flush_upload_duration: latency_histogram(),
             flush_commit_duration: latency_histogram(),
+            append_wait: latency_histogram(),
+            append_duration: latency_histogram(),
             buffered: Gauge::default(),
             s3: S3Metrics::register(r, "writer"),
         };
@@ -649,6 +656,18 @@ impl WriterMetrics {
             "Time to commit one flushed object's offsets to PostgreSQL",
             Unit::Seconds,
             m.flush_commit_duration.clone(),
+        );
+        r.register_with_unit(
+            "yaks_writer_append_wait",
+            "Time from an append's acceptance to the seal of the buffer holding it",
+            Unit::Seconds,
+            m.append_wait.clone(),
+        );
+        r.register_with_unit(
+            "yaks_writer_append",
+            "Time from an append's acceptance to its answer",
+            Unit::Seconds,
+            m.append_duration.clone(),
         );
         r.register_with_unit(
             "yaks_writer_buffered",

@@ -173,6 +173,8 @@ async fn metrics_parse_and_move_with_produce_and_fetch_per_topic() {
     );
     assert!(value(&after, "yaks_writer_flush_upload_seconds_count", &[]) >= 1.0);
     assert!(value(&after, "yaks_writer_flush_commit_seconds_count", &[]) >= 1.0);
+    assert!(value(&after, "yaks_writer_append_wait_seconds_count", &[]) >= 1.0);
+    assert!(value(&after, "yaks_writer_append_seconds_count", &[]) >= 1.0);
     assert!(
         value(
             &after,

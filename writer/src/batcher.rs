@@ -197,6 +197,8 @@ pub(crate) struct Waiter {
     pub reply: oneshot::Sender<AppendReply>,
     /// Held until answered, so buffered and uploading bytes count against the room.
     pub _permit: Room,
+    /// When the buffer took it, for `yaks_writer_append_wait` and `yaks_writer_append`.
+    pub accepted: Instant,
 }
 
 /// A sealed buffer: the object body, its index entries and who waits on it.
@@ -241,6 +243,7 @@ impl OpenBuffer {
             placements,
             reply: append.reply,
             _permit: append.permit,
+            accepted: now,
         });
     }
 
@@ -250,6 +253,11 @@ impl OpenBuffer {
 
     /// Lays the partitions out one after another, in (topic id, partition) order.
     fn seal(self) -> SealedFlush {
+        let sealed = yaks_common::clock::now();
+        for waiter in &self.waiters {
+            let waited = sealed.saturating_duration_since(waiter.accepted);
+            metrics().writer.append_wait.observe(waited.as_secs_f64());
+        }
         let mut body = BytesMut::with_capacity(self.bytes);
         let mut appends = Vec::with_capacity(self.partitions.len());
         for ((topic_id, partition_index), partition) in self.partitions {

@@ -240,6 +240,10 @@ fn answer(waiters: Vec<Waiter>, results: &[AppendResult]) {
                 result,
             });
         }
+        metrics()
+            .writer
+            .append_duration
+            .observe(waiter.accepted.elapsed().as_secs_f64());
         // The requester may have gone away; nothing to do then.
         let _ = waiter.reply.send(outcomes);
     }
