@@ -46,6 +46,7 @@ impl CompactionCost {
 
 /// Runs one `yaks compactor --once` and measures it; `input_mib` is what the partition holds.
 pub fn measure(command: &CompactorCommand, input_mib: f64) -> anyhow::Result<CompactionCost> {
+    super::load::settle_disk();
     let log = std::fs::File::create(&command.log)
         .with_context(|| format!("creating {}", command.log.display()))?;
     let started = yaks_common::clock::now();

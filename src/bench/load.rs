@@ -200,8 +200,32 @@ impl ProduceLoad {
     }
 }
 
+/// Writes the machine's dirty pages to disk before a measured phase, so that the phase does
+/// not pay for the writeback of what the phases before it wrote. The loopback S3 endpoint
+/// keeps objects in files, and a run writes tens of GiB of them; the kernel writes a file's
+/// pages back some 30 s after they were written, which lands in a later phase. Meanwhile
+/// PostgreSQL's commits, whose WAL shares that disk, wait behind the writeback: stalls of
+/// up to a second, with most of the CPU in I/O wait, which a latency-bound phase (one
+/// commit per transaction) pays in full and a pipelined one hides. Deployed, the objects
+/// go to S3 over the network and PostgreSQL has a disk of its own. Best effort: without
+/// `sync`, phases run as before.
+pub fn settle_disk() {
+    let started = yaks_common::clock::now();
+    match std::process::Command::new("sync").status() {
+        Ok(status) if status.success() => {
+            tracing::debug!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "disk settled"
+            );
+        }
+        Ok(status) => tracing::debug!(%status, "sync failed; the phase starts unsettled"),
+        Err(e) => tracing::debug!(error = %e, "no sync; the phase starts unsettled"),
+    }
+}
+
 /// Runs `load` against `brokers` and waits for every acknowledgement.
 pub fn produce(brokers: &str, load: &ProduceLoad) -> anyhow::Result<ProduceResult> {
+    settle_disk();
     let acks = Arc::new(Acks::default());
     let started_together = Arc::new(std::sync::Barrier::new(load.producers));
     let payload = vec![b'y'; load.record_bytes];
@@ -429,6 +453,7 @@ pub fn consume(
     records: u64,
     isolation: Isolation,
 ) -> anyhow::Result<ConsumeResult> {
+    settle_disk();
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
@@ -489,6 +514,7 @@ pub fn end_to_end(
     count: usize,
     every: Duration,
 ) -> anyhow::Result<[f64; 2]> {
+    settle_disk();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "yaks-bench-e2e")

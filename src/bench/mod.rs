@@ -214,6 +214,11 @@ struct FlushCost {
     /// latency-bound client's round trip goes.
     upload_s: f64,
     commit_s: f64,
+    /// Appends (produce requests taken by the writer), and the seconds they spent waiting
+    /// for their buffer's seal and in the writer altogether (per append after `since`).
+    appends: f64,
+    append_wait_s: f64,
+    append_s: f64,
 }
 
 /// Runs the benchmark and returns the table.
@@ -389,6 +394,11 @@ impl RunContext<'_> {
         let scale = self.scale;
         let mut run = Run::default();
         if let Some(private) = &self.private {
+            blocking(|| {
+                load::settle_disk();
+                Ok(())
+            })
+            .await?;
             run.s3 = raw::s3(
                 private.objects.clone(),
                 scale.raw_objects,
@@ -447,9 +457,12 @@ impl RunContext<'_> {
         let (mut txn_topic, mut txn_records) = (String::new(), 0);
         for round in 0..TXN_ROUNDS {
             let mut pair: [(ProduceResult, CpuPerMib); 2] = Default::default();
-            for (client, (result, cpu)) in [Client::Idempotent, Client::Transactional]
+            // Per flush, for the round's log line: where a latency-bound phase's time went.
+            let mut flushes: [FlushCost; 2] = Default::default();
+            for ((client, (result, cpu)), flush) in [Client::Idempotent, Client::Transactional]
                 .into_iter()
                 .zip(pair.iter_mut())
+                .zip(flushes.iter_mut())
             {
                 let name = if client == Client::Transactional {
                     "txn"
@@ -460,10 +473,12 @@ impl RunContext<'_> {
                 let load =
                     ProduceLoad::counted(topic.clone(), 16, client, scale.latency_bound_records);
                 let brokers = self.brokers.to_owned();
+                let flushed_before = self.flush_snapshot().await?;
                 let before = self.service_cpu();
                 *result = blocking(move || load::produce(&brokers, &load)).await?;
                 let mib = (result.acked * load::RECORD_BYTES as u64) as f64 / (1 << 20) as f64;
                 *cpu = self.service_cpu().per_mib_since(&before, mib);
+                *flush = self.flush_snapshot().await?.since(&flushed_before);
                 anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
                 if client == Client::Transactional {
                     (txn_topic, txn_records) = (topic, result.acked);
@@ -481,6 +496,18 @@ impl RunContext<'_> {
                 idempotent_postgres_cpu_ms_per_mib = idempotent_cpu.postgres_ms,
                 transactional_yaks_cpu_ms_per_mib = transactional_cpu.yaks_ms,
                 transactional_postgres_cpu_ms_per_mib = transactional_cpu.postgres_ms,
+                idempotent_flushes = flushes[0].flushes,
+                transactional_flushes = flushes[1].flushes,
+                idempotent_upload_ms = flushes[0].upload_s * 1e3,
+                transactional_upload_ms = flushes[1].upload_s * 1e3,
+                idempotent_commit_ms = flushes[0].commit_s * 1e3,
+                transactional_commit_ms = flushes[1].commit_s * 1e3,
+                idempotent_appends = flushes[0].appends,
+                transactional_appends = flushes[1].appends,
+                idempotent_append_wait_ms = flushes[0].append_wait_s * 1e3,
+                transactional_append_wait_ms = flushes[1].append_wait_s * 1e3,
+                idempotent_append_ms = flushes[0].append_s * 1e3,
+                transactional_append_ms = flushes[1].append_s * 1e3,
                 "transactions round"
             );
             pairs.push(pair);
@@ -758,6 +785,9 @@ impl RunContext<'_> {
             bytes: metric(&page, "yaks_writer_flush_size_bytes_sum", &[]),
             upload_s: metric(&page, "yaks_writer_flush_upload_seconds_sum", &[]),
             commit_s: metric(&page, "yaks_writer_flush_commit_seconds_sum", &[]),
+            appends: metric(&page, "yaks_writer_append_seconds_count", &[]),
+            append_wait_s: metric(&page, "yaks_writer_append_wait_seconds_sum", &[]),
+            append_s: metric(&page, "yaks_writer_append_seconds_sum", &[]),
         })
     }
 }
@@ -779,6 +809,10 @@ impl FlushCost {
             bytes: self.bytes - before.bytes,
             upload_s: (self.upload_s - before.upload_s) / flushes,
             commit_s: (self.commit_s - before.commit_s) / flushes,
+            appends: self.appends - before.appends,
+            append_wait_s: (self.append_wait_s - before.append_wait_s)
+                / (self.appends - before.appends).max(1.0),
+            append_s: (self.append_s - before.append_s) / (self.appends - before.appends).max(1.0),
         }
     }
 }
