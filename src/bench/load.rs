@@ -204,11 +204,11 @@ impl ProduceLoad {
 /// not pay for the writeback of what the phases before it wrote. The loopback S3 endpoint
 /// keeps objects in files, and a run writes tens of GiB of them; the kernel writes a file's
 /// pages back some 30 s after they were written, which lands in a later phase. Meanwhile
-/// PostgreSQL's commits, whose WAL shares that disk, wait behind the writeback: stalls of
-/// up to a second, with most of the CPU in I/O wait, which a latency-bound phase (one
-/// commit per transaction) pays in full and a pipelined one hides. Deployed, the objects
-/// go to S3 over the network and PostgreSQL has a disk of its own. Best effort: without
-/// `sync`, phases run as before.
+/// PostgreSQL's commits, whose WAL shares that disk, wait behind the writeback (I/O wait
+/// of up to three quarters of the machine in 1-second samples during the transactional
+/// rounds), which a latency-bound phase (one commit per transaction) pays in full and a
+/// pipelined one hides. Deployed, the objects go to S3 over the network and PostgreSQL
+/// has a disk of its own. Best effort: without `sync`, phases run as before.
 pub fn settle_disk() {
     let started = yaks_common::clock::now();
     match std::process::Command::new("sync").status() {
