@@ -457,12 +457,9 @@ impl RunContext<'_> {
         let (mut txn_topic, mut txn_records) = (String::new(), 0);
         for round in 0..TXN_ROUNDS {
             let mut pair: [(ProduceResult, CpuPerMib); 2] = Default::default();
-            // Per flush, for the round's log line: where a latency-bound phase's time went.
-            let mut flushes: [FlushCost; 2] = Default::default();
-            for ((client, (result, cpu)), flush) in [Client::Idempotent, Client::Transactional]
+            for (client, (result, cpu)) in [Client::Idempotent, Client::Transactional]
                 .into_iter()
                 .zip(pair.iter_mut())
-                .zip(flushes.iter_mut())
             {
                 let name = if client == Client::Transactional {
                     "txn"
@@ -478,7 +475,19 @@ impl RunContext<'_> {
                 *result = blocking(move || load::produce(&brokers, &load)).await?;
                 let mib = (result.acked * load::RECORD_BYTES as u64) as f64 / (1 << 20) as f64;
                 *cpu = self.service_cpu().per_mib_since(&before, mib);
-                *flush = self.flush_snapshot().await?.since(&flushed_before);
+                // Where a latency-bound phase's time went, per flush and per append.
+                let flush = self.flush_snapshot().await?.since(&flushed_before);
+                info!(
+                    round,
+                    phase = name,
+                    flushes = flush.flushes,
+                    upload_ms = flush.upload_s * 1e3,
+                    commit_ms = flush.commit_s * 1e3,
+                    appends = flush.appends,
+                    append_wait_ms = flush.append_wait_s * 1e3,
+                    append_ms = flush.append_s * 1e3,
+                    "transactions phase"
+                );
                 anyhow::ensure!(result.failed == 0, "{} records failed", result.failed);
                 if client == Client::Transactional {
                     (txn_topic, txn_records) = (topic, result.acked);
@@ -496,18 +505,6 @@ impl RunContext<'_> {
                 idempotent_postgres_cpu_ms_per_mib = idempotent_cpu.postgres_ms,
                 transactional_yaks_cpu_ms_per_mib = transactional_cpu.yaks_ms,
                 transactional_postgres_cpu_ms_per_mib = transactional_cpu.postgres_ms,
-                idempotent_flushes = flushes[0].flushes,
-                transactional_flushes = flushes[1].flushes,
-                idempotent_upload_ms = flushes[0].upload_s * 1e3,
-                transactional_upload_ms = flushes[1].upload_s * 1e3,
-                idempotent_commit_ms = flushes[0].commit_s * 1e3,
-                transactional_commit_ms = flushes[1].commit_s * 1e3,
-                idempotent_appends = flushes[0].appends,
-                transactional_appends = flushes[1].appends,
-                idempotent_append_wait_ms = flushes[0].append_wait_s * 1e3,
-                transactional_append_wait_ms = flushes[1].append_wait_s * 1e3,
-                idempotent_append_ms = flushes[0].append_s * 1e3,
-                transactional_append_ms = flushes[1].append_s * 1e3,
                 "transactions round"
             );
             pairs.push(pair);
@@ -796,6 +793,7 @@ impl FlushCost {
     /// Per-flush figures of the window between `before` and `self`.
     fn since(&self, before: &FlushCost) -> FlushCost {
         let flushes = (self.flushes - before.flushes).max(1.0);
+        let appends = self.appends - before.appends;
         FlushCost {
             flushes,
             partitions: (self.partitions - before.partitions) / flushes,
@@ -809,10 +807,9 @@ impl FlushCost {
             bytes: self.bytes - before.bytes,
             upload_s: (self.upload_s - before.upload_s) / flushes,
             commit_s: (self.commit_s - before.commit_s) / flushes,
-            appends: self.appends - before.appends,
-            append_wait_s: (self.append_wait_s - before.append_wait_s)
-                / (self.appends - before.appends).max(1.0),
-            append_s: (self.append_s - before.append_s) / (self.appends - before.appends).max(1.0),
+            appends,
+            append_wait_s: (self.append_wait_s - before.append_wait_s) / appends.max(1.0),
+            append_s: (self.append_s - before.append_s) / appends.max(1.0),
         }
     }
 }

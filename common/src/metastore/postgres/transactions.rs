@@ -526,8 +526,9 @@ impl Transactions for PgMetastore {
         let Some(object) = markers else {
             // Which markers an end needs is read without a transaction or the lock, in one
             // statement instead of a transaction's four: the end itself reads the record
-            // again under its lock, and writes only if these markers still fit. An answer given from this
-            // read is the state committed when the request came, as good as a later one.
+            // again under its lock, and writes only if these markers still fit. An answer
+            // given from this read is the state committed when the request came, as good as
+            // a later one.
             let existing = load(&*client, id, false).await?;
             return Ok(match end(existing.as_ref(), request)? {
                 EndDecision::AlreadyEnded => EndOutcome::AlreadyEnded,
