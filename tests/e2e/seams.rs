@@ -129,3 +129,102 @@ async fn a_foreign_key_check_on_a_partition_holds_up_no_commit() {
     .expect("no partition lock waits for a foreign-key check");
     holder.rollback().await.expect("rollback");
 }
+
+/// A flush commit sends BEGIN with its first statements and COMMIT with its last, outside
+/// tokio-postgres' `Transaction`, which would have rolled back on drop. Abandoned while it
+/// waits for a partition's lock (its future dropped, as a timeout drops it), it must not hand
+/// its connection back to the pool inside its open transaction: the next commit would run
+/// in it. The connection is closed instead, and the next commit, on a pool of one, stores
+/// its batch at the offset the abandoned one never took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_flush_commit_leaves_no_open_transaction_behind() {
+    use yaks_common::ids::ObjectId;
+    use yaks_common::metastore::{
+        AppendBatch, BatchOutcome, Log, ObjectCommit, PartitionAppend, Topics,
+    };
+
+    let infra = Infra::start().await;
+    let mut config = infra.config().postgres;
+    config.pool_size = 1;
+    let store = yaks_common::metastore::PgMetastore::connect(&config).expect("pool");
+    store.migrate().await.expect("migrations");
+    let topic = store
+        .create_topic("abandoned", 1, &std::collections::BTreeMap::new())
+        .await
+        .expect("create")
+        .expect("new topic");
+    let appends = [PartitionAppend {
+        topic_id: topic.topic_id,
+        partition_index: 0,
+        batches: vec![AppendBatch {
+            byte_offset: 0,
+            byte_length: 10,
+            offset_count: 3,
+            max_timestamp: 5,
+            producer: None,
+            commit_deadline_ms: None,
+        }],
+    }];
+    let commit = |object: ObjectId| ObjectCommit {
+        object,
+        object_key: "k/abandoned",
+        size_bytes: 10,
+        appends: &appends,
+        now_ms: 100,
+        producers_expire_before_ms: 0,
+    };
+
+    let mut sql = infra.sql().await;
+    let holder = sql.transaction().await.expect("begin");
+    holder
+        .execute(
+            "SELECT 1 FROM partitions WHERE topic_id = $1 FOR NO KEY UPDATE",
+            &[&topic.topic_id],
+        )
+        .await
+        .expect("lock the partition");
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        store.commit_object(commit(ObjectId::new(1))),
+    )
+    .await;
+    assert!(waited.is_err(), "the commit waits for the partition's lock");
+    holder.rollback().await.expect("rollback");
+
+    // The abandoned session goes away rather than sitting in its transaction.
+    let sessions_in_transaction = || async {
+        infra
+            .sql()
+            .await
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+                   AND backend_type = 'client backend'",
+                &[],
+            )
+            .await
+            .expect("sessions")
+            .get::<_, i64>(0)
+    };
+    let deadline = yaks_common::clock::now() + std::time::Duration::from_secs(10);
+    while sessions_in_transaction().await > 0 {
+        assert!(
+            yaks_common::clock::now() < deadline,
+            "a session stays in the abandoned commit's transaction"
+        );
+        yaks_common::clock::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let results = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.commit_object(commit(ObjectId::new(2))),
+    )
+    .await
+    .expect("the next commit is not held up")
+    .expect("the next commit");
+    assert_eq!(
+        results[0].batches,
+        vec![BatchOutcome::Appended { base_offset: 0 }],
+        "the abandoned commit stored nothing"
+    );
+}

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Socket};
+use tokio_postgres::{AsyncMessage, NoTls, Socket, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tracing::warn;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ use crate::metastore::plan::{self, PlannedEntry, ProducerKey};
 use crate::metastore::producers::{ProducerState, SequenceRange};
 
 use super::super::log::Log;
-use super::{PgMetastore, SERVER_NOW_MS, pg_error};
+use super::{PgMetastore, Pipelined, SERVER_NOW_MS, pg_error};
 
 #[async_trait]
 impl Log for PgMetastore {
@@ -236,20 +236,23 @@ impl Log for PgMetastore {
     // The writer's flush commit: offsets are assigned here and nowhere else.
     //
     // One transaction per flushed object, whatever the number of partitions in it, in two
-    // round trips:
-    // 1. lock the touched partition rows in (topic_id, partition_index) order, so two writers
-    // committing overlapping partitions queue instead of deadlocking, and read the producer
-    // states and the server's clock under those locks;
-    // 2. after the pure plan ([`plan::plan_commit`]) decided each batch, pipeline the writes:
-    // the commit deadline for the trigger checked at COMMIT, the object row, its index rows,
-    // the partitions' next offsets, the feed notification and the producer states.
+    // round trips (a [`Pipelined`] transaction):
+    // 1. BEGIN, then lock the touched partition rows in (topic_id, partition_index) order,
+    // so two writers committing overlapping partitions queue instead of deadlocking, and
+    // read the producer states and the server's clock under those locks;
+    // 2. after the pure plan ([`plan::plan_commit`]) decided each batch, the writes and
+    // COMMIT: the commit deadline for the trigger checked at COMMIT, the object row, its
+    // index rows, the partitions' next offsets, the feed notification and the producer
+    // states. The partitions' locks, which other commits and transactions' ends to these
+    // partitions wait for, are held for one round trip and the plan.
     //
     // Partitions that vanished (topic deleted while the flush was in flight) are simply
     // absent from the result.
     /// Commits one uploaded object. Each partition must appear at most once in `appends`.
     ///
-    /// A failure before COMMIT was sent is [`StoreError::Retriable`] (nothing happened); a
-    /// failure of the COMMIT itself is [`StoreError::OutcomeUnknown`].
+    /// A failure the server reports before the COMMIT is [`StoreError::Retriable`] (the
+    /// transaction rolled back); a failure of the COMMIT itself, or a connection lost once
+    /// the COMMIT may have gone out, is [`StoreError::OutcomeUnknown`].
     async fn commit_object(
         &self,
         commit: ObjectCommit<'_>,
@@ -274,70 +277,47 @@ impl Log for PgMetastore {
         let producer_topics: Vec<Uuid> = producer_keys.iter().map(|k| k.1).collect();
         let producer_partitions: Vec<i32> = producer_keys.iter().map(|k| k.2).collect();
 
-        let mut client = self.client("commit_object").await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
+        let tx = Pipelined::new(self.client("commit_object").await?);
+        // Prepared before BEGIN (see `Pipelined`): once per connection, then from its cache.
+        let statements = CommitStatements::prepare(tx.client())
+            .await
+            .map_err(pg_error)?;
 
-        // Round trip 1: lock the partitions (*partition locks* in `postgres/mod.rs`: fixed
-        // order and mode, so concurrent commits cannot deadlock) and read what the plan
-        // needs. Producer state is read after the locks are held, so it reflects every
-        // earlier commit to these partitions.
+        // Round trip 1: BEGIN, and lock the partitions (*partition locks* in
+        // `postgres/mod.rs`: fixed order and mode, so concurrent commits cannot deadlock)
+        // and read what the plan needs. Producer state is read after the locks are held, so
+        // it reflects every earlier commit to these partitions. The transactions of the
+        // batches' producers too: an end of one of them either committed before (its
+        // partitions are gone from it) or waits for these locks and comes after what this
+        // commit stores. Where each already starts is not read: `write_transaction_starts`
+        // keeps the first start of a partition. Commit deadlines are in the server's clock,
+        // read after the locks were granted.
         // Expects: the partitions exist; missing ones (deleted topics) are skipped.
-        let lock = tx
-            .prepare_cached(
-                "SELECT topic_id, partition_index, next_offset, log_start_offset
-                 FROM partitions
-                 WHERE (topic_id, partition_index) IN
-                       (SELECT * FROM unnest($1::uuid[], $2::int[]))
-                 ORDER BY topic_id, partition_index
-                 FOR NO KEY UPDATE",
-            )
-            .await
-            .map_err(pg_error)?;
-        let read_producers = tx
-            .prepare_cached(
-                "SELECT s.producer_id, s.topic_id, s.partition_index, s.producer_epoch,
-                        s.recent, s.updated_ms
-                 FROM producer_states s
-                 JOIN unnest($1::bigint[], $2::uuid[], $3::int[])
-                      AS k(producer_id, topic_id, partition_index)
-                   USING (producer_id, topic_id, partition_index)",
-            )
-            .await
-            .map_err(pg_error)?;
-        // The transactions of the batches' producers, read after the locks: an end of one
-        // of them either committed before (its partitions are gone from it) or waits for
-        // these locks and comes after what this commit stores. Where each already starts
-        // is not read: `write_transaction_starts` keeps the first start of a partition.
-        let read_transactions = tx
-            .prepare_cached(
-                "SELECT producer_id, transactional_id, producer_epoch, state = 'Ongoing',
-                        partition_topics, partition_indexes
-                 FROM transactions WHERE producer_id = ANY($1)",
-            )
-            .await
-            .map_err(pg_error)?;
         let transactional_producers = plan::transactional_producers(appends);
-        // Commit deadlines are in this clock, read after the locks were granted.
-        let server_clock = tx.prepare_cached(SERVER_NOW_MS).await.map_err(pg_error)?;
+        let client = tx.client();
         let lock_params: [&(dyn ToSql + Sync); 2] = [&topic_ids, &partitions];
         let producer_params: [&(dyn ToSql + Sync); 3] =
             [&producer_ids, &producer_topics, &producer_partitions];
-        let (locked, producer_rows, transaction_rows, server_now) = futures::try_join!(
-            tx.query(&lock, &lock_params),
+        let ((), locked, producer_rows, transaction_rows, server_now) = futures::try_join!(
+            tx.begin(),
+            client.query(&statements.lock, &lock_params),
             async {
                 if producer_keys.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(&read_producers, &producer_params).await
+                client
+                    .query(&statements.read_producers, &producer_params)
+                    .await
             },
             async {
                 if transactional_producers.is_empty() {
                     return Ok(Vec::new());
                 }
-                tx.query(&read_transactions, &[&transactional_producers])
+                client
+                    .query(&statements.read_transactions, &[&transactional_producers])
                     .await
             },
-            tx.query_one(&server_clock, &[]),
+            client.query_one(&statements.server_clock, &[]),
         )
         .map_err(pg_error)?;
         let mut transactions: HashMap<i64, plan::ProducerTransaction> = HashMap::new();
@@ -392,105 +372,195 @@ impl Log for PgMetastore {
             },
         );
 
-        // Round trip 2: write the plan. An object none of whose batches was stored is not
-        // recorded (its S3 copy is an orphan, collected later).
-        if !plan.entries.is_empty() {
-            let mut columns = EntryColumns::default();
-            for entry in &plan.entries {
-                columns.push(entry);
-            }
-            let (advanced_topics, advanced_partitions, next_offsets) = plan
-                .next_offsets
-                .iter()
-                .copied()
-                .collect::<(Vec<Uuid>, Vec<i32>, Vec<i64>)>();
-            let insert_object = tx
-                .prepare_cached(
-                    "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
-                )
-                .await
-                .map_err(pg_error)?;
-            let insert_entries = tx
-                .prepare_cached(
-                    "INSERT INTO object_index (topic_id, partition_index, base_offset,
-                         last_offset, max_timestamp, object_id, byte_offset, byte_length,
-                         batch_count)
-                     SELECT topic_id, partition_index, base_offset, last_offset, max_timestamp,
-                            $8, byte_offset, byte_length, batch_count
-                     FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[],
-                                 $5::bigint[], $6::bigint[], $7::bigint[], $9::int[])
-                          AS i(topic_id, partition_index, base_offset, last_offset,
-                               max_timestamp, byte_offset, byte_length, batch_count)",
-                )
-                .await
-                .map_err(pg_error)?;
-            // Expects: rows locked in round trip 1, their next_offset unchanged since.
-            let advance = tx
-                .prepare_cached(
-                    "UPDATE partitions p SET next_offset = i.next_offset
-                     FROM unnest($1::uuid[], $2::int[], $3::bigint[])
-                          AS i(topic_id, partition_index, next_offset)
-                     WHERE p.topic_id = i.topic_id AND p.partition_index = i.partition_index",
-                )
-                .await
-                .map_err(pg_error)?;
-            // Delivered to listening readers at COMMIT, in commit order, or not at all.
-            let notify = tx
-                .prepare_cached("SELECT pg_notify($1, $2)")
-                .await
-                .map_err(pg_error)?;
-            let size = commit.size_bytes;
-            let object_params: [&(dyn ToSql + Sync); 3] = [&object_id, &commit.object_key, &size];
-            let entry_params: [&(dyn ToSql + Sync); 9] = [
-                &columns.topic_ids,
-                &columns.partitions,
-                &columns.base_offsets,
-                &columns.last_offsets,
-                &columns.max_timestamps,
-                &columns.byte_offsets,
-                &columns.byte_lengths,
-                &object_id,
-                &columns.batch_counts,
-            ];
-            let advance_params: [&(dyn ToSql + Sync); 3] =
-                [&advanced_topics, &advanced_partitions, &next_offsets];
-            let notify_params: [&(dyn ToSql + Sync); 2] = [&COMMIT_CHANNEL, &object_id];
-            // Checked while COMMIT runs by the deferred trigger of migration V3.
-            let set_deadline = tx
-                .prepare_cached("SELECT set_config('yaks.commit_deadline_ms', $1, true)")
-                .await
-                .map_err(pg_error)?;
-            let deadline = plan
-                .commit_deadline_ms
-                .map_or_else(String::new, |d| d.to_string());
-            let deadline_params: [&(dyn ToSql + Sync); 1] = [&deadline];
-            // Pipelined: sent together, executed by the server in this order.
-            futures::try_join!(
-                tx.execute(&set_deadline, &deadline_params),
-                tx.execute(&insert_object, &object_params),
-                tx.execute(&insert_entries, &entry_params),
-                tx.execute(&advance, &advance_params),
-                tx.execute(&notify, &notify_params),
-                write_producer_states(&tx, &plan.producer_states),
-                write_transaction_starts(&tx, &plan.transaction_starts),
-            )
-            .map_err(pg_error)?;
+        // Round trip 2: write the plan, and COMMIT. An object none of whose batches was
+        // stored is not recorded (its S3 copy is an orphan, collected later).
+        let mut columns = EntryColumns::default();
+        for entry in &plan.entries {
+            columns.push(entry);
         }
-
-        tx.commit().await.map_err(|e| {
-            if e.code().is_some_and(|c| c.code() == DEADLINE_PASSED) {
-                // Refused by the trigger before anything was committed: replanning will
-                // leave the late batches out.
-                return StoreError::Retriable(format!("postgres: {e}"));
+        let (advanced_topics, advanced_partitions, next_offsets) = plan
+            .next_offsets
+            .iter()
+            .copied()
+            .collect::<(Vec<Uuid>, Vec<i32>, Vec<i64>)>();
+        let size = commit.size_bytes;
+        let object_params: [&(dyn ToSql + Sync); 3] = [&object_id, &commit.object_key, &size];
+        let entry_params: [&(dyn ToSql + Sync); 9] = [
+            &columns.topic_ids,
+            &columns.partitions,
+            &columns.base_offsets,
+            &columns.last_offsets,
+            &columns.max_timestamps,
+            &columns.byte_offsets,
+            &columns.byte_lengths,
+            &object_id,
+            &columns.batch_counts,
+        ];
+        let advance_params: [&(dyn ToSql + Sync); 3] =
+            [&advanced_topics, &advanced_partitions, &next_offsets];
+        let notify_params: [&(dyn ToSql + Sync); 2] = [&COMMIT_CHANNEL, &object_id];
+        let deadline = plan
+            .commit_deadline_ms
+            .map_or_else(String::new, |d| d.to_string());
+        let deadline_params: [&(dyn ToSql + Sync); 1] = [&deadline];
+        let writes = async {
+            if plan.entries.is_empty() {
+                return Ok(());
             }
-            match pg_error(e) {
-                StoreError::Retriable(detail) | StoreError::Internal(detail) => {
-                    StoreError::OutcomeUnknown(detail)
-                }
-                other => other,
-            }
-        })?;
+            // Sent together, executed by the server in this order.
+            futures::try_join!(
+                client.execute(&statements.set_deadline, &deadline_params),
+                client.execute(&statements.insert_object, &object_params),
+                client.execute(&statements.insert_entries, &entry_params),
+                client.execute(&statements.advance, &advance_params),
+                client.execute(&statements.notify, &notify_params),
+                write_producer_states(client, &statements, &plan.producer_states),
+                write_transaction_starts(client, &statements, &plan.transaction_starts),
+            )
+            .map(|_| ())
+        };
+        futures::try_join!(
+            async {
+                writes.await.map_err(|e| {
+                    if e.code().is_some() {
+                        // The server refused a write: the transaction is rolled back,
+                        // and the COMMIT behind it answers as a ROLLBACK.
+                        pg_error(e)
+                    } else {
+                        // The connection failed with the COMMIT perhaps sent.
+                        StoreError::OutcomeUnknown(pg_error(e).to_string())
+                    }
+                })
+            },
+            async { tx.commit().await.map_err(commit_error) },
+        )?;
+        tx.finish();
         Ok(plan.results)
+    }
+}
+
+/// What a failed COMMIT of a flush means for the flush.
+fn commit_error(e: tokio_postgres::Error) -> StoreError {
+    if e.code().is_some_and(|c| c.code() == DEADLINE_PASSED) {
+        // Refused by the trigger before anything was committed: replanning will leave the
+        // late batches out.
+        return StoreError::Retriable(format!("postgres: {e}"));
+    }
+    match pg_error(e) {
+        StoreError::Retriable(detail) | StoreError::Internal(detail) => {
+            StoreError::OutcomeUnknown(detail)
+        }
+        other => other,
+    }
+}
+
+/// The flush commit's statements, prepared before its transaction begins (see
+/// [`Pipelined`]).
+struct CommitStatements {
+    lock: Statement,
+    read_producers: Statement,
+    read_transactions: Statement,
+    server_clock: Statement,
+    set_deadline: Statement,
+    insert_object: Statement,
+    insert_entries: Statement,
+    advance: Statement,
+    notify: Statement,
+    producer_states: Statement,
+    transaction_starts: Statement,
+}
+
+impl CommitStatements {
+    /// From the connection's cache; on a new connection, prepared in one round trip.
+    async fn prepare(
+        client: &deadpool_postgres::ClientWrapper,
+    ) -> Result<Self, tokio_postgres::Error> {
+        let (lock, read_producers, read_transactions, server_clock) = futures::try_join!(
+            client.prepare_cached(
+                "SELECT topic_id, partition_index, next_offset, log_start_offset
+                 FROM partitions
+                 WHERE (topic_id, partition_index) IN
+                       (SELECT * FROM unnest($1::uuid[], $2::int[]))
+                 ORDER BY topic_id, partition_index
+                 FOR NO KEY UPDATE",
+            ),
+            client.prepare_cached(
+                "SELECT s.producer_id, s.topic_id, s.partition_index, s.producer_epoch,
+                        s.recent, s.updated_ms
+                 FROM producer_states s
+                 JOIN unnest($1::bigint[], $2::uuid[], $3::int[])
+                      AS k(producer_id, topic_id, partition_index)
+                   USING (producer_id, topic_id, partition_index)",
+            ),
+            client.prepare_cached(
+                "SELECT producer_id, transactional_id, producer_epoch, state = 'Ongoing',
+                        partition_topics, partition_indexes
+                 FROM transactions WHERE producer_id = ANY($1)",
+            ),
+            client.prepare_cached(SERVER_NOW_MS),
+        )?;
+        let (set_deadline, insert_object, insert_entries, advance, notify) = futures::try_join!(
+            // Checked while COMMIT runs by the deferred trigger of migration V3.
+            client.prepare_cached("SELECT set_config('yaks.commit_deadline_ms', $1, true)"),
+            client.prepare_cached(
+                "INSERT INTO objects (object_id, object_key, size_bytes) VALUES ($1, $2, $3)",
+            ),
+            client.prepare_cached(
+                "INSERT INTO object_index (topic_id, partition_index, base_offset,
+                     last_offset, max_timestamp, object_id, byte_offset, byte_length,
+                     batch_count)
+                 SELECT topic_id, partition_index, base_offset, last_offset, max_timestamp,
+                        $8, byte_offset, byte_length, batch_count
+                 FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[],
+                             $5::bigint[], $6::bigint[], $7::bigint[], $9::int[])
+                      AS i(topic_id, partition_index, base_offset, last_offset,
+                           max_timestamp, byte_offset, byte_length, batch_count)",
+            ),
+            // Expects: rows locked in round trip 1, their next_offset unchanged since.
+            client.prepare_cached(
+                "UPDATE partitions p SET next_offset = i.next_offset
+                 FROM unnest($1::uuid[], $2::int[], $3::bigint[])
+                      AS i(topic_id, partition_index, next_offset)
+                 WHERE p.topic_id = i.topic_id AND p.partition_index = i.partition_index",
+            ),
+            // Delivered to listening readers at COMMIT, in commit order, or not at all.
+            client.prepare_cached("SELECT pg_notify($1, $2)"),
+        )?;
+        let (producer_states, transaction_starts) = futures::try_join!(
+            // Expects: the partitions' rows are locked by this transaction, so no other
+            // commit touches these states concurrently.
+            client.prepare_cached(
+                "INSERT INTO producer_states AS s (producer_id, topic_id, partition_index,
+                     producer_epoch, recent, updated_ms)
+                 SELECT producer_id, topic_id, partition_index, producer_epoch,
+                        recent::bigint[], updated_ms
+                 FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::smallint[],
+                             $5::text[], $6::bigint[])
+                      AS i(producer_id, topic_id, partition_index, producer_epoch, recent,
+                           updated_ms)
+                 ON CONFLICT (producer_id, topic_id, partition_index) DO UPDATE
+                 SET producer_epoch = EXCLUDED.producer_epoch, recent = EXCLUDED.recent,
+                     updated_ms = EXCLUDED.updated_ms",
+            ),
+            client.prepare_cached(
+                "INSERT INTO txn_starts (topic_id, partition_index, producer_id, first_offset)
+                 SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[])
+                 ON CONFLICT DO NOTHING",
+            ),
+        )?;
+        Ok(CommitStatements {
+            lock,
+            read_producers,
+            read_transactions,
+            server_clock,
+            set_deadline,
+            insert_object,
+            insert_entries,
+            advance,
+            notify,
+            producer_states,
+            transaction_starts,
+        })
     }
 }
 
@@ -715,7 +785,8 @@ impl EntryColumns {
 /// partitions locked by this transaction, as an end of the transaction locks them to
 /// delete these rows.
 async fn write_transaction_starts(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &tokio_postgres::Client,
+    statements: &CommitStatements,
     starts: &[plan::TransactionStart],
 ) -> Result<u64, tokio_postgres::Error> {
     if starts.is_empty() {
@@ -731,15 +802,11 @@ async fn write_transaction_starts(
         producers.push(start.producer_id);
         offsets.push(start.first_offset);
     }
-    // Cached like the commit's other statements: it runs under the partitions' locks.
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO txn_starts (topic_id, partition_index, producer_id, first_offset)
-             SELECT * FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[])
-             ON CONFLICT DO NOTHING",
+    client
+        .execute(
+            &statements.transaction_starts,
+            &[&topics, &partitions, &producers, &offsets],
         )
-        .await?;
-    tx.execute(&statement, &[&topics, &partitions, &producers, &offsets])
         .await
 }
 
@@ -747,7 +814,8 @@ async fn write_transaction_starts(
 /// batches travel as the text of a bigint array, since `unnest` would flatten an array of
 /// arrays.
 async fn write_producer_states(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &tokio_postgres::Client,
+    statements: &CommitStatements,
     states: &[(ProducerKey, ProducerState)],
 ) -> Result<u64, tokio_postgres::Error> {
     if states.is_empty() {
@@ -767,35 +835,19 @@ async fn write_producer_states(
         recents.push(encode_recent(&state.recent));
         updated.push(state.updated_ms);
     }
-    // Expects: the partitions' rows are locked by this transaction, so no other commit
-    // touches these states concurrently.
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO producer_states AS s (producer_id, topic_id, partition_index,
-                 producer_epoch, recent, updated_ms)
-             SELECT producer_id, topic_id, partition_index, producer_epoch, recent::bigint[],
-                    updated_ms
-             FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::smallint[], $5::text[],
-                         $6::bigint[])
-                  AS i(producer_id, topic_id, partition_index, producer_epoch, recent,
-                       updated_ms)
-             ON CONFLICT (producer_id, topic_id, partition_index) DO UPDATE
-             SET producer_epoch = EXCLUDED.producer_epoch, recent = EXCLUDED.recent,
-                 updated_ms = EXCLUDED.updated_ms",
+    client
+        .execute(
+            &statements.producer_states,
+            &[
+                &producer_ids,
+                &topic_ids,
+                &partitions,
+                &epochs,
+                &recents,
+                &updated,
+            ],
         )
-        .await?;
-    tx.execute(
-        &statement,
-        &[
-            &producer_ids,
-            &topic_ids,
-            &partitions,
-            &epochs,
-            &recents,
-            &updated,
-        ],
-    )
-    .await
+        .await
 }
 
 /// `{first,last,base,first,last,base,...}`, oldest batch first.

@@ -159,7 +159,7 @@ impl PgMetastore {
             .pool_wait
             .observe((got - asked).as_secs_f64());
         Ok(TimedClient {
-            client,
+            client: Some(client),
             operation,
             since: got,
         })
@@ -218,22 +218,99 @@ pub(crate) async fn execute_cached<C: GenericClient>(
 
 /// A pooled connection that records, when dropped, how long its operation held it.
 pub(crate) struct TimedClient {
-    client: deadpool_postgres::Object,
+    /// `None` only once [`TimedClient::discard`] took it.
+    client: Option<deadpool_postgres::Object>,
     operation: &'static str,
     since: Instant,
+}
+
+impl TimedClient {
+    /// Closes the connection rather than returning it to the pool: for a session whose
+    /// state is not known, such as a [`Pipelined`] transaction left midway. The server
+    /// rolls back what the session had open when the connection closes.
+    fn discard(mut self) {
+        if let Some(object) = self.client.take() {
+            drop(deadpool_postgres::Object::take(object));
+        }
+    }
 }
 
 impl std::ops::Deref for TimedClient {
     type Target = deadpool_postgres::Object;
 
     fn deref(&self) -> &Self::Target {
-        &self.client
+        self.client
+            .as_ref()
+            .expect("a connection is taken only by discard, which consumes the client")
     }
 }
 
 impl std::ops::DerefMut for TimedClient {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.client
+        self.client
+            .as_mut()
+            .expect("a connection is taken only by discard, which consumes the client")
+    }
+}
+
+/// A transaction whose BEGIN is sent with its first statements and whose COMMIT with its
+/// last: two round trips where `tokio_postgres::Transaction` takes four, and for the flush
+/// commit two fewer during which the partitions' locks are held.
+///
+/// `Transaction` cannot do that (its BEGIN is awaited before it exists), and it is what
+/// rolls back a transaction dropped midway. Here, a `Pipelined` dropped before
+/// [`Pipelined::finish`] (an error, or its future cancelled) closes its connection
+/// instead: handed back to the pool inside an open transaction, it would run the next
+/// operation's statements inside this one.
+///
+/// Every statement must be prepared before it is joined with BEGIN or COMMIT: a prepare's
+/// round trip inside the join would send its statement after the COMMIT, outside the
+/// transaction.
+pub(crate) struct Pipelined {
+    /// `None` once finished.
+    client: Option<TimedClient>,
+}
+
+impl Pipelined {
+    /// Takes `client`, which must be idle (outside any transaction).
+    pub(crate) fn new(client: TimedClient) -> Self {
+        Pipelined {
+            client: Some(client),
+        }
+    }
+
+    /// The connection, to prepare and send statements on.
+    pub(crate) fn client(&self) -> &deadpool_postgres::Client {
+        self.client
+            .as_ref()
+            .expect("a Pipelined is used only until it finishes")
+    }
+
+    /// BEGIN, to be joined ahead of the transaction's first statements (a join polls its
+    /// futures in order, and each sends its statement when first polled).
+    pub(crate) async fn begin(&self) -> Result<(), tokio_postgres::Error> {
+        self.client().batch_execute("BEGIN").await
+    }
+
+    /// COMMIT, to be joined behind the transaction's last statements. It answers `Ok`
+    /// even when an earlier statement failed (the server then rolls back): only with
+    /// every statement's success does it mean committed.
+    pub(crate) async fn commit(&self) -> Result<(), tokio_postgres::Error> {
+        self.client().batch_execute("COMMIT").await
+    }
+
+    /// Returns the connection to the pool, once the COMMIT and every statement before it
+    /// have answered.
+    pub(crate) fn finish(mut self) {
+        drop(self.client.take());
+    }
+}
+
+impl Drop for Pipelined {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            client.discard();
+        }
     }
 }
 
