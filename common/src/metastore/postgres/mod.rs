@@ -304,6 +304,14 @@ impl Pipelined {
     pub(crate) fn finish(mut self) {
         drop(self.client.take());
     }
+
+    /// Rolls back and returns the connection to the pool: for a transaction that decided,
+    /// from what it read, to write nothing. Dropped instead, it would cost a connection.
+    pub(crate) async fn rollback(self) -> Result<(), tokio_postgres::Error> {
+        self.client().batch_execute("ROLLBACK").await?;
+        self.finish();
+        Ok(())
+    }
 }
 
 impl Drop for Pipelined {

@@ -14,7 +14,7 @@ use crate::metastore::groups::{CommittedOffset, encode_members};
 use crate::metastore::transactions::*;
 
 use super::log::COMMIT_CHANNEL;
-use super::{PgMetastore, execute_cached, pg_error, query_cached};
+use super::{PgMetastore, Pipelined, execute_cached, pg_error, query_cached};
 
 /// Class of the advisory locks that serialise InitProducerId per transactional id, whose
 /// row may not exist yet to be locked ("tx").
@@ -142,13 +142,16 @@ impl<'a> RecordRow<'a> {
 
 /// Ends `record`'s open transaction with `object`'s markers: indexes each partition's
 /// marker at the partition's next offset, records the aborted ranges or moves the staged
-/// offsets, and leaves the record ended. Expects: the record's row locked by `tx`.
+/// offsets, and leaves the record ended. Expects: the record's row locked by the
+/// transaction `client` is in; with `commit`, that transaction, ended here.
 ///
 /// After the partitions' locks, every statement is sent at once (pipelined; the server
-/// runs them in order), as the flush commit does: the locks, which flush commits of the
-/// same partitions wait for, are held for two round trips and the COMMIT, not ten.
-async fn write_end(
-    tx: &Tx<'_>,
+/// runs them in order), as the flush commit does, and with `commit` the COMMIT behind
+/// them: the locks, which flush commits of the same partitions wait for, are held for one
+/// round trip and the COMMIT's, not ten.
+async fn write_end<C: GenericClient>(
+    client: &C,
+    commit: Option<&Pipelined>,
     record: &TxnRecord,
     object: &MarkerObject,
     now_ms: i64,
@@ -156,7 +159,8 @@ async fn write_end(
     let id = record.transactional_id.as_str();
     let markers = &object.markers;
     let (topics, partitions): (Vec<Uuid>, Vec<i32>) = record.partitions.iter().copied().unzip();
-    let prepare = |sql: &'static str| async move { tx.prepare_cached(sql).await.map_err(pg_error) };
+    let prepare =
+        |sql: &'static str| async move { client.prepare_cached(sql).await.map_err(pg_error) };
     let mut rows = Columns::default();
     if !topics.is_empty() {
         // The partitions' locks, in the flush commit's order and mode so neither can
@@ -164,7 +168,7 @@ async fn write_end(
         // transaction's data either finished before (its batches come before the marker)
         // or finds the transaction ended and refuses them.
         let locked = query_cached(
-            tx,
+            client,
             "SELECT topic_id, partition_index, next_offset FROM partitions
              WHERE (topic_id, partition_index) IN
                    (SELECT * FROM unnest($1::uuid[], $2::int[]))
@@ -314,19 +318,23 @@ async fn write_end(
     }
     let ended_row = RecordRow::of(&ended);
     writes.push((
-        tx.prepare_cached(&store_statement())
+        client
+            .prepare_cached(&store_statement())
             .await
             .map_err(pg_error)?,
         ended_row.params().to_vec(),
     ));
-    futures::future::try_join_all(
+    // Fewer than 30 futures: `try_join_all` polls them in order, so they are sent in order.
+    let written = futures::future::try_join_all(
         writes
             .iter()
-            .map(|(statement, params)| tx.execute(statement, params.as_slice())),
-    )
-    .await
-    .map_err(pg_error)?;
-    Ok(())
+            .map(|(statement, params)| client.execute(statement, params.as_slice())),
+    );
+    match commit {
+        Some(tx) => futures::try_join!(written, tx.commit()).map(|_| ()),
+        None => written.await.map(|_| ()),
+    }
+    .map_err(pg_error)
 }
 
 /// The marker index rows of one end, as columns.
@@ -429,7 +437,7 @@ impl Transactions for PgMetastore {
                     let record = existing.take().expect("an abort needs a record");
                     match markers {
                         Some(object) if object.fits(&wanted) => {
-                            write_end(&tx, &record, object, request.now_ms).await?;
+                            write_end(&tx, None, &record, object, request.now_ms).await?;
                             existing = Some(ended(&record, &wanted, request.now_ms));
                             // The client's expectation was met before the abort moved the
                             // epoch on.
@@ -454,16 +462,54 @@ impl Transactions for PgMetastore {
         groups: &[String],
         now_ms: i64,
     ) -> Result<(), TxnError> {
-        let mut client = self.client("add_to_transaction").await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let existing = load(&tx, producer.transactional_id, true).await?;
-        let Some(next) = add(existing.as_ref(), producer, partitions, groups, now_ms)? else {
-            return Ok(());
+        let tx = Pipelined::new(self.client("add_to_transaction").await?);
+        let client = tx.client();
+        // Prepared before BEGIN (see `Pipelined`).
+        let store_sql = store_statement();
+        let (store_statement, relaxed) = futures::try_join!(
+            client.prepare_cached(&store_sql),
+            client.prepare_cached("SELECT set_config('synchronous_commit', 'off', true)"),
+        )
+        .map_err(pg_error)?;
+        let ((), existing) = futures::try_join!(
+            async { tx.begin().await.map_err(pg_error) },
+            load(client, producer.transactional_id, true),
+        )?;
+        let next = match add(existing.as_ref(), producer, partitions, groups, now_ms) {
+            Ok(Some(next)) => next,
+            unchanged_or_refused => {
+                tx.rollback().await.map_err(pg_error)?;
+                return unchanged_or_refused.map(|_| ());
+            }
         };
         // A partition whose topic is deleted meanwhile stays listed: the end skips it, as it
         // skips any partition that is gone.
-        store(&tx, &next).await?;
-        tx.commit().await.map_err(pg_error)?;
+        //
+        //
+        // Partitions alone need not wait for the WAL to reach the disk. What depends on
+        // them is written after them: a flush commit storing the transaction's data, which
+        // reads the record, or its end, which locks it. Both wait for their own commit to
+        // be flushed, and the WAL is flushed in order, so whatever the client was told about
+        // its data is durable together with this. A crash that loses the partitions loses
+        // no acknowledged data either: the data is then refused as outside the transaction,
+        // as a Kafka broker refuses it, and the client aborts. Groups (AddOffsetsToTxn) wait:
+        // the offsets a lost group would refuse are sent later, and the client would find
+        // out only then.
+        let row = RecordRow::of(&next);
+        let params = row.params();
+        let relax = groups.is_empty();
+        futures::try_join!(
+            async {
+                if relax {
+                    client.execute(&relaxed, &[]).await?;
+                }
+                Ok(())
+            },
+            client.execute(&store_statement, &params),
+            tx.commit(),
+        )
+        .map_err(pg_error)?;
+        tx.finish();
         Ok(())
     }
 
@@ -474,10 +520,36 @@ impl Transactions for PgMetastore {
         offsets: &[CommittedOffset],
         now_ms: i64,
     ) -> Result<(), TxnError> {
-        let mut client = self.client("stage_offsets").await?;
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let existing = load(&tx, producer.transactional_id, true).await?;
-        stage(existing.as_ref(), producer, group_id)?;
+        let tx = Pipelined::new(self.client("stage_offsets").await?);
+        let client = tx.client();
+        // Prepared before BEGIN (see `Pipelined`). The last of a partition listed twice
+        // wins, as in a standalone commit.
+        let insert = client
+            .prepare_cached(
+                "INSERT INTO txn_offsets (transactional_id, group_id, topic, partition_index,
+                     committed_offset, leader_epoch, metadata, commit_ms)
+                 SELECT DISTINCT ON (t.topic, t.partition_index) $1, $2, t.topic,
+                        t.partition_index, t.committed_offset, t.leader_epoch, t.metadata, $8
+                 FROM unnest($3::text[], $4::int[], $5::bigint[], $6::int[], $7::text[])
+                      WITH ORDINALITY AS t(topic, partition_index, committed_offset,
+                                           leader_epoch, metadata, n)
+                 ORDER BY t.topic, t.partition_index, t.n DESC
+                 ON CONFLICT (transactional_id, group_id, topic, partition_index) DO UPDATE SET
+                     committed_offset = excluded.committed_offset,
+                     leader_epoch = excluded.leader_epoch,
+                     metadata = excluded.metadata,
+                     commit_ms = excluded.commit_ms",
+            )
+            .await
+            .map_err(pg_error)?;
+        let ((), existing) = futures::try_join!(
+            async { tx.begin().await.map_err(pg_error) },
+            load(client, producer.transactional_id, true),
+        )?;
+        if let Err(refused) = stage(existing.as_ref(), producer, group_id) {
+            tx.rollback().await.map_err(pg_error)?;
+            return Err(refused);
+        }
         let topics: Vec<&str> = offsets.iter().map(|o| o.topic.as_str()).collect();
         let partitions: Vec<i32> = offsets.iter().map(|o| o.partition_index).collect();
         let values: Vec<i64> = offsets.iter().map(|o| o.offset).collect();
@@ -493,26 +565,10 @@ impl Transactions for PgMetastore {
             &metadata,
             &now_ms,
         ];
-        // The last of a partition listed twice wins, as in a standalone commit.
-        execute_cached(
-            &tx,
-            "INSERT INTO txn_offsets (transactional_id, group_id, topic, partition_index,
-                 committed_offset, leader_epoch, metadata, commit_ms)
-             SELECT DISTINCT ON (t.topic, t.partition_index) $1, $2, t.topic,
-                    t.partition_index, t.committed_offset, t.leader_epoch, t.metadata, $8
-             FROM unnest($3::text[], $4::int[], $5::bigint[], $6::int[], $7::text[])
-                  WITH ORDINALITY AS t(topic, partition_index, committed_offset,
-                                       leader_epoch, metadata, n)
-             ORDER BY t.topic, t.partition_index, t.n DESC
-             ON CONFLICT (transactional_id, group_id, topic, partition_index) DO UPDATE SET
-                 committed_offset = excluded.committed_offset,
-                 leader_epoch = excluded.leader_epoch,
-                 metadata = excluded.metadata,
-                 commit_ms = excluded.commit_ms",
-            &params,
-        )
-        .await?;
-        tx.commit().await.map_err(pg_error)?;
+        // Unlike the record of AddPartitionsToTxn, these rows wait for the WAL's flush: an
+        // end after a crash that lost them would commit the transaction without them.
+        futures::try_join!(client.execute(&insert, &params), tx.commit()).map_err(pg_error)?;
+        tx.finish();
         Ok(())
     }
 
@@ -522,7 +578,7 @@ impl Transactions for PgMetastore {
         markers: Option<&MarkerObject>,
     ) -> Result<EndOutcome, TxnError> {
         let id = request.producer.transactional_id;
-        let mut client = self.client("end_transaction").await?;
+        let client = self.client("end_transaction").await?;
         let Some(object) = markers else {
             // Which markers an end needs is read without a transaction or the lock, in one
             // statement instead of a transaction's four: the end itself reads the record
@@ -535,18 +591,25 @@ impl Transactions for PgMetastore {
                 EndDecision::Write(wanted) => EndOutcome::NeedsMarkers(wanted),
             });
         };
-        let tx = client.transaction().await.map_err(pg_error)?;
-        let existing = load(&tx, id, true).await?;
-        let wanted = match end(existing.as_ref(), request)? {
-            EndDecision::AlreadyEnded => return Ok(EndOutcome::AlreadyEnded),
-            EndDecision::Write(wanted) => wanted,
-        };
-        if !object.fits(&wanted) {
-            return Ok(EndOutcome::NeedsMarkers(wanted));
+        let tx = Pipelined::new(client);
+        let ((), existing) = futures::try_join!(
+            async { tx.begin().await.map_err(pg_error) },
+            load(tx.client(), id, true),
+        )?;
+        match end(existing.as_ref(), request) {
+            Ok(EndDecision::Write(wanted)) if object.fits(&wanted) => {}
+            decided => {
+                // Nothing to write: ended already, refused, or other markers are needed.
+                tx.rollback().await.map_err(pg_error)?;
+                return Ok(match decided? {
+                    EndDecision::AlreadyEnded => EndOutcome::AlreadyEnded,
+                    EndDecision::Write(wanted) => EndOutcome::NeedsMarkers(wanted),
+                });
+            }
         }
         let record = existing.expect("an end needs a record");
-        write_end(&tx, &record, object, request.now_ms).await?;
-        tx.commit().await.map_err(pg_error)?;
+        write_end(tx.client(), Some(&tx), &record, object, request.now_ms).await?;
+        tx.finish();
         Ok(EndOutcome::Ended)
     }
 
