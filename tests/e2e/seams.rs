@@ -139,9 +139,7 @@ async fn a_foreign_key_check_on_a_partition_holds_up_no_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_flush_commit_leaves_no_open_transaction_behind() {
     use yaks_common::ids::ObjectId;
-    use yaks_common::metastore::{
-        AppendBatch, BatchOutcome, Log, ObjectCommit, PartitionAppend, Topics,
-    };
+    use yaks_common::metastore::{BatchOutcome, Log, ObjectCommit, Topics};
 
     let infra = Infra::start().await;
     let mut config = infra.config().postgres;
@@ -153,18 +151,13 @@ async fn an_abandoned_flush_commit_leaves_no_open_transaction_behind() {
         .await
         .expect("create")
         .expect("new topic");
-    let appends = [PartitionAppend {
-        topic_id: topic.topic_id,
-        partition_index: 0,
-        batches: vec![AppendBatch {
-            byte_offset: 0,
-            byte_length: 10,
-            offset_count: 3,
-            max_timestamp: 5,
-            producer: None,
-            commit_deadline_ms: None,
-        }],
-    }];
+    let appends = [yaks_common::metastore::suite::plain_append(
+        topic.topic_id,
+        0,
+        0,
+        3,
+        5,
+    )];
     let commit = |object: ObjectId| ObjectCommit {
         object,
         object_key: "k/abandoned",

@@ -255,7 +255,7 @@ impl std::ops::DerefMut for TimedClient {
 
 /// A transaction whose BEGIN is sent with its first statements and whose COMMIT with its
 /// last: two round trips where `tokio_postgres::Transaction` takes four, and for the flush
-/// commit two fewer during which the partitions' locks are held.
+/// commit one fewer during which the partitions' locks are held.
 ///
 /// `Transaction` cannot do that (its BEGIN is awaited before it exists), and it is what
 /// rolls back a transaction dropped midway. Here, a `Pipelined` dropped before

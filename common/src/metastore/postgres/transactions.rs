@@ -485,7 +485,6 @@ impl Transactions for PgMetastore {
         // A partition whose topic is deleted meanwhile stays listed: the end skips it, as it
         // skips any partition that is gone.
         //
-        //
         // Partitions alone need not wait for the WAL to reach the disk. What depends on
         // them is written after them: a flush commit storing the transaction's data, which
         // reads the record, or its end, which locks it. Both wait for their own commit to

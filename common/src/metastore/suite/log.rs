@@ -10,17 +10,14 @@ async fn committed_orders(store: &dyn Metastore) -> TopicMeta {
     // Commits assign contiguous offsets per partition, in commit order, and are announced
     // on the commit feed in that order.
     let mut feed = store.commit_feed().await.expect("commit feed");
-    let append = |topic_id, partition_index, offset_count, byte_offset| PartitionAppend {
-        topic_id,
-        partition_index,
-        batches: vec![AppendBatch {
+    let append = |topic_id, partition_index, offset_count, byte_offset| {
+        plain_append(
+            topic_id,
+            partition_index,
             byte_offset,
-            byte_length: 10,
             offset_count,
-            max_timestamp: 1_000 + offset_count,
-            producer: None,
-            commit_deadline_ms: None,
-        }],
+            1_000 + offset_count,
+        )
     };
     let first = ObjectId::new(1);
     let results = store

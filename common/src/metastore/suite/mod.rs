@@ -89,6 +89,29 @@ async fn create_orders(store: &dyn Metastore) -> TopicMeta {
     orders
 }
 
+/// One batch of `offset_count` records without a producer id, 10 bytes at `byte_offset` of
+/// its object, for partition `partition_index` of `topic_id`: what a plain producer sends.
+pub fn plain_append(
+    topic_id: Uuid,
+    partition_index: i32,
+    byte_offset: i64,
+    offset_count: i64,
+    max_timestamp: i64,
+) -> PartitionAppend {
+    PartitionAppend {
+        topic_id,
+        partition_index,
+        batches: vec![AppendBatch {
+            byte_offset,
+            byte_length: 10,
+            offset_count,
+            max_timestamp,
+            producer: None,
+            commit_deadline_ms: None,
+        }],
+    }
+}
+
 /// A flush commit of `appends` as object `object`, 20 bytes long.
 fn commit<'a>(
     object: ObjectId,

@@ -11,18 +11,7 @@ async fn three_flushes(store: &dyn Metastore) -> TopicMeta {
         .expect("create")
         .expect("new topic");
     for (n, key) in ["k/c1", "k/c2", "k/c3"].iter().enumerate() {
-        let appends = vec![PartitionAppend {
-            topic_id: topic.topic_id,
-            partition_index: 0,
-            batches: vec![AppendBatch {
-                byte_offset: 0,
-                byte_length: 10,
-                offset_count: 2,
-                max_timestamp: 100 + n as i64,
-                producer: None,
-                commit_deadline_ms: None,
-            }],
-        }];
+        let appends = vec![plain_append(topic.topic_id, 0, 0, 2, 100 + n as i64)];
         store
             .commit_object(commit(ObjectId::new(20 + n as i64), key, &appends, 20_000))
             .await
