@@ -144,6 +144,9 @@ async fn an_abandoned_flush_commit_leaves_no_open_transaction_behind() {
     let infra = Infra::start().await;
     let mut config = infra.config().postgres;
     config.pool_size = 1;
+    // The server's own limit on idle transactions (10 s by default) would end a leaked one
+    // in time to hide it.
+    config.idle_in_transaction_timeout_ms = 0;
     let store = yaks_common::metastore::PgMetastore::connect(&config).expect("pool");
     store.migrate().await.expect("migrations");
     let topic = store
